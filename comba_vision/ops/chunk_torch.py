@@ -1,0 +1,92 @@
+"""Chunkwise Comba in plain PyTorch: the CPU path (differentiable through autograd).
+
+Per chunk of ``C`` tokens, with ``c`` the in-chunk cumulative log decay and ``cf`` the decay the
+feedback term sees (``c - g`` for SPLR, ``c`` for IPLR, whose feedback key is also doubled):
+
+    L   = strict_lower(P K^T * exp(cf_i - c_j))
+    A   = I + Diag(beta) L                            (unit lower triangular, one solve per chunk)
+    U0  = A^-1 Diag(beta) V,   W = A^-1 Diag(beta exp(cf)) P
+    u   = U0 - W h                                    (h: state at the chunk start, [K, V])
+    o   = Diag(exp(c)) Q h + lower(Q K^T * exp(c_i - c_j)) u
+    h'  = exp(c_last) h + K^T Diag(exp(c_last - c)) u
+
+Everything that does not depend on the state is computed for all chunks at once; only the short
+state pass walks the chunks in order.  Computes in float32 (float64 for float64 inputs).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+CHUNK_SIZE = 64
+
+
+def comba_chunk_torch(
+    q, k, v, p, g, beta,
+    scale: float,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    variant: str = "splr",
+    reverse: bool = False,
+    chunk_size: int = CHUNK_SIZE,
+):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    out_dtype = v.dtype
+    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    q, k, v, p, g, beta = (x.to(cdt) for x in (q, k, v, p, g, beta))
+    if reverse:
+        q, k, v, p, g, beta = (x.flip(1) for x in (q, k, v, p, g, beta))
+    C = chunk_size if T >= chunk_size else max(T, 1)
+    NT = (T + C - 1) // C
+    pad = NT * C - T
+
+    def prep(x):  # [B, T, H, D] -> [B, H, NT, C, D]
+        x = x.transpose(1, 2)
+        if pad:
+            x = F.pad(x, (0, 0, 0, pad))
+        return x.reshape(B, H, NT, C, x.shape[-1])
+
+    def prep_s(x):  # [B, T, H] -> [B, H, NT, C]
+        x = x.transpose(1, 2)
+        if pad:
+            x = F.pad(x, (0, pad))
+        return x.reshape(B, H, NT, C)
+
+    q, k, v, p = prep(q) * scale, prep(k), prep(v), prep(p)
+    g, beta = prep_s(g), prep_s(beta)
+    c = g.cumsum(-1)
+    if variant == "iplr":
+        cf = c
+        p = 2.0 * p
+    else:
+        cf = c - g
+    idx = torch.arange(C, device=q.device)
+    strict = idx[:, None] > idx[None, :]
+    incl = idx[:, None] >= idx[None, :]
+    neg_inf = torch.finfo(cdt).min
+    dec_f = (cf[..., :, None] - c[..., None, :]).masked_fill(~strict, neg_inf).exp()
+    dec_o = (c[..., :, None] - c[..., None, :]).masked_fill(~incl, neg_inf).exp()
+    L = (p @ k.transpose(-1, -2)) * dec_f
+    A = torch.eye(C, dtype=cdt, device=q.device) + beta[..., None] * L
+    rhs = torch.cat([beta[..., None] * v, (beta * cf.exp())[..., None] * p], dim=-1)
+    sol = torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)
+    U0, W = sol[..., :V], sol[..., V:]
+    Aqk = (q @ k.transpose(-1, -2)) * dec_o
+    c_last = c[..., -1]                                   # [B, H, NT]
+    k_end = k * (c_last[..., None] - c).exp()[..., None]  # keys decayed to the chunk end
+    q_dec = q * c.exp()[..., None]
+
+    h = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(cdt)
+    outs = []
+    for n in range(NT):
+        u = U0[:, :, n] - W[:, :, n] @ h
+        outs.append(q_dec[:, :, n] @ h + Aqk[:, :, n] @ u)
+        h = c_last[:, :, n, None, None].exp() * h + k_end[:, :, n].transpose(-1, -2) @ u
+    o = torch.stack(outs, dim=2).reshape(B, H, NT * C, V)[:, :, :T].transpose(1, 2)
+    if reverse:
+        o = o.flip(1)
+    final = None
+    if output_final_state:
+        final = h if cdt == torch.float64 else h.float()
+    return o.to(out_dtype), final

@@ -1,0 +1,405 @@
+"""Triton chunkwise Comba: forward and backward kernels (chunk size 64, float32 state and solve).
+
+Launches (B*H programs on the second grid axis everywhere; NT = number of chunks):
+
+forward
+  1. ``_fwd_prepare``  grid (NT, B*H):   in-chunk P K^T with decays, the unit-lower-triangular inverse
+     M = (I + Diag(beta) L)^-1 by row substitution in registers, W = M Diag(beta e^cf) P, U0 = M Diag(beta) V.
+  2. ``_fwd_state``    grid (V/BV, B*H): walks the chunks in order holding the state [K, BV] on chip;
+     stores the state at each chunk start and turns U0 into u = U0 - W h in place.
+  3. ``_fwd_output``   grid (NT, B*H):   o = Diag(e^c) Q h + lower(Q K^T * decay) u.
+backward
+  4. ``_bwd_dv_local`` grid (NT, B*H):   dU = lower(Q K^T * decay)^T dO.
+  5. ``_bwd_state``    grid (V/BV, B*H): walks the chunks backwards holding dh [K, BV]; completes
+     dU += Diag(e^(c_last - c)) K dh and stores dh at each chunk end (and dh0).
+  6. ``_bwd_grads``    grid (NT, B*H):   every input gradient of one chunk from M, u, dU, h, dh.
+
+``REVERSE`` maps the scan position s to the token T - 1 - s inside the loads and stores, so the
+reverse scan reads the caller's tensors in place.  All arithmetic is float32 (inputs are converted
+on load); products use IEEE float32 for float32 inputs and TF32 for half-precision inputs.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+BT = 64
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def _rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr):
+    """Row index into a [B, T, H, ...] tensor for each scan position of chunk i_t, and its mask."""
+    s = i_t * BT + tl.arange(0, BT)
+    m = s < T
+    if REVERSE:
+        t = T - 1 - s
+    else:
+        t = s
+    t = tl.where(m, t, 0)
+    return (i_b * T + t) * H + i_h, m
+
+
+@triton.jit
+def _decays(g_ptr, rows, m_t, BT: tl.constexpr, IPLR: tl.constexpr):
+    b_g = tl.load(g_ptr + rows, mask=m_t, other=0.).to(tl.float32)
+    b_c = tl.cumsum(b_g, 0)
+    if IPLR:
+        b_cf = b_c
+    else:
+        b_cf = b_c - b_g
+    b_clast = tl.sum(b_g, 0)
+    return b_g, b_c, b_cf, b_clast
+
+
+@triton.jit
+def _fwd_prepare(
+    k, p, v, g, beta, M, W, U,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
+    m_tk = m_t[:, None] & m_k[None, :]
+    b_k = tl.load(k + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+    b_p = tl.load(p + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+    if IPLR:
+        b_p = b_p * 2.
+    strict = o_c[:, None] > o_c[None, :]
+    b_A = tl.dot(b_p, tl.trans(b_k), input_precision=PREC)
+    b_L = tl.where(strict, b_A * tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
+    # (I + N)^-1 for strictly lower N = Diag(beta) L, one row at a time: Y_i = -N_i - sum_j N_ij Y_j
+    b_X = -(b_L * b_beta[:, None])
+    for i in range(1, BT):
+        m_row = o_c == i
+        b_row = tl.sum(tl.where(m_row[:, None], b_X, 0.), 0)
+        b_row = b_row + tl.sum(b_row[:, None] * b_X, 0) * (o_c < i)
+        b_X = tl.where(m_row[:, None], b_row[None, :], b_X)
+    b_M = b_X + tl.where(o_c[:, None] == o_c[None, :], 1., 0.)
+    base_c = (i_bh * NT + i_t) * BT
+    tl.store(M + (base_c + o_c)[:, None] * BT + o_c[None, :], b_M)
+    b_W = tl.dot(b_M, b_p * (b_beta * tl.exp(b_cf))[:, None], input_precision=PREC)
+    tl.store(W + (base_c + o_c)[:, None] * K + o_k[None, :], b_W, mask=m_k[None, :])
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        b_v = tl.load(v + rows[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.).to(tl.float32)
+        b_U = tl.dot(b_M, b_v * b_beta[:, None], input_precision=PREC)
+        tl.store(U + (base_c + o_c)[:, None] * V + o_v[None, :], b_U, mask=m_v[None, :])
+
+
+@triton.jit
+def _fwd_state(
+    k, g, W, U, h, h0, ht,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
+):
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_kv = m_k[:, None] & m_v[None, :]
+    kv = o_k[:, None] * V + o_v[None, :]
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
+    for i_t in range(0, NT):
+        tl.store(h + (i_bh * NT + i_t) * K * V + kv, b_h, mask=m_kv)
+        rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+        b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+        base_c = (i_bh * NT + i_t) * BT
+        b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.)
+        p_U = U + (base_c + o_c)[:, None] * V + o_v[None, :]
+        b_u = tl.load(p_U, mask=m_v[None, :], other=0.) - tl.dot(b_W, b_h, input_precision=PREC)
+        tl.store(p_U, b_u, mask=m_v[None, :])
+        b_k = tl.load(k + rows[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.).to(tl.float32)
+        b_k = b_k * tl.exp(b_clast - b_c)[:, None]
+        b_h = b_h * tl.exp(b_clast) + tl.dot(tl.trans(b_k), b_u, input_precision=PREC)
+    if STORE_HT:
+        tl.store(ht + i_bh * K * V + kv, b_h, mask=m_kv)
+
+
+@triton.jit
+def _fwd_output(
+    q, k, g, U, h, o, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    m_tk = m_t[:, None] & m_k[None, :]
+    b_q = tl.load(q + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32) * scale
+    b_k = tl.load(k + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+    incl = o_c[:, None] >= o_c[None, :]
+    b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC)
+    b_A = tl.where(incl, b_A * tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
+    b_qd = b_q * tl.exp(b_c)[:, None]
+    base_c = (i_bh * NT + i_t) * BT
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        b_h = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
+                      mask=m_k[:, None] & m_v[None, :], other=0.)
+        b_u = tl.load(U + (base_c + o_c)[:, None] * V + o_v[None, :], mask=m_v[None, :], other=0.)
+        b_o = tl.dot(b_qd, b_h, input_precision=PREC) + tl.dot(b_A, b_u, input_precision=PREC)
+        tl.store(o + rows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
+                 mask=m_t[:, None] & m_v[None, :])
+
+
+@triton.jit
+def _bwd_dv_local(
+    q, k, g, do, dU, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    m_tk = m_t[:, None] & m_k[None, :]
+    b_q = tl.load(q + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32) * scale
+    b_k = tl.load(k + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+    # transposed: At[j, i] = A[i, j] = (q_i . k_j) e^(c_i - c_j) for j <= i
+    m_up = o_c[:, None] <= o_c[None, :]
+    b_At = tl.dot(b_k, tl.trans(b_q), input_precision=PREC)
+    b_At = tl.where(m_up, b_At * tl.exp(tl.where(m_up, b_c[None, :] - b_c[:, None], 0.)), 0.)
+    base_c = (i_bh * NT + i_t) * BT
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        b_do = tl.load(do + rows[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.).to(tl.float32)
+        b_dU = tl.dot(b_At, b_do, input_precision=PREC)
+        tl.store(dU + (base_c + o_c)[:, None] * V + o_v[None, :], b_dU, mask=m_v[None, :])
+
+
+@triton.jit
+def _bwd_state(
+    q, k, g, W, do, dU, dh, dht, dh0, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
+):
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_kv = m_k[:, None] & m_v[None, :]
+    kv = o_k[:, None] * V + o_v[None, :]
+    b_dh = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_DHT:
+        b_dh += tl.load(dht + i_bh * K * V + kv, mask=m_kv, other=0.)
+    for j in range(0, NT):
+        i_t = NT - 1 - j
+        tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh, mask=m_kv)
+        rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+        b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+        m_tk = m_t[:, None] & m_k[None, :]
+        base_c = (i_bh * NT + i_t) * BT
+        b_k = tl.load(k + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+        b_q = tl.load(q + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+        b_q = b_q * (scale * tl.exp(b_c))[:, None]
+        b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.)
+        b_do = tl.load(do + rows[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.).to(tl.float32)
+        p_dU = dU + (base_c + o_c)[:, None] * V + o_v[None, :]
+        b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
+        b_dU = tl.load(p_dU, mask=m_v[None, :], other=0.) + tl.dot(b_kd, b_dh, input_precision=PREC)
+        tl.store(p_dU, b_dU, mask=m_v[None, :])
+        b_dh = (b_dh * tl.exp(b_clast) + tl.dot(tl.trans(b_q), b_do, input_precision=PREC)
+                - tl.dot(tl.trans(b_W), b_dU, input_precision=PREC))
+    if STORE_DH0:
+        tl.store(dh0 + i_bh * K * V + kv, b_dh, mask=m_kv)
+
+
+@triton.jit
+def _bwd_grads(
+    q, k, v, p, g, beta, M, U, dU, h, dh, do,
+    dq, dk, dv, dp, dg, dbeta, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
+    m_tk = m_t[:, None] & m_k[None, :]
+    p_qk = rows[:, None] * K + o_k[None, :]
+    b_q = tl.load(q + p_qk, mask=m_tk, other=0.).to(tl.float32) * scale
+    b_k = tl.load(k + p_qk, mask=m_tk, other=0.).to(tl.float32)
+    b_p = tl.load(p + p_qk, mask=m_tk, other=0.).to(tl.float32)
+    if IPLR:
+        b_p = b_p * 2.
+    base_c = (i_bh * NT + i_t) * BT
+    b_M = tl.load(M + (base_c + o_c)[:, None] * BT + o_c[None, :])
+    strict = o_c[:, None] > o_c[None, :]
+    incl = o_c[:, None] >= o_c[None, :]
+    b_Df = tl.where(strict, tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
+    b_Do = tl.where(incl, tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
+    b_L = tl.dot(b_p, tl.trans(b_k), input_precision=PREC) * b_Df
+    b_Aqk = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_Do
+    b_ec = tl.exp(b_c)
+    b_ecf = tl.exp(b_cf)
+    b_edl = tl.exp(b_clast - b_c)
+    b_dq = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dk = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dp = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dA = tl.zeros([BT, BT], dtype=tl.float32)
+    b_dAqk = tl.zeros([BT, BT], dtype=tl.float32)
+    b_dbeta = tl.zeros([BT], dtype=tl.float32)
+    b_dc = tl.zeros([BT], dtype=tl.float32)
+    b_dcf = tl.zeros([BT], dtype=tl.float32)
+    b_dclast = tl.sum(tl.zeros([BT], dtype=tl.float32), 0)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        m_tv = m_t[:, None] & m_v[None, :]
+        m_kv = m_k[:, None] & m_v[None, :]
+        p_kv = (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :]
+        p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
+        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
+        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
+        b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
+        b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.)
+        b_v = tl.load(v + rows[:, None] * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+        b_do = tl.load(do + rows[:, None] * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+        # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
+        b_drhs = tl.dot(tl.trans(b_M), b_dU, input_precision=PREC)
+        tl.store(dv + rows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), mask=m_tv)
+        b_hp = tl.dot(b_p, b_h0, input_precision=PREC)
+        b_dbeta += tl.sum(b_drhs * (b_v - b_ecf[:, None] * b_hp), 1)
+        b_dp -= (b_beta * b_ecf)[:, None] * tl.dot(b_drhs, tl.trans(b_h0), input_precision=PREC)
+        b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
+        b_dA -= tl.dot(b_drhs, tl.trans(b_u), input_precision=PREC)
+        # o = Diag(e^c) Q h0 + Aqk u
+        b_dAqk += tl.dot(b_do, tl.trans(b_u), input_precision=PREC)
+        b_dq += b_ec[:, None] * tl.dot(b_do, tl.trans(b_h0), input_precision=PREC)
+        b_dc += b_ec * tl.sum(b_do * tl.dot(b_q, b_h0, input_precision=PREC), 1)
+        # h_end = e^c_last h0 + K^T Diag(e^(c_last - c)) u
+        b_dk += b_edl[:, None] * tl.dot(b_u, tl.trans(b_dh), input_precision=PREC)
+        b_kdh = b_edl * tl.sum(b_u * tl.dot(b_k, b_dh, input_precision=PREC), 1)
+        b_dc -= b_kdh
+        b_dclast += tl.sum(b_kdh, 0)
+        b_dclast += tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
+    # A = I + Diag(beta) L,  L = (P K^T) * Df
+    b_dL = tl.where(strict, b_dA * b_beta[:, None], 0.)
+    b_dbeta += tl.sum(tl.where(strict, b_dA * b_L, 0.), 1)
+    b_dLL = b_dL * b_L
+    b_dcf += tl.sum(b_dLL, 1)
+    b_dc -= tl.sum(b_dLL, 0)
+    b_dAraw = b_dL * b_Df
+    b_dp += tl.dot(b_dAraw, b_k, input_precision=PREC)
+    b_dk += tl.dot(tl.trans(b_dAraw), b_p, input_precision=PREC)
+    # Aqk = (Q K^T) * Do
+    b_dAqk = tl.where(incl, b_dAqk, 0.)
+    b_dQQ = b_dAqk * b_Aqk
+    b_dc += tl.sum(b_dQQ, 1) - tl.sum(b_dQQ, 0)
+    b_dAqk = b_dAqk * b_Do
+    b_dq += tl.dot(b_dAqk, b_k, input_precision=PREC)
+    b_dk += tl.dot(tl.trans(b_dAqk), b_q, input_precision=PREC)
+    # decays: c = cumsum(g), cf = c - g (SPLR) or c (IPLR)
+    b_dc += tl.where(o_c == BT - 1, b_dclast, 0.)
+    b_dc += b_dcf
+    b_dg = tl.sum(tl.where(o_c[:, None] <= o_c[None, :], b_dc[None, :], 0.), 1)
+    if not IPLR:
+        b_dg -= b_dcf
+    if IPLR:
+        b_dp = b_dp * 2.
+    tl.store(dq + p_qk, (b_dq * scale).to(dq.dtype.element_ty), mask=m_tk)
+    tl.store(dk + p_qk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+    tl.store(dp + p_qk, b_dp.to(dp.dtype.element_ty), mask=m_tk)
+    tl.store(dg + rows, b_dg, mask=m_t)
+    tl.store(dbeta + rows, b_dbeta, mask=m_t)
+
+
+def _config(K: int, V: int, dtype: torch.dtype):
+    BK = max(16, triton.next_power_of_2(K))
+    BV = max(16, min(64, triton.next_power_of_2(V)))
+    prec = "ieee" if dtype == torch.float32 else "tf32"
+    warps = 4 if BK <= 64 else 8
+    return BK, BV, prec, warps
+
+
+def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse):
+    """Returns (o, final_state, saved) where saved holds what the backward needs."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, BT)
+    BK, BV, prec, warps = _config(K, V, q.dtype)
+    dev = q.device
+    f32 = torch.float32
+    M = torch.empty(B * H, NT, BT, BT, device=dev, dtype=f32)
+    W = torch.empty(B * H, NT * BT, K, device=dev, dtype=f32)
+    U = torch.empty(B * H, NT * BT, V, device=dev, dtype=f32)
+    h = torch.empty(B * H, NT, K, V, device=dev, dtype=f32)
+    ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
+    o = torch.empty_like(v)
+    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=reverse, IPLR=iplr, PREC=prec,
+                num_warps=warps)
+    _fwd_prepare[(NT, B * H)](k, p, v, g, beta, M, W, U, **meta)
+    _fwd_state[(triton.cdiv(V, BV), B * H)](
+        k, g, W, U, h, initial_state, ht, USE_H0=initial_state is not None, STORE_HT=ht is not None, **meta)
+    _fwd_output[(NT, B * H)](q, k, g, U, h, o, scale, **meta)
+    return o, ht, (M, W, U, h)
+
+
+def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr, reverse):
+    M, W, U, h = saved
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, BT)
+    BK, BV, prec, warps = _config(K, V, q.dtype)
+    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=reverse, IPLR=iplr, PREC=prec,
+                num_warps=warps)
+    dU = torch.empty_like(U)
+    dh = torch.empty_like(h)
+    dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if need_dh0 else None
+    _bwd_dv_local[(NT, B * H)](q, k, g, do, dU, scale, **meta)
+    _bwd_state[(triton.cdiv(V, BV), B * H)](
+        q, k, g, W, do, dU, dh, dht, dh0, scale, USE_DHT=dht is not None, STORE_DH0=need_dh0, **meta)
+    dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
+    dg = torch.empty(g.shape, device=g.device, dtype=torch.float32)
+    dbeta = torch.empty(beta.shape, device=beta.device, dtype=torch.float32)
+    _bwd_grads[(NT, B * H)](q, k, v, p, g, beta, M, U, dU, h, dh, do, dq, dk, dv, dp, dg, dbeta, scale, **meta)
+    return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0

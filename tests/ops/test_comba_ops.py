@@ -1,0 +1,179 @@
+"""Correctness of every Comba backend against the float64 step recurrence (output, state, gradients)."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from comba_vision.ops import comba, comba_chunk_torch, comba_recurrent_reference
+from tests.ops.helpers import compare_to_reference, make_inputs, rel_err
+
+HAS_CUDA = torch.cuda.is_available()
+CPU_BACKENDS = ["torch", "triton"]  # "triton" runs under TRITON_INTERPRET=1 on the CPU
+
+# (T, H, K, V, init, reverse, variant, dtype): every T in {1, 17, 64, 65, 197}, H in {1, 3}, K = V and
+# K != V, with/without initial state, both directions, both variants, fp32 and fp16.
+CASES = [
+    (1, 1, 16, 16, True, False, "splr", torch.float32),
+    (1, 3, 16, 32, False, True, "iplr", torch.float32),
+    (17, 3, 32, 16, False, True, "iplr", torch.float32),
+    (17, 1, 16, 16, True, False, "splr", torch.float16),
+    (64, 1, 32, 32, True, True, "splr", torch.float16),
+    (64, 3, 16, 16, False, False, "iplr", torch.float32),
+    (65, 3, 16, 32, True, False, "iplr", torch.float32),
+    (65, 1, 16, 16, False, True, "splr", torch.float16),
+    (197, 3, 64, 64, True, True, "splr", torch.float32),
+    (197, 1, 32, 16, False, False, "iplr", torch.float16),
+    (197, 3, 16, 16, True, True, "iplr", torch.float16),
+    (130, 1, 128, 128, True, False, "splr", torch.float32),
+    (70, 1, 48, 100, True, True, "splr", torch.float32),
+]
+# all eight (initial state, direction, variant) combinations at one shape that spans two chunks
+CASES += [(65, 2, 16, 32, init, rev, var, torch.float32)
+          for init, rev, var in itertools.product([False, True], [False, True], ["splr", "iplr"])]
+
+BOUND = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 2e-2}
+
+
+def _case_id(c):
+    T, H, K, V, init, rev, var, dt = c
+    return f"T{T}-H{H}-K{K}-V{V}-{'h0' if init else 'noh0'}-{'rev' if rev else 'fwd'}-{var}-{str(dt)[6:]}"
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_cpu_matches_reference(case, backend):
+    T, H, K, V, init, reverse, variant, dtype = case
+    xs, h0 = make_inputs(2, T, H, K, V, dtype=dtype, init=init, seed=T + H + K)
+    errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend=backend)
+    bad = {k: v for k, v in errs.items() if not v <= BOUND[dtype]}
+    assert not bad, f"relative errors above {BOUND[dtype]}: {bad} (all: {errs})"
+
+
+def test_strong_decay_and_scale():
+    """Fast forgetting and a non-default scale, where decay bookkeeping mistakes show most."""
+    xs, h0 = make_inputs(1, 97, 2, 16, 16, init=True, decay=4.0, seed=3)
+    for backend in CPU_BACKENDS:
+        errs = compare_to_reference(xs, h0, variant="splr", reverse=True, backend=backend, scale=0.7)
+        assert max(errs.values()) <= 1e-4, (backend, errs)
+
+
+def test_reference_matches_paper_matrix_form():
+    """The step form equals the paper's S_t = S_{t-1}(alpha I - b beta k k^T) + beta v k^T (S is V x K)."""
+    B, T, H, K, V = 1, 9, 2, 8, 5
+    (q, k, v, p, g, beta), h0 = make_inputs(B, T, H, K, V, init=True, dtype=torch.float64)
+    h0 = h0.double()
+    b = torch.sigmoid(torch.randn(H, dtype=torch.float64))      # per-head feedback strength
+    p = k * b[:, None]
+    for variant in ("splr", "iplr"):
+        o, ht = comba_recurrent_reference(q, k, v, p, g, beta, 1.0, h0, True, variant=variant)
+        S = h0.transpose(-1, -2).clone()                          # paper layout [B, H, V, K]
+        eye = torch.eye(K, dtype=torch.float64)
+        for t in range(T):
+            a = g[:, t].exp()[..., None, None]
+            bt = (b * beta[:, t])[..., None, None]
+            kk = k[:, t, :, :, None] * k[:, t, :, None, :]
+            trans = a * eye - bt * kk if variant == "splr" else a * (eye - 2 * bt * kk)
+            S = S @ trans + beta[:, t, :, None, None] * v[:, t, :, :, None] * k[:, t, :, None, :]
+            o_t = torch.einsum("bhvk,bhk->bhv", S, q[:, t])
+            assert rel_err(o[:, t], o_t) < 1e-12
+        assert rel_err(ht, S.transpose(-1, -2)) < 1e-12
+
+
+def test_gradcheck_torch_path():
+    xs, h0 = make_inputs(1, 11, 2, 4, 3, dtype=torch.float64, init=True, seed=5)
+    h0 = h0.double()
+    inputs = [x.clone().requires_grad_() for x in xs] + [h0.requires_grad_()]
+    for variant, reverse in (("splr", False), ("iplr", True)):
+        def fn(q, k, v, p, g, beta, h):
+            o, ht = comba_chunk_torch(q, k, v, p, g, beta, 0.5, h, True, variant=variant, reverse=reverse,
+                                      chunk_size=4)
+            return o, ht
+        assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_non_contiguous_inputs():
+    xs, h0 = make_inputs(2, 40, 3, 16, 16, init=True, seed=7)
+    # non-contiguous views holding the same values
+    nc = [torch.cat([x, x], dim=-1)[..., : x.shape[-1]] if x.dim() == 4 else x.transpose(0, 1).contiguous()
+          .transpose(0, 1) for x in xs]
+    assert not any(x.is_contiguous() for x in nc)
+    for backend in CPU_BACKENDS:
+        o1, h1 = comba(*xs, initial_state=h0, output_final_state=True, backend=backend)
+        o2, h2 = comba(*nc, initial_state=h0, output_final_state=True, backend=backend)
+        assert rel_err(o2, o1) < 1e-6 and rel_err(h2, h1) < 1e-6
+
+
+def test_dispatch_env_var(monkeypatch):
+    xs, _ = make_inputs(1, 5, 1, 16, 16)
+    ref, _ = comba(*xs, backend="reference")
+    monkeypatch.setenv("COMBA_BACKEND", "reference")
+    o, ht = comba(*xs)
+    assert ht is None
+    assert torch.equal(o, ref)
+    monkeypatch.setenv("COMBA_BACKEND", "nonsense")
+    with pytest.raises(ValueError, match="unknown backend"):
+        comba(*xs)
+
+
+def test_triton_refuses_cpu_without_interpreter(monkeypatch):
+    xs, _ = make_inputs(1, 5, 1, 16, 16)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="CUDA"):
+        comba(*xs, backend="triton")
+
+
+def _bad(**over):
+    xs, _ = make_inputs(2, 8, 3, 16, 16)
+    args = dict(zip(["q", "k", "v", "p", "g", "beta"], xs))
+    args.update(over)
+    return args
+
+
+@pytest.mark.parametrize("over, match", [
+    (dict(k=torch.randn(2, 9, 3, 16)), "k has shape"),
+    (dict(v=torch.randn(1, 8, 3, 16)), r"v has shape"),
+    (dict(p=torch.randn(2, 8, 2, 16)), "p has shape"),
+    (dict(q=torch.randn(2, 8, 16)), "q must have rank 4"),
+    (dict(g=torch.randn(2, 8, 3, 1)), "g must have rank 3"),
+    (dict(g=torch.randn(2, 8, 2)), "g has shape"),
+    (dict(beta=torch.rand(2, 7, 3)), "beta has shape"),
+    (dict(q=torch.randn(2, 8, 3, 300), k=torch.randn(2, 8, 3, 300), p=torch.randn(2, 8, 3, 300)),
+     "unsupported head size"),
+    (dict(v=torch.randint(0, 5, (2, 8, 3, 16))), "v has dtype torch.int64"),
+    (dict(g=torch.zeros(2, 8, 3, dtype=torch.int32)), "g has dtype"),
+    (dict(beta=torch.rand(2, 8, 3, device="meta")), "one device"),
+])
+def test_bad_inputs(over, match):
+    with pytest.raises(ValueError, match=match):
+        comba(**_bad(**over))
+
+
+def test_bad_initial_state_and_variant():
+    with pytest.raises(ValueError, match="initial_state has shape"):
+        comba(**_bad(), initial_state=torch.zeros(2, 3, 16, 8))
+    with pytest.raises(ValueError, match="variant"):
+        comba(**_bad(), variant="dplr")
+
+
+def test_empty_sequence():
+    xs, h0 = make_inputs(2, 0, 3, 16, 8, init=True)
+    o, ht = comba(*xs, initial_state=h0, output_final_state=True)
+    assert o.shape == (2, 0, 3, 8) and torch.equal(ht, h0)
+
+
+# ---------------------------------------------------------------- GPU (run on the device machine)
+GPU_CASES = CASES + [c[:7] + (torch.bfloat16,) for c in CASES]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("case", GPU_CASES, ids=_case_id)
+def test_gpu_matches_reference(case):
+    T, H, K, V, init, reverse, variant, dtype = case
+    xs, h0 = make_inputs(2, T, H, K, V, dtype=dtype, init=init, seed=T + H + K, device="cuda")
+    errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
+    bound = 1e-3 if dtype == torch.float32 else BOUND[dtype]  # GPU fp32: TF32-free, but reordered sums
+    bad = {k: v for k, v in errs.items() if not v <= bound}
+    assert not bad, f"relative errors above {bound}: {bad} (all: {errs})"
