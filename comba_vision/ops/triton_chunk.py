@@ -273,12 +273,6 @@ def _bwd_grads(
         b_p = b_p * 2.
     base_c = (i_bh * NT + i_t) * BT
     b_M = tl.load(M + (base_c + o_c)[:, None] * BT + o_c[None, :])
-    strict = o_c[:, None] > o_c[None, :]
-    incl = o_c[:, None] >= o_c[None, :]
-    b_Df = tl.where(strict, tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
-    b_Do = tl.where(incl, tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
-    b_L = tl.dot(b_p, tl.trans(b_k), input_precision=PREC) * b_Df
-    b_Aqk = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_Do
     b_ec = tl.exp(b_c)
     b_ecf = tl.exp(b_cf)
     b_edl = tl.exp(b_clast - b_c)
@@ -322,6 +316,13 @@ def _bwd_grads(
         b_dc -= b_kdh
         b_dclast += tl.sum(b_kdh, 0)
         b_dclast += tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
+    # the C x C products are formed only now, so that they do not hold registers through the V loop
+    strict = o_c[:, None] > o_c[None, :]
+    incl = o_c[:, None] >= o_c[None, :]
+    b_Df = tl.where(strict, tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
+    b_Do = tl.where(incl, tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
+    b_L = tl.dot(b_p, tl.trans(b_k), input_precision=PREC) * b_Df
+    b_Aqk = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_Do
     # A = I + Diag(beta) L,  L = (P K^T) * Df
     b_dL = tl.where(strict, b_dA * b_beta[:, None], 0.)
     b_dbeta += tl.sum(tl.where(strict, b_dA * b_L, 0.), 1)
@@ -355,10 +356,49 @@ def _bwd_grads(
 
 def _config(K: int, V: int, dtype: torch.dtype):
     BK = max(16, triton.next_power_of_2(K))
-    BV = max(16, min(64, triton.next_power_of_2(V)))
+    BV = max(16, min(64 if BK <= 64 else 32, triton.next_power_of_2(V)))
     prec = "ieee" if dtype == torch.float32 else "tf32"
     warps = 4 if BK <= 64 else 8
     return BK, BV, prec, warps
+
+
+# (kernel name, K, V, dtype) -> (BV, num_stages) that fitted the device's shared memory
+_FITTED: dict = {}
+
+
+def _state_block_v(BH: int, V: int, BV: int, device: torch.device) -> int:
+    """V block of the sequential state kernels: the largest that still gives about two programs per
+    multiprocessor (B*H alone is small for long sequences), never below 16."""
+    if device.type != "cuda":
+        return BV
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    while BV > 16 and BH * triton.cdiv(V, BV) < 2 * sms:
+        BV //= 2
+    return BV
+
+
+def _launch(kernel, grid, args, meta, per_v_block: bool = False):
+    """Launches kernel; when a configuration needs more shared memory than the device has, retries with
+    no software pipelining and then smaller V blocks (and remembers what fitted)."""
+    name = kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel)
+    key = (name, meta["K"], meta["V"], meta["PREC"], meta["BV"])
+    bv, stages = _FITTED.get(key, (meta["BV"], None))
+    while True:
+        m = dict(meta, BV=bv)
+        if stages is not None:
+            m["num_stages"] = stages
+        g = (triton.cdiv(meta["V"], bv), grid[1]) if per_v_block else grid
+        try:
+            kernel[g](*args, **m)
+            _FITTED[key] = (bv, stages)
+            return
+        except triton.runtime.errors.OutOfResources:
+            if stages is None:
+                stages = 1
+            elif bv > 16:
+                bv //= 2
+            else:
+                raise
 
 
 def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse):
@@ -377,10 +417,11 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     o = torch.empty_like(v)
     meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=reverse, IPLR=iplr, PREC=prec,
                 num_warps=warps)
-    _fwd_prepare[(NT, B * H)](k, p, v, g, beta, M, W, U, **meta)
-    _fwd_state[(triton.cdiv(V, BV), B * H)](
-        k, g, W, U, h, initial_state, ht, USE_H0=initial_state is not None, STORE_HT=ht is not None, **meta)
-    _fwd_output[(NT, B * H)](q, k, g, U, h, o, scale, **meta)
+    _launch(_fwd_prepare, (NT, B * H), (k, p, v, g, beta, M, W, U), meta)
+    bv_state = _state_block_v(B * H, V, BV, dev)
+    _launch(_fwd_state, (None, B * H), (k, g, W, U, h, initial_state, ht),
+            dict(meta, BV=bv_state, USE_H0=initial_state is not None, STORE_HT=ht is not None), per_v_block=True)
+    _launch(_fwd_output, (NT, B * H), (q, k, g, U, h, o, scale), meta)
     return o, ht, (M, W, U, h)
 
 
@@ -395,11 +436,13 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     dU = torch.empty_like(U)
     dh = torch.empty_like(h)
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if need_dh0 else None
-    _bwd_dv_local[(NT, B * H)](q, k, g, do, dU, scale, **meta)
-    _bwd_state[(triton.cdiv(V, BV), B * H)](
-        q, k, g, W, do, dU, dh, dht, dh0, scale, USE_DHT=dht is not None, STORE_DH0=need_dh0, **meta)
+    _launch(_bwd_dv_local, (NT, B * H), (q, k, g, do, dU, scale), meta)
+    bv_state = _state_block_v(B * H, V, BV, q.device)
+    _launch(_bwd_state, (None, B * H), (q, k, g, W, do, dU, dh, dht, dh0, scale),
+            dict(meta, BV=bv_state, USE_DHT=dht is not None, STORE_DH0=need_dh0), per_v_block=True)
     dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
     dg = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     dbeta = torch.empty(beta.shape, device=beta.device, dtype=torch.float32)
-    _bwd_grads[(NT, B * H)](q, k, v, p, g, beta, M, U, dU, h, dh, do, dq, dk, dv, dp, dg, dbeta, scale, **meta)
+    _launch(_bwd_grads, (NT, B * H), (q, k, v, p, g, beta, M, U, dU, h, dh, do, dq, dk, dv, dp, dg, dbeta, scale),
+            meta)
     return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0

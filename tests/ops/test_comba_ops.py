@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 import torch
@@ -10,7 +11,9 @@ from comba_vision.ops import comba, comba_chunk_torch, comba_recurrent_reference
 from tests.ops.helpers import compare_to_reference, make_inputs, rel_err
 
 HAS_CUDA = torch.cuda.is_available()
-CPU_BACKENDS = ["torch", "triton"]  # "triton" runs under TRITON_INTERPRET=1 on the CPU
+INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+# "triton" on CPU tensors runs under TRITON_INTERPRET=1 (set by conftest.py when there is no GPU)
+CPU_BACKENDS = ["torch", "triton"] if INTERPRETING else ["torch"]
 
 # (T, H, K, V, init, reverse, variant, dtype): every T in {1, 17, 64, 65, 197}, H in {1, 3}, K = V and
 # K != V, with/without initial state, both directions, both variants, fp32 and fp16.
@@ -117,6 +120,7 @@ def test_dispatch_env_var(monkeypatch):
         comba(*xs)
 
 
+@pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
 def test_triton_refuses_cpu_without_interpreter(monkeypatch):
     xs, _ = make_inputs(1, 5, 1, 16, 16)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
@@ -177,3 +181,29 @@ def test_gpu_matches_reference(case):
     bound = 1e-3 if dtype == torch.float32 else BOUND[dtype]  # GPU fp32: TF32-free, but reordered sums
     bad = {k: v for k, v in errs.items() if not v <= bound}
     assert not bad, f"relative errors above {bound}: {bad} (all: {errs})"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("shape", [(2, 197, 3, 64), (2, 300, 2, 128), (1, 1025, 2, 64)])
+def test_gpu_bf16_no_worse_than_fla(shape):
+    """bf16 errors against the float64 reference, ours vs fla 0.6.0's chunk_comba on the same inputs."""
+    fla_comba = pytest.importorskip("fla.ops.comba").chunk_comba
+    import fla.ops.common.chunk_o as chunk_o
+    chunk_o.TRITON_ABOVE_3_7_1 = True  # fla refuses its gated backward on Hopper + Triton 3.6; measure anyway
+    B, T, H, K = shape
+    xs, _ = make_inputs(B, T, H, K, K, dtype=torch.bfloat16, init=True, seed=11, device="cuda")
+    h0 = torch.randn(B, H, K, K, device="cuda")
+    ours = compare_to_reference(xs, h0, variant="splr", reverse=False, backend="triton")
+
+    import tests.ops.helpers as hp
+    o, ht, grads = hp.run_with_grads(lambda q, k, v, p, g, b, h: fla_comba(q, k, v, p, g, b, None, h, True), xs, h0)
+    ro, rht, rgrads = hp.run_with_grads(
+        lambda q, k, v, p, g, b, h: comba_recurrent_reference(q, k, v, p, g, b, None, h, True),
+        [x.detach().cpu().double() for x in xs], h0.cpu().double())
+    theirs = {"o": rel_err(o, ro), "ht": rel_err(ht, rht)}
+    theirs.update({n: rel_err(a, b) for n, a, b in zip(hp.GRAD_NAMES, grads, rgrads)})
+    print(f"\nbf16 {shape} ours {ours}\nbf16 {shape} fla  {theirs}")
+    assert max(ours.values()) <= 2e-2
+    worse = {k: (ours[k], theirs[k]) for k in ours if ours[k] > theirs[k] * 1.05 + 1e-4}
+    assert not worse, f"worse than fla: {worse}"

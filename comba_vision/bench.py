@@ -1,0 +1,193 @@
+"""Operator benchmarks: our Comba kernels against fla's chunk_comba / chunk_gated_delta_rule and SDPA.
+
+Used by ``tools/benchmark.py``; every figure is a median over repeated runs of one call.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from datetime import date
+
+import torch
+import torch.nn.functional as F
+
+from .ops import comba, comba_recurrent_reference
+
+# (B, T, H, K): one Comba-T / Comba-S layer at 224px, larger images, and a language-model shape
+OP_SHAPES = [(128, 197, 3, 64), (128, 197, 6, 64), (32, 1025, 3, 64), (8, 4097, 3, 64), (2, 16385, 3, 64),
+             (8, 2048, 16, 128)]
+CPU_SHAPES = [(8, 197, 3, 64)]
+PROVIDERS = ("comba", "fla_comba", "fla_gdn", "sdpa")
+
+
+def _time(fn, device: torch.device, reps: int = 50) -> float:
+    """Median milliseconds of fn()."""
+    if device.type == "cuda":
+        import triton.testing
+        return float(triton.testing.do_bench(fn, warmup=25, rep=reps * 4, return_mode="median"))
+    fn()
+    times = []
+    for _ in range(max(3, reps // 10)):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def make_op_inputs(B, T, H, K, dtype, device, seed=0):
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    q = torch.randn(B, T, H, K, generator=gen)
+    k = F.normalize(torch.randn(B, T, H, K, generator=gen), dim=-1)
+    p = 0.5 * k
+    v = torch.randn(B, T, H, K, generator=gen)
+    g = F.logsigmoid(torch.randn(B, T, H, generator=gen) + 2.0) * 0.3
+    beta = torch.sigmoid(torch.randn(B, T, H, generator=gen))
+    return [x.to(device=device, dtype=dtype).requires_grad_() for x in (q, k, v, p, g, beta)]
+
+
+def _fla_unguarded():
+    """fla 0.6.0 refuses its gated backward on Hopper with Triton < 3.7.1; lift that guard (timing only)."""
+    import fla.ops.common.chunk_o as chunk_o
+    chunk_o.TRITON_ABOVE_3_7_1 = True
+    from fla.ops.comba import chunk_comba
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+    return chunk_comba, chunk_gated_delta_rule
+
+
+def _provider_fn(name, xs):
+    q, k, v, p, g, beta = xs
+    if name == "comba":
+        return lambda: comba(q, k, v, p, g, beta)[0]
+    if name == "fla_comba":
+        chunk_comba, _ = _fla_unguarded()
+        return lambda: chunk_comba(q, k, v, p, g, beta)[0]
+    if name == "fla_gdn":
+        _, gdn = _fla_unguarded()
+        return lambda: gdn(q, k, v, g, beta)[0]
+    if name == "sdpa":
+        qt, kt, vt = (x.detach().transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
+        return lambda: F.scaled_dot_product_attention(qt, kt, vt)
+    raise ValueError(f"unknown provider {name!r}; choose from {PROVIDERS}")
+
+
+def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=None, reps=50, log=print):
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
+        dtype = torch.float32
+    shapes = shapes or (OP_SHAPES if device.type == "cuda" else CPU_SHAPES)
+    records = []
+    for shape in shapes:
+        for name in providers:
+            rec = dict(shape=list(shape), provider=name, dtype=str(dtype).replace("torch.", ""))
+            try:
+                xs = make_op_inputs(*shape, dtype, device)
+                fn = _provider_fn(name, xs)
+                with torch.no_grad():
+                    rec["fwd_ms"] = _time(fn, device, reps)
+                out = fn()
+                do = torch.randn_like(out)
+
+                def fwd_bwd():
+                    o = fn()
+                    o.backward(do)
+                rec["fwdbwd_ms"] = _time(fwd_bwd, device, reps)
+            except Exception as e:  # a provider that is missing or fails is reported, not fatal
+                rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+            log(json.dumps(rec))
+            records.append(rec)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return records
+
+
+def check_op(shape=(2, 197, 3, 64), device=None, log=print):
+    """Relative error of our operator (both directions) against the float64 step recurrence."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    xs = make_op_inputs(*shape, torch.float32, device, seed=1)
+    errs = {}
+    for reverse in (False, True):
+        o, _ = comba(*xs, reverse=reverse)
+        ref, _ = comba_recurrent_reference(*[x.detach().cpu() for x in xs], reverse=reverse)
+        errs["reverse" if reverse else "forward"] = ((o.detach().cpu().double() - ref).norm() / ref.norm()).item()
+    log(f"check {tuple(shape)} on {device}: relative error vs float64 reference {errs}")
+    return errs
+
+
+def environment() -> dict:
+    env = dict(date=str(date.today()), torch=torch.__version__, python=platform.python_version())
+    try:
+        import triton
+        env["triton"] = triton.__version__
+    except ImportError:
+        pass
+    try:
+        import fla
+        env["fla"] = getattr(fla, "__version__", "?")
+    except ImportError:
+        pass
+    env["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    return env
+
+
+def ops_table(records) -> str:
+    """Markdown table: one row per shape, ms for each provider, and our ratio to fla's chunk_comba."""
+    by_shape: dict[tuple, dict] = {}
+    for r in records:
+        by_shape.setdefault(tuple(r["shape"]), {})[r["provider"]] = r
+    provs = [p for p in PROVIDERS if any(p in d for d in by_shape.values())]
+    head = "| (B, T, H, K) | " + " | ".join(f"{p} fwd / fwd+bwd (ms)" for p in provs) + \
+        " | comba / fla_comba fwd, fwd+bwd |"
+    lines = [head, "|" + "---|" * (len(provs) + 2)]
+    for shape, d in by_shape.items():
+        cells = []
+        for p in provs:
+            r = d.get(p)
+            if r is None or "error" in r:
+                cells.append("n/a" if r is None else "error")
+            else:
+                cells.append(f"{r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}")
+        ratio = "n/a"
+        a, b = d.get("comba"), d.get("fla_comba")
+        if a and b and "error" not in a and "error" not in b:
+            ratio = f"{a['fwd_ms'] / b['fwd_ms']:.2f}x, {a['fwdbwd_ms'] / b['fwdbwd_ms']:.2f}x"
+        lines.append(f"| {shape} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def profile_op(shape, dtype=torch.bfloat16, log=print):
+    """Per-kernel CUDA time of one forward+backward of our operator (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+    xs = make_op_inputs(*shape, dtype, "cuda")
+    o = comba(*xs)[0]
+    do = torch.randn_like(o)
+    for _ in range(3):
+        comba(*xs)[0].backward(do)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            comba(*xs)[0].backward(do)
+        torch.cuda.synchronize()
+    log(f"profile {shape} ({dtype}), 5 iterations:")
+    log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12))
+
+
+def prune_fla_autotune(max_configs: int) -> int:
+    """Keeps only the first max_configs of each fla autotuner (to time fla within a bounded budget)."""
+    import importlib
+    import pkgutil
+
+    import fla.ops
+    from triton.runtime.autotuner import Autotuner
+    n = 0
+    for mod in pkgutil.walk_packages(fla.ops.__path__, "fla.ops."):
+        try:
+            m = importlib.import_module(mod.name)
+        except Exception:
+            continue
+        for obj in vars(m).values():
+            if isinstance(obj, Autotuner) and len(obj.configs) > max_configs:
+                obj.configs = obj.configs[:max_configs]
+                n += 1
+    return n

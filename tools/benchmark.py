@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Benchmarks.  ``python tools/benchmark.py ops`` times the Comba operator against fla and SDPA.
+
+With no arguments: a correctness check against the float64 reference, then the operator timings at the
+default shapes for the device present (the six issue shapes on CUDA, a small one on the CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch  # noqa: E402
+
+from comba_vision import bench  # noqa: E402
+
+
+def _shape(s: str):
+    parts = tuple(int(x) for x in s.split(","))
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"shape must be B,T,H,K, got {s!r}")
+    return parts
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd")
+    op = sub.add_parser("ops", help="time the operator against fla and SDPA")
+    op.add_argument("--shapes", type=_shape, nargs="*", help="B,T,H,K (default: the standard shapes)")
+    op.add_argument("--providers", nargs="*", default=list(bench.PROVIDERS), choices=bench.PROVIDERS)
+    op.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    op.add_argument("--reps", type=int, default=50)
+    op.add_argument("--out", default="benchmark_ops.json", help="JSON file for the records")
+    op.add_argument("--no-check", action="store_true", help="skip the correctness check")
+    op.add_argument("--profile", action="store_true", help="per-kernel CUDA times of our operator instead")
+    op.add_argument("--fla-max-configs", type=int, default=0,
+                    help="keep only this many configs per fla autotuner (0: all); reported in the JSON")
+    args = ap.parse_args(argv)
+    if args.cmd is None:
+        args = ap.parse_args(["ops"] + (argv or []))
+    env = bench.environment()
+    print(json.dumps(env))
+    if args.profile:
+        for shape in args.shapes or bench.OP_SHAPES:
+            bench.profile_op(shape, getattr(torch, args.dtype))
+        return
+    if args.fla_max_configs:
+        env["fla_autotune_pruned_to"] = args.fla_max_configs
+        print(f"pruned {bench.prune_fla_autotune(args.fla_max_configs)} fla autotuners")
+    if not args.no_check:
+        bench.check_op()
+    records = bench.bench_ops(args.shapes, args.providers, getattr(torch, args.dtype), reps=args.reps)
+    with open(args.out, "w") as f:
+        json.dump(dict(environment=env, records=records), f, indent=1)
+    print(bench.ops_table(records))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
