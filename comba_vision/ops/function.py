@@ -1,34 +1,83 @@
-"""autograd.Function tying the Triton forward and backward kernels together."""
+"""The Triton forward and backward as torch.library custom ops with a registered autograd formula.
+
+Registering them (rather than calling the kernels from a plain autograd.Function) lets torch.compile and
+CUDA-graph capture treat the operator as one opaque node: no graph break, no tracing into the launcher.
+"""
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from .triton_chunk import comba_bwd_triton, comba_fwd_triton
+from .triton_chunk import BT, comba_bwd_triton, comba_fwd_triton
 
 
-class CombaTritonFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse):
-        q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
-        h0 = initial_state.float().contiguous() if initial_state is not None else None
-        o, ht, saved = comba_fwd_triton(q, k, v, p, g, beta, scale, h0, output_final_state, iplr, reverse)
-        ctx.save_for_backward(q, k, v, p, g, beta, *saved)
-        ctx.scale, ctx.iplr, ctx.reverse = scale, iplr, reverse
-        ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
-        return o, ht
+def _empty(like: Tensor) -> Tensor:
+    return like.new_empty(0, dtype=torch.float32)
 
-    @staticmethod
-    def backward(ctx, do, dht):
-        q, k, v, p, g, beta, *saved = ctx.saved_tensors
-        do = do.contiguous()
-        dht = dht.float().contiguous() if dht is not None else None
-        need_dh0 = ctx.h0_dtype is not None and ctx.needs_input_grad[7]
-        dq, dk, dv, dp, dg, dbeta, dh0 = comba_bwd_triton(
-            q, k, v, p, g, beta, ctx.scale, saved, do, dht, need_dh0, ctx.iplr, ctx.reverse)
-        if dh0 is not None:
-            dh0 = dh0.to(ctx.h0_dtype)
-        return dq, dk, dv, dp, dg, dbeta, None, dh0, None, None, None
+
+@torch.library.custom_op("comba_vision::chunk_fwd", mutates_args=())
+def chunk_fwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, scale: float,
+              initial_state: Tensor | None, output_final_state: bool, iplr: bool, reverse: bool
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    o, ht, (M, W, U, h) = comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state,
+                                           iplr, reverse)
+    return o, (ht if ht is not None else _empty(q)), M, W, U, h
+
+
+@chunk_fwd.register_fake
+def _(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    NT = (T + BT - 1) // BT
+    f = dict(device=q.device, dtype=torch.float32)
+    ht = q.new_empty(B, H, K, V, dtype=torch.float32) if output_final_state else _empty(q)
+    return (torch.empty_like(v), ht, torch.empty(B * H, NT, BT, BT, **f), torch.empty(B * H, NT * BT, K, **f),
+            torch.empty(B * H, NT * BT, V, **f), torch.empty(B * H, NT, K, V, **f))
+
+
+@torch.library.custom_op("comba_vision::chunk_bwd", mutates_args=())
+def chunk_bwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, M: Tensor, W: Tensor,
+              U: Tensor, h: Tensor, do: Tensor, dht: Tensor | None, scale: float, need_dh0: bool, iplr: bool,
+              reverse: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    grads = comba_bwd_triton(q, k, v, p, g, beta, scale, (M, W, U, h), do, dht, need_dh0, iplr, reverse)
+    dh0 = grads[-1]
+    return (*grads[:-1], dh0 if dh0 is not None else _empty(q))
+
+
+@chunk_bwd.register_fake
+def _(q, k, v, p, g, beta, M, W, U, h, do, dht, scale, need_dh0, iplr, reverse):
+    B, T, H, K = q.shape
+    dh0 = q.new_empty(B, H, K, v.shape[-1], dtype=torch.float32) if need_dh0 else _empty(q)
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(p),
+            torch.empty_like(g), torch.empty_like(beta), dh0)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse = inputs
+    _, _, M, W, U, h = output
+    ctx.save_for_backward(q, k, v, p, g, beta, M, W, U, h)
+    ctx.scale, ctx.iplr, ctx.reverse = scale, iplr, reverse
+    ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
+
+
+def _backward(ctx, do, dht, dM, dW, dU, dh):
+    q, k, v, p, g, beta, M, W, U, h = ctx.saved_tensors
+    if dht is not None and dht.numel() == 0:
+        dht = None
+    need_dh0 = ctx.h0_dtype is not None and ctx.needs_input_grad[7]
+    dq, dk, dv, dp, dg, dbeta, dh0 = chunk_bwd(
+        q, k, v, p, g, beta, M, W, U, h, do.contiguous(),
+        dht.float().contiguous() if dht is not None else None, ctx.scale, need_dh0, ctx.iplr, ctx.reverse)
+    dh0 = dh0.to(ctx.h0_dtype) if need_dh0 else None
+    return dq, dk, dv, dp, dg, dbeta, None, dh0, None, None, None
+
+
+chunk_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 def comba_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse):
-    return CombaTritonFunction.apply(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse)
+    q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
+    # the cast is differentiable, so dh0 reaches the caller in the caller's dtype
+    h0 = initial_state.float().contiguous() if initial_state is not None else None
+    o, ht, *_ = chunk_fwd(q, k, v, p, g, beta, scale, h0, output_final_state, iplr, reverse)
+    return o, (ht if output_final_state else None)

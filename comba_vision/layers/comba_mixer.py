@@ -1,0 +1,176 @@
+"""Bidirectional Comba token mixer and the pre-norm block built on it.
+
+Mixer, for tokens x [B, N, C] laid out as one or more row-major patch grids ("segments"):
+
+    q, k, v = SiLU(DWConv3x3(W_qkv x))       depthwise 3x3 on each patch grid (images are not causal)
+    q, k    = L2-normalised per head;  p = sigmoid(b) k  (feedback key);  q~ = q - d k  (output correction)
+    g       = -exp(A_log) * softplus(W_a x + c)      (log alpha; alpha starts close to 1)
+    beta    = sigmoid(W_b x)
+    o       = comba(q~, k, v, p, g, beta) + comba(..., reverse=True)     both scan directions, summed
+    y       = W_o (RMSNorm_head(o) * sigmoid(W_g x))
+
+Per-head trainable scalars: A_log (a = exp(A_log)), dt_bias (c), b_logit (b = sigmoid), d.
+Keys and queries use half the value width per head (K = V / 2 by default), which is what puts Comba-T/S
+on the paper's parameter and MAC budgets (docs/ARCHITECTURE.md).
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp
+
+from ..ops import comba
+
+Segments = list[tuple[int, int]]
+
+# MAC counting mode (see comba_vision.models.comba_vit.count_macs): the recurrence is then not run but
+# counted by formula, so that a FLOP counter sees only the projections, convolutions and MLPs.
+_COUNTER: list[int] | None = None
+
+
+@contextmanager
+def count_recurrence_macs():
+    """Within this context mixers skip the recurrence and add its MACs to the yielded one-element list."""
+    global _COUNTER
+    prev, _COUNTER = _COUNTER, [0]
+    try:
+        yield _COUNTER
+    finally:
+        _COUNTER = prev
+
+
+def recurrence_macs(B: int, N: int, H: int, K: int, V: int, directions: int = 2) -> int:
+    """Multiply-adds of the Comba recurrence in its step form, per direction and token and head:
+    feedback S^T p (K*V), state update k u^T (K*V), output S^T q (K*V). Gates and decays are O(K + V)
+    and not counted, as fvcore does not count elementwise work."""
+    return 3 * B * N * H * K * V * directions
+
+
+def _check_segments(N: int, segments: Segments | None) -> Segments | None:
+    if segments is None:
+        return None
+    total = sum(h * w for h, w in segments)
+    if total != N:
+        raise ValueError(f"segments {segments} cover {total} tokens but the sequence has {N}")
+    return segments
+
+
+class CombaMixer(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        head_dim_k: int | None = None,
+        qkv_bias: bool = True,
+        conv_size: int = 3,
+        variant: str = "splr",
+        d_init: float = 1.0,
+        b_init: float = 0.0,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        proj_drop: float = 0.0,
+    ):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        if variant not in ("splr", "iplr"):
+            raise ValueError(f"variant must be 'splr' or 'iplr', got {variant!r}")
+        self.num_heads = H = num_heads
+        self.head_dim_v = V = dim // num_heads
+        self.head_dim_k = K = head_dim_k or max(V // 2, 1)
+        self.variant = variant
+        self.qkv_dims = (H * K, H * K, H * V)
+        width = sum(self.qkv_dims)
+        self.qkv = nn.Linear(dim, width, bias=qkv_bias)
+        self.conv = nn.Conv2d(width, width, conv_size, padding=conv_size // 2, groups=width, bias=True)
+        self.gates = nn.Linear(dim, 2 * H, bias=True)  # W_a x (forget) and W_b x (input gate)
+        self.out_gate = nn.Linear(dim, dim, bias=True)
+        self.o_norm = nn.RMSNorm(V, eps=1e-5)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.A_log = nn.Parameter(torch.zeros(H))
+        dt = torch.exp(torch.linspace(math.log(dt_min), math.log(dt_max), H))
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+        self.b_logit = nn.Parameter(torch.full((H,), float(b_init)))
+        self.d = nn.Parameter(torch.full((H,), float(d_init)))
+        for lin in (self.qkv, self.gates, self.out_gate, self.proj):
+            nn.init.trunc_normal_(lin.weight, std=0.02)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
+
+    def _conv(self, x: torch.Tensor, segments: Segments | None) -> torch.Tensor:
+        """Depthwise conv on each segment's patch grid; a sequence with no grid is treated as one row."""
+        B, N, C = x.shape
+        segments = segments or [(1, N)]
+        outs, start = [], 0
+        for h, w in segments:
+            t = x[:, start:start + h * w].transpose(1, 2).reshape(B, C, h, w)
+            outs.append(self.conv(t).flatten(2).transpose(1, 2))
+            start += h * w
+        return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
+
+    def scan_inputs(self, x: torch.Tensor, segments: Segments | None = None):
+        """q~, k, v, p, g, beta for the operator, each [B, N, H, *] or [B, N, H]."""
+        B, N, _ = x.shape
+        H, K, V = self.num_heads, self.head_dim_k, self.head_dim_v
+        qkv = F.silu(self._conv(self.qkv(x), _check_segments(N, segments)))
+        q, k, v = qkv.split(self.qkv_dims, dim=-1)
+        q = F.normalize(q.reshape(B, N, H, K), dim=-1)
+        k = F.normalize(k.reshape(B, N, H, K), dim=-1)
+        v = v.reshape(B, N, H, V)
+        a_in, b_in = self.gates(x).float().chunk(2, dim=-1)
+        g = -self.A_log.float().exp() * F.softplus(a_in + self.dt_bias.float())
+        beta = torch.sigmoid(b_in)
+        p = k * torch.sigmoid(self.b_logit)[:, None].to(k.dtype)
+        q = q - self.d[:, None].to(q.dtype) * k
+        return q, k, v, p, g.to(v.dtype), beta.to(v.dtype)
+
+    def bidirectional(self, q, k, v, p, g, beta):
+        """Both scan directions over the token order: returns (forward, reverse) outputs, [B, N, H, V]."""
+        o_f, _ = comba(q, k, v, p, g, beta, variant=self.variant)
+        o_b, _ = comba(q, k, v, p, g, beta, variant=self.variant, reverse=True)
+        return o_f, o_b
+
+    def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
+        B, N, C = x.shape
+        q, k, v, p, g, beta = self.scan_inputs(x, segments)
+        if _COUNTER is not None:
+            _COUNTER[0] += recurrence_macs(B, N, self.num_heads, self.head_dim_k, self.head_dim_v)
+            o = v + v
+        else:
+            o_f, o_b = self.bidirectional(q, k, v, p, g, beta)
+            o = o_f + o_b
+        o = self.o_norm(o) * torch.sigmoid(self.out_gate(x)).reshape(B, N, self.num_heads, self.head_dim_v)
+        return self.proj_drop(self.proj(o.reshape(B, N, C)))
+
+
+class CombaBlock(nn.Module):
+    """Pre-norm residual block: x + DropPath(mixer(LN(x))), then x + DropPath(MLP(LN(x)))."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        drop_path: float = 0.0,
+        norm_layer=nn.LayerNorm,
+        act_layer=nn.GELU,
+        **mixer_kwargs,
+    ):
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.mixer = CombaMixer(dim, num_heads, qkv_bias=qkv_bias, proj_drop=proj_drop, **mixer_kwargs)
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
+        x = x + self.drop_path1(self.mixer(self.norm1(x), segments))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))

@@ -1,0 +1,195 @@
+"""Comba-ViT as a timm model: the checks timm runs on its own models, sizes, pretrained loading."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+import comba_vision  # noqa: F401  (registers the models)
+from comba_vision.layers import recurrence_macs
+from comba_vision.models import CombaViT, count_macs
+
+IMG = 64
+
+
+def _micro(**kw):
+    torch.manual_seed(0)
+    return timm.create_model("comba_micro", img_size=IMG, **kw)
+
+
+def test_registered_with_timm():
+    assert {"comba_micro", "comba_tiny", "comba_small"} <= set(timm.list_models("comba*"))
+    assert isinstance(timm.create_model("comba_tiny"), CombaViT)
+
+
+def test_forward_backward_reaches_every_parameter():
+    model = _micro(num_classes=42)
+    x = torch.randn(2, 3, IMG, IMG)
+    out = model(x)
+    assert out.shape == (2, 42) and not torch.isnan(out).any()
+    out.mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"parameters without a finite gradient: {missing}"
+    zero = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0]
+    assert not zero, f"parameters with an all-zero gradient: {zero}"
+
+
+@pytest.mark.parametrize("name", ["comba_micro", "comba_tiny", "comba_small"])
+def test_default_cfg(name):
+    model = timm.create_model(name)
+    cfg = model.pretrained_cfg
+    assert cfg["input_size"] == (3, 224, 224) and cfg["interpolation"] == "bicubic"
+    assert cfg["crop_pct"] == 0.875 and cfg["num_classes"] == 1000
+    assert tuple(cfg["mean"]) == timm.data.IMAGENET_DEFAULT_MEAN and tuple(cfg["std"]) == timm.data.IMAGENET_DEFAULT_STD
+    state = model.state_dict()
+    assert cfg["first_conv"] + ".weight" in state and state[cfg["first_conv"] + ".weight"].shape[1] == 3
+    assert cfg["classifier"] + ".weight" in state and state[cfg["classifier"] + ".weight"].shape[0] == 1000
+    assert not cfg.get("url") and not cfg.get("hf_hub_id")  # nothing is ever downloaded
+
+
+def test_forward_head_pre_logits_and_reset_classifier():
+    model = _micro().eval()
+    x = torch.randn(2, 3, IMG, IMG)
+    feats = model.forward_features(x)
+    assert feats.shape == (2, (IMG // 16) ** 2, model.num_features)
+    pre = model.forward_head(feats, pre_logits=True)
+    assert pre.shape == (2, model.num_features)
+    assert torch.allclose(model.forward_head(feats), model.get_classifier()(pre))
+    model.reset_classifier(0)
+    assert model(x).shape == (2, model.num_features)
+    model.reset_classifier(7)
+    assert model(x).shape == (2, 7)
+    assert _micro(num_classes=0)(x).shape == (2, model.num_features)
+
+
+def test_features_only_and_intermediates():
+    x = torch.randn(2, 3, IMG, IMG)
+    fm = timm.create_model("comba_micro", img_size=IMG, features_only=True, out_indices=(1, 3))
+    feats = fm(x)
+    assert [f.shape for f in feats] == [(2, 64, 4, 4)] * 2
+    assert fm.feature_info.channels() == [64, 64] and fm.feature_info.reduction() == [16, 16]
+
+    model = _micro().eval()
+    final, inter = model.forward_intermediates(x, indices=[0, 2])
+    assert final.shape == (2, 16, 64) and [t.shape for t in inter] == [(2, 64, 4, 4)] * 2
+    nlc = model.forward_intermediates(x, indices=2, output_fmt="NLC", intermediates_only=True)
+    assert [t.shape for t in nlc] == [(2, 16, 64)] * 2
+    # the last intermediate with norm equals forward_features, reshaped
+    last = model.forward_intermediates(x, indices=[3], norm=True, intermediates_only=True)[0]
+    assert torch.allclose(last.flatten(2).transpose(1, 2), model.forward_features(x), atol=1e-6)
+    early = model.forward_intermediates(x, indices=[1], stop_early=True, intermediates_only=True)[0]
+    assert torch.allclose(early, model.forward_intermediates(x, indices=[1])[1][0])
+
+
+def test_grad_checkpointing_matches():
+    model = _micro(num_classes=10, drop_path_rate=0.0)
+    x = torch.randn(2, 3, IMG, IMG)
+    out = model(x)
+    out.square().sum().backward()
+    g_ref = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.set_grad_checkpointing()
+    out2 = model(x)
+    out2.square().sum().backward()
+    torch.testing.assert_close(out2, out, rtol=1e-4, atol=1e-6)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, g_ref[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_any_input_size():
+    x = torch.randn(1, 3, 96, 128)
+    model = timm.create_model("comba_micro", img_size=(96, 128))
+    assert model(x).shape == (1, 1000)
+    dyn = timm.create_model("comba_micro", dynamic_img_size=True)
+    assert dyn(torch.randn(1, 3, 80, 112)).shape == (1, 1000)
+    assert dyn(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+    with pytest.raises(AssertionError):  # fixed-size model refuses a wrong size (timm's PatchEmbed check)
+        timm.create_model("comba_micro")(torch.randn(1, 3, 80, 112))
+    gray = timm.create_model("comba_micro", in_chans=1, img_size=IMG)
+    assert gray(torch.randn(1, 1, IMG, IMG)).shape == (1, 1000)
+
+
+def test_drop_path_rate_and_optimizer_groups():
+    model = timm.create_model("comba_micro", drop_path_rate=0.3)
+    rates = [b.drop_path1.drop_prob if hasattr(b.drop_path1, "drop_prob") else 0.0 for b in model.blocks]
+    assert rates[0] == 0.0 and abs(rates[-1] - 0.3) < 1e-6 and rates == sorted(rates)
+    assert "pos_embed" in model.no_weight_decay()
+    from timm.optim import create_optimizer_v2
+    opt = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05, layer_decay=0.75)
+    n_groups_params = sum(len(g["params"]) for g in opt.param_groups)
+    assert n_groups_params == len(list(model.parameters()))
+    scales = {round(g["lr_scale"], 6) for g in opt.param_groups}
+    assert len(scales) == len(model.blocks) + 2  # stem, each block, head/norm
+
+
+def test_pretrained_from_local_file(tmp_path):
+    src = _micro().eval()
+    path = tmp_path / "weights.pth"
+    torch.save(src.state_dict(), path)
+    loaded = timm.create_model("comba_micro", img_size=IMG, pretrained=True,
+                               pretrained_cfg_overlay=dict(file=str(path))).eval()
+    x = torch.randn(2, 3, IMG, IMG)
+    assert torch.equal(loaded(x), src(x))
+    # a training checkpoint (dict with "model"), another input size and class count: position embedding
+    # resampled, backbone identical, new head (timm drops a classifier of the wrong size)
+    torch.save({"model": src.state_dict(), "epoch": 3}, path)
+    other = timm.create_model("comba_micro", img_size=96, num_classes=5, pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(path))).eval()
+    assert other.pos_embed.shape == (1, 36, 64)
+    assert other.forward_features(torch.zeros(1, 3, 96, 96)).shape == (1, 36, 64)
+    for name, p in src.blocks.named_parameters():
+        assert torch.equal(other.blocks.get_parameter(name), p), name
+    assert other(torch.randn(1, 3, 96, 96)).shape == (1, 5)
+    with pytest.raises(Exception):
+        timm.create_model("comba_micro", pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / "nope.pth")))
+
+
+def _analytic_macs(dim, depth, heads, mlp_ratio, img=224, patch=16, classes=1000):
+    """Independent count: projections, convolutions and MLP per token, recurrence by formula."""
+    N = (img // patch) ** 2
+    V = dim // heads
+    K = V // 2
+    width = 2 * heads * K + heads * V
+    per_token = dim * width + 9 * width + dim * 2 * heads + 2 * dim * dim + 2 * dim * int(dim * mlp_ratio)
+    rec = recurrence_macs(1, N, heads, K, V)
+    return N * 3 * patch * patch * dim + depth * (N * per_token + rec) + dim * classes
+
+
+@pytest.mark.parametrize("name, params_m, gmacs, dims", [
+    ("comba_tiny", 5.8, 1.1, (192, 12, 3, 4.0)),
+    ("comba_small", 22.6, 4.4, (384, 12, 6, 4.0)),
+])
+def test_sizes_match_paper(name, params_m, gmacs, dims):
+    model = timm.create_model(name)
+    n = sum(p.numel() for p in model.parameters()) / 1e6
+    assert abs(n - params_m) / params_m <= 0.03, f"{name}: {n:.3f}M parameters vs {params_m}M"
+    macs = count_macs(model)
+    assert abs(macs / 1e9 - gmacs) / gmacs <= 0.10, f"{name}: {macs / 1e9:.3f} GMACs vs {gmacs}"
+    expected = _analytic_macs(*dims)
+    # LayerNorms, pooling and gates are not matrix products: the two counts agree to a fraction of a percent
+    assert abs(macs - expected) / expected < 0.005, (macs, expected)
+
+
+def test_forward_tokens_for_other_pipelines():
+    model = _micro().eval()
+    template = torch.randn(2, 16, 64)
+    search = torch.randn(2, 36, 64)
+    out = model.forward_tokens(torch.cat([template, search], 1), [(4, 4), (6, 6)])
+    assert out.shape == (2, 52, 64) and torch.isfinite(out).all()
+
+
+def test_torch_compile_traces():
+    model = _micro().eval()
+    x = torch.randn(2, 3, IMG, IMG)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    model = _micro().eval()
+    x = torch.randn(2, 3, IMG, IMG)
+    ref = model(x)
+    out = model.cuda()(x.cuda()).cpu()
+    assert (out - ref).norm() / ref.norm() < 1e-3
+    torch.compile(model)(x.cuda())
