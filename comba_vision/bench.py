@@ -89,7 +89,7 @@ def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=Non
                 out = fn()
                 do = torch.randn_like(out)
 
-                def fwd_bwd():
+                def fwd_bwd(fn=fn, do=do):
                     o = fn()
                     o.backward(do)
                 rec["fwdbwd_ms"] = _time(fwd_bwd, device, reps)

@@ -140,7 +140,7 @@ def test_pretrained_from_local_file(tmp_path):
     for name, p in src.blocks.named_parameters():
         assert torch.equal(other.blocks.get_parameter(name), p), name
     assert other(torch.randn(1, 3, 96, 96)).shape == (1, 5)
-    with pytest.raises(Exception):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
         timm.create_model("comba_micro", pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / "nope.pth")))
 
 

@@ -89,7 +89,7 @@ def test_gradcheck_torch_path():
     h0 = h0.double()
     inputs = [x.clone().requires_grad_() for x in xs] + [h0.requires_grad_()]
     for variant, reverse in (("splr", False), ("iplr", True)):
-        def fn(q, k, v, p, g, beta, h):
+        def fn(q, k, v, p, g, beta, h, variant=variant, reverse=reverse):
             o, ht = comba_chunk_torch(q, k, v, p, g, beta, 0.5, h, True, variant=variant, reverse=reverse,
                                       chunk_size=4)
             return o, ht
