@@ -9,6 +9,7 @@ token: a bidirectional recurrence has no privileged position (docs/ARCHITECTURE.
 """
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -223,6 +224,9 @@ def checkpoint_filter_fn(state_dict: dict, model: CombaViT) -> dict:
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> CombaViT:
     out_indices = kwargs.pop("out_indices", 3)
+    weights = (kwargs.get("pretrained_cfg_overlay") or {}).get("file")
+    if pretrained and weights and not os.path.isfile(weights):
+        raise FileNotFoundError(f"pretrained weights file not found: {weights}")
     return build_model_with_cfg(
         CombaViT, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,

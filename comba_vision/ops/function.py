@@ -19,6 +19,10 @@ def _empty(like: Tensor) -> Tensor:
 def chunk_fwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, scale: float,
               initial_state: Tensor | None, output_final_state: bool, iplr: bool, reverse: bool
               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    # compiled graphs may hand a custom op inputs in other strides than eager code would: the kernels
+    # index densely, so make them contiguous here (a no-op for contiguous tensors)
+    q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
+    initial_state = initial_state.contiguous() if initial_state is not None else None
     o, ht, (M, W, U, h) = comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state,
                                            iplr, reverse)
     return o, (ht if ht is not None else _empty(q)), M, W, U, h
@@ -31,7 +35,7 @@ def _(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, rever
     NT = (T + BT - 1) // BT
     f = dict(device=q.device, dtype=torch.float32)
     ht = q.new_empty(B, H, K, V, dtype=torch.float32) if output_final_state else _empty(q)
-    return (torch.empty_like(v), ht, torch.empty(B * H, NT, BT, BT, **f), torch.empty(B * H, NT * BT, K, **f),
+    return (v.new_empty(v.shape), ht, torch.empty(B * H, NT, BT, BT, **f), torch.empty(B * H, NT * BT, K, **f),
             torch.empty(B * H, NT * BT, V, **f), torch.empty(B * H, NT, K, V, **f))
 
 
@@ -39,6 +43,8 @@ def _(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, rever
 def chunk_bwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, M: Tensor, W: Tensor,
               U: Tensor, h: Tensor, do: Tensor, dht: Tensor | None, scale: float, need_dh0: bool, iplr: bool,
               reverse: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    q, k, v, p, g, beta, do = (x.contiguous() for x in (q, k, v, p, g, beta, do))
+    dht = dht.contiguous() if dht is not None else None
     grads = comba_bwd_triton(q, k, v, p, g, beta, scale, (M, W, U, h), do, dht, need_dh0, iplr, reverse)
     dh0 = grads[-1]
     return (*grads[:-1], dh0 if dh0 is not None else _empty(q))
@@ -48,8 +54,7 @@ def chunk_bwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tenso
 def _(q, k, v, p, g, beta, M, W, U, h, do, dht, scale, need_dh0, iplr, reverse):
     B, T, H, K = q.shape
     dh0 = q.new_empty(B, H, K, v.shape[-1], dtype=torch.float32) if need_dh0 else _empty(q)
-    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(p),
-            torch.empty_like(g), torch.empty_like(beta), dh0)
+    return (*(x.new_empty(x.shape) for x in (q, k, v, p)), g.new_empty(g.shape), beta.new_empty(beta.shape), dh0)
 
 
 def _setup_context(ctx, inputs, output):

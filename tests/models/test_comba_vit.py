@@ -1,6 +1,8 @@
 """Comba-ViT as a timm model: the checks timm runs on its own models, sizes, pretrained loading."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import timm
 import torch
@@ -193,3 +195,21 @@ def test_cuda_matches_cpu():
     out = model.cuda()(x.cuda()).cpu()
     assert (out - ref).norm() / ref.norm() < 1e-3
     torch.compile(model)(x.cuda())
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") != "1", reason="runs the Triton kernels interpreted")
+def test_torch_compile_with_triton_custom_ops(monkeypatch):
+    """The CUDA path's custom ops (here run by Triton's interpreter) trace under torch.compile, forward and
+    backward, and agree with the PyTorch path."""
+    model = timm.create_model("comba_micro", img_size=32, depth=1, num_classes=3)
+    x = torch.randn(1, 3, 32, 32)
+    ref = model(x)
+    ref.sum().backward()
+    g_ref = model.blocks[0].mixer.qkv.weight.grad.clone()
+    model.zero_grad()
+    monkeypatch.setenv("COMBA_BACKEND", "triton")
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    out = compiled(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.blocks[0].mixer.qkv.weight.grad, g_ref, rtol=1e-3, atol=1e-6)
