@@ -1,0 +1,134 @@
+"""Training configuration: one dataclass, loaded from YAML, every key overridable on the command line."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    # model
+    model: str = "comba_tiny"
+    model_kwargs: dict = field(default_factory=dict)
+    img_size: int | None = None
+    num_classes: int | None = None          # default: the number of class folders
+    drop_path: float = 0.1
+    drop: float = 0.0
+    grad_checkpointing: bool = False
+    compile: bool = False
+    # data
+    data_dir: str | None = None
+    dataset: str = ""                         # "" (ImageFolder / tar shards) or "sklearn-digits" (built-in demo)
+    train_split: str = "train"
+    val_split: str = "val"
+    workers: int = 8
+    pin_mem: bool = True
+    # optimisation (DeiT recipe)
+    epochs: int = 300
+    batch_size: int = 128                     # per process
+    accum_steps: int = 1
+    lr: float | None = None                   # default: lr_base * global_batch / lr_base_size
+    lr_base: float = 1e-3
+    lr_base_size: int = 1024
+    opt: str = "adamw"
+    opt_eps: float = 1e-8
+    opt_betas: list = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.9
+    weight_decay: float = 0.05
+    sched: str = "cosine"
+    warmup_epochs: int = 5
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    cooldown_epochs: int = 0
+    clip_grad: float | None = None
+    # augmentation and regularisation
+    smoothing: float = 0.1
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    mixup_mode: str = "batch"
+    aa: str | None = "rand-m9-mstd0.5-inc1"
+    reprob: float = 0.25
+    remode: str = "pixel"
+    recount: int = 1
+    scale: list = field(default_factory=lambda: [0.08, 1.0])
+    ratio: list = field(default_factory=lambda: [3 / 4, 4 / 3])
+    hflip: float = 0.5
+    color_jitter: float = 0.3
+    aug_repeats: int = 3                      # repeated augmentation (distributed runs)
+    train_interpolation: str = "bicubic"
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    # EMA
+    model_ema: bool = True
+    model_ema_decay: float = 0.99996
+    # precision
+    amp: bool = True                          # autocast on CUDA (never on the CPU)
+    amp_dtype: str = "bfloat16"
+    # run control and logging
+    seed: int = 42
+    output: str = "output"
+    experiment: str = ""
+    log_interval: int = 50
+    max_steps_per_epoch: int | None = None    # cap for smoke tests
+    stop_after_epochs: int | None = None      # leave after this many epochs in this invocation (resume later)
+    min_val_top1: float | None = None         # fail the run if the final val top-1 is below this
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _check_keys(d: dict[str, Any], where: str):
+    unknown = sorted(set(d) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown} in {where}; known keys: {sorted(FIELDS)}")
+
+
+def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Reads a YAML file (keys must be TrainConfig fields), then applies overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"config file not found: {path}")
+        with open(path) as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config {path} must be a mapping of keys to values")
+        _check_keys(loaded, path)
+        values.update(loaded)
+    if overrides:
+        _check_keys(overrides, "the command line")
+        values.update(overrides)
+    return TrainConfig(**values)
+
+
+def parse_overrides(tokens: list[str]) -> dict[str, Any]:
+    """``--batch-size 64 --model-kwargs '{img_size: 32}'`` -> {"batch_size": 64, ...}; values are YAML."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--"):
+            raise ValueError(f"unexpected argument {tok!r}; overrides are --key value")
+        key = tok[2:].replace("-", "_")
+        if "=" in key:
+            key, val = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+            val = tokens[i + 1]
+            i += 2
+        else:
+            val, i = "true", i + 1
+        if key not in FIELDS:
+            raise ValueError(f"unknown config key {key!r} on the command line; known keys: {sorted(FIELDS)}")
+        out[key] = yaml.safe_load(val)
+    return out
+
+
+def to_yaml(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)

@@ -1,0 +1,369 @@
+"""ImageNet-style training loop on timm's pieces: data, augmentation, optimizer, scheduler, EMA.
+
+What is ours: the loop, the logging (tqdm, TensorBoard, summary.csv) and the checkpointing (atomic
+writes, exact resume including RNG state, last/best).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import logging
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from timm.data import Mixup, create_dataset, create_loader, resolve_data_config
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.models import create_model
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3, accuracy
+
+import comba_vision  # noqa: F401  (registers the models)
+
+from .config import TrainConfig, to_yaml
+from .data import SkipCounter, check_layout, write_digits_imagefolder
+
+log = logging.getLogger("comba_vision.train")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------ distributed helpers
+def setup_distributed() -> tuple[int, int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, local, device
+
+
+def _all_reduce(t: torch.Tensor, op=None) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+    return t
+
+
+def weights_digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ checkpoints
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def load_checkpoint(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+# ------------------------------------------------------------------ building blocks
+def resolve_data_dir(cfg: TrainConfig) -> str:
+    if cfg.dataset == "sklearn-digits":
+        return str(write_digits_imagefolder(cfg.data_dir and Path(cfg.data_dir)))
+    if cfg.dataset:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}: use '' (an ImageFolder / tar tree) or 'sklearn-digits'")
+    return cfg.data_dir
+
+
+def build_loaders(cfg, model, data_dir, world, device, train=True):
+    args = dict(interpolation=cfg.interpolation, crop_pct=cfg.crop_pct)
+    if cfg.img_size is not None:
+        args["img_size"] = int(cfg.img_size)
+    elif hasattr(model, "patch_embed") and getattr(model.patch_embed, "img_size", None):
+        in_chans = model.patch_embed.proj.in_channels
+        args["input_size"] = (in_chans, *model.patch_embed.img_size)  # the size the model was built for
+    data_cfg = resolve_data_config(args, model=model)
+    common = dict(input_size=data_cfg["input_size"], mean=data_cfg["mean"], std=data_cfg["std"],
+                  num_workers=cfg.workers, distributed=world > 1, pin_memory=cfg.pin_mem and device.type == "cuda",
+                  use_prefetcher=False, persistent_workers=False, device=device)
+    val_set = create_dataset("", root=data_dir, split=cfg.val_split, is_training=False)
+    val_loader = create_loader(val_set, batch_size=cfg.batch_size, is_training=False,
+                               interpolation=data_cfg["interpolation"], crop_pct=data_cfg["crop_pct"], **common)
+    if not train:
+        return None, val_loader, val_set
+    train_set = create_dataset("", root=data_dir, split=cfg.train_split, is_training=True)
+    repeats = cfg.aug_repeats if world > 1 else 0
+    if cfg.aug_repeats and world == 1:
+        log.info("repeated augmentation needs a distributed run: off for a single process")
+    train_loader = create_loader(
+        train_set, batch_size=cfg.batch_size, is_training=True, re_prob=cfg.reprob, re_mode=cfg.remode,
+        re_count=cfg.recount, scale=tuple(cfg.scale), ratio=tuple(cfg.ratio), hflip=cfg.hflip,
+        color_jitter=cfg.color_jitter, auto_augment=cfg.aa, num_aug_repeats=repeats,
+        interpolation=cfg.train_interpolation, **common)
+    return train_loader, val_loader, train_set
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, amp_ctx, max_steps=None) -> dict:
+    model.eval()
+    stats = torch.zeros(3, dtype=torch.float64, device=device)
+    for i, (x, y) in enumerate(loader):
+        if max_steps is not None and i >= max_steps:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with amp_ctx():
+            out = model(x)
+        top1, top5 = accuracy(out.float(), y, topk=(1, min(5, out.shape[-1])))
+        n = x.shape[0]
+        stats += torch.tensor([top1.item() * n / 100, top5.item() * n / 100, n], dtype=torch.float64, device=device)
+    _all_reduce(stats)
+    return dict(top1=100 * stats[0].item() / max(stats[2].item(), 1), top5=100 * stats[1].item() / max(stats[2].item(), 1))
+
+
+# ------------------------------------------------------------------ main entry
+def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, checkpoint: str | None = None) -> dict:
+    rank, world, local, device = setup_distributed()
+    is_main = rank == 0
+    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, format="%(message)s")
+    seed = cfg.seed + rank
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+    data_dir = resolve_data_dir(cfg)
+    check_layout(data_dir, (cfg.val_split,) if eval_only else (cfg.train_split, cfg.val_split))
+    from .data import _classes
+    n_classes = cfg.num_classes
+    if n_classes is None:
+        split_dir = Path(data_dir) / cfg.val_split
+        n_classes = len(_classes(split_dir)) if split_dir.is_dir() else 1000
+    model_kwargs = dict(cfg.model_kwargs)
+    if cfg.img_size is not None:
+        model_kwargs.setdefault("img_size", cfg.img_size)
+    model = create_model(cfg.model, num_classes=n_classes, drop_path_rate=cfg.drop_path, drop_rate=cfg.drop,
+                         **model_kwargs)
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    model.to(device)
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = getattr(torch, cfg.amp_dtype)
+    amp_ctx = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
+
+    if eval_only:
+        if checkpoint is None:
+            raise ValueError("--eval-only needs --checkpoint")
+        ck = load_checkpoint(checkpoint)
+        model.load_state_dict(ck["model"] if "model" in ck else ck)
+        _, val_loader, _ = build_loaders(cfg, model, data_dir, world, device, train=False)
+        res = {"model": evaluate(model, val_loader, device, amp_ctx)}
+        if "model_ema" in ck and ck["model_ema"] is not None:
+            model.load_state_dict(ck["model_ema"])
+            res["ema"] = evaluate(model, val_loader, device, amp_ctx)
+        if is_main:
+            for k, v in res.items():
+                log.info(f"eval {k}: top-1 {v['top1']:.2f}%  top-5 {v['top5']:.2f}%")
+        return res
+
+    skips = SkipCounter().install()
+    train_loader, val_loader, _ = build_loaders(cfg, model, data_dir, world, device)
+    global_batch = cfg.batch_size * world * cfg.accum_steps
+    lr = cfg.lr if cfg.lr is not None else cfg.lr_base * global_batch / cfg.lr_base_size
+    optimizer = create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps,
+                                    betas=tuple(cfg.opt_betas)) if cfg.opt in ("adamw", "adam", "lamb") else \
+        create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
+    updates_per_epoch = max(1, steps_per_epoch // cfg.accum_steps)
+    scheduler, num_epochs = create_scheduler_v2(
+        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr,
+        warmup_epochs=cfg.warmup_epochs, cooldown_epochs=cfg.cooldown_epochs, step_on_epochs=False,
+        updates_per_epoch=updates_per_epoch)
+    ema = ModelEmaV3(model, decay=cfg.model_ema_decay) if cfg.model_ema else None
+    mixup_on = cfg.mixup > 0 or cfg.cutmix > 0
+    mixup_fn = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
+                     switch_prob=cfg.mixup_switch_prob, mode=cfg.mixup_mode, label_smoothing=cfg.smoothing,
+                     num_classes=n_classes) if mixup_on else None
+    criterion = SoftTargetCrossEntropy() if mixup_on else (
+        LabelSmoothingCrossEntropy(cfg.smoothing) if cfg.smoothing > 0 else nn.CrossEntropyLoss())
+    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+
+    out_dir = Path(cfg.output) / (cfg.experiment or f"{cfg.model}")
+    start_epoch, step, best = 0, 0, dict(top1=-1.0, epoch=-1)
+    if resume:
+        ck = load_checkpoint(resume)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        if ema is not None and ck.get("model_ema") is not None:
+            ema.module.load_state_dict(ck["model_ema"])
+        if scaler is not None and ck.get("scaler") is not None:
+            scaler.load_state_dict(ck["scaler"])
+        start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck.get("best", best)
+        rngs = ck["rng"]
+        set_rng_state(rngs[rank] if isinstance(rngs, list) and rank < len(rngs) else rngs[0])
+        if is_main:
+            log.info(f"resumed from {resume} at epoch {start_epoch}, step {step}")
+
+    train_model = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+
+    writer = None
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(to_yaml(cfg))
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out_dir / "tb"))
+        log.info(f"{cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+                 f"{world} process(es), global batch {global_batch}, lr {lr:.3g}, output {out_dir}")
+
+    from tqdm import tqdm
+    run_start = time.time()
+    end_epoch = num_epochs if cfg.stop_after_epochs is None else min(num_epochs, start_epoch + cfg.stop_after_epochs)
+    metrics = {}
+    for epoch in range(start_epoch, end_epoch):
+        if hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        train_model.train()
+        t0, seen = time.time(), 0
+        loss_sum = torch.zeros((), device=device)
+        grad_norm = torch.zeros((), device=device)
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{num_epochs}", disable=not is_main,
+                   dynamic_ncols=True, leave=False)
+        for i, (x, y) in enumerate(train_loader):
+            if i >= steps_per_epoch:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if mixup_fn is not None:
+                x, y = mixup_fn(x, y)
+            last_micro = (i + 1) % cfg.accum_steps == 0 or i + 1 == steps_per_epoch
+            sync = nullcontext() if last_micro or world == 1 else train_model.no_sync()
+            with sync:
+                with amp_ctx():
+                    loss = criterion(train_model(x), y)
+                bad = torch.tensor(float(not torch.isfinite(loss.detach())), device=device)
+                if _all_reduce(bad, dist.ReduceOp.MAX if world > 1 else None).item() > 0:
+                    raise NonFiniteLossError(
+                        f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {i}: stopping before the "
+                        f"optimizer step; the last good checkpoint in {out_dir} is intact. Lower the learning "
+                        f"rate or enable clip_grad.")
+                (scaler.scale(loss / cfg.accum_steps) if scaler else loss / cfg.accum_steps).backward()
+            if last_micro:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad or math.inf)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                scheduler.step_update(num_updates=step)
+                if ema is not None:
+                    ema.update(model, step=step)
+            loss_sum += loss.detach()
+            seen += x.shape[0] * world
+            if is_main:
+                ips = seen / max(time.time() - t0, 1e-9)
+                cur_lr = optimizer.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{cur_lr:.2e}", img_s=f"{ips:.0f}")
+                bar.update(1)
+                if step % cfg.log_interval == 0 and last_micro:
+                    writer.add_scalar("train/loss", loss.item(), step)
+                    writer.add_scalar("train/lr", cur_lr, step)
+                    writer.add_scalar("train/grad_norm", float(grad_norm), step)
+                    writer.add_scalar("train/images_per_s", ips, step)
+        bar.close()
+        scheduler.step(epoch + 1)
+        n_steps = max(1, min(steps_per_epoch, i + 1))
+        train_loss = _all_reduce(loss_sum.clone()).item() / n_steps / world
+        epoch_time = time.time() - t0
+        val = evaluate(model, val_loader, device, amp_ctx)
+        val_ema = evaluate(ema.module, val_loader, device, amp_ctx) if ema is not None else None
+        skipped = int(_all_reduce(torch.tensor(float(skips.value), device=device)).item())
+        metrics = dict(epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"],
+                       val_top1=val["top1"], val_top5=val["top5"], images_per_s=seen / epoch_time,
+                       epoch_time_s=epoch_time, skipped_images=skipped)
+        if val_ema is not None:
+            metrics.update(ema_val_top1=val_ema["top1"], ema_val_top5=val_ema["top5"])
+        score = max(val["top1"], val_ema["top1"] if val_ema else -1)
+        is_best = score > best["top1"]
+        if is_best:
+            best = dict(top1=score, epoch=epoch + 1)
+        rngs = [rng_state()]
+        if world > 1:
+            gathered = [None] * world
+            dist.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        if is_main:
+            for k in ("train_loss", "val_top1", "val_top5", "ema_val_top1", "ema_val_top5", "images_per_s"):
+                if k in metrics:
+                    writer.add_scalar(("val/" if "val" in k else "train/") + k, metrics[k], epoch + 1)
+            writer.flush()
+            summary = out_dir / "summary.csv"
+            new = not summary.exists() or epoch == 0
+            with open(summary, "w" if new else "a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(metrics))
+                if new:
+                    w.writeheader()
+                w.writerow(metrics)
+            ck = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                      model_ema=ema.module.state_dict() if ema is not None else None,
+                      scaler=scaler.state_dict() if scaler is not None else None, epoch=epoch, step=step,
+                      best=best, rng=rngs, config=dataclasses.asdict(cfg), metrics=metrics)
+            atomic_save(ck, out_dir / "last.pth")
+            if is_best:
+                atomic_save(ck, out_dir / "best.pth")
+            elapsed = time.time() - run_start
+            eta = elapsed / (epoch + 1 - start_epoch) * (num_epochs - epoch - 1)
+            ema_txt = f", EMA {val_ema['top1']:.2f}%" if val_ema else ""
+            log.info(f"epoch {epoch + 1}/{num_epochs}: loss {train_loss:.4f}, val top-1 {val['top1']:.2f}% "
+                     f"top-5 {val['top5']:.2f}%{ema_txt}, {metrics['images_per_s']:.0f} img/s, "
+                     f"ETA {eta / 60:.1f} min" + (f", {skipped} unreadable images skipped" if skipped else ""))
+    if world > 1:
+        digest = weights_digest(model)
+        digests = [None] * world
+        dist.all_gather_object(digests, digest)
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"ranks hold different weights at the end: {digests}")
+        if is_main:
+            log.info(f"weights identical across {world} ranks: {digest}")
+    if writer is not None:
+        writer.close()
+    if cfg.min_val_top1 is not None and metrics and end_epoch == num_epochs:
+        final = max(metrics["val_top1"], metrics.get("ema_val_top1", -1))
+        if final < cfg.min_val_top1:
+            raise RuntimeError(f"final val top-1 {final:.2f}% is below the required {cfg.min_val_top1}%")
+    return metrics
