@@ -59,6 +59,21 @@ def _decays(g_ptr, rows, m_t, BT: tl.constexpr, IPLR: tl.constexpr):
 
 
 @triton.jit
+def _load_rows(ptr, rows, m_t, D, BD: tl.constexpr, off):
+    """[BT, BD] float32 tile of columns off..off+BD of a [B, T, H, D] tensor at the given rows (0 outside)."""
+    o = off + tl.arange(0, BD)
+    return tl.load(ptr + rows[:, None] * D + o[None, :], mask=m_t[:, None] & (o < D)[None, :], other=0.).to(tl.float32)
+
+
+@triton.jit
+def _kv_tile(i_v, K, V, BK: tl.constexpr, BV: tl.constexpr):
+    """Offsets and mask of the [BK, BV] state tile of V block i_v inside a [K, V] state."""
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    return o_k[:, None] * V + o_v[None, :], (o_k < K)[:, None] & (o_v < V)[None, :]
+
+
+@triton.jit
 def _fwd_prepare(
     k, p, v, g, beta, M, W, U,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
@@ -74,9 +89,8 @@ def _fwd_prepare(
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
-    m_tk = m_t[:, None] & m_k[None, :]
-    b_k = tl.load(k + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
-    b_p = tl.load(p + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+    b_k = _load_rows(k, rows, m_t, K, BK, 0)
+    b_p = _load_rows(p, rows, m_t, K, BK, 0)
     if IPLR:
         b_p = b_p * 2.
     strict = o_c[:, None] > o_c[None, :]
@@ -97,7 +111,7 @@ def _fwd_prepare(
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
-        b_v = tl.load(v + rows[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.).to(tl.float32)
+        b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
         b_U = tl.dot(b_M, b_v * b_beta[:, None], input_precision=PREC)
         tl.store(U + (base_c + o_c)[:, None] * V + o_v[None, :], b_U, mask=m_v[None, :])
 
@@ -118,8 +132,7 @@ def _fwd_state(
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
     m_v = o_v < V
-    m_kv = m_k[:, None] & m_v[None, :]
-    kv = o_k[:, None] * V + o_v[None, :]
+    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_H0:
         b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
@@ -132,7 +145,7 @@ def _fwd_state(
         p_U = U + (base_c + o_c)[:, None] * V + o_v[None, :]
         b_u = tl.load(p_U, mask=m_v[None, :], other=0.) - tl.dot(b_W, b_h, input_precision=PREC)
         tl.store(p_U, b_u, mask=m_v[None, :])
-        b_k = tl.load(k + rows[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.).to(tl.float32)
+        b_k = _load_rows(k, rows, m_t, K, BK, 0)
         b_k = b_k * tl.exp(b_clast - b_c)[:, None]
         b_h = b_h * tl.exp(b_clast) + tl.dot(tl.trans(b_k), b_u, input_precision=PREC)
     if STORE_HT:
@@ -154,9 +167,8 @@ def _fwd_output(
     m_k = o_k < K
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-    m_tk = m_t[:, None] & m_k[None, :]
-    b_q = tl.load(q + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32) * scale
-    b_k = tl.load(k + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+    b_k = _load_rows(k, rows, m_t, K, BK, 0)
     incl = o_c[:, None] >= o_c[None, :]
     b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC)
     b_A = tl.where(incl, b_A * tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
@@ -184,13 +196,10 @@ def _bwd_dv_local(
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, BT)
     o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
-    m_k = o_k < K
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-    m_tk = m_t[:, None] & m_k[None, :]
-    b_q = tl.load(q + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32) * scale
-    b_k = tl.load(k + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+    b_k = _load_rows(k, rows, m_t, K, BK, 0)
     # transposed: At[j, i] = A[i, j] = (q_i . k_j) e^(c_i - c_j) for j <= i
     m_up = o_c[:, None] <= o_c[None, :]
     b_At = tl.dot(b_k, tl.trans(b_q), input_precision=PREC)
@@ -199,7 +208,7 @@ def _bwd_dv_local(
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
-        b_do = tl.load(do + rows[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.).to(tl.float32)
+        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
         b_dU = tl.dot(b_At, b_do, input_precision=PREC)
         tl.store(dU + (base_c + o_c)[:, None] * V + o_v[None, :], b_dU, mask=m_v[None, :])
 
@@ -220,8 +229,7 @@ def _bwd_state(
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
     m_v = o_v < V
-    m_kv = m_k[:, None] & m_v[None, :]
-    kv = o_k[:, None] * V + o_v[None, :]
+    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_DHT:
         b_dh += tl.load(dht + i_bh * K * V + kv, mask=m_kv, other=0.)
@@ -230,13 +238,12 @@ def _bwd_state(
         tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh, mask=m_kv)
         rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
         b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-        m_tk = m_t[:, None] & m_k[None, :]
         base_c = (i_bh * NT + i_t) * BT
-        b_k = tl.load(k + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
-        b_q = tl.load(q + rows[:, None] * K + o_k[None, :], mask=m_tk, other=0.).to(tl.float32)
+        b_k = _load_rows(k, rows, m_t, K, BK, 0)
+        b_q = _load_rows(q, rows, m_t, K, BK, 0)
         b_q = b_q * (scale * tl.exp(b_c))[:, None]
         b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.)
-        b_do = tl.load(do + rows[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.).to(tl.float32)
+        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
         p_dU = dU + (base_c + o_c)[:, None] * V + o_v[None, :]
         b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
         b_dU = tl.load(p_dU, mask=m_v[None, :], other=0.) + tl.dot(b_kd, b_dh, input_precision=PREC)
@@ -266,9 +273,9 @@ def _bwd_grads(
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
     m_tk = m_t[:, None] & m_k[None, :]
     p_qk = rows[:, None] * K + o_k[None, :]
-    b_q = tl.load(q + p_qk, mask=m_tk, other=0.).to(tl.float32) * scale
-    b_k = tl.load(k + p_qk, mask=m_tk, other=0.).to(tl.float32)
-    b_p = tl.load(p + p_qk, mask=m_tk, other=0.).to(tl.float32)
+    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+    b_k = _load_rows(k, rows, m_t, K, BK, 0)
+    b_p = _load_rows(p, rows, m_t, K, BK, 0)
     if IPLR:
         b_p = b_p * 2.
     base_c = (i_bh * NT + i_t) * BT
@@ -296,8 +303,8 @@ def _bwd_grads(
         b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
         b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
         b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.)
-        b_v = tl.load(v + rows[:, None] * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
-        b_do = tl.load(do + rows[:, None] * V + o_v[None, :], mask=m_tv, other=0.).to(tl.float32)
+        b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
+        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
         # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
         b_drhs = tl.dot(tl.trans(b_M), b_dU, input_precision=PREC)
         tl.store(dv + rows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), mask=m_tv)

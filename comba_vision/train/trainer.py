@@ -147,7 +147,8 @@ def evaluate(model, loader, device, amp_ctx, max_steps=None) -> dict:
         n = x.shape[0]
         stats += torch.tensor([top1.item() * n / 100, top5.item() * n / 100, n], dtype=torch.float64, device=device)
     _all_reduce(stats)
-    return dict(top1=100 * stats[0].item() / max(stats[2].item(), 1), top5=100 * stats[1].item() / max(stats[2].item(), 1))
+    n = max(stats[2].item(), 1)
+    return dict(top1=100 * stats[0].item() / n, top5=100 * stats[1].item() / n)
 
 
 # ------------------------------------------------------------------ main entry
@@ -201,7 +202,9 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
     optimizer = create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps,
                                     betas=tuple(cfg.opt_betas)) if cfg.opt in ("adamw", "adam", "lamb") else \
         create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
-    steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else min(len(train_loader), cfg.max_steps_per_epoch)
+    steps_per_epoch = len(train_loader)
+    if cfg.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     updates_per_epoch = max(1, steps_per_epoch // cfg.accum_steps)
     scheduler, num_epochs = create_scheduler_v2(
         optimizer, sched=cfg.sched, num_epochs=cfg.epochs, min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr,

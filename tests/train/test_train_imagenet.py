@@ -170,6 +170,7 @@ def test_config_errors(tmp_path):
 def test_shipped_configs_load(name):
     cfg = load_config(str(ROOT / "configs" / name))
     if name != "demo_digits.yaml":
-        assert (cfg.epochs, cfg.lr_base, cfg.lr_base_size, cfg.weight_decay, cfg.warmup_epochs) == (300, 1e-3, 1024, 0.05, 5)
+        recipe = (cfg.epochs, cfg.lr_base, cfg.lr_base_size, cfg.weight_decay, cfg.warmup_epochs)
+        assert recipe == (300, 1e-3, 1024, 0.05, 5)
         assert (cfg.mixup, cfg.cutmix, cfg.smoothing, cfg.reprob, cfg.aug_repeats) == (0.8, 1.0, 0.1, 0.25, 3)
         assert cfg.aa == "rand-m9-mstd0.5-inc1" and cfg.model_ema and cfg.interpolation == "bicubic"
