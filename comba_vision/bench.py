@@ -8,6 +8,7 @@ import json
 import platform
 import statistics
 import time
+from contextlib import nullcontext
 from datetime import date
 
 import torch
@@ -191,3 +192,66 @@ def prune_fla_autotune(max_configs: int) -> int:
                 obj.configs = obj.configs[:max_configs]
                 n += 1
     return n
+
+
+MODEL_PAIRS = [("comba_tiny", "deit_tiny_patch16_224"), ("comba_small", "deit_small_patch16_224")]
+
+
+def _model_step(model, x, train: bool):
+    """One timed step: a bf16-autocast training step (CUDA) or an inference pass."""
+    cuda = x.device.type == "cuda"
+
+    def amp():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+
+    if not train:
+        model.eval()
+
+        def infer():
+            with torch.inference_mode(), amp():
+                model(x)
+        return infer
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    y = torch.randint(0, 1000, (x.shape[0],), device=x.device)
+
+    def step():
+        with amp():
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=5, log=print):
+    """Images per second (and peak GPU memory) of timm models at one input size.
+
+    CUDA: a bf16-autocast training step (forward, backward, AdamW step) by default; CPU: inference.
+    """
+    import timm
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train = device.type == "cuda" if train is None else train
+    batch = batch or (64 if device.type == "cuda" else 8)
+    records = []
+    for name in names:
+        rec = dict(model=name, img_size=img_size, batch=batch, mode="train" if train else "infer")
+        try:
+            model = timm.create_model(name, img_size=img_size).to(device)
+            step = _model_step(model, torch.randn(batch, 3, img_size, img_size, device=device), train)
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            ms = _time(step, device, reps=reps * 10)
+            rec["ms_per_batch"] = ms
+            rec["images_per_s"] = batch / ms * 1e3
+            if device.type == "cuda":
+                rec["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        except Exception as e:  # reported, not fatal (e.g. out of memory at a large size)
+            rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+        log(json.dumps(rec))
+        records.append(rec)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return records

@@ -38,7 +38,25 @@ def main(argv=None):
     op.add_argument("--profile", action="store_true", help="per-kernel CUDA times of our operator instead")
     op.add_argument("--fla-max-configs", type=int, default=0,
                     help="keep only this many configs per fla autotuner (0: all); reported in the JSON")
+    md = sub.add_parser("models", help="images/s (and peak GPU memory) of Comba vs DeiT models")
+    md.add_argument("--models", nargs="*", default=None, help="timm model names (default: Comba-T/S and DeiT-T/S)")
+    md.add_argument("--img-size", type=int, nargs="*", default=[224])
+    md.add_argument("--batch", type=int, default=None)
+    md.add_argument("--mode", choices=["train", "infer"], default=None, help="default: train on CUDA, infer on CPU")
+    md.add_argument("--out", default="benchmark_models.json")
     args = ap.parse_args(argv)
+    if args.cmd == "models":
+        env = bench.environment()
+        print(json.dumps(env))
+        names = args.models or [n for pair in bench.MODEL_PAIRS for n in pair]
+        records = []
+        for size in args.img_size:
+            records += bench.bench_models(names, size, args.batch,
+                                          None if args.mode is None else args.mode == "train")
+        with open(args.out, "w") as f:
+            json.dump(dict(environment=env, records=records), f, indent=1)
+        print(f"wrote {args.out}")
+        return
     if args.cmd is None:
         args = ap.parse_args(["ops"] + (argv or []))
     env = bench.environment()

@@ -62,11 +62,14 @@ def comba_chunk_torch(
     else:
         cf = c - g
     idx = torch.arange(C, device=q.device)
-    strict = idx[:, None] > idx[None, :]
     incl = idx[:, None] >= idx[None, :]
     neg_inf = torch.finfo(cdt).min
-    dec_f = (cf[..., :, None] - c[..., None, :]).masked_fill(~strict, neg_inf).exp()
     dec_o = (c[..., :, None] - c[..., None, :]).masked_fill(~incl, neg_inf).exp()
+    if variant == "iplr":
+        dec_f = dec_o.tril(-1)
+    else:
+        # exp(c_{i-1} - c_j) for j < i is row i-1 of dec_o: shift the rows down instead of a second exp
+        dec_f = F.pad(dec_o[..., :-1, :], (0, 0, 1, 0))
     L = (p @ k.transpose(-1, -2)) * dec_f
     A = torch.eye(C, dtype=cdt, device=q.device) + beta[..., None] * L
     rhs = torch.cat([beta[..., None] * v, (beta * cf.exp())[..., None] * p], dim=-1)

@@ -13,10 +13,11 @@ import os
 
 import torch
 
-from .chunk_torch import comba_chunk_torch
+from .chunk_torch import CHUNK_SIZE, comba_chunk_torch
 from .reference import comba_recurrent_reference
 
 MAX_HEAD_DIM = 256
+CPU_CHUNK_SIZE = 32
 _BACKENDS = ("triton", "torch", "reference")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -123,8 +124,10 @@ def comba(
         ht = initial_state.float() if initial_state is not None else v.new_zeros(B, H, K, V, dtype=torch.float32)
         return o, ht
     if be == "torch":
+        # on the CPU, chunks of 32 beat 64 (fewer wasted flops in the triangular parts, same op count)
+        chunk = CPU_CHUNK_SIZE if q.device.type == "cpu" else CHUNK_SIZE
         return comba_chunk_torch(q, k, v, p, g, beta, scale, initial_state, output_final_state,
-                                 variant=variant, reverse=reverse)
+                                 variant=variant, reverse=reverse, chunk_size=chunk)
     from .function import comba_triton
     return comba_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state,
                         iplr=variant == "iplr", reverse=reverse)

@@ -99,7 +99,8 @@ def load_checkpoint(path: str) -> dict:
 # ------------------------------------------------------------------ building blocks
 def resolve_data_dir(cfg: TrainConfig) -> str:
     if cfg.dataset == "sklearn-digits":
-        return str(write_digits_imagefolder(cfg.data_dir and Path(cfg.data_dir)))
+        size = cfg.img_size or cfg.model_kwargs.get("img_size") or 32  # upscaled to the model's input size
+        return str(write_digits_imagefolder(cfg.data_dir and Path(cfg.data_dir), size=int(size)))
     if cfg.dataset:
         raise ValueError(f"unknown dataset {cfg.dataset!r}: use '' (an ImageFolder / tar tree) or 'sklearn-digits'")
     return cfg.data_dir
@@ -259,6 +260,8 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
         train_model.train()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         t0, seen = time.time(), 0
         loss_sum = torch.zeros((), device=device)
         grad_norm = torch.zeros((), device=device)
@@ -319,6 +322,8 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
         metrics = dict(epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"],
                        val_top1=val["top1"], val_top5=val["top5"], images_per_s=seen / epoch_time,
                        epoch_time_s=epoch_time, skipped_images=skipped)
+        if device.type == "cuda":
+            metrics["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         if val_ema is not None:
             metrics.update(ema_val_top1=val_ema["top1"], ema_val_top5=val_ema["top5"])
         score = max(val["top1"], val_ema["top1"] if val_ema else -1)
