@@ -27,6 +27,9 @@ import triton
 import triton.language as tl
 
 BT = 64
+# head sizes (padded to a power of two) from which the gradient kernel is split in two (C x C part, then
+# K-blocked dq/dk/dp), so that its K-wide tiles and accumulators do not spill registers
+SPLIT_BWD_MIN_BK = 128
 
 
 def _interpreting() -> bool:
@@ -361,6 +364,153 @@ def _bwd_grads(
     tl.store(dbeta + rows, b_dbeta, mask=m_t)
 
 
+@triton.jit
+def _bwd_grads_cc(
+    q, k, v, p, g, beta, M, U, dU, h, dh, do,
+    dv, dg, dbeta, dAf, dAo, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+):
+    """Large head sizes, part 1 of 2: the C x C and per-token gradients of one chunk (dv, dg, dbeta) and
+    the two masked C x C gradients dAf = dL * Df, dAo = dAqk * Do for part 2; overwrites dU with
+    drhs = M^T dU. No [BT, BK] accumulators, so the K-wide tiles fit in registers."""
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
+    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+    b_k = _load_rows(k, rows, m_t, K, BK, 0)
+    b_p = _load_rows(p, rows, m_t, K, BK, 0)
+    if IPLR:
+        b_p = b_p * 2.
+    base_c = (i_bh * NT + i_t) * BT
+    p_cc = (base_c + o_c)[:, None] * BT + o_c[None, :]
+    b_M = tl.load(M + p_cc)
+    b_ec = tl.exp(b_c)
+    b_ecf = tl.exp(b_cf)
+    b_edl = tl.exp(b_clast - b_c)
+    b_dA = tl.zeros([BT, BT], dtype=tl.float32)
+    b_dAqk = tl.zeros([BT, BT], dtype=tl.float32)
+    b_dbeta = tl.zeros([BT], dtype=tl.float32)
+    b_dc = tl.zeros([BT], dtype=tl.float32)
+    b_dcf = tl.zeros([BT], dtype=tl.float32)
+    b_dclast = tl.sum(tl.zeros([BT], dtype=tl.float32), 0)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        m_kv = m_k[:, None] & m_v[None, :]
+        p_kv = (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :]
+        p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
+        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
+        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
+        b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
+        b_drhs = tl.dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), input_precision=PREC)
+        tl.store(dU + p_cv, b_drhs, mask=m_v[None, :])
+        b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
+        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
+        tl.store(dv + rows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
+                 mask=m_t[:, None] & m_v[None, :])
+        b_hp = tl.dot(b_p, b_h0, input_precision=PREC)
+        b_dbeta += tl.sum(b_drhs * (b_v - b_ecf[:, None] * b_hp), 1)
+        b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
+        b_dA -= tl.dot(b_drhs, tl.trans(b_u), input_precision=PREC)
+        b_dAqk += tl.dot(b_do, tl.trans(b_u), input_precision=PREC)
+        b_dc += b_ec * tl.sum(b_do * tl.dot(b_q, b_h0, input_precision=PREC), 1)
+        b_kdh = b_edl * tl.sum(b_u * tl.dot(b_k, b_dh, input_precision=PREC), 1)
+        b_dc -= b_kdh
+        b_dclast += tl.sum(b_kdh, 0)
+        b_dclast += tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
+    strict = o_c[:, None] > o_c[None, :]
+    incl = o_c[:, None] >= o_c[None, :]
+    b_Df = tl.where(strict, tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
+    b_Do = tl.where(incl, tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
+    b_L = tl.dot(b_p, tl.trans(b_k), input_precision=PREC) * b_Df
+    b_Aqk = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_Do
+    b_dL = tl.where(strict, b_dA * b_beta[:, None], 0.)
+    b_dbeta += tl.sum(tl.where(strict, b_dA * b_L, 0.), 1)
+    b_dLL = b_dL * b_L
+    b_dcf += tl.sum(b_dLL, 1)
+    b_dc -= tl.sum(b_dLL, 0)
+    tl.store(dAf + p_cc, b_dL * b_Df)
+    b_dAqk = tl.where(incl, b_dAqk, 0.)
+    b_dQQ = b_dAqk * b_Aqk
+    b_dc += tl.sum(b_dQQ, 1) - tl.sum(b_dQQ, 0)
+    tl.store(dAo + p_cc, b_dAqk * b_Do)
+    b_dc += tl.where(o_c == BT - 1, b_dclast, 0.)
+    b_dc += b_dcf
+    b_dg = tl.sum(tl.where(o_c[:, None] <= o_c[None, :], b_dc[None, :], 0.), 1)
+    if not IPLR:
+        b_dg -= b_dcf
+    tl.store(dg + rows, b_dg, mask=m_t)
+    tl.store(dbeta + rows, b_dbeta, mask=m_t)
+
+
+@triton.jit
+def _bwd_grads_k(
+    q, k, p, g, beta, U, drhs, h, dh, do, dAf, dAo,
+    dq, dk, dp, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+):
+    """Large head sizes, part 2 of 2: dq, dk, dp for one K block (grid axis 2) of one chunk."""
+    i_t, i_bh, i_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    o_c = tl.arange(0, BT)
+    o_k = i_k * BK + tl.arange(0, BK)
+    m_k = o_k < K
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
+    base_c = (i_bh * NT + i_t) * BT
+    b_dq = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dk = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dp = tl.zeros([BT, BK], dtype=tl.float32)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        m_kv = m_k[:, None] & m_v[None, :]
+        p_kv = (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :]
+        p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
+        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
+        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
+        b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
+        b_drhs = tl.load(drhs + p_cv, mask=m_v[None, :], other=0.)
+        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
+        b_dp += tl.dot(b_drhs, tl.trans(b_h0), input_precision=PREC)
+        b_dq += tl.dot(b_do, tl.trans(b_h0), input_precision=PREC)
+        b_dk += tl.dot(b_u, tl.trans(b_dh), input_precision=PREC)
+    b_dp = -(b_beta * tl.exp(b_cf))[:, None] * b_dp
+    b_dq = tl.exp(b_c)[:, None] * b_dq
+    b_dk = tl.exp(b_clast - b_c)[:, None] * b_dk
+    p_cc = (base_c + o_c)[:, None] * BT + o_c[None, :]
+    b_dAf = tl.load(dAf + p_cc)
+    b_dAo = tl.load(dAo + p_cc)
+    b_q = _load_rows(q, rows, m_t, K, BK, i_k * BK) * scale
+    b_k = _load_rows(k, rows, m_t, K, BK, i_k * BK)
+    b_p = _load_rows(p, rows, m_t, K, BK, i_k * BK)
+    if IPLR:
+        b_p = b_p * 2.
+    b_dp += tl.dot(b_dAf, b_k, input_precision=PREC)
+    b_dk += tl.dot(tl.trans(b_dAf), b_p, input_precision=PREC)
+    b_dq += tl.dot(b_dAo, b_k, input_precision=PREC)
+    b_dk += tl.dot(tl.trans(b_dAo), b_q, input_precision=PREC)
+    if IPLR:
+        b_dp = b_dp * 2.
+    p_qk = rows[:, None] * K + o_k[None, :]
+    m_tk = m_t[:, None] & m_k[None, :]
+    tl.store(dq + p_qk, (b_dq * scale).to(dq.dtype.element_ty), mask=m_tk)
+    tl.store(dk + p_qk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+    tl.store(dp + p_qk, b_dp.to(dp.dtype.element_ty), mask=m_tk)
+
+
 def _config(K: int, V: int, dtype: torch.dtype):
     BK = max(16, triton.next_power_of_2(K))
     BV = max(16, min(64 if BK <= 64 else 32, triton.next_power_of_2(V)))
@@ -450,6 +600,14 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
     dg = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     dbeta = torch.empty(beta.shape, device=beta.device, dtype=torch.float32)
-    _launch(_bwd_grads, (NT, B * H), (q, k, v, p, g, beta, M, U, dU, h, dh, do, dq, dk, dv, dp, dg, dbeta, scale),
-            meta)
+    if BK < SPLIT_BWD_MIN_BK:
+        _launch(_bwd_grads, (NT, B * H),
+                (q, k, v, p, g, beta, M, U, dU, h, dh, do, dq, dk, dv, dp, dg, dbeta, scale), meta)
+    else:
+        dAf, dAo = torch.empty_like(M), torch.empty_like(M)
+        _launch(_bwd_grads_cc, (NT, B * H),
+                (q, k, v, p, g, beta, M, U, dU, h, dh, do, dv, dg, dbeta, dAf, dAo, scale), meta)
+        bk = min(BK, 64)
+        _launch(_bwd_grads_k, (NT, B * H, triton.cdiv(K, bk)),
+                (q, k, p, g, beta, U, dU, h, dh, do, dAf, dAo, dq, dk, dp, scale), dict(meta, BK=bk))
     return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0

@@ -207,3 +207,14 @@ def test_gpu_bf16_no_worse_than_fla(shape):
     assert max(ours.values()) <= 2e-2
     worse = {k: (ours[k], theirs[k]) for k in ours if ours[k] > theirs[k] * 1.05 + 1e-4}
     assert not worse, f"worse than fla: {worse}"
+
+
+@pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
+@pytest.mark.parametrize("variant, reverse", [("splr", False), ("iplr", True)])
+def test_split_gradient_kernels_at_small_head_size(monkeypatch, variant, reverse):
+    """The two-kernel gradient path (used from head size 128) forced on at head size 32."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 16)
+    xs, h0 = make_inputs(2, 97, 2, 32, 48, init=True, seed=4)
+    errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
+    assert max(errs.values()) <= 1e-4, errs
