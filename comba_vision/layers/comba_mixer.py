@@ -127,7 +127,7 @@ class CombaMixer(nn.Module):
         beta = torch.sigmoid(b_in)
         p = k * torch.sigmoid(self.b_logit)[:, None].to(k.dtype)
         q = q - self.d[:, None].to(q.dtype) * k
-        return q, k, v, p, g.to(v.dtype), beta.to(v.dtype)
+        return q, k, v, p, g, beta  # gates stay float32 (the log decay loses too much in bf16)
 
     def bidirectional(self, q, k, v, p, g, beta):
         """Both scan directions over the token order: returns (forward, reverse) outputs, [B, N, H, V]."""

@@ -209,7 +209,10 @@ def checkpoint_filter_fn(state_dict: dict, model: CombaViT) -> dict:
     """Accepts plain state dicts and tools/train_imagenet.py checkpoints; resamples the position embedding."""
     if not isinstance(state_dict, dict):
         raise ValueError(f"checkpoint is a {type(state_dict).__name__}, expected a state dict")
-    for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
+    # tools/train_imagenet.py checkpoints record which weights scored best ("model" or "ema")
+    preferred = {"ema": ("model_ema", "model"), "model": ("model", "model_ema")}.get(
+        state_dict.get("best_source"), ("state_dict_ema", "model_ema", "state_dict", "model"))
+    for key in preferred:
         if key in state_dict and isinstance(state_dict[key], dict):
             state_dict = state_dict[key]
             break

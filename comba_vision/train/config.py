@@ -3,10 +3,29 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads 5e-4 (no dot) as a string; read it as a float, as YAML 1.2 and Python do."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 @dataclass
@@ -96,7 +115,7 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Tr
         if not os.path.isfile(path):
             raise FileNotFoundError(f"config file not found: {path}")
         with open(path) as f:
-            loaded = yaml.safe_load(f) or {}
+            loaded = _yaml(f.read()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config {path} must be a mapping of keys to values")
         _check_keys(loaded, path)
@@ -104,7 +123,23 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Tr
     if overrides:
         _check_keys(overrides, "the command line")
         values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig(**{k: _typed(k, v) for k, v in values.items()})
+
+
+def _typed(key: str, value: Any) -> Any:
+    """Checks a value against the field's annotation (ints are accepted for floats)."""
+    ann = str(FIELDS[key].type)
+    if value is None:
+        if "None" not in ann:
+            raise ValueError(f"config key {key!r} may not be null")
+        return value
+    kinds = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,), "dict": (dict,), "list": (list,)}
+    allowed = tuple(t for name, ts in kinds.items() if re.search(rf"\b{name}\b", ann) for t in ts)
+    if allowed and (not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)):
+        raise ValueError(f"config key {key!r} expects {ann}, got {value!r} ({type(value).__name__})")
+    if "float" in ann and "int" not in ann and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def parse_overrides(tokens: list[str]) -> dict[str, Any]:
@@ -115,7 +150,7 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
         tok = tokens[i]
         if not tok.startswith("--"):
             raise ValueError(f"unexpected argument {tok!r}; overrides are --key value")
-        key = tok[2:].replace("-", "_")
+        key = tok[2:]
         if "=" in key:
             key, val = key.split("=", 1)
             i += 1
@@ -124,9 +159,10 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
             i += 2
         else:
             val, i = "true", i + 1
+        key = key.replace("-", "_")
         if key not in FIELDS:
             raise ValueError(f"unknown config key {key!r} on the command line; known keys: {sorted(FIELDS)}")
-        out[key] = yaml.safe_load(val)
+        out[key] = _yaml(val)
     return out
 
 

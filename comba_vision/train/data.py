@@ -96,3 +96,7 @@ class SkipCounter(logging.Handler):
     @property
     def value(self) -> int:
         return self.count.value
+
+    def reset(self) -> None:
+        with self.count.get_lock():
+            self.count.value = 0

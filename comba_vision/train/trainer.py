@@ -64,7 +64,7 @@ def weights_digest(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -157,12 +157,17 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
     rank, world, local, device = setup_distributed()
     is_main = rank == 0
     logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, format="%(message)s")
-    seed = cfg.seed + rank
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    # every rank builds the same initial model (and EMA) from cfg.seed; the per-rank streams for data
+    # and augmentation are seeded after the model is built
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
 
-    data_dir = resolve_data_dir(cfg)
+    if rank == 0 or not cfg.dataset:
+        data_dir = resolve_data_dir(cfg)
+    if world > 1 and cfg.dataset:
+        dist.barrier()  # rank 0 writes the built-in data set once; the others read it afterwards
+        data_dir = resolve_data_dir(cfg)
     check_layout(data_dir, (cfg.val_split,) if eval_only else (cfg.train_split, cfg.val_split))
     from .data import _classes
     n_classes = cfg.num_classes
@@ -177,6 +182,10 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     model.to(device)
+    seed = cfg.seed + rank
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = getattr(torch, cfg.amp_dtype)
     amp_ctx = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
@@ -206,7 +215,10 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
     steps_per_epoch = len(train_loader)
     if cfg.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    updates_per_epoch = max(1, steps_per_epoch // cfg.accum_steps)
+    if steps_per_epoch == 0:
+        raise ValueError(f"the {cfg.train_split} split has fewer images than one batch of {cfg.batch_size} per "
+                         f"process ({world} process(es)); lower batch_size")
+    updates_per_epoch = math.ceil(steps_per_epoch / cfg.accum_steps)  # the last partial group steps too
     scheduler, num_epochs = create_scheduler_v2(
         optimizer, sched=cfg.sched, num_epochs=cfg.epochs, min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr,
         warmup_epochs=cfg.warmup_epochs, cooldown_epochs=cfg.cooldown_epochs, step_on_epochs=False,
@@ -262,6 +274,7 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
         train_model.train()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        skips.reset()
         t0, seen = time.time(), 0
         loss_sum = torch.zeros((), device=device)
         grad_norm = torch.zeros((), device=device)
@@ -274,6 +287,9 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
             if mixup_fn is not None:
                 x, y = mixup_fn(x, y)
             last_micro = (i + 1) % cfg.accum_steps == 0 or i + 1 == steps_per_epoch
+            group = i // cfg.accum_steps
+            # micro-batches in this accumulation group (the epoch's last group may be shorter)
+            n_micro = min(cfg.accum_steps, steps_per_epoch - group * cfg.accum_steps)
             sync = nullcontext() if last_micro or world == 1 else train_model.no_sync()
             with sync:
                 with amp_ctx():
@@ -284,7 +300,7 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
                         f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {i}: stopping before the "
                         f"optimizer step; the last good checkpoint in {out_dir} is intact. Lower the learning "
                         f"rate or enable clip_grad.")
-                (scaler.scale(loss / cfg.accum_steps) if scaler else loss / cfg.accum_steps).backward()
+                (scaler.scale(loss / n_micro) if scaler else loss / n_micro).backward()
             if last_micro:
                 if scaler is not None:
                     scaler.unscale_(optimizer)
@@ -327,6 +343,7 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
         if val_ema is not None:
             metrics.update(ema_val_top1=val_ema["top1"], ema_val_top5=val_ema["top5"])
         score = max(val["top1"], val_ema["top1"] if val_ema else -1)
+        source = "ema" if val_ema is not None and val_ema["top1"] > val["top1"] else "model"
         is_best = score > best["top1"]
         if is_best:
             best = dict(top1=score, epoch=epoch + 1)
@@ -350,7 +367,8 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
             ck = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                       model_ema=ema.module.state_dict() if ema is not None else None,
                       scaler=scaler.state_dict() if scaler is not None else None, epoch=epoch, step=step,
-                      best=best, rng=rngs, config=dataclasses.asdict(cfg), metrics=metrics)
+                      best=best, rng=rngs, config=dataclasses.asdict(cfg), metrics=metrics,
+                      best_source=source, num_classes=n_classes)
             atomic_save(ck, out_dir / "last.pth")
             if is_best:
                 atomic_save(ck, out_dir / "best.pth")

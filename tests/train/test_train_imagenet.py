@@ -162,6 +162,10 @@ def test_config_errors(tmp_path):
         parse_overrides(["--batchsize", "3"])
     assert parse_overrides(["--batch-size", "3", "--model-kwargs", "{a: 1}", "--compile"]) == \
         dict(batch_size=3, model_kwargs={"a": 1}, compile=True)
+    # YAML 1.1 would read 5e-4 as a string; hyphens in values survive --key=value
+    assert parse_overrides(["--lr", "5e-4", "--data-dir=/d/my-set"]) == dict(lr=5e-4, data_dir="/d/my-set")
+    with pytest.raises(ValueError, match="'epochs' expects int"):
+        load_config(None, dict(epochs="ten"))
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(str(tmp_path / "nope.yaml"))
 
@@ -174,3 +178,10 @@ def test_shipped_configs_load(name):
         assert recipe == (300, 1e-3, 1024, 0.05, 5)
         assert (cfg.mixup, cfg.cutmix, cfg.smoothing, cfg.reprob, cfg.aug_repeats) == (0.8, 1.0, 0.1, 0.25, 3)
         assert cfg.aa == "rand-m9-mstd0.5-inc1" and cfg.model_ema and cfg.interpolation == "bicubic"
+
+
+def test_gradient_accumulation_counts_updates(digits, tmp_path):
+    """3 micro-batches with accum_steps=2: two optimizer updates (the last group is short) per epoch."""
+    trainer.train(_small_cfg(digits, tmp_path / "out", epochs=1, accum_steps=2, model_ema=False))
+    ck = torch.load(tmp_path / "out" / "run" / "last.pth", weights_only=False)
+    assert ck["step"] == 2 and ck["best_source"] == "model"
