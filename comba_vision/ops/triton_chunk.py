@@ -27,12 +27,14 @@ import triton
 import triton.language as tl
 
 BT = 64
-# head sizes (padded to a power of two) from which the gradient kernel is split in two (C x C part, then
-# K-blocked dq/dk/dp), so that its K-wide tiles and accumulators do not spill registers
-SPLIT_BWD_MIN_BK = 128
-# invert the in-chunk triangular matrix blockwise (four 16x16 diagonal blocks + products) rather than by
-# 63 row-substitution steps on the whole 64x64 tile
-BLOCKED_INVERSE = True
+# Two faster paths, correct under the interpreter but not yet compiled and checked on the H100 (where
+# Triton 3.4-3.7.0 is known to miscompile some gated kernels): off by default until they are.
+# COMBA_SPLIT_BWD=1: from padded head size 128, split the gradient kernel in two (C x C part, then
+# K-blocked dq/dk/dp) so that its K-wide tiles and accumulators do not spill registers.
+SPLIT_BWD_MIN_BK = 128 if os.environ.get("COMBA_SPLIT_BWD", "0") == "1" else 1 << 30
+# COMBA_BLOCKED_INVERSE=1: invert the in-chunk triangular matrix blockwise (four 16x16 diagonal blocks and
+# products) instead of 63 row-substitution steps on the whole 64x64 tile.
+BLOCKED_INVERSE = os.environ.get("COMBA_BLOCKED_INVERSE", "0") == "1"
 
 
 def _interpreting() -> bool:
