@@ -37,6 +37,13 @@ def _time(fn, device: torch.device, reps: int = 50) -> float:
     return statistics.median(times)
 
 
+def _finish(rec: dict, records: list, device: torch.device, log) -> None:
+    log(json.dumps(rec))
+    records.append(rec)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def make_op_inputs(B, T, H, K, dtype, device, seed=0):
     gen = torch.Generator(device="cpu").manual_seed(seed)
     q = torch.randn(B, T, H, K, generator=gen)
@@ -96,10 +103,7 @@ def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=Non
                 rec["fwdbwd_ms"] = _time(fwd_bwd, device, reps)
             except Exception as e:  # a provider that is missing or fails is reported, not fatal
                 rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
-            log(json.dumps(rec))
-            records.append(rec)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            _finish(rec, records, device, log)
     return records
 
 
@@ -250,8 +254,5 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
                 rec["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
         except Exception as e:  # reported, not fatal (e.g. out of memory at a large size)
             rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
-        log(json.dumps(rec))
-        records.append(rec)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        _finish(rec, records, device, log)
     return records

@@ -420,6 +420,44 @@ def _bwd_state(
 
 
 @triton.jit
+def _cc_grads(b_q, b_k, b_p, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf,
+              BT: tl.constexpr, PREC: tl.constexpr):
+    """The C x C part of a chunk's backward, from the accumulated gradients of A = I + Diag(beta) L and
+    of Aqk: returns dL * Df and dAqk * Do (to contract with K, P, Q) and the updated dbeta, dc, dcf.
+    The products are formed only here, so that they hold no registers through the V loop."""
+    o_c = tl.arange(0, BT)
+    strict = o_c[:, None] > o_c[None, :]
+    incl = o_c[:, None] >= o_c[None, :]
+    b_Df = tl.where(strict, tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
+    b_Do = tl.where(incl, tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
+    b_L = tl.dot(b_p, tl.trans(b_k), input_precision=PREC) * b_Df
+    b_Aqk = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_Do
+    # A = I + Diag(beta) L,  L = (P K^T) * Df
+    b_dL = tl.where(strict, b_dA * b_beta[:, None], 0.)
+    b_dbeta += tl.sum(tl.where(strict, b_dA * b_L, 0.), 1)
+    b_dLL = b_dL * b_L
+    b_dcf += tl.sum(b_dLL, 1)
+    b_dc -= tl.sum(b_dLL, 0)
+    # Aqk = (Q K^T) * Do
+    b_dAqk = tl.where(incl, b_dAqk, 0.)
+    b_dQQ = b_dAqk * b_Aqk
+    b_dc += tl.sum(b_dQQ, 1) - tl.sum(b_dQQ, 0)
+    return b_dL * b_Df, b_dAqk * b_Do, b_dbeta, b_dc, b_dcf
+
+
+@triton.jit
+def _dg_from_dc(b_dc, b_dcf, b_dclast, BT: tl.constexpr, IPLR: tl.constexpr):
+    """dg from the gradients of c = cumsum(g) (plus c_last) and cf = c - g (SPLR) or c (IPLR)."""
+    o_c = tl.arange(0, BT)
+    b_dc += tl.where(o_c == BT - 1, b_dclast, 0.)
+    b_dc += b_dcf
+    b_dg = tl.sum(tl.where(o_c[:, None] <= o_c[None, :], b_dc[None, :], 0.), 1)
+    if not IPLR:
+        b_dg -= b_dcf
+    return b_dg
+
+
+@triton.jit
 def _bwd_grads(
     q, k, v, p, g, beta, M, U, dU, h, dh, do,
     dq, dk, dv, dp, dg, dbeta, scale,
@@ -488,35 +526,13 @@ def _bwd_grads(
         b_dc -= b_kdh
         b_dclast += tl.sum(b_kdh, 0)
         b_dclast += tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
-    # the C x C products are formed only now, so that they do not hold registers through the V loop
-    strict = o_c[:, None] > o_c[None, :]
-    incl = o_c[:, None] >= o_c[None, :]
-    b_Df = tl.where(strict, tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
-    b_Do = tl.where(incl, tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
-    b_L = tl.dot(b_p, tl.trans(b_k), input_precision=PREC) * b_Df
-    b_Aqk = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_Do
-    # A = I + Diag(beta) L,  L = (P K^T) * Df
-    b_dL = tl.where(strict, b_dA * b_beta[:, None], 0.)
-    b_dbeta += tl.sum(tl.where(strict, b_dA * b_L, 0.), 1)
-    b_dLL = b_dL * b_L
-    b_dcf += tl.sum(b_dLL, 1)
-    b_dc -= tl.sum(b_dLL, 0)
-    b_dAraw = b_dL * b_Df
+    b_dAraw, b_dAqk, b_dbeta, b_dc, b_dcf = _cc_grads(b_q, b_k, b_p, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta,
+                                                      b_dc, b_dcf, BT, PREC)
     b_dp += tl.dot(b_dAraw, b_k, input_precision=PREC)
     b_dk += tl.dot(tl.trans(b_dAraw), b_p, input_precision=PREC)
-    # Aqk = (Q K^T) * Do
-    b_dAqk = tl.where(incl, b_dAqk, 0.)
-    b_dQQ = b_dAqk * b_Aqk
-    b_dc += tl.sum(b_dQQ, 1) - tl.sum(b_dQQ, 0)
-    b_dAqk = b_dAqk * b_Do
     b_dq += tl.dot(b_dAqk, b_k, input_precision=PREC)
     b_dk += tl.dot(tl.trans(b_dAqk), b_q, input_precision=PREC)
-    # decays: c = cumsum(g), cf = c - g (SPLR) or c (IPLR)
-    b_dc += tl.where(o_c == BT - 1, b_dclast, 0.)
-    b_dc += b_dcf
-    b_dg = tl.sum(tl.where(o_c[:, None] <= o_c[None, :], b_dc[None, :], 0.), 1)
-    if not IPLR:
-        b_dg -= b_dcf
+    b_dg = _dg_from_dc(b_dc, b_dcf, b_dclast, BT, IPLR)
     if IPLR:
         b_dp = b_dp * 2.
     tl.store(dq + p_qk, (b_dq * scale).to(dq.dtype.element_ty), mask=m_tk)
@@ -588,27 +604,11 @@ def _bwd_grads_cc(
         b_dc -= b_kdh
         b_dclast += tl.sum(b_kdh, 0)
         b_dclast += tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
-    strict = o_c[:, None] > o_c[None, :]
-    incl = o_c[:, None] >= o_c[None, :]
-    b_Df = tl.where(strict, tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
-    b_Do = tl.where(incl, tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
-    b_L = tl.dot(b_p, tl.trans(b_k), input_precision=PREC) * b_Df
-    b_Aqk = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_Do
-    b_dL = tl.where(strict, b_dA * b_beta[:, None], 0.)
-    b_dbeta += tl.sum(tl.where(strict, b_dA * b_L, 0.), 1)
-    b_dLL = b_dL * b_L
-    b_dcf += tl.sum(b_dLL, 1)
-    b_dc -= tl.sum(b_dLL, 0)
-    tl.store(dAf + p_cc, b_dL * b_Df)
-    b_dAqk = tl.where(incl, b_dAqk, 0.)
-    b_dQQ = b_dAqk * b_Aqk
-    b_dc += tl.sum(b_dQQ, 1) - tl.sum(b_dQQ, 0)
-    tl.store(dAo + p_cc, b_dAqk * b_Do)
-    b_dc += tl.where(o_c == BT - 1, b_dclast, 0.)
-    b_dc += b_dcf
-    b_dg = tl.sum(tl.where(o_c[:, None] <= o_c[None, :], b_dc[None, :], 0.), 1)
-    if not IPLR:
-        b_dg -= b_dcf
+    b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(b_q, b_k, b_p, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta,
+                                                   b_dc, b_dcf, BT, PREC)
+    tl.store(dAf + p_cc, b_dAf)
+    tl.store(dAo + p_cc, b_dAo)
+    b_dg = _dg_from_dc(b_dc, b_dcf, b_dclast, BT, IPLR)
     tl.store(dg + rows, b_dg, mask=m_t)
     tl.store(dbeta + rows, b_dbeta, mask=m_t)
 
