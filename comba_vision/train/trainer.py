@@ -106,6 +106,13 @@ def resolve_data_dir(cfg: TrainConfig) -> str:
     return cfg.data_dir
 
 
+def _split_root(data_dir: str, split: str) -> str:
+    """DATA/split (an ImageFolder tree) or DATA/split.tar (timm reads tar shards of class folders)."""
+    folder = Path(data_dir) / split
+    tar = Path(data_dir) / f"{split}.tar"
+    return str(tar if tar.is_file() and not folder.is_dir() else folder)
+
+
 def build_loaders(cfg, model, data_dir, world, device, train=True):
     args = dict(interpolation=cfg.interpolation, crop_pct=cfg.crop_pct)
     if cfg.img_size is not None:
@@ -117,12 +124,13 @@ def build_loaders(cfg, model, data_dir, world, device, train=True):
     common = dict(input_size=data_cfg["input_size"], mean=data_cfg["mean"], std=data_cfg["std"],
                   num_workers=cfg.workers, distributed=world > 1, pin_memory=cfg.pin_mem and device.type == "cuda",
                   use_prefetcher=False, persistent_workers=False, device=device)
-    val_set = create_dataset("", root=data_dir, split=cfg.val_split, is_training=False)
+    val_set = create_dataset("", root=_split_root(data_dir, cfg.val_split), search_split=False, is_training=False)
     val_loader = create_loader(val_set, batch_size=cfg.batch_size, is_training=False,
                                interpolation=data_cfg["interpolation"], crop_pct=data_cfg["crop_pct"], **common)
     if not train:
         return None, val_loader, val_set
-    train_set = create_dataset("", root=data_dir, split=cfg.train_split, is_training=True)
+    train_set = create_dataset("", root=_split_root(data_dir, cfg.train_split), search_split=False,
+                               is_training=True)
     repeats = cfg.aug_repeats if world > 1 else 0
     if cfg.aug_repeats and world == 1:
         log.info("repeated augmentation needs a distributed run: off for a single process")

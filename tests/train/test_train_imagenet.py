@@ -185,3 +185,22 @@ def test_gradient_accumulation_counts_updates(digits, tmp_path):
     trainer.train(_small_cfg(digits, tmp_path / "out", epochs=1, accum_steps=2, model_ema=False))
     ck = torch.load(tmp_path / "out" / "run" / "last.pth", weights_only=False)
     assert ck["step"] == 2 and ck["best_source"] == "model"
+
+
+def test_tar_shards_are_read(digits, tmp_path):
+    """DATA/val.tar (class folders inside a tar) is read by timm's tar reader, next to DATA/train/."""
+    import shutil
+    import tarfile
+
+    from timm.data import create_dataset
+
+    from comba_vision.train.data import check_layout
+    shutil.copytree(digits / "train", tmp_path / "train")
+    with tarfile.open(tmp_path / "val.tar", "w") as t:
+        for cls in sorted(p.name for p in (digits / "val").iterdir()):
+            t.add(digits / "val" / cls, arcname=cls)
+    check_layout(str(tmp_path), ("train", "val"))
+    val = create_dataset("", root=trainer._split_root(str(tmp_path), "val"), search_split=False)
+    ref = create_dataset("", root=trainer._split_root(str(digits), "val"), search_split=False)
+    assert type(val.reader).__name__ == "ReaderImageInTar" and len(val) == len(ref)
+    assert sorted(val.reader.class_to_idx) == sorted(ref.reader.class_to_idx)
