@@ -203,4 +203,4 @@ def test_tar_shards_are_read(digits, tmp_path):
     val = create_dataset("", root=trainer._split_root(str(tmp_path), "val"), search_split=False)
     ref = create_dataset("", root=trainer._split_root(str(digits), "val"), search_split=False)
     assert type(val.reader).__name__ == "ReaderImageInTar" and len(val) == len(ref)
-    assert sorted(val.reader.class_to_idx) == sorted(ref.reader.class_to_idx)
+    assert val.reader.class_name_to_idx == ref.reader.class_to_idx  # same labels as the folder reader
