@@ -42,9 +42,9 @@ def _interpreting() -> bool:
 
 
 @triton.jit
-def _rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr):
-    """Row index into a [B, T, H, ...] tensor for each scan position of chunk i_t, and its mask."""
-    s = i_t * BT + tl.arange(0, BT)
+def _sub_rows(i_t, j, i_b, T, H, i_h, BT: tl.constexpr, BC: tl.constexpr, REVERSE: tl.constexpr):
+    """Rows and mask of the BC-token sub-block j of chunk i_t (scan order)."""
+    s = i_t * BT + j * BC + tl.arange(0, BC)
     m = s < T
     if REVERSE:
         t = T - 1 - s
@@ -52,6 +52,12 @@ def _rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr):
         t = s
     t = tl.where(m, t, 0)
     return (i_b * T + t) * H + i_h, m
+
+
+@triton.jit
+def _rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr):
+    """Row index into a [B, T, H, ...] tensor for each scan position of chunk i_t, and its mask."""
+    return _sub_rows(i_t, 0, i_b, T, H, i_h, BT, BT, REVERSE)
 
 
 @triton.jit
@@ -79,19 +85,6 @@ def _kv_tile(i_v, K, V, BK: tl.constexpr, BV: tl.constexpr):
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     return o_k[:, None] * V + o_v[None, :], (o_k < K)[:, None] & (o_v < V)[None, :]
-
-
-@triton.jit
-def _sub_rows(i_t, j, i_b, T, H, i_h, BT: tl.constexpr, BC: tl.constexpr, REVERSE: tl.constexpr):
-    """Rows and mask of the BC-token sub-block j of chunk i_t (scan order)."""
-    s = i_t * BT + j * BC + tl.arange(0, BC)
-    m = s < T
-    if REVERSE:
-        t = T - 1 - s
-    else:
-        t = s
-    t = tl.where(m, t, 0)
-    return (i_b * T + t) * H + i_h, m
 
 
 @triton.jit
@@ -458,6 +451,76 @@ def _dg_from_dc(b_dc, b_dcf, b_dclast, BT: tl.constexpr, IPLR: tl.constexpr):
 
 
 @triton.jit
+def _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H: tl.constexpr, K: tl.constexpr,
+                 BT: tl.constexpr, BK: tl.constexpr, REVERSE: tl.constexpr, IPLR: tl.constexpr):
+    """What both gradient kernels load for chunk i_t: rows, decays, beta, q (scaled), k, p (doubled for
+    IPLR), the chunk's inverse M and the decay factors e^c, e^cf, e^(c_last - c)."""
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    o_c = tl.arange(0, BT)
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
+    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+    b_k = _load_rows(k, rows, m_t, K, BK, 0)
+    b_p = _load_rows(p, rows, m_t, K, BK, 0)
+    if IPLR:
+        b_p = b_p * 2.
+    base_c = (i_bh * NT + i_t) * BT
+    b_M = tl.load(M + (base_c + o_c)[:, None] * BT + o_c[None, :])
+    return (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M,
+            tl.exp(b_c), tl.exp(b_cf), tl.exp(b_clast - b_c))
+
+
+@triton.jit
+def _grads_acc_init(BT: tl.constexpr):
+    """Zeroed accumulators of _grads_v_block: dbeta, dcf, dA, dAqk, dc (vectors/matrices) and dc_last."""
+    z = tl.zeros([BT], dtype=tl.float32)
+    return z, z, tl.zeros([BT, BT], dtype=tl.float32), tl.zeros([BT, BT], dtype=tl.float32), z, tl.sum(z, 0)
+
+
+@triton.jit
+def _grads_v_block(h, dh, U, dU, v, do, dv, rows, m_t, i_v, i_bh, i_t, NT, base_c,
+                   b_M, b_q, b_k, b_p, b_beta, b_clast, b_ec, b_ecf, b_edl,
+                   b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast,
+                   K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                   PREC: tl.constexpr, STORE_DRHS: tl.constexpr):
+    """One V block of a chunk's backward: dv, and the per-token and C x C accumulations. Returns the
+    block's h0, dh, u, dO and drhs = M^T dU (also written over dU when STORE_DRHS) for K-wide gradients."""
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    m_kv = (o_k < K)[:, None] & m_v[None, :]
+    p_kv = (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :]
+    p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
+    b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
+    b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
+    b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
+    b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
+    b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
+    # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
+    b_drhs = tl.dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), input_precision=PREC)
+    if STORE_DRHS:
+        tl.store(dU + p_cv, b_drhs, mask=m_v[None, :])
+    tl.store(dv + rows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
+             mask=m_t[:, None] & m_v[None, :])
+    b_hp = tl.dot(b_p, b_h0, input_precision=PREC)
+    b_dbeta += tl.sum(b_drhs * (b_v - b_ecf[:, None] * b_hp), 1)
+    b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
+    b_dA -= tl.dot(b_drhs, tl.trans(b_u), input_precision=PREC)
+    # o = Diag(e^c) Q h0 + Aqk u
+    b_dAqk += tl.dot(b_do, tl.trans(b_u), input_precision=PREC)
+    b_dc += b_ec * tl.sum(b_do * tl.dot(b_q, b_h0, input_precision=PREC), 1)
+    # h_end = e^c_last h0 + K^T Diag(e^(c_last - c)) u
+    b_kdh = b_edl * tl.sum(b_u * tl.dot(b_k, b_dh, input_precision=PREC), 1)
+    b_dc -= b_kdh
+    b_dclast += tl.sum(b_kdh, 0)
+    b_dclast += tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
+    return b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast
+
+
+@triton.jit
 def _bwd_grads(
     q, k, v, p, g, beta, M, U, dU, h, dh, do,
     dq, dk, dv, dp, dg, dbeta, scale,
@@ -466,66 +529,22 @@ def _bwd_grads(
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
-    o_c = tl.arange(0, BT)
+    (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
+     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR)
     o_k = tl.arange(0, BK)
-    m_k = o_k < K
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
-    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-    b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
-    m_tk = m_t[:, None] & m_k[None, :]
+    m_tk = m_t[:, None] & (o_k < K)[None, :]
     p_qk = rows[:, None] * K + o_k[None, :]
-    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
-    b_k = _load_rows(k, rows, m_t, K, BK, 0)
-    b_p = _load_rows(p, rows, m_t, K, BK, 0)
-    if IPLR:
-        b_p = b_p * 2.
-    base_c = (i_bh * NT + i_t) * BT
-    b_M = tl.load(M + (base_c + o_c)[:, None] * BT + o_c[None, :])
-    b_ec = tl.exp(b_c)
-    b_ecf = tl.exp(b_cf)
-    b_edl = tl.exp(b_clast - b_c)
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)
     b_dk = tl.zeros([BT, BK], dtype=tl.float32)
     b_dp = tl.zeros([BT, BK], dtype=tl.float32)
-    b_dA = tl.zeros([BT, BT], dtype=tl.float32)
-    b_dAqk = tl.zeros([BT, BT], dtype=tl.float32)
-    b_dbeta = tl.zeros([BT], dtype=tl.float32)
-    b_dc = tl.zeros([BT], dtype=tl.float32)
-    b_dcf = tl.zeros([BT], dtype=tl.float32)
-    b_dclast = tl.sum(tl.zeros([BT], dtype=tl.float32), 0)
+    b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
-        o_v = i_v * BV + tl.arange(0, BV)
-        m_v = o_v < V
-        m_tv = m_t[:, None] & m_v[None, :]
-        m_kv = m_k[:, None] & m_v[None, :]
-        p_kv = (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :]
-        p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
-        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
-        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
-        b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
-        b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.)
-        b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
-        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
-        # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
-        b_drhs = tl.dot(tl.trans(b_M), b_dU, input_precision=PREC)
-        tl.store(dv + rows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), mask=m_tv)
-        b_hp = tl.dot(b_p, b_h0, input_precision=PREC)
-        b_dbeta += tl.sum(b_drhs * (b_v - b_ecf[:, None] * b_hp), 1)
+        (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
+            h, dh, U, dU, v, do, dv, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p, b_beta, b_clast,
+            b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV, PREC, False)
         b_dp -= (b_beta * b_ecf)[:, None] * tl.dot(b_drhs, tl.trans(b_h0), input_precision=PREC)
-        b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
-        b_dA -= tl.dot(b_drhs, tl.trans(b_u), input_precision=PREC)
-        # o = Diag(e^c) Q h0 + Aqk u
-        b_dAqk += tl.dot(b_do, tl.trans(b_u), input_precision=PREC)
         b_dq += b_ec[:, None] * tl.dot(b_do, tl.trans(b_h0), input_precision=PREC)
-        b_dc += b_ec * tl.sum(b_do * tl.dot(b_q, b_h0, input_precision=PREC), 1)
-        # h_end = e^c_last h0 + K^T Diag(e^(c_last - c)) u
         b_dk += b_edl[:, None] * tl.dot(b_u, tl.trans(b_dh), input_precision=PREC)
-        b_kdh = b_edl * tl.sum(b_u * tl.dot(b_k, b_dh, input_precision=PREC), 1)
-        b_dc -= b_kdh
-        b_dclast += tl.sum(b_kdh, 0)
-        b_dclast += tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
     b_dAraw, b_dAqk, b_dbeta, b_dc, b_dcf = _cc_grads(b_q, b_k, b_p, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta,
                                                       b_dc, b_dcf, BT, PREC)
     b_dp += tl.dot(b_dAraw, b_k, input_precision=PREC)
@@ -554,56 +573,15 @@ def _bwd_grads_cc(
     the two masked C x C gradients dAf = dL * Df, dAo = dAqk * Do for part 2; overwrites dU with
     drhs = M^T dU. No [BT, BK] accumulators, so the K-wide tiles fit in registers."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
+    (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
+     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR)
     o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
-    m_k = o_k < K
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
-    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-    b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
-    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
-    b_k = _load_rows(k, rows, m_t, K, BK, 0)
-    b_p = _load_rows(p, rows, m_t, K, BK, 0)
-    if IPLR:
-        b_p = b_p * 2.
-    base_c = (i_bh * NT + i_t) * BT
     p_cc = (base_c + o_c)[:, None] * BT + o_c[None, :]
-    b_M = tl.load(M + p_cc)
-    b_ec = tl.exp(b_c)
-    b_ecf = tl.exp(b_cf)
-    b_edl = tl.exp(b_clast - b_c)
-    b_dA = tl.zeros([BT, BT], dtype=tl.float32)
-    b_dAqk = tl.zeros([BT, BT], dtype=tl.float32)
-    b_dbeta = tl.zeros([BT], dtype=tl.float32)
-    b_dc = tl.zeros([BT], dtype=tl.float32)
-    b_dcf = tl.zeros([BT], dtype=tl.float32)
-    b_dclast = tl.sum(tl.zeros([BT], dtype=tl.float32), 0)
+    b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
-        o_v = i_v * BV + tl.arange(0, BV)
-        m_v = o_v < V
-        m_kv = m_k[:, None] & m_v[None, :]
-        p_kv = (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :]
-        p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
-        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
-        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
-        b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
-        b_drhs = tl.dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), input_precision=PREC)
-        tl.store(dU + p_cv, b_drhs, mask=m_v[None, :])
-        b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
-        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
-        tl.store(dv + rows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
-                 mask=m_t[:, None] & m_v[None, :])
-        b_hp = tl.dot(b_p, b_h0, input_precision=PREC)
-        b_dbeta += tl.sum(b_drhs * (b_v - b_ecf[:, None] * b_hp), 1)
-        b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
-        b_dA -= tl.dot(b_drhs, tl.trans(b_u), input_precision=PREC)
-        b_dAqk += tl.dot(b_do, tl.trans(b_u), input_precision=PREC)
-        b_dc += b_ec * tl.sum(b_do * tl.dot(b_q, b_h0, input_precision=PREC), 1)
-        b_kdh = b_edl * tl.sum(b_u * tl.dot(b_k, b_dh, input_precision=PREC), 1)
-        b_dc -= b_kdh
-        b_dclast += tl.sum(b_kdh, 0)
-        b_dclast += tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
+        (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
+            h, dh, U, dU, v, do, dv, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p, b_beta, b_clast,
+            b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV, PREC, True)
     b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(b_q, b_k, b_p, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta,
                                                    b_dc, b_dcf, BT, PREC)
     tl.store(dAf + p_cc, b_dAf)

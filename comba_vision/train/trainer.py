@@ -30,7 +30,7 @@ from timm.utils import ModelEmaV3, accuracy
 import comba_vision  # noqa: F401  (registers the models)
 
 from .config import TrainConfig, to_yaml
-from .data import SkipCounter, check_layout, write_digits_imagefolder
+from .data import SkipCounter, _classes, check_layout, write_digits_imagefolder
 
 log = logging.getLogger("comba_vision.train")
 
@@ -177,7 +177,6 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
         dist.barrier()  # rank 0 writes the built-in data set once; the others read it afterwards
         data_dir = resolve_data_dir(cfg)
     check_layout(data_dir, (cfg.val_split,) if eval_only else (cfg.train_split, cfg.val_split))
-    from .data import _classes
     n_classes = cfg.num_classes
     if n_classes is None:
         split_dir = Path(data_dir) / cfg.val_split
