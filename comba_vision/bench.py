@@ -5,6 +5,7 @@ Used by ``tools/benchmark.py``; every figure is a median over repeated runs of o
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -23,11 +24,13 @@ CPU_SHAPES = [(8, 197, 3, 64)]
 PROVIDERS = ("comba", "fla_comba", "fla_gdn", "sdpa")
 
 
-def _time(fn, device: torch.device, reps: int = 50) -> float:
-    """Median milliseconds of fn()."""
+def _time(fn, device: torch.device, reps: int = 50, grad_to_none=None) -> float:
+    """Median milliseconds of fn() (gradients of grad_to_none are reset between calls, so that timing a
+    backward does not also time the accumulation into .grad)."""
     if device.type == "cuda":
         import triton.testing
-        return float(triton.testing.do_bench(fn, warmup=25, rep=reps * 4, return_mode="median"))
+        return float(triton.testing.do_bench(fn, warmup=25, rep=reps * 4, grad_to_none=grad_to_none,
+                                             return_mode="median"))
     fn()
     times = []
     for _ in range(max(3, reps // 10)):
@@ -65,18 +68,19 @@ def _fla_unguarded():
 
 
 def _provider_fn(name, xs):
+    """(function of no arguments returning the output, the leaf tensors it differentiates)."""
     q, k, v, p, g, beta = xs
     if name == "comba":
-        return lambda: comba(q, k, v, p, g, beta)[0]
+        return (lambda: comba(q, k, v, p, g, beta)[0]), xs
     if name == "fla_comba":
         chunk_comba, _ = _fla_unguarded()
-        return lambda: chunk_comba(q, k, v, p, g, beta)[0]
+        return (lambda: chunk_comba(q, k, v, p, g, beta)[0]), xs
     if name == "fla_gdn":
         _, gdn = _fla_unguarded()
-        return lambda: gdn(q, k, v, g, beta)[0]
+        return (lambda: gdn(q, k, v, g, beta)[0]), [q, k, v, g, beta]
     if name == "sdpa":
         qt, kt, vt = (x.detach().transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
-        return lambda: F.scaled_dot_product_attention(qt, kt, vt)
+        return (lambda: F.scaled_dot_product_attention(qt, kt, vt)), [qt, kt, vt]
     raise ValueError(f"unknown provider {name!r}; choose from {PROVIDERS}")
 
 
@@ -91,7 +95,7 @@ def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=Non
             rec = dict(shape=list(shape), provider=name, dtype=str(dtype).replace("torch.", ""))
             try:
                 xs = make_op_inputs(*shape, dtype, device)
-                fn = _provider_fn(name, xs)
+                fn, leaves = _provider_fn(name, xs)
                 with torch.no_grad():
                     rec["fwd_ms"] = _time(fn, device, reps)
                 out = fn()
@@ -100,7 +104,7 @@ def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=Non
                 def fwd_bwd(fn=fn, do=do):
                     o = fn()
                     o.backward(do)
-                rec["fwdbwd_ms"] = _time(fwd_bwd, device, reps)
+                rec["fwdbwd_ms"] = _time(fwd_bwd, device, reps, grad_to_none=leaves)
             except Exception as e:  # a provider that is missing or fails is reported, not fatal
                 rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
             _finish(rec, records, device, log)
@@ -161,8 +165,7 @@ def ops_table(records) -> str:
     return "\n".join(lines)
 
 
-def profile_op(shape, dtype=torch.bfloat16, log=print):
-    """Per-kernel CUDA time of one forward+backward of our operator (torch.profiler)."""
+def _profile_fwd_bwd(shape, dtype, iters: int = 5):
     from torch.profiler import ProfilerActivity, profile
     xs = make_op_inputs(*shape, dtype, "cuda")
     o = comba(*xs)[0]
@@ -171,11 +174,64 @@ def profile_op(shape, dtype=torch.bfloat16, log=print):
         comba(*xs)[0].backward(do)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(5):
+        for _ in range(iters):
+            for x in xs:
+                x.grad = None
             comba(*xs)[0].backward(do)
         torch.cuda.synchronize()
+    return prof
+
+
+def profile_op(shape, dtype=torch.bfloat16, log=print):
+    """Per-kernel CUDA time of one forward+backward of our operator (torch.profiler)."""
+    prof = _profile_fwd_bwd(shape, dtype)
     log(f"profile {shape} ({dtype}), 5 iterations:")
     log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12))
+
+
+def kernel_times(shape, dtype=torch.bfloat16, iters: int = 5) -> dict[str, float]:
+    """Mean CUDA milliseconds per forward+backward of each of our Triton kernels."""
+    prof = _profile_fwd_bwd(shape, dtype, iters)
+    return {e.key: e.device_time_total / 1e3 / iters for e in prof.key_averages() if e.key.startswith("_")}
+
+
+SWEEP_CONFIGS = [(4, 1), (4, 2), (4, 3), (8, 1), (8, 2), (2, 1)]
+
+
+def sweep_kernels(shapes, configs=SWEEP_CONFIGS, dtype=torch.bfloat16, log=print) -> dict:
+    """Times every kernel of a forward+backward under each (num_warps, num_stages), all kernels at once
+    (they run one after another, so each kernel's time is its own); returns the times and the best
+    configuration per (kernel, padded head size)."""
+    from .ops import triton_chunk
+    results, best = [], {}
+    for shape in shapes:
+        bk = max(16, 1 << (shape[3] - 1).bit_length())
+        for warps, stages in configs:
+            names = ["_fwd_prepare", "_fwd_prepare_blocked", "_fwd_state", "_fwd_output", "_bwd_dv_local",
+                     "_bwd_state", "_bwd_grads", "_bwd_grads_cc", "_bwd_grads_k"]
+            os.environ["COMBA_KERNEL_CONFIG"] = ",".join(
+                f"{n}:{b}:{warps}:{stages}" for n in names for b in sorted({bk, min(bk, 64)}))
+            triton_chunk._FITTED.clear()
+            try:
+                times = kernel_times(shape, dtype)
+            except Exception as e:  # a configuration that does not compile or fit is skipped
+                log(f"{shape} warps={warps} stages={stages}: {type(e).__name__}: {str(e)[:120]}")
+                continue
+            finally:
+                os.environ.pop("COMBA_KERNEL_CONFIG", None)
+            log(json.dumps(dict(shape=list(shape), warps=warps, stages=stages,
+                                times={k: round(v, 4) for k, v in times.items()})))
+            for name, ms in times.items():
+                results.append(dict(shape=list(shape), bk=bk, kernel=name, warps=warps, stages=stages, ms=ms))
+    for r in results:
+        key = f"{r['kernel']}:{r['bk']}"
+        # per (kernel, BK): the configuration with the least time summed over the shapes of that BK
+        total = sum(x["ms"] for x in results if x["kernel"] == r["kernel"] and x["bk"] == r["bk"]
+                    and (x["warps"], x["stages"]) == (r["warps"], r["stages"]))
+        if key not in best or total < best[key]["total_ms"]:
+            best[key] = dict(warps=r["warps"], stages=r["stages"], total_ms=total)
+    log("best: " + json.dumps(best))
+    return dict(results=results, best=best)
 
 
 def prune_fla_autotune(max_configs: int) -> int:
@@ -228,15 +284,21 @@ def _model_step(model, x, train: bool):
     return step
 
 
+# batch per input size: (inference, training), as the models issue specifies
+MODEL_BATCHES = {224: (256, 128), 512: (32, 32), 1024: (8, 8), 2048: (2, 2)}
+
+
 def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=5, log=print):
     """Images per second (and peak GPU memory) of timm models at one input size.
 
     CUDA: a bf16-autocast training step (forward, backward, AdamW step) by default; CPU: inference.
+    The batch defaults to MODEL_BATCHES on CUDA (64 / 8 at other sizes) and 8 on the CPU.
     """
     import timm
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train = device.type == "cuda" if train is None else train
-    batch = batch or (64 if device.type == "cuda" else 8)
+    if batch is None:
+        batch = MODEL_BATCHES.get(img_size, (64, 64))[int(train)] if device.type == "cuda" else 8
     records = []
     for name in names:
         rec = dict(model=name, img_size=img_size, batch=batch, mode="train" if train else "infer")
@@ -256,3 +318,53 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
             rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
         _finish(rec, records, device, log)
     return records
+
+
+def plot_models(records, path) -> None:
+    """Images/s against input size, one line per (model, mode), log-log; written as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    keys = sorted({(r["model"], r["mode"]) for r in records if "images_per_s" in r})
+    for model, mode in keys:
+        pts = sorted((r["img_size"], r["images_per_s"]) for r in records
+                     if (r["model"], r["mode"]) == (model, mode) and "images_per_s" in r)
+        ax.plot(*zip(*pts), marker="o", linestyle="-" if model.startswith("comba") else "--", label=f"{model} {mode}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("input size (px)")
+    ax.set_ylabel("images / s")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def models_table(records) -> str:
+    """Markdown table: one row per (size, mode), images/s and peak GPU memory per model, and the
+    Comba / DeiT throughput ratio of each MODEL_PAIRS pair."""
+    models = list(dict.fromkeys(r["model"] for r in records))
+    pairs = [(a, b) for a, b in MODEL_PAIRS if a in models and b in models]
+    lines = ["| size | mode | batch | " + " | ".join(f"{m} img/s (GB)" for m in models)
+             + "".join(f" | {a} / {b}" for a, b in pairs) + " |",
+             "|" + "---|" * (3 + len(models) + len(pairs))]
+    rows: dict[tuple, dict] = {}
+    for r in records:
+        rows.setdefault((r["img_size"], r["mode"], r["batch"]), {})[r["model"]] = r
+    for (size, mode, batch), d in rows.items():
+        cells = []
+        for m in models:
+            r = d.get(m)
+            if r is None or "images_per_s" not in r:
+                cells.append("n/a" if r is None else "error")
+            else:
+                mem = f" ({r['peak_mem_gb']:.2f})" if "peak_mem_gb" in r else ""
+                cells.append(f"{r['images_per_s']:.1f}{mem}")
+        for a, b in pairs:
+            ra, rb = d.get(a, {}), d.get(b, {})
+            ok = "images_per_s" in ra and "images_per_s" in rb
+            cells.append(f"{ra['images_per_s'] / rb['images_per_s']:.2f}x" if ok else "n/a")
+        lines.append(f"| {size} | {mode} | {batch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -42,20 +42,36 @@ def main(argv=None):
     md.add_argument("--models", nargs="*", default=None, help="timm model names (default: Comba-T/S and DeiT-T/S)")
     md.add_argument("--img-size", type=int, nargs="*", default=[224])
     md.add_argument("--batch", type=int, default=None)
-    md.add_argument("--mode", choices=["train", "infer"], default=None, help="default: train on CUDA, infer on CPU")
+    md.add_argument("--mode", choices=["train", "infer", "both"], default=None,
+                    help="default: both on CUDA, infer on the CPU")
     md.add_argument("--out", default="benchmark_models.json")
+    md.add_argument("--plot", default=None, help="PNG of images/s against input size (default: next to --out)")
+    sw = sub.add_parser("sweep", help="time each Triton kernel under a few launch configurations (CUDA)")
+    sw.add_argument("--shapes", type=_shape, nargs="*", default=[(128, 197, 3, 64), (8, 2048, 16, 128)])
+    sw.add_argument("--out", default="benchmark_sweep.json")
     args = ap.parse_args(argv)
+    if args.cmd == "sweep":
+        env = bench.environment()
+        res = bench.sweep_kernels(args.shapes)
+        with open(args.out, "w") as f:
+            json.dump(dict(environment=env, **res), f, indent=1)
+        print(f"wrote {args.out}")
+        return
     if args.cmd == "models":
         env = bench.environment()
         print(json.dumps(env))
         names = args.models or [n for pair in bench.MODEL_PAIRS for n in pair]
+        mode = args.mode or ("both" if torch.cuda.is_available() else "infer")
         records = []
         for size in args.img_size:
-            records += bench.bench_models(names, size, args.batch,
-                                          None if args.mode is None else args.mode == "train")
-        with open(args.out, "w") as f:
-            json.dump(dict(environment=env, records=records), f, indent=1)
-        print(f"wrote {args.out}")
+            for train in ([False, True] if mode == "both" else [mode == "train"]):
+                records += bench.bench_models(names, size, args.batch, train)
+                with open(args.out, "w") as f:  # after every size, so a cut-short run keeps what it measured
+                    json.dump(dict(environment=env, records=records), f, indent=1)
+        print(bench.models_table(records))
+        plot = args.plot or os.path.splitext(args.out)[0] + ".png"
+        bench.plot_models(records, plot)
+        print(f"wrote {args.out} and {plot}")
         return
     if args.cmd is None:
         args = ap.parse_args(["ops"] + (argv or []))

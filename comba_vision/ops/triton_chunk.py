@@ -27,14 +27,13 @@ import triton
 import triton.language as tl
 
 BT = 64
-# Two faster paths, correct under the interpreter but not yet compiled and checked on the H100 (where
-# Triton 3.4-3.7.0 is known to miscompile some gated kernels): off by default until they are.
-# COMBA_SPLIT_BWD=1: from padded head size 128, split the gradient kernel in two (C x C part, then
-# K-blocked dq/dk/dp) so that its K-wide tiles and accumulators do not spill registers.
-SPLIT_BWD_MIN_BK = 128 if os.environ.get("COMBA_SPLIT_BWD", "0") == "1" else 1 << 30
-# COMBA_BLOCKED_INVERSE=1: invert the in-chunk triangular matrix blockwise (four 16x16 diagonal blocks and
-# products) instead of 63 row-substitution steps on the whole 64x64 tile.
-BLOCKED_INVERSE = os.environ.get("COMBA_BLOCKED_INVERSE", "0") == "1"
+# Two choices kept switchable for comparison (both on by default; checked on the H100 in bf16 and fp32):
+# COMBA_SPLIT_BWD (default 1): from padded head size 128, split the gradient kernel in two (C x C part,
+# then K-blocked dq/dk/dp) so that its K-wide tiles and accumulators do not spill registers.
+SPLIT_BWD_MIN_BK = 128 if os.environ.get("COMBA_SPLIT_BWD", "1") == "1" else 1 << 30
+# COMBA_BLOCKED_INVERSE (default 1): invert the in-chunk triangular matrix blockwise (four 16x16 diagonal
+# blocks by row substitution, the rest by products) instead of 63 row-substitution steps on a 64x64 tile.
+BLOCKED_INVERSE = os.environ.get("COMBA_BLOCKED_INVERSE", "1") == "1"
 
 
 def _interpreting() -> bool:
@@ -654,9 +653,39 @@ def _bwd_grads_k(
 def _config(K: int, V: int, dtype: torch.dtype):
     BK = max(16, triton.next_power_of_2(K))
     BV = max(16, min(64 if BK <= 64 else 32, triton.next_power_of_2(V)))
-    prec = "ieee" if dtype == torch.float32 else "tf32"
+    # float32 inputs: three TF32 products per dot (float32-level accuracy on the tensor cores; "ieee" dots
+    # compile to long FMA loops that take minutes to build for these tile sizes)
+    prec = "tf32x3" if dtype == torch.float32 else "tf32"
     warps = 4 if BK <= 64 else 8
     return BK, BV, prec, warps
+
+
+# (kernel name, padded head size BK) -> launch options that replace _config's default warps (and let
+# Triton pick the stages) on CUDA; filled from `tools/benchmark.py sweep` on the H100.  Overridable at run
+# time through COMBA_KERNEL_CONFIG="name:BK:warps:stages,..." (what the sweep itself uses).
+def _kc(warps: int, stages: int) -> dict:
+    return dict(num_warps=warps, num_stages=stages)
+
+
+KERNEL_CONFIGS: dict[tuple[str, int], dict] = {
+    # H100, bf16, 2026-11-23 sweep at (128, 197, 3, 64) and (8, 2048, 16, 128) (docs/bench/*sweep.json)
+    ("_fwd_prepare_blocked", 64): _kc(2, 1), ("_fwd_state", 64): _kc(4, 1), ("_fwd_output", 64): _kc(2, 1),
+    ("_bwd_dv_local", 64): _kc(2, 1), ("_bwd_state", 64): _kc(4, 1), ("_bwd_grads", 64): _kc(4, 3),
+    ("_fwd_prepare_blocked", 128): _kc(2, 1), ("_fwd_state", 128): _kc(4, 2), ("_fwd_output", 128): _kc(2, 1),
+    ("_bwd_dv_local", 128): _kc(4, 3), ("_bwd_state", 128): _kc(4, 1), ("_bwd_grads_cc", 128): _kc(8, 2),
+    ("_bwd_grads_k", 64): _kc(4, 3),
+}
+
+
+def _env_kernel_configs() -> dict[tuple[str, int], dict]:
+    out = {}
+    for item in filter(None, os.environ.get("COMBA_KERNEL_CONFIG", "").split(",")):
+        try:
+            name, bk, warps, stages = item.split(":")
+            out[(name, int(bk))] = dict(num_warps=int(warps), num_stages=int(stages))
+        except ValueError:
+            raise ValueError(f"COMBA_KERNEL_CONFIG entries are name:BK:warps:stages, got {item!r}") from None
+    return out
 
 
 # (kernel name, K, V, dtype) -> (BV, num_stages) that fitted the device's shared memory
@@ -678,8 +707,12 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False):
     """Launches kernel; when a configuration needs more shared memory than the device has, retries with
     no software pipelining and then smaller V blocks (and remembers what fitted)."""
     name = kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel)
-    key = (name, meta["K"], meta["V"], meta["PREC"], meta["BV"])
-    bv, stages = _FITTED.get(key, (meta["BV"], None))
+    if not _interpreting():
+        chosen = _env_kernel_configs().get((name, meta["BK"])) or KERNEL_CONFIGS.get((name, meta["BK"]))
+        if chosen:
+            meta = dict(meta, **chosen)
+    key = (name, meta["K"], meta["V"], meta["PREC"], meta["BV"], meta.get("num_warps"))
+    bv, stages = _FITTED.get(key, (meta["BV"], meta.get("num_stages")))
     while True:
         m = dict(meta, BV=bv)
         if stages is not None:
@@ -690,7 +723,7 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False):
             _FITTED[key] = (bv, stages)
             return
         except triton.runtime.errors.OutOfResources:
-            if stages is None:
+            if stages != 1:
                 stages = 1
             elif bv > 16:
                 bv //= 2

@@ -212,7 +212,7 @@ def test_gpu_bf16_no_worse_than_fla(shape):
 @pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
 @pytest.mark.parametrize("variant, reverse", [("splr", False), ("iplr", True)])
 def test_split_gradient_kernels_at_small_head_size(monkeypatch, variant, reverse):
-    """The two-kernel gradient path (COMBA_SPLIT_BWD=1, from head size 128) forced on at head size 32."""
+    """The two-kernel gradient path (default from head size 128) forced on at head size 32."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 16)
     xs, h0 = make_inputs(2, 97, 2, 32, 48, init=True, seed=4)
@@ -224,10 +224,10 @@ def test_split_gradient_kernels_at_small_head_size(monkeypatch, variant, reverse
 @pytest.mark.parametrize("T, K, V, variant, reverse, init", [
     (1, 16, 16, "splr", False, True), (17, 32, 16, "iplr", True, False), (70, 48, 100, "splr", True, True),
     (130, 64, 64, "iplr", False, True)])
-def test_blocked_inverse_prepare_kernel(monkeypatch, T, K, V, variant, reverse, init):
-    """The blockwise in-chunk inverse (COMBA_BLOCKED_INVERSE=1) against the reference."""
+def test_row_substitution_prepare_kernel(monkeypatch, T, K, V, variant, reverse, init):
+    """The whole-tile row-substitution inverse (COMBA_BLOCKED_INVERSE=0) against the reference."""
     import comba_vision.ops.triton_chunk as tc
-    monkeypatch.setattr(tc, "BLOCKED_INVERSE", True)
+    monkeypatch.setattr(tc, "BLOCKED_INVERSE", False)
     xs, h0 = make_inputs(2, T, 2, K, V, init=init, seed=6)
     errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= 1e-4, errs
