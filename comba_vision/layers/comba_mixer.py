@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 
-from ..ops import comba
+from ..ops import comba_bidirectional
 
 Segments = list[tuple[int, int]]
 
@@ -131,9 +131,7 @@ class CombaMixer(nn.Module):
 
     def bidirectional(self, q, k, v, p, g, beta):
         """Both scan directions over the token order: returns (forward, reverse) outputs, [B, N, H, V]."""
-        o_f, _ = comba(q, k, v, p, g, beta, variant=self.variant)
-        o_b, _ = comba(q, k, v, p, g, beta, variant=self.variant, reverse=True)
-        return o_f, o_b
+        return comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="none")
 
     def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
         B, N, C = x.shape

@@ -131,3 +131,37 @@ def comba(
     from .function import comba_triton
     return comba_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state,
                         iplr=variant == "iplr", reverse=reverse)
+
+
+_MERGES = ("sum", "mean", "none")
+
+
+def comba_bidirectional(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    p: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float | None = None,
+    *,
+    variant: str = "splr",
+    merge: str = "sum",
+    backend: str | None = None,
+):
+    """Both scan directions of the Comba recurrence over the same inputs (no initial states), merged.
+
+    The forward scan runs from the first token to the last, the reverse scan from the last to the first,
+    each reading the caller's tensors in place (nothing is flipped or copied). ``merge="sum"`` returns
+    ``o_fwd + o_rev``, ``"mean"`` their average and ``"none"`` the pair ``(o_fwd, o_rev)``. Arguments as
+    :func:`comba`. Today the two directions are two calls of the single-direction kernels; the fused
+    bidirectional kernels of issue 5 will replace them behind this signature.
+    """
+    if merge not in _MERGES:
+        raise ValueError(f"merge must be one of {_MERGES}, got {merge!r}")
+    o_f, _ = comba(q, k, v, p, g, beta, scale, variant=variant, backend=backend)
+    o_r, _ = comba(q, k, v, p, g, beta, scale, variant=variant, reverse=True, backend=backend)
+    if merge == "none":
+        return o_f, o_r
+    o = o_f + o_r
+    return o * 0.5 if merge == "mean" else o
