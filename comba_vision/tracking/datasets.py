@@ -1,6 +1,7 @@
-"""Readers for the official on-disk layouts of GOT-10k and LaSOT.
+"""Readers for the official on-disk layouts of GOT-10k, LaSOT, TrackingNet and COCO 2017 (OSTrack's four
+training sets), and a registry of them (``DATASETS`` / :func:`build_dataset`).
 
-Both readers list their sequences when built and parse one sequence's annotation files only when it is asked
+The video readers list their sequences when built and parse one sequence's annotation files only when it is asked
 for (``get_sequence``); nothing is cached, so a reader is cheap to copy into DataLoader workers. Boxes are
 ``x, y, w, h`` in pixels of the frame (continuous coordinates: pixel ``i`` covers ``[i, i + 1)``), float64.
 
@@ -13,10 +14,15 @@ LaSOT's train / test split is the official protocol-II one: the 280 test sequenc
 ``LASOT_TEST_SEQUENCES`` (4 per class, 70 classes; the list of LaSOT's ``testing_set.txt``, as used by
 pytracking / OSTrack), and the training set is every other sequence. ``Lasot(..., split_file=PATH)``
 replaces the constant by a file that lists the requested split's sequence names, one per line.
+
+TrackingNet names its sequences ``<chunk>/<video>`` (``TRAIN_3/<video>``); a box with ``w <= 0`` or ``h <= 0``
+is not visible. COCO makes each non-crowd, positive-area object annotation a one-frame sequence (template and
+search come from the same image); its JSON is parsed once when the reader is built.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -28,11 +34,15 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "DATASETS",
     "LASOT_TEST_SEQUENCES",
+    "Coco",
     "Got10k",
     "Lasot",
     "Sequence",
     "TrackingDataset",
+    "TrackingNet",
+    "build_dataset",
     "load_frame",
 ]
 
@@ -459,3 +469,294 @@ class Lasot(TrackingDataset):
         meta = {"dataset": self.name, "object_class": _lasot_key(name)[0], "nlp": nlp, **flags}
         visible = ~flags["full_occlusion"] & ~flags["out_of_view"]
         return Sequence(name, _numbered_frames(img_dir, n), boxes, visible, meta)
+
+
+# ------------------------------------------------------------------------------------------------ TrackingNet
+_TRACKINGNET_LAYOUT = (
+    "<root>/TRAIN_0 .. <root>/TRAIN_11 and <root>/TEST, each holding frames/<sequence>/0.jpg, 1.jpg, ... "
+    "(numbered from 0, no zero padding; the chunk's zips/ extracted) and anno/<sequence>.txt (x,y,w,h per line)"
+)
+_TRACKINGNET_CHUNK = re.compile(r"^(TRAIN_(?P<num>\d+)|TEST)$")
+
+
+def _trackingnet_chunk_key(chunk: str) -> tuple[int, int]:
+    m = _TRACKINGNET_CHUNK.match(chunk)
+    return (1, 0) if m is None or m["num"] is None else (0, int(m["num"]))
+
+
+class TrackingNet(TrackingDataset):
+    """TrackingNet in the official layout (see ``_TRACKINGNET_LAYOUT``).
+
+    ``chunks`` selects chunk folders by name (``"TRAIN_3"``, ``"TEST"``) or training chunk number (``3``);
+    the default is every ``TRAIN_<k>`` folder under ``root``, in numeric order. Sequence names are
+    ``<chunk>/<sequence>`` (e.g. ``TRAIN_3/-0A5LeYdn8c_0``), listed from ``anno/*.txt``. Visible = ``w > 0 and
+    h > 0``. ``TEST`` (first frame annotated only) gives ``boxes`` [1, 4] and ``visible`` ``[True]`` as GOT-10k
+    test does, and cannot be mixed with training chunks.
+    """
+
+    name = "trackingnet"
+
+    def __init__(self, root: str | Path, chunks: Any = None) -> None:
+        super().__init__()
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"TrackingNet root not found: {self.root}; expected layout: {_TRACKINGNET_LAYOUT}")
+        if chunks is None:
+            names = [
+                p.name
+                for p in self.root.iterdir()
+                if p.is_dir() and _TRACKINGNET_CHUNK.match(p.name) and p.name != "TEST"
+            ]
+            if not names:
+                raise FileNotFoundError(
+                    f"no TrackingNet TRAIN_<k> chunk folders in {self.root}; expected layout: {_TRACKINGNET_LAYOUT}"
+                )
+            chunk_list = sorted(names, key=_trackingnet_chunk_key)
+        else:
+            if isinstance(chunks, (str, int)):
+                chunks = [chunks]
+            chunk_list = []
+            for c in chunks:
+                name = f"TRAIN_{int(c)}" if isinstance(c, (int, np.integer)) else str(c)
+                if not _TRACKINGNET_CHUNK.match(name):
+                    raise ValueError(f"TrackingNet chunk must be 'TRAIN_<k>', 'TEST' or an integer k, got {c!r}")
+                if name not in chunk_list:
+                    chunk_list.append(name)
+            if not chunk_list:
+                raise ValueError("TrackingNet: chunks is empty")
+            if "TEST" in chunk_list and len(chunk_list) > 1:
+                raise ValueError(f"TrackingNet: TEST cannot be mixed with training chunks, got {chunk_list}")
+        self.chunks = chunk_list
+        self.fully_annotated = chunk_list != ["TEST"]
+
+        names = []
+        for chunk in chunk_list:
+            chunk_dir = self.root / chunk
+            for sub in (chunk_dir, chunk_dir / "anno", chunk_dir / "frames"):
+                if not sub.is_dir():
+                    raise FileNotFoundError(
+                        f"TrackingNet chunk folder not found: {sub}; expected layout: {_TRACKINGNET_LAYOUT}"
+                    )
+            with os.scandir(chunk_dir / "anno") as entries:
+                seqs = sorted(e.name[:-4] for e in entries if e.name.endswith(".txt") and e.is_file())
+            if not seqs:
+                raise FileNotFoundError(
+                    f"no TrackingNet annotation files (*.txt) in {chunk_dir / 'anno'}; expected layout: "
+                    f"{_TRACKINGNET_LAYOUT}"
+                )
+            names.extend(f"{chunk}/{s}" for s in seqs)
+        self._set_names(names)
+
+    def _load(self, name: str) -> Sequence:
+        chunk, _, video = name.partition("/")
+        anno = self.root / chunk / "anno" / f"{video}.txt"
+        boxes = _read_boxes(anno)
+        frame_dir = self.root / chunk / "frames" / video
+        if not frame_dir.is_dir():
+            raise FileNotFoundError(f"sequence {name}: frame folder not found: {frame_dir}")
+        meta: dict[str, Any] = {"dataset": self.name, "chunk": chunk, "video": video}
+        if chunk == "TEST":
+            n = _count_jpgs(frame_dir)
+            if n == 0:
+                raise FileNotFoundError(f"sequence {name}: no frame files (*.jpg) in {frame_dir}")
+            frames = [frame_dir / f"{i}.jpg" for i in range(n)]
+            return Sequence(name, frames, boxes[:1], np.ones(1, dtype=bool), meta)
+        n = len(boxes)
+        _check_count(name, frame_dir, n, f"lines in {anno}")
+        visible = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        return Sequence(name, [frame_dir / f"{i}.jpg" for i in range(n)], boxes, visible, meta)
+
+
+# ------------------------------------------------------------------------------------------------------ COCO
+_COCO_LAYOUT = "<root>/annotations/instances_<split>.json and <root>/<split>/<file_name> (e.g. 000000000009.jpg)"
+
+
+def _drop_segmentation(obj: dict[str, Any]) -> dict[str, Any]:
+    """``json`` object hook: polygons / RLEs are most of the file and unused; free them while parsing."""
+    obj.pop("segmentation", None)
+    return obj
+
+
+class Coco(TrackingDataset):
+    """COCO 2017 (``root/annotations/instances_<split>.json``, images in ``root/<split>/``) as one-frame sequences.
+
+    Every non-crowd annotation with ``w > 0 and h > 0`` is a sequence of one frame (template and search are then
+    drawn from the same image, as OSTrack does for COCO): ``boxes`` [1, 4] (COCO's ``bbox`` is already x, y, w,
+    h), ``visible`` ``[True]``, meta with the annotation, image and category ids and the category name. The
+    sequence name is the annotation id as a string (unique in COCO), sequences are in annotation-id order.
+
+    The JSON is parsed once, when the reader is built (train2017: ~450 MB, tens of seconds), and only the needed
+    fields are kept, in numpy arrays (cheap to share with forked DataLoader workers).
+    """
+
+    name = "coco"
+
+    def __init__(self, root: str | Path, split: str = "train2017") -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.split = split
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"COCO root not found: {self.root}; expected layout: {_COCO_LAYOUT}")
+        self.annotation_file = self.root / "annotations" / f"instances_{split}.json"
+        if not self.annotation_file.is_file():
+            raise FileNotFoundError(
+                f"COCO annotation file not found: {self.annotation_file}; expected layout: {_COCO_LAYOUT}"
+            )
+        self.image_dir = self.root / split
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"COCO image folder not found: {self.image_dir}; expected layout: {_COCO_LAYOUT}")
+        path = self.annotation_file
+        try:
+            with open(path, "rb") as f:
+                data = json.load(f, object_hook=_drop_segmentation)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: invalid JSON: {e}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise ValueError(f"{path}: expected a COCO instances file with 'images' and 'annotations' lists")
+        if not isinstance(data.get("annotations"), list):
+            raise ValueError(f"{path}: expected a COCO instances file with 'images' and 'annotations' lists")
+
+        try:
+            images = data["images"]
+            image_pos = {int(im["id"]): i for i, im in enumerate(images)}
+            self._image_ids = np.array([int(im["id"]) for im in images], dtype=np.int64)
+            self._file_names = np.array([str(im["file_name"]) for im in images], dtype=str)
+            self._image_sizes = np.array(
+                [(int(im.get("width", -1)), int(im.get("height", -1))) for im in images], dtype=np.int64
+            ).reshape(-1, 2)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: malformed 'images' entry ({type(e).__name__}: {e})") from None
+        self.categories: dict[int, str] = {
+            int(c["id"]): str(c.get("name", c["id"])) for c in data.get("categories") or []
+        }
+
+        ann_ids, img_idx, boxes, cats = [], [], [], []
+        for ann in data["annotations"]:
+            ann_id = ann.get("id", "?") if isinstance(ann, dict) else "?"
+            try:
+                if ann.get("iscrowd", 0):
+                    continue
+                bbox = [float(v) for v in ann["bbox"]]
+                if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox):
+                    raise ValueError(f"bbox must be 4 finite numbers, got {ann['bbox']!r}")
+                if not (bbox[2] > 0 and bbox[3] > 0):
+                    continue
+                image_id = int(ann["image_id"])
+                if image_id not in image_pos:
+                    raise ValueError(f"image_id {image_id} is not in 'images'")
+                ann_ids.append(int(ann["id"]))
+                img_idx.append(image_pos[image_id])
+                boxes.append(bbox)
+                cats.append(int(ann.get("category_id", -1)))
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise ValueError(f"{path}: malformed annotation id {ann_id}: {type(e).__name__}: {e}") from None
+        del data
+        order = np.argsort(np.asarray(ann_ids, dtype=np.int64), kind="stable")
+        self._ann_ids = np.asarray(ann_ids, dtype=np.int64)[order]
+        if len(self._ann_ids) > 1 and (np.diff(self._ann_ids) == 0).any():
+            dup = int(self._ann_ids[1:][np.diff(self._ann_ids) == 0][0])
+            raise ValueError(f"{path}: annotation id {dup} occurs more than once")
+        self._ann_image = np.asarray(img_idx, dtype=np.int64)[order]
+        self._ann_boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[order]
+        self._ann_cats = np.asarray(cats, dtype=np.int64)[order]
+        if len(self._ann_ids) == 0:
+            raise ValueError(f"{path}: no non-crowd annotation with a positive-area bbox")
+
+    # One sequence per annotation: names are derived from the id array instead of a list + dict of strings.
+    def __len__(self) -> int:
+        return len(self._ann_ids)
+
+    @property
+    def sequence_names(self) -> list[str]:
+        return [str(i) for i in self._ann_ids.tolist()]
+
+    def get_sequence(self, i_or_name: int | str) -> Sequence:
+        if isinstance(i_or_name, str):
+            pos = -1
+            if i_or_name.isdigit() and str(int(i_or_name)) == i_or_name:  # canonical: "42", not "042" or " 42"
+                pos = int(np.searchsorted(self._ann_ids, int(i_or_name)))
+                if pos >= len(self._ann_ids) or self._ann_ids[pos] != int(i_or_name):
+                    pos = -1
+            if pos < 0:
+                raise KeyError(f"{self.name}: no sequence named {i_or_name!r}")
+        else:
+            pos = int(i_or_name)
+            if not -len(self) <= pos < len(self):
+                raise IndexError(f"{self.name}: sequence index {pos} out of range ({len(self)} sequences)")
+            pos %= len(self)
+        return self._load_pos(pos)
+
+    def _load(self, name: str) -> Sequence:
+        return self.get_sequence(name)
+
+    def _load_pos(self, pos: int) -> Sequence:
+        img = int(self._ann_image[pos])
+        cat = int(self._ann_cats[pos])
+        meta = {
+            "dataset": self.name,
+            "split": self.split,
+            "annotation_id": int(self._ann_ids[pos]),
+            "image_id": int(self._image_ids[img]),
+            "category_id": cat,
+            "object_class": self.categories.get(cat),
+            "image_size": tuple(int(v) for v in self._image_sizes[img]),  # (width, height) from the JSON
+        }
+        frames = [self.image_dir / str(self._file_names[img])]
+        return Sequence(str(self._ann_ids[pos]), frames, self._ann_boxes[pos : pos + 1].copy(), np.ones(1, bool), meta)
+
+
+# ------------------------------------------------------------------------------------------------- registry
+#: Dataset readers by name, for :func:`build_dataset`.
+DATASETS: dict[str, type[TrackingDataset]] = {
+    "got10k": Got10k,
+    "lasot": Lasot,
+    "trackingnet": TrackingNet,
+    "coco": Coco,
+}
+
+
+def _registry_key(name: str) -> str:
+    return name.strip().lower().replace("-", "").replace("_", "")
+
+
+def build_dataset(name: str, root: str | Path, split: str | None = None, **kwargs: Any) -> TrackingDataset:
+    """A reader by registry name (``DATASETS``; case, ``-`` and ``_`` ignored: ``"GOT-10k"`` works).
+
+    ``split`` (``None`` = the training split) maps to each reader's own argument:
+
+    * ``got10k``: ``"train"`` (default), ``"val"``, ``"test"``;
+    * ``lasot``: ``"train"`` (default), ``"test"``, ``"all"``;
+    * ``trackingnet``: ``"train"`` (default) = every ``TRAIN_<k>`` chunk present, ``"test"`` = ``TEST``, or one
+      chunk name (``"TRAIN_3"``); ``chunks=`` in ``kwargs`` instead selects chunks directly (then no split);
+    * ``coco``: ``"train"`` / ``None`` -> ``"train2017"``, ``"val"`` -> ``"val2017"``, anything else (e.g.
+      ``"train2014"``) is used as the folder / annotation-file split name.
+
+    ``kwargs`` go to the reader (``Lasot(split_file=..., allow_missing=...)``). Unknown name: ValueError listing
+    the known ones; missing root: FileNotFoundError naming it.
+    """
+    key = _registry_key(str(name))
+    if key not in DATASETS:
+        raise ValueError(f"unknown tracking dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+    root_path = Path(root)
+    if not root_path.is_dir():
+        raise FileNotFoundError(f"{key} root not found: {root_path}")
+    if key in ("got10k", "lasot"):
+        return DATASETS[key](root_path, split or "train", **kwargs)
+    if key == "trackingnet":
+        if split is not None and kwargs.get("chunks") is not None:
+            raise ValueError(f"trackingnet: give split ({split!r}) or chunks ({kwargs['chunks']!r}), not both")
+        if split is not None:
+            s = split.strip()
+            if s.lower() == "train":
+                kwargs["chunks"] = None
+            elif s.lower() == "test":
+                kwargs["chunks"] = ["TEST"]
+            elif _TRACKINGNET_CHUNK.match(s):
+                kwargs["chunks"] = [s]
+            else:
+                raise ValueError(
+                    f"trackingnet split must be 'train', 'test' or a chunk name 'TRAIN_<k>', got {split!r}"
+                )
+        return DATASETS[key](root_path, **kwargs)
+    coco_split = {None: "train2017", "train": "train2017", "val": "val2017"}.get(split, split)
+    return DATASETS[key](root_path, coco_split, **kwargs)

@@ -125,7 +125,7 @@ def resample_crop(image: np.ndarray, crop_box_xywh: Any, out_size: int) -> np.nd
     ix1 = min(width - 1, math.floor(us[in_x].max() - 0.5) + 1)
     iy0 = max(0, math.floor(vs[in_y].min() - 0.5))
     iy1 = min(height - 1, math.floor(vs[in_y].max() - 0.5) + 1)
-    region = torch.from_numpy(np.ascontiguousarray(image[iy0 : iy1 + 1, ix0 : ix1 + 1]))
+    region = torch.from_numpy(np.array(image[iy0 : iy1 + 1, ix0 : ix1 + 1]))  # a writable copy
     region = region.permute(2, 0, 1).unsqueeze(0).float()
     rh, rw = region.shape[-2:]
     gx = torch.from_numpy(2.0 * (us - ix0) / rw - 1.0).float()
@@ -214,11 +214,14 @@ class PairSampler:
     def valid_frames(self, dataset: int, sequence: int) -> np.ndarray:
         """Indices of the frames usable as template or search (visible, w > 0, h > 0)."""
         key = (dataset, sequence)
-        if key not in self._valid:
+        valid = self._valid.get(key)
+        if valid is None:
             seq = self.datasets[dataset].get_sequence(sequence)
             ok = seq.visible & (seq.boxes[:, 2] > 0) & (seq.boxes[:, 3] > 0)
-            self._valid[key] = np.flatnonzero(ok)
-        return self._valid[key]
+            valid = np.flatnonzero(ok)
+            if len(seq) > 1:  # one-frame sequences (COCO's 860k objects) are cheap to redo: not cached
+                self._valid[key] = valid
+        return valid
 
     def sample(self, rng: np.random.Generator) -> PairChoice:
         d = int(rng.choice(len(self.datasets), p=self.probs))

@@ -1,8 +1,10 @@
-"""Tiny GOT-10k / LaSOT trees in the official on-disk layouts, for tests: a coloured rectangle (the object)
-moves over a grey background; it is not drawn on frames where it is absent / occluded / out of view."""
+"""Tiny GOT-10k / LaSOT / TrackingNet / COCO trees in the official on-disk layouts, for tests: a coloured
+rectangle (the object) moves over a grey background; it is not drawn on frames where it is absent / occluded /
+out of view. COCO images hold several still rectangles, one per object annotation."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,4 +120,127 @@ def make_lasot_layout(
         (folder / "out_of_view.txt").write_text(",".join(str(int(v)) for v in oov))
         (folder / "nlp.txt").write_text(f"a coloured {cls} sliding over grey\n")
         out[name] = SyntheticSequence(name, boxes, visible, color, {"full_occlusion": occ, "out_of_view": oov})
+    return out
+
+
+def make_trackingnet_layout(
+    root: str | Path,
+    chunks: list[str],
+    n_seqs: int,
+    n_frames: int,
+    size: tuple[int, int] = (64, 48),
+    seed: int = 0,
+) -> dict[str, SyntheticSequence]:
+    """Write ``root/<chunk>/frames/<video>/0.jpg ...`` and ``root/<chunk>/anno/<video>.txt`` for each chunk;
+    return the true annotations by sequence name ``<chunk>/<video>``.
+
+    Frame 2 (0-based) has a zero-size box (``x,y,0,0``: not visible, not drawn); the others are visible. In
+    ``TEST`` only the first box is written (as in the official test set).
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, SyntheticSequence] = {}
+    k = 0
+    for chunk in chunks:
+        for i in range(n_seqs):
+            video = f"-tn{k:02d}_{i}"  # TrackingNet videos are YouTube ids (may start with '-') + '_' + number
+            frame_dir = Path(root) / chunk / "frames" / video
+            frame_dir.mkdir(parents=True)
+            (Path(root) / chunk / "anno").mkdir(exist_ok=True)
+            boxes = _moving_boxes(rng, n_frames, size)
+            visible = np.ones(n_frames, dtype=bool)
+            if n_frames > 2:
+                boxes[2, 2:] = 0.0
+                visible[2] = False
+            color = COLORS[k % len(COLORS)]
+            for f in range(n_frames):
+                _write_frame(frame_dir / f"{f}.jpg", size, boxes[f], color, bool(visible[f]))
+            rows = boxes[:1] if chunk == "TEST" else boxes
+            text = "".join(",".join(f"{v:.2f}" if j < 2 else f"{v:g}" for j, v in enumerate(b)) + "\n" for b in rows)
+            (Path(root) / chunk / "anno" / f"{video}.txt").write_text(text)
+            out[f"{chunk}/{video}"] = SyntheticSequence(f"{chunk}/{video}", boxes, visible, color, {})
+            k += 1
+    return out
+
+
+@dataclass
+class SyntheticObject:
+    """One COCO object annotation a layout writer put on disk (boxes are integer-valued xywh)."""
+
+    annotation_id: int
+    image_id: int
+    file_name: str
+    box: np.ndarray  # float64 [4]
+    color: tuple[int, int, int]
+    category_id: int
+
+
+COCO_CATEGORIES = [
+    {"id": 1, "name": "person", "supercategory": "person"},
+    {"id": 3, "name": "car", "supercategory": "vehicle"},
+]
+
+
+def make_coco_layout(
+    root: str | Path,
+    n_images: int,
+    objects_per_image: int,
+    split: str = "train2017",
+    size: tuple[int, int] = (128, 96),
+    seed: int = 0,
+) -> dict[int, SyntheticObject]:
+    """Write ``root/annotations/instances_<split>.json`` and ``root/<split>/<file_name>.jpg``; return the
+    objects that a reader should yield, by annotation id.
+
+    Each image is a grid of cells (at most 2 x 2: ``objects_per_image <= 4``), one filled rectangle per cell,
+    each of its own colour, with a polygon ``segmentation``. Each image also gets two annotations a reader must
+    skip: a crowd one (``iscrowd: 1``, RLE segmentation) and one of zero width. Annotation ids are not in
+    image order (the JSON lists them image by image, ids decreasing).
+    """
+    if not 1 <= objects_per_image <= 4:
+        raise ValueError("objects_per_image must be 1..4")
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / split).mkdir(parents=True, exist_ok=True)
+    width, height = size
+    cw, ch = width // 2, height // 2
+    images, annotations, out = [], [], {}
+    next_id = 900_000
+    for i in range(n_images):
+        image_id = 1000 + 37 * i
+        file_name = f"{image_id:012d}.jpg"
+        im = Image.new("RGB", size, BACKGROUND)
+        draw = ImageDraw.Draw(im)
+        for o in range(objects_per_image):
+            cx0, cy0 = (o % 2) * cw, (o // 2) * ch
+            w, h = int(rng.integers(14, cw - 4)), int(rng.integers(12, ch - 4))
+            x, y = cx0 + int(rng.integers(1, cw - w)), cy0 + int(rng.integers(1, ch - h))
+            color = COLORS[(i + o) % len(COLORS)]
+            draw.rectangle([x, y, x + w - 1, y + h - 1], fill=color)
+            cat = COCO_CATEGORIES[o % 2]["id"]
+            ann_id, next_id = next_id, next_id - 11
+            annotations.append(
+                {
+                    "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
+                    "area": float(w * h),
+                    "iscrowd": 0,
+                    "image_id": image_id,
+                    "bbox": [float(x), float(y), float(w), float(h)],
+                    "category_id": cat,
+                    "id": ann_id,
+                }
+            )
+            box = np.array([x, y, w, h], dtype=np.float64)
+            out[ann_id] = SyntheticObject(ann_id, image_id, file_name, box, color, cat)
+        for extra in ({"iscrowd": 1, "bbox": [2.0, 2.0, 10.0, 10.0]}, {"iscrowd": 0, "bbox": [5.0, 5.0, 0.0, 8.0]}):
+            seg = {"counts": [0, 5, 3], "size": [height, width]} if extra["iscrowd"] else [[5, 5, 5, 13]]
+            annotations.append(
+                {"segmentation": seg, "area": 0.0, "image_id": image_id, "category_id": 1, "id": next_id, **extra}
+            )
+            next_id -= 11
+        im.save(root / split / file_name, quality=95, subsampling=0)
+        images.append({"license": 1, "file_name": file_name, "height": height, "width": width, "id": image_id})
+    doc = {"info": {"description": "synthetic"}, "licenses": [], "images": images, "annotations": annotations}
+    doc["categories"] = COCO_CATEGORIES
+    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
     return out
