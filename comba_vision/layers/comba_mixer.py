@@ -140,9 +140,11 @@ class CombaMixer(nn.Module):
             _COUNTER[0] += recurrence_macs(B, N, self.num_heads, self.head_dim_k, self.head_dim_v)
             o = v + v
         else:
-            o_f, o_b = self.bidirectional(q, k, v, p, g, beta)
-            o = o_f + o_b
-        o = self.o_norm(o) * torch.sigmoid(self.out_gate(x)).reshape(B, N, self.num_heads, self.head_dim_v)
+            o = comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="sum")
+        # the norm's weight in the activations' dtype: with a float32 weight under bf16 autocast, torch's
+        # fused RMSNorm kernel is skipped for a slower composite one
+        o = F.rms_norm(o, (self.head_dim_v,), self.o_norm.weight.to(o.dtype), self.o_norm.eps)
+        o = o * torch.sigmoid(self.out_gate(x)).reshape(B, N, self.num_heads, self.head_dim_v)
         return self.proj_drop(self.proj(o.reshape(B, N, C)))
 
 

@@ -159,6 +159,8 @@ def comba_bidirectional(
     """
     if merge not in _MERGES:
         raise ValueError(f"merge must be one of {_MERGES}, got {merge!r}")
+    # once here rather than in each direction's call (v is usually a slice of a fused qkv projection)
+    q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
     o_f, _ = comba(q, k, v, p, g, beta, scale, variant=variant, backend=backend)
     o_r, _ = comba(q, k, v, p, g, beta, scale, variant=variant, reverse=True, backend=backend)
     if merge == "none":
