@@ -136,6 +136,20 @@ def comba(
 _MERGES = ("sum", "mean", "none")
 
 
+def _fused_forward_applies(q, k, v, p, g, beta, variant, backend) -> bool:
+    """The one-launch bidirectional forward: Triton backend, no gradient needed, state small enough."""
+    from . import triton_chunk
+    if not triton_chunk.FUSED_FWD:
+        return False
+    xs = (q, k, v, p, g, beta)
+    if torch.is_grad_enabled() and any(x.requires_grad for x in xs):
+        return False
+    _check_inputs(q, k, v, p, g, beta, None, variant)
+    if q.shape[1] == 0 or _pick_backend(backend, q.device) != "triton":
+        return False
+    return triton_chunk.fused_bidir_supported(q.shape[-1], v.shape[-1])
+
+
 def comba_bidirectional(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -161,6 +175,11 @@ def comba_bidirectional(
         raise ValueError(f"merge must be one of {_MERGES}, got {merge!r}")
     # once here rather than in each direction's call (v is usually a slice of a fused qkv projection)
     q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
+    if merge != "none" and _fused_forward_applies(q, k, v, p, g, beta, variant, backend):
+        from .function import bidir_fused_fwd
+        K = q.shape[-1]
+        return bidir_fused_fwd(q, k, v, p, g, beta, float(K ** -0.5 if scale is None else scale),
+                               variant == "iplr", merge == "mean")
     o_f, _ = comba(q, k, v, p, g, beta, scale, variant=variant, backend=backend)
     o_r, _ = comba(q, k, v, p, g, beta, scale, variant=variant, reverse=True, backend=backend)
     if merge == "none":

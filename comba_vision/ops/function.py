@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .triton_chunk import BT, comba_bwd_triton, comba_fwd_triton
+from .triton_chunk import BT, comba_bidir_fwd_fused, comba_bwd_triton, comba_fwd_triton
 
 
 def _empty(like: Tensor) -> Tensor:
@@ -86,3 +86,16 @@ def comba_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, 
     h0 = initial_state.float().contiguous() if initial_state is not None else None
     o, ht, *_ = chunk_fwd(q, k, v, p, g, beta, scale, h0, output_final_state, iplr, reverse)
     return o, (ht if output_final_state else None)
+
+
+@torch.library.custom_op("comba_vision::bidir_fused_fwd", mutates_args=())
+def bidir_fused_fwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, scale: float,
+                    iplr: bool, mean: bool) -> Tensor:
+    """Both scan directions, merged, forward only (no autograd formula: used when no gradient is needed)."""
+    q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
+    return comba_bidir_fwd_fused(q, k, v, p, g, beta, scale, iplr, mean)
+
+
+@bidir_fused_fwd.register_fake
+def _(q, k, v, p, g, beta, scale, iplr, mean):
+    return v.new_empty(v.shape)

@@ -34,6 +34,10 @@ SPLIT_BWD_MIN_BK = 128 if os.environ.get("COMBA_SPLIT_BWD", "1") == "1" else 1 <
 # COMBA_BLOCKED_INVERSE (default 1): invert the in-chunk triangular matrix blockwise (four 16x16 diagonal
 # blocks by row substitution, the rest by products) instead of 63 row-substitution steps on a 64x64 tile.
 BLOCKED_INVERSE = os.environ.get("COMBA_BLOCKED_INVERSE", "1") == "1"
+# COMBA_FUSED_FWD=1: inference (no gradient needed) of comba_bidirectional through _fused_bidir_fwd, one
+# launch for both directions. Tested under the interpreter only so far: off by default until it has been
+# compiled, checked and timed on the H100.
+FUSED_FWD = os.environ.get("COMBA_FUSED_FWD", "0") == "1"
 
 
 def _interpreting() -> bool:
@@ -132,27 +136,35 @@ def _inv_unit_lower(b_N, BC: tl.constexpr):
 
 
 @triton.jit
+def _off_diagonal_inverse(X00, X11, X22, X33, N10, N20, N21, N30, N31, N32, PREC: tl.constexpr):
+    """Off-diagonal 16x16 blocks of (I + N)^-1 from its diagonal blocks' inverses X_ii and the blocks N_ij:
+    X_ij = -X_ii sum_{k=j}^{i-1} N_ik X_kj."""
+    X10 = -tl.dot(X11, tl.dot(N10, X00, input_precision=PREC), input_precision=PREC)
+    X21 = -tl.dot(X22, tl.dot(N21, X11, input_precision=PREC), input_precision=PREC)
+    X20 = -tl.dot(X22, tl.dot(N20, X00, input_precision=PREC) + tl.dot(N21, X10, input_precision=PREC),
+                  input_precision=PREC)
+    X32 = -tl.dot(X33, tl.dot(N32, X22, input_precision=PREC), input_precision=PREC)
+    X31 = -tl.dot(X33, tl.dot(N31, X11, input_precision=PREC) + tl.dot(N32, X21, input_precision=PREC),
+                  input_precision=PREC)
+    X30 = -tl.dot(X33, tl.dot(N30, X00, input_precision=PREC) + tl.dot(N31, X10, input_precision=PREC)
+                  + tl.dot(N32, X20, input_precision=PREC), input_precision=PREC)
+    return X10, X20, X21, X30, X31, X32
+
+
+@triton.jit
 def _store_m_block(M, base_c, b_X, i: tl.constexpr, j: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
     o = tl.arange(0, BC)
     tl.store(M + (base_c + i * BC + o)[:, None] * BT + j * BC + o[None, :], b_X)
 
 
 @triton.jit
-def _fwd_prepare_blocked(
-    k, p, v, g, beta, M, W, U,
-    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
-):
-    """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise: four 16x16 diagonal blocks by
-    row substitution (15 steps on 16x16 tiles instead of 63 on 64x64), the rest by 16x16 products."""
+def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: tl.constexpr,
+                   REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr):
+    """Chunk i_t as four 16-token sub-blocks (rows, mask, beta, k, p, c, cf of each) and the ten nonzero
+    16x16 blocks X_ij of M = (I + Diag(beta) L)^-1: diagonal blocks by row substitution (15 steps on 16x16
+    tiles instead of 63 on 64x64), the rest by 16x16 products."""
     BC: tl.constexpr = 16
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
     o = tl.arange(0, BC)
-    o_k = tl.arange(0, BK)
-    m_k = o_k < K
     r0, m0, be0, k0, p0, c0, cf0 = _sub_block(g, beta, k, p, i_t, 0, i_b, T, H, i_h, K, 0.,
                                               BT, BC, BK, REVERSE, IPLR)
     r1, m1, be1, k1, p1, c1, cf1 = _sub_block(g, beta, k, p, i_t, 1, i_b, T, H, i_h, K,
@@ -172,16 +184,29 @@ def _fwd_prepare_blocked(
     N30 = _n_block(p3, be3, cf3, k0, c0, False, BC, PREC)
     N31 = _n_block(p3, be3, cf3, k1, c1, False, BC, PREC)
     N32 = _n_block(p3, be3, cf3, k2, c2, False, BC, PREC)
-    # X_ij = -X_ii sum_{k=j}^{i-1} N_ik X_kj
-    X10 = -tl.dot(X11, tl.dot(N10, X00, input_precision=PREC), input_precision=PREC)
-    X21 = -tl.dot(X22, tl.dot(N21, X11, input_precision=PREC), input_precision=PREC)
-    X20 = -tl.dot(X22, tl.dot(N20, X00, input_precision=PREC) + tl.dot(N21, X10, input_precision=PREC),
-                  input_precision=PREC)
-    X32 = -tl.dot(X33, tl.dot(N32, X22, input_precision=PREC), input_precision=PREC)
-    X31 = -tl.dot(X33, tl.dot(N31, X11, input_precision=PREC) + tl.dot(N32, X21, input_precision=PREC),
-                  input_precision=PREC)
-    X30 = -tl.dot(X33, tl.dot(N30, X00, input_precision=PREC) + tl.dot(N31, X10, input_precision=PREC)
-                  + tl.dot(N32, X20, input_precision=PREC), input_precision=PREC)
+    X10, X20, X21, X30, X31, X32 = _off_diagonal_inverse(X00, X11, X22, X33, N10, N20, N21, N30, N31, N32, PREC)
+    return (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
+            r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33)
+
+
+@triton.jit
+def _fwd_prepare_blocked(
+    k, p, v, g, beta, M, W, U,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+):
+    """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse)."""
+    BC: tl.constexpr = 16
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    o = tl.arange(0, BC)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
+     r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
+        g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC)
     base_c = (i_bh * NT + i_t) * BT
     zero = tl.zeros([BC, BC], dtype=tl.float32)
     _store_m_block(M, base_c, X00, 0, 0, BT, BC)
@@ -228,6 +253,108 @@ def _fwd_prepare_blocked(
                  + tl.dot(X22, v2, input_precision=PREC), mask=mv)
         tl.store(pu + 3 * BC * V, tl.dot(X30, v0, input_precision=PREC) + tl.dot(X31, v1, input_precision=PREC)
                  + tl.dot(X32, v2, input_precision=PREC) + tl.dot(X33, v3, input_precision=PREC), mask=mv)
+
+
+@triton.jit
+def _qk_block(b_qi, b_ci, b_kj, b_cj, DIAG: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
+    """Block (i, j) of lower(Q K^T * exp(c_i - c_j)) (inclusive on the diagonal)."""
+    o = tl.arange(0, BC)
+    b_A = tl.dot(b_qi, tl.trans(b_kj), input_precision=PREC)
+    if DIAG:
+        m = o[:, None] >= o[None, :]
+        return tl.where(m, b_A * tl.exp(tl.where(m, b_ci[:, None] - b_cj[None, :], 0.)), 0.)
+    return b_A * tl.exp(b_ci[:, None] - b_cj[None, :])
+
+
+@triton.jit
+def _fused_rhs(v, b_h, r, m, be, p, cf, V, BV: tl.constexpr, PREC: tl.constexpr):
+    """Diag(beta) (V - Diag(e^cf) P h) for one 16-token sub-block: u of the sub-blocks is M times these."""
+    b_v = _load_rows(v, r, m, V, BV, 0)
+    return be[:, None] * (b_v - tl.exp(cf)[:, None] * tl.dot(p, b_h, input_precision=PREC))
+
+
+@triton.jit
+def _fused_out(q, o, b_h, r, m, ci, scale, acc, K, V, BK: tl.constexpr, BV: tl.constexpr,
+               ACCUM: tl.constexpr, HALF: tl.constexpr, PREC: tl.constexpr):
+    """Stores (or, for the second direction, adds) a sub-block's output e^c Q h + acc."""
+    b_q = _load_rows(q, r, m, K, BK, 0) * scale
+    b_o = tl.exp(ci)[:, None] * tl.dot(b_q, b_h, input_precision=PREC) + acc
+    o_v = tl.arange(0, BV)
+    ptr = o + r[:, None] * V + o_v[None, :]
+    mask = m[:, None] & (o_v < V)[None, :]
+    if ACCUM:
+        b_o += tl.load(ptr, mask=mask, other=0.).to(tl.float32)
+    if HALF:
+        b_o = b_o * 0.5
+    tl.store(ptr, b_o.to(o.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V,
+                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, REVERSE: tl.constexpr,
+                IPLR: tl.constexpr, PREC: tl.constexpr, ACCUM: tl.constexpr, HALF: tl.constexpr):
+    """One scan direction over all chunks of one (batch, head), the whole [K, V] state on chip: per chunk the
+    blocked inverse, u = M Diag(beta) (V - Diag(e^cf) P h), the outputs, then the state update."""
+    BC: tl.constexpr = 16
+    NT = tl.cdiv(T, BT)
+    o_c = tl.arange(0, BC)
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    for i_t in range(0, NT):
+        (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
+         r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
+            g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC)
+        y0 = _fused_rhs(v, b_h, r0, m0, be0, p0, cf0, V, BV, PREC)
+        y1 = _fused_rhs(v, b_h, r1, m1, be1, p1, cf1, V, BV, PREC)
+        y2 = _fused_rhs(v, b_h, r2, m2, be2, p2, cf2, V, BV, PREC)
+        y3 = _fused_rhs(v, b_h, r3, m3, be3, p3, cf3, V, BV, PREC)
+        u0 = tl.dot(X00, y0, input_precision=PREC)
+        u1 = tl.dot(X10, y0, input_precision=PREC) + tl.dot(X11, y1, input_precision=PREC)
+        u2 = (tl.dot(X20, y0, input_precision=PREC) + tl.dot(X21, y1, input_precision=PREC)
+              + tl.dot(X22, y2, input_precision=PREC))
+        u3 = (tl.dot(X30, y0, input_precision=PREC) + tl.dot(X31, y1, input_precision=PREC)
+              + tl.dot(X32, y2, input_precision=PREC) + tl.dot(X33, y3, input_precision=PREC))
+        # outputs: o_i = e^c_i Q_i h + sum_{j <= i} lower(Q_i K_j^T * exp(c_i - c_j)) u_j
+        q0 = _load_rows(q, r0, m0, K, BK, 0) * scale
+        q1 = _load_rows(q, r1, m1, K, BK, 0) * scale
+        q2 = _load_rows(q, r2, m2, K, BK, 0) * scale
+        q3 = _load_rows(q, r3, m3, K, BK, 0) * scale
+        a0 = tl.dot(_qk_block(q0, c0, k0, c0, True, BC, PREC), u0, input_precision=PREC)
+        a1 = (tl.dot(_qk_block(q1, c1, k0, c0, False, BC, PREC), u0, input_precision=PREC)
+              + tl.dot(_qk_block(q1, c1, k1, c1, True, BC, PREC), u1, input_precision=PREC))
+        a2 = (tl.dot(_qk_block(q2, c2, k0, c0, False, BC, PREC), u0, input_precision=PREC)
+              + tl.dot(_qk_block(q2, c2, k1, c1, False, BC, PREC), u1, input_precision=PREC)
+              + tl.dot(_qk_block(q2, c2, k2, c2, True, BC, PREC), u2, input_precision=PREC))
+        a3 = (tl.dot(_qk_block(q3, c3, k0, c0, False, BC, PREC), u0, input_precision=PREC)
+              + tl.dot(_qk_block(q3, c3, k1, c1, False, BC, PREC), u1, input_precision=PREC)
+              + tl.dot(_qk_block(q3, c3, k2, c2, False, BC, PREC), u2, input_precision=PREC)
+              + tl.dot(_qk_block(q3, c3, k3, c3, True, BC, PREC), u3, input_precision=PREC))
+        _fused_out(q, o, b_h, r0, m0, c0, scale, a0, K, V, BK, BV, ACCUM, HALF, PREC)
+        _fused_out(q, o, b_h, r1, m1, c1, scale, a1, K, V, BK, BV, ACCUM, HALF, PREC)
+        _fused_out(q, o, b_h, r2, m2, c2, scale, a2, K, V, BK, BV, ACCUM, HALF, PREC)
+        _fused_out(q, o, b_h, r3, m3, c3, scale, a3, K, V, BK, BV, ACCUM, HALF, PREC)
+        # h' = e^c_last h + K^T Diag(e^(c_last - c)) u
+        b_cl = tl.sum(tl.where(o_c == BC - 1, c3, 0.), 0)
+        b_h = (b_h * tl.exp(b_cl)
+               + tl.dot(tl.trans(k0 * tl.exp(b_cl - c0)[:, None]), u0, input_precision=PREC)
+               + tl.dot(tl.trans(k1 * tl.exp(b_cl - c1)[:, None]), u1, input_precision=PREC)
+               + tl.dot(tl.trans(k2 * tl.exp(b_cl - c2)[:, None]), u2, input_precision=PREC)
+               + tl.dot(tl.trans(k3 * tl.exp(b_cl - c3)[:, None]), u3, input_precision=PREC))
+
+
+@triton.jit
+def _fused_bidir_fwd(
+    q, k, v, p, g, beta, o, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    IPLR: tl.constexpr, PREC: tl.constexpr, MEAN: tl.constexpr,
+):
+    """Forward only, both directions in one program per (batch, head): the forward scan writes o, the
+    reverse scan (after a block barrier, so that its threads see those writes) adds to it."""
+    i_bh = tl.program_id(0)
+    i_b, i_h = i_bh // H, i_bh % H
+    _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V, BT, BK, BV, False, IPLR, PREC, False, False)
+    tl.debug_barrier()
+    _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V, BT, BK, BV, True, IPLR, PREC, True, MEAN)
 
 
 @triton.jit
@@ -703,9 +830,10 @@ def _state_block_v(BH: int, V: int, BV: int, device: torch.device) -> int:
     return BV
 
 
-def _launch(kernel, grid, args, meta, per_v_block: bool = False):
+def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool = False):
     """Launches kernel; when a configuration needs more shared memory than the device has, retries with
-    no software pipelining and then smaller V blocks (and remembers what fitted)."""
+    no software pipelining and then smaller V blocks (and remembers what fitted). A kernel that must see
+    all of V in one block (fixed_bv) is only retried without pipelining."""
     name = kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel)
     if not _interpreting():
         chosen = _env_kernel_configs().get((name, meta["BK"])) or KERNEL_CONFIGS.get((name, meta["BK"]))
@@ -725,7 +853,7 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False):
         except triton.runtime.errors.OutOfResources:
             if stages != 1:
                 stages = 1
-            elif bv > 16:
+            elif bv > 16 and not fixed_bv:
                 bv //= 2
             else:
                 raise
@@ -754,6 +882,26 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
             dict(meta, BV=bv_state, USE_H0=initial_state is not None, STORE_HT=ht is not None), per_v_block=True)
     _launch(_fwd_output, (NT, B * H), (q, k, g, U, h, o, scale), meta)
     return o, ht, (M, W, U, h)
+
+
+# the fused forward keeps the whole [K, V] state of one (batch, head) in registers: up to this many elements
+FUSED_MAX_STATE = 64 * 128
+
+
+def fused_bidir_supported(K: int, V: int) -> bool:
+    return max(16, triton.next_power_of_2(K)) * max(16, triton.next_power_of_2(V)) <= FUSED_MAX_STATE
+
+
+def comba_bidir_fwd_fused(q, k, v, p, g, beta, scale, iplr, mean):
+    """Both directions' outputs summed (or averaged), forward only, one launch of B*H programs."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BK, _, prec, warps = _config(K, V, q.dtype)
+    BV = max(16, triton.next_power_of_2(V))
+    o = torch.empty_like(v)
+    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, IPLR=iplr, PREC=prec, MEAN=mean, num_warps=warps)
+    _launch(_fused_bidir_fwd, (B * H,), (q, k, v, p, g, beta, o, scale), meta, fixed_bv=True)
+    return o
 
 
 def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr, reverse):

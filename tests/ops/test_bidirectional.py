@@ -48,3 +48,41 @@ def test_bad_merge():
     xs, _ = make_inputs(1, 4, 1, 8, 8)
     with pytest.raises(ValueError, match="merge"):
         comba_bidirectional(*xs, merge="gated")
+
+
+TRITON_OK = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("T, K, V, variant, merge", [
+    (1, 16, 16, "splr", "sum"), (17, 32, 16, "iplr", "mean"), (65, 16, 32, "splr", "sum"),
+    (197, 64, 64, "iplr", "sum")])
+def test_fused_forward_matches_reference(monkeypatch, T, K, V, variant, merge):
+    """The one-launch bidirectional forward (COMBA_FUSED_FWD=1) against both float64 scans."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "FUSED_FWD", True)
+    calls = []
+    real = tc.comba_bidir_fwd_fused
+    monkeypatch.setattr(tc, "comba_bidir_fwd_fused", lambda *a: calls.append(1) or real(*a))
+    import comba_vision.ops.function as fn
+    monkeypatch.setattr(fn, "comba_bidir_fwd_fused", tc.comba_bidir_fwd_fused)
+    xs, _ = make_inputs(2, T, 2, K, V, seed=T)
+    if torch.cuda.is_available():
+        xs = [x.cuda() for x in xs]
+    with torch.no_grad():
+        o = comba_bidirectional(*xs, variant=variant, merge=merge, backend="triton")
+    assert calls, "the fused kernel was not used"
+    ref_f, ref_r = _reference(xs, variant)
+    ref = ref_f + ref_r
+    assert rel_err(o, ref / 2 if merge == "mean" else ref) <= 1e-4
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_fused_forward_not_used_when_gradients_are_needed(monkeypatch):
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "FUSED_FWD", True)
+    monkeypatch.setattr(tc, "comba_bidir_fwd_fused", lambda *a: pytest.fail("fused forward used under autograd"))
+    xs, _ = make_inputs(1, 8, 1, 16, 16)
+    xs = [(x.cuda() if torch.cuda.is_available() else x).requires_grad_() for x in xs]
+    comba_bidirectional(*xs, backend="triton").sum().backward()
+    assert xs[0].grad is not None
