@@ -248,8 +248,8 @@ class TrackingPairDataset(Dataset):
     ``sequence`` (name), ``template_index`` and ``search_index`` (frame indices).
 
     Augmentation (OSTrack defaults): search crop jittered (centre 3, scale 0.25), template not; grayscale on
-    both crops with prob 0.05; brightness ``* uniform(0.8, 1.2)`` per crop; horizontal flip of the search crop
-    and its box with prob 0.5.
+    both crops with prob 0.05; brightness ``* uniform(0.8, 1.2)`` per crop; horizontal flip of both crops
+    and their boxes with prob 0.5.
     """
 
     def __init__(
@@ -335,8 +335,9 @@ class TrackingPairDataset(Dataset):
         if self.brightness_jitter:
             lo, hi = max(0.0, 1.0 - self.brightness_jitter), 1.0 + self.brightness_jitter
             crops = [c.mul_(rng.uniform(lo, hi)).clamp_(0.0, 1.0) for c in crops]
-        if rng.random() < self.flip_prob:
-            crops[1] = crops[1].flip(-1)
+        if rng.random() < self.flip_prob:  # both crops together (a joint transform, as OSTrack's)
+            crops = [c.flip(-1) for c in crops]
+            t_box = np.array([self.template_size - t_box[0] - t_box[2], t_box[1], t_box[2], t_box[3]])
             s_box = np.array([self.search_size - s_box[0] - s_box[2], s_box[1], s_box[2], s_box[3]])
         return {
             "template": normalize_crop(crops[0]),

@@ -102,33 +102,22 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def _check_keys(d: dict[str, Any], where: str):
-    unknown = sorted(set(d) - set(FIELDS))
+# ------------------------------------------------------------------ generic dataclass loading (shared with tracking)
+def dataclass_fields(cls: type) -> dict[str, dataclasses.Field]:
+    """``{name: Field}`` of a config dataclass."""
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def check_keys(d: dict[str, Any], fields: dict[str, dataclasses.Field], where: str) -> None:
+    """ValueError naming the keys of ``d`` that are not config fields, and the known keys."""
+    unknown = sorted(set(d) - set(fields))
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown} in {where}; known keys: {sorted(FIELDS)}")
+        raise ValueError(f"unknown config key(s) {unknown} in {where}; known keys: {sorted(fields)}")
 
 
-def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Reads a YAML file (keys must be TrainConfig fields), then applies overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"config file not found: {path}")
-        with open(path) as f:
-            loaded = _yaml(f.read()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config {path} must be a mapping of keys to values")
-        _check_keys(loaded, path)
-        values.update(loaded)
-    if overrides:
-        _check_keys(overrides, "the command line")
-        values.update(overrides)
-    return TrainConfig(**{k: _typed(k, v) for k, v in values.items()})
-
-
-def _typed(key: str, value: Any) -> Any:
+def typed_value(key: str, value: Any, fields: dict[str, dataclasses.Field]) -> Any:
     """Checks a value against the field's annotation (ints are accepted for floats)."""
-    ann = str(FIELDS[key].type)
+    ann = str(fields[key].type)
     if value is None:
         if "None" not in ann:
             raise ValueError(f"config key {key!r} may not be null")
@@ -142,8 +131,29 @@ def _typed(key: str, value: Any) -> Any:
     return value
 
 
-def parse_overrides(tokens: list[str]) -> dict[str, Any]:
-    """``--batch-size 64 --model-kwargs '{img_size: 32}'`` -> {"batch_size": 64, ...}; values are YAML."""
+def load_dataclass_config(cls: type, path: str | None, overrides: dict[str, Any] | None = None) -> Any:
+    """Reads a YAML file (keys must be fields of the dataclass ``cls``), then applies overrides."""
+    fields = dataclass_fields(cls)
+    values: dict[str, Any] = {}
+    if path is not None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"config file not found: {path}")
+        with open(path) as f:
+            loaded = _yaml(f.read()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config {path} must be a mapping of keys to values")
+        check_keys(loaded, fields, path)
+        values.update(loaded)
+    if overrides:
+        check_keys(overrides, fields, "the command line")
+        values.update(overrides)
+    return cls(**{k: typed_value(k, v, fields) for k, v in values.items()})
+
+
+def parse_dataclass_overrides(cls: type, tokens: list[str]) -> dict[str, Any]:
+    """``--batch-size 64 --model-kwargs '{img_size: 32}'`` -> {"batch_size": 64, ...} for the fields of ``cls``;
+    values are YAML."""
+    fields = dataclass_fields(cls)
     out: dict[str, Any] = {}
     i = 0
     while i < len(tokens):
@@ -160,10 +170,30 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
         else:
             val, i = "true", i + 1
         key = key.replace("-", "_")
-        if key not in FIELDS:
-            raise ValueError(f"unknown config key {key!r} on the command line; known keys: {sorted(FIELDS)}")
+        if key not in fields:
+            raise ValueError(f"unknown config key {key!r} on the command line; known keys: {sorted(fields)}")
         out[key] = _yaml(val)
     return out
+
+
+# ------------------------------------------------------------------ TrainConfig
+def _check_keys(d: dict[str, Any], where: str):
+    check_keys(d, FIELDS, where)
+
+
+def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Reads a YAML file (keys must be TrainConfig fields), then applies overrides."""
+    return load_dataclass_config(TrainConfig, path, overrides)
+
+
+def _typed(key: str, value: Any) -> Any:
+    """Checks a value against the field's annotation (ints are accepted for floats)."""
+    return typed_value(key, value, FIELDS)
+
+
+def parse_overrides(tokens: list[str]) -> dict[str, Any]:
+    """``--batch-size 64 --model-kwargs '{img_size: 32}'`` -> {"batch_size": 64, ...}; values are YAML."""
+    return parse_dataclass_overrides(TrainConfig, tokens)
 
 
 def to_yaml(cfg: TrainConfig) -> str:

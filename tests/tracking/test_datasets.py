@@ -340,10 +340,12 @@ def test_pair_dataset_flip_and_grayscale(got_root):
     assert abs(img[128, 128, 0] - (0.299 * r + 0.587 * g + 0.114 * b)) <= 10
 
 
-def test_flip_mirrors_search_crop_and_box(got_root):
+def test_flip_mirrors_both_crops_and_boxes(got_root):
     got = Got10k(got_root[0], "train")
     a, b = (TrackingPairDataset([(got, 1.0)], samples_per_epoch=4, seed=11, flip_prob=p)[2] for p in (1.0, 0.0))
-    assert torch.equal(a["search"], b["search"].flip(-1)) and torch.equal(a["template"], b["template"])
+    assert torch.equal(a["search"], b["search"].flip(-1)) and torch.equal(a["template"], b["template"].flip(-1))
+    xt, yt, wt, ht = a["template_box"].tolist()
+    assert (1 - xt - wt, yt, wt, ht) == pytest.approx(tuple(b["template_box"].tolist()), abs=1e-6)
     xa, ya, wa, ha = a["search_box"].tolist()
     xb, yb, wb, hb = b["search_box"].tolist()
     assert xa == pytest.approx(1 - xb - wb, abs=1e-6) and (ya, wa, ha) == pytest.approx((yb, wb, hb))
