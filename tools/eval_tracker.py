@@ -21,12 +21,12 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
 
 from comba_vision.tracking.evaluation import (  # noqa: E402
     evaluate_got10k,
     evaluate_lasot,
     plot_curves,
+    to_jsonable,
     zip_got10k_submission,
 )
 
@@ -34,21 +34,6 @@ _ROWS = {
     "got10k-val": [("AO", "ao"), ("SR0.5", "sr50"), ("SR0.75", "sr75"), ("FPS", "speed_fps")],
     "lasot": [("AUC", "auc"), ("P@20px", "precision20"), ("P_norm@0.2", "norm_precision")],
 }
-
-
-def _jsonable(obj):
-    """Numpy arrays and scalars to lists and floats, recursively."""
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None  # strict JSON has no NaN (a sequence without any scored frame)
-    return obj
 
 
 def format_table(name: str, dataset: str, metrics: dict) -> str:
@@ -100,7 +85,7 @@ def main(argv=None) -> int:
         json_path = args.json or os.path.join(args.results, f"metrics_{args.dataset}.json")
         os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
         with open(json_path, "w", encoding="utf-8") as f:
-            json.dump(_jsonable({"tracker": name, "dataset": args.dataset, **metrics}), f, indent=2)
+            json.dump(to_jsonable({"tracker": name, "dataset": args.dataset, **metrics}), f, indent=2)
         print(f"metrics written to {json_path}")
         if args.plots:
             kinds = ["success"] if args.dataset == "got10k-val" else ["success", "precision", "norm_precision"]

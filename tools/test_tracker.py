@@ -35,6 +35,7 @@ from comba_vision.tracking.evaluation import (  # noqa: E402
     read_results,
     read_times,
     result_path,
+    to_jsonable,
     write_results,
     zip_got10k_submission,
 )
@@ -46,21 +47,6 @@ DATASETS = {
     "got10k-test": ("got10k", "test", "got10k"),
     "lasot": ("lasot", "test", "lasot"),
 }
-
-
-def _jsonable(obj):
-    """NumPy arrays / scalars to lists / floats, NaN to None (strict JSON), recursively."""
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             json_path = args.json or os.path.join(args.results, f"metrics_{args.dataset}.json")
             os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
             with open(json_path, "w", encoding="utf-8") as f:
-                json.dump(_jsonable({"checkpoint": args.checkpoint, "dataset": args.dataset, **metrics}), f, indent=2)
+                json.dump(to_jsonable({"checkpoint": args.checkpoint, "dataset": args.dataset, **metrics}), f, indent=2)
             print(f"metrics written to {json_path}")
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)

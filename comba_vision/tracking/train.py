@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-import math
 import random
 import time
 from contextlib import nullcontext
@@ -45,6 +44,7 @@ from ..train.trainer import (
     NonFiniteLossError,
     _all_reduce,
     atomic_save,
+    clip_and_step,
     load_checkpoint,
     rng_state,
     set_rng_state,
@@ -300,20 +300,8 @@ def train_tracker(cfg: TrackConfig, resume: str | None = None) -> dict[str, Any]
                     f"gradient clip (clip_grad)."
                 )
             (scaler.scale(loss) if scaler is not None else loss).backward()
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad or math.inf)
-            if scaler is None and not torch.isfinite(grad_norm):
-                raise NonFiniteLossError(
-                    f"non-finite gradient norm at epoch {epoch + 1}, step {i}: stopping before the optimizer "
-                    f"step; the last good checkpoint in {out_dir} is intact."
-                )
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm = clip_and_step(model, optimizer, scaler, cfg.clip_grad,
+                                      f"epoch {epoch + 1}, step {i} (checkpoints in {out_dir})")
             step += 1
             n_steps += 1
             sums += torch.stack([parts[k].double() for k in LOSS_PARTS])

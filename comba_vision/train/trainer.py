@@ -39,6 +39,25 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+def clip_and_step(model: nn.Module, optimizer, scaler, clip_grad: float | None, where: str) -> torch.Tensor:
+    """Unscales (fp16), clips the gradient norm, steps the optimizer (through the scaler) and zeroes the
+    gradients; returns the norm. Without a scaler a non-finite norm stops the run before the step, so the
+    weights are never corrupted (with one, the scaler skips that step itself)."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad or math.inf)
+    if scaler is None and not torch.isfinite(grad_norm):
+        raise NonFiniteLossError(f"non-finite gradient norm at {where}: stopping before the optimizer step; "
+                                 f"the last good checkpoint is intact.")
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
 # ------------------------------------------------------------------ distributed helpers
 def setup_distributed() -> tuple[int, int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -309,15 +328,7 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
                         f"rate or enable clip_grad.")
                 (scaler.scale(loss / n_micro) if scaler else loss / n_micro).backward()
             if last_micro:
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad or math.inf)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                grad_norm = clip_and_step(model, optimizer, scaler, cfg.clip_grad, f"epoch {epoch + 1}, step {i}")
                 step += 1
                 scheduler.step_update(num_updates=step)
                 if ema is not None:
