@@ -44,12 +44,12 @@ from ..train.trainer import (
     NonFiniteLossError,
     _all_reduce,
     atomic_save,
+    check_ranks_agree,
     clip_and_step,
     load_checkpoint,
     rng_state,
     set_rng_state,
     setup_distributed,
-    weights_digest,
 )
 from .config import TrackConfig, resolve_datasets, track_config_to_yaml
 from .datasets import TrackingDataset, build_dataset
@@ -363,14 +363,7 @@ def train_tracker(cfg: TrackConfig, resume: str | None = None) -> dict[str, Any]
                 f"giou {metrics['giou']:.4f}, l1 {metrics['l1']:.4f}), IoU {metrics['iou']:.3f}, "
                 f"{metrics['pairs_per_s']:.1f} pairs/s, lr {lr_head:.3g}, ETA {eta / 60:.1f} min"
             )
-    if world > 1:
-        digest = weights_digest(model)
-        digests: list[Any] = [None] * world
-        dist.all_gather_object(digests, digest)
-        if len(set(digests)) != 1:
-            raise RuntimeError(f"ranks hold different weights at the end: {digests}")
-        if is_main:
-            log.info(f"weights identical across {world} ranks: {digest}")
+    check_ranks_agree(model, world, is_main)
     if writer is not None:
         writer.close()
     return dict(metrics, output_dir=str(out_dir))

@@ -79,6 +79,19 @@ def _all_reduce(t: torch.Tensor, op=None) -> torch.Tensor:
     return t
 
 
+def check_ranks_agree(model: nn.Module, world: int, is_main: bool) -> None:
+    """After a distributed run: every rank must hold the same weights (raises with the digests if not)."""
+    if world <= 1:
+        return
+    digest = weights_digest(model)
+    digests: list = [None] * world
+    dist.all_gather_object(digests, digest)
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"ranks hold different weights at the end: {digests}")
+    if is_main:
+        log.info(f"weights identical across {world} ranks: {digest}")
+
+
 def weights_digest(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -396,14 +409,7 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
             log.info(f"epoch {epoch + 1}/{num_epochs}: loss {train_loss:.4f}, val top-1 {val['top1']:.2f}% "
                      f"top-5 {val['top5']:.2f}%{ema_txt}, {metrics['images_per_s']:.0f} img/s, "
                      f"ETA {eta / 60:.1f} min" + (f", {skipped} unreadable images skipped" if skipped else ""))
-    if world > 1:
-        digest = weights_digest(model)
-        digests = [None] * world
-        dist.all_gather_object(digests, digest)
-        if len(set(digests)) != 1:
-            raise RuntimeError(f"ranks hold different weights at the end: {digests}")
-        if is_main:
-            log.info(f"weights identical across {world} ranks: {digest}")
+    check_ranks_agree(model, world, is_main)
     if writer is not None:
         writer.close()
     if cfg.min_val_top1 is not None and metrics and end_epoch == num_epochs:
