@@ -15,13 +15,14 @@ from datetime import date
 import torch
 import torch.nn.functional as F
 
-from .ops import comba, comba_recurrent_reference
+from .ops import comba, comba_bidirectional, comba_recurrent_reference
 
 # (B, T, H, K): one Comba-T / Comba-S layer at 224px, larger images, and a language-model shape
 OP_SHAPES = [(128, 197, 3, 64), (128, 197, 6, 64), (32, 1025, 3, 64), (8, 4097, 3, 64), (2, 16385, 3, 64),
              (8, 2048, 16, 128)]
 CPU_SHAPES = [(8, 197, 3, 64)]
-PROVIDERS = ("comba", "fla_comba", "fla_gdn", "sdpa")
+PROVIDERS = ("comba", "comba_bidir", "fla_comba", "fla_gdn", "sdpa")
+# comba_bidir: both scan directions summed (comba_bidirectional), the operator of the image blocks
 
 
 def _time(fn, device: torch.device, reps: int = 50, grad_to_none=None) -> float:
@@ -72,6 +73,8 @@ def _provider_fn(name, xs):
     q, k, v, p, g, beta = xs
     if name == "comba":
         return (lambda: comba(q, k, v, p, g, beta)[0]), xs
+    if name == "comba_bidir":
+        return (lambda: comba_bidirectional(q, k, v, p, g, beta)), xs
     if name == "fla_comba":
         chunk_comba, _ = _fla_unguarded()
         return (lambda: chunk_comba(q, k, v, p, g, beta)[0]), xs
@@ -140,15 +143,25 @@ def environment() -> dict:
     return env
 
 
+# the ratios the issues set bars on: one direction against fla, both directions against SDPA and one direction
+RATIOS = [("comba", "fla_comba"), ("comba_bidir", "sdpa"), ("comba_bidir", "comba")]
+
+
+def _ratio(a: dict | None, b: dict | None) -> str:
+    if not a or not b or "error" in a or "error" in b:
+        return "n/a"
+    return f"{a['fwd_ms'] / b['fwd_ms']:.2f}x, {a['fwdbwd_ms'] / b['fwdbwd_ms']:.2f}x"
+
+
 def ops_table(records) -> str:
-    """Markdown table: one row per shape, ms for each provider, and our ratio to fla's chunk_comba."""
+    """Markdown table: one row per shape, ms for each provider, and the RATIOS the issues set bars on."""
     by_shape: dict[tuple, dict] = {}
     for r in records:
         by_shape.setdefault(tuple(r["shape"]), {})[r["provider"]] = r
     provs = [p for p in PROVIDERS if any(p in d for d in by_shape.values())]
     head = "| (B, T, H, K) | " + " | ".join(f"{p} fwd / fwd+bwd (ms)" for p in provs) + \
-        " | comba / fla_comba fwd, fwd+bwd |"
-    lines = [head, "|" + "---|" * (len(provs) + 2)]
+        "".join(f" | {x} / {y} fwd, fwd+bwd" for x, y in RATIOS) + " |"
+    lines = [head, "|" + "---|" * (len(provs) + 1 + len(RATIOS))]
     for shape, d in by_shape.items():
         cells = []
         for p in provs:
@@ -157,11 +170,8 @@ def ops_table(records) -> str:
                 cells.append("n/a" if r is None else "error")
             else:
                 cells.append(f"{r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}")
-        ratio = "n/a"
-        a, b = d.get("comba"), d.get("fla_comba")
-        if a and b and "error" not in a and "error" not in b:
-            ratio = f"{a['fwd_ms'] / b['fwd_ms']:.2f}x, {a['fwdbwd_ms'] / b['fwdbwd_ms']:.2f}x"
-        lines.append(f"| {shape} | " + " | ".join(cells) + f" | {ratio} |")
+        ratios = [_ratio(d.get(x), d.get(y)) for x, y in RATIOS]
+        lines.append(f"| {shape} | " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
 
