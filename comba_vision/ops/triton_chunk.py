@@ -38,6 +38,10 @@ BLOCKED_INVERSE = os.environ.get("COMBA_BLOCKED_INVERSE", "1") == "1"
 # launch for both directions. Tested under the interpreter only so far: off by default until it has been
 # compiled, checked and timed on the H100.
 FUSED_FWD = os.environ.get("COMBA_FUSED_FWD", "0") == "1"
+# COMBA_DOUBLING_INVERSE=1: the 16x16 diagonal blocks of the blocked inverse by products,
+# (I + N)^-1 = (I - N)(I + N^2)(I + N^4)(I + N^8), instead of row substitution. Interpreter-tested only:
+# off by default until compiled, checked and timed on the H100.
+DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "0") == "1"
 
 
 def _interpreting() -> bool:
@@ -152,6 +156,29 @@ def _off_diagonal_inverse(X00, X11, X22, X33, N10, N20, N21, N30, N31, N32, PREC
 
 
 @triton.jit
+def _inv_unit_lower_doubling(b_N, BC: tl.constexpr):
+    """(I + N)^-1 for strictly lower N [16, 16] as (I - N)(I + N^2)(I + N^4)(I + N^8) (N^16 = 0): six
+    16x16 products on the tensor cores (three-pass TF32, float32-level accuracy) instead of 15 dependent
+    row-substitution steps."""
+    o = tl.arange(0, BC)
+    eye = tl.where(o[:, None] == o[None, :], 1., 0.)
+    b_X = eye - b_N
+    b_P = tl.dot(b_N, b_N, input_precision="tf32x3")
+    b_X = tl.dot(b_X, eye + b_P, input_precision="tf32x3")
+    b_P = tl.dot(b_P, b_P, input_precision="tf32x3")
+    b_X = tl.dot(b_X, eye + b_P, input_precision="tf32x3")
+    b_P = tl.dot(b_P, b_P, input_precision="tf32x3")
+    return tl.dot(b_X, eye + b_P, input_precision="tf32x3")
+
+
+@triton.jit
+def _inv_diag(b_N, BC: tl.constexpr, DOUBLING: tl.constexpr):
+    if DOUBLING:
+        return _inv_unit_lower_doubling(b_N, BC)
+    return _inv_unit_lower(b_N, BC)
+
+
+@triton.jit
 def _store_m_block(M, base_c, b_X, i: tl.constexpr, j: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
     o = tl.arange(0, BC)
     tl.store(M + (base_c + i * BC + o)[:, None] * BT + j * BC + o[None, :], b_X)
@@ -159,7 +186,7 @@ def _store_m_block(M, base_c, b_X, i: tl.constexpr, j: tl.constexpr, BT: tl.cons
 
 @triton.jit
 def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: tl.constexpr,
-                   REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr):
+                   REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr):
     """Chunk i_t as four 16-token sub-blocks (rows, mask, beta, k, p, c, cf of each) and the ten nonzero
     16x16 blocks X_ij of M = (I + Diag(beta) L)^-1: diagonal blocks by row substitution (15 steps on 16x16
     tiles instead of 63 on 64x64), the rest by 16x16 products."""
@@ -174,10 +201,10 @@ def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: 
     r3, m3, be3, k3, p3, c3, cf3 = _sub_block(g, beta, k, p, i_t, 3, i_b, T, H, i_h, K,
                                               tl.sum(tl.where(o == BC - 1, c2, 0.), 0), BT, BC, BK, REVERSE, IPLR)
     # diagonal blocks and their inverses
-    X00 = _inv_unit_lower(_n_block(p0, be0, cf0, k0, c0, True, BC, PREC), BC)
-    X11 = _inv_unit_lower(_n_block(p1, be1, cf1, k1, c1, True, BC, PREC), BC)
-    X22 = _inv_unit_lower(_n_block(p2, be2, cf2, k2, c2, True, BC, PREC), BC)
-    X33 = _inv_unit_lower(_n_block(p3, be3, cf3, k3, c3, True, BC, PREC), BC)
+    X00 = _inv_diag(_n_block(p0, be0, cf0, k0, c0, True, BC, PREC), BC, DOUBLING)
+    X11 = _inv_diag(_n_block(p1, be1, cf1, k1, c1, True, BC, PREC), BC, DOUBLING)
+    X22 = _inv_diag(_n_block(p2, be2, cf2, k2, c2, True, BC, PREC), BC, DOUBLING)
+    X33 = _inv_diag(_n_block(p3, be3, cf3, k3, c3, True, BC, PREC), BC, DOUBLING)
     N10 = _n_block(p1, be1, cf1, k0, c0, False, BC, PREC)
     N20 = _n_block(p2, be2, cf2, k0, c0, False, BC, PREC)
     N21 = _n_block(p2, be2, cf2, k1, c1, False, BC, PREC)
@@ -194,7 +221,7 @@ def _fwd_prepare_blocked(
     k, p, v, g, beta, M, W, U,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
 ):
     """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse)."""
     BC: tl.constexpr = 16
@@ -206,7 +233,7 @@ def _fwd_prepare_blocked(
     m_k = o_k < K
     (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
      r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
-        g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC)
+        g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC, DOUBLING)
     base_c = (i_bh * NT + i_t) * BT
     zero = tl.zeros([BC, BC], dtype=tl.float32)
     _store_m_block(M, base_c, X00, 0, 0, BT, BC)
@@ -292,7 +319,8 @@ def _fused_out(q, o, b_h, r, m, ci, scale, acc, K, V, BK: tl.constexpr, BV: tl.c
 @triton.jit
 def _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V,
                 BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, REVERSE: tl.constexpr,
-                IPLR: tl.constexpr, PREC: tl.constexpr, ACCUM: tl.constexpr, HALF: tl.constexpr):
+                IPLR: tl.constexpr, PREC: tl.constexpr, ACCUM: tl.constexpr, HALF: tl.constexpr,
+                DOUBLING: tl.constexpr):
     """One scan direction over all chunks of one (batch, head), the whole [K, V] state on chip: per chunk the
     blocked inverse, u = M Diag(beta) (V - Diag(e^cf) P h), the outputs, then the state update."""
     BC: tl.constexpr = 16
@@ -302,7 +330,7 @@ def _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V,
     for i_t in range(0, NT):
         (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
          r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
-            g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC)
+            g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC, DOUBLING)
         y0 = _fused_rhs(v, b_h, r0, m0, be0, p0, cf0, V, BV, PREC)
         y1 = _fused_rhs(v, b_h, r1, m1, be1, p1, cf1, V, BV, PREC)
         y2 = _fused_rhs(v, b_h, r2, m2, be2, p2, cf2, V, BV, PREC)
@@ -346,15 +374,17 @@ def _fused_bidir_fwd(
     q, k, v, p, g, beta, o, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    IPLR: tl.constexpr, PREC: tl.constexpr, MEAN: tl.constexpr,
+    IPLR: tl.constexpr, PREC: tl.constexpr, MEAN: tl.constexpr, DOUBLING: tl.constexpr,
 ):
     """Forward only, both directions in one program per (batch, head): the forward scan writes o, the
     reverse scan (after a block barrier, so that its threads see those writes) adds to it."""
     i_bh = tl.program_id(0)
     i_b, i_h = i_bh // H, i_bh % H
-    _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V, BT, BK, BV, False, IPLR, PREC, False, False)
+    _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V, BT, BK, BV, False, IPLR, PREC, False, False,
+                DOUBLING)
     tl.debug_barrier()
-    _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V, BT, BK, BV, True, IPLR, PREC, True, MEAN)
+    _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V, BT, BK, BV, True, IPLR, PREC, True, MEAN,
+                DOUBLING)
 
 
 @triton.jit
@@ -875,8 +905,10 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     o = torch.empty_like(v)
     meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=reverse, IPLR=iplr, PREC=prec,
                 num_warps=warps)
-    prepare = _fwd_prepare_blocked if BLOCKED_INVERSE else _fwd_prepare
-    _launch(prepare, (NT, B * H), (k, p, v, g, beta, M, W, U), meta)
+    if BLOCKED_INVERSE:
+        _launch(_fwd_prepare_blocked, (NT, B * H), (k, p, v, g, beta, M, W, U), dict(meta, DOUBLING=DOUBLING_INVERSE))
+    else:
+        _launch(_fwd_prepare, (NT, B * H), (k, p, v, g, beta, M, W, U), meta)
     bv_state = _state_block_v(B * H, V, BV, dev)
     _launch(_fwd_state, (None, B * H), (k, g, W, U, h, initial_state, ht),
             dict(meta, BV=bv_state, USE_H0=initial_state is not None, STORE_HT=ht is not None), per_v_block=True)
@@ -899,7 +931,8 @@ def comba_bidir_fwd_fused(q, k, v, p, g, beta, scale, iplr, mean):
     BK, _, prec, warps = _config(K, V, q.dtype)
     BV = max(16, triton.next_power_of_2(V))
     o = torch.empty_like(v)
-    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, IPLR=iplr, PREC=prec, MEAN=mean, num_warps=warps)
+    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, IPLR=iplr, PREC=prec, MEAN=mean, DOUBLING=DOUBLING_INVERSE,
+                num_warps=warps)
     _launch(_fused_bidir_fwd, (B * H,), (q, k, v, p, g, beta, o, scale), meta, fixed_bv=True)
     return o
 

@@ -54,13 +54,15 @@ TRITON_OK = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, K, V, variant, merge", [
-    (1, 16, 16, "splr", "sum"), (17, 32, 16, "iplr", "mean"), (65, 16, 32, "splr", "sum"),
-    (197, 64, 64, "iplr", "sum")])
-def test_fused_forward_matches_reference(monkeypatch, T, K, V, variant, merge):
-    """The one-launch bidirectional forward (COMBA_FUSED_FWD=1) against both float64 scans."""
+@pytest.mark.parametrize("T, K, V, variant, merge, doubling", [
+    (1, 16, 16, "splr", "sum", False), (17, 32, 16, "iplr", "mean", True), (65, 16, 32, "splr", "sum", False),
+    (197, 64, 64, "iplr", "sum", True)])
+def test_fused_forward_matches_reference(monkeypatch, T, K, V, variant, merge, doubling):
+    """The one-launch bidirectional forward (COMBA_FUSED_FWD=1) against both float64 scans, with either
+    inverse of the diagonal blocks."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "FUSED_FWD", True)
+    monkeypatch.setattr(tc, "DOUBLING_INVERSE", doubling)
     calls = []
     real = tc.comba_bidir_fwd_fused
     monkeypatch.setattr(tc, "comba_bidir_fwd_fused", lambda *a: calls.append(1) or real(*a))

@@ -231,3 +231,16 @@ def test_row_substitution_prepare_kernel(monkeypatch, T, K, V, variant, reverse,
     xs, h0 = make_inputs(2, T, 2, K, V, init=init, seed=6)
     errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= 1e-4, errs
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("T, K, V, variant, reverse", [(17, 32, 16, "iplr", True), (130, 64, 64, "splr", False)])
+def test_doubling_inverse_prepare_kernel(monkeypatch, T, K, V, variant, reverse):
+    """The diagonal blocks of the blocked inverse by repeated squaring (COMBA_DOUBLING_INVERSE=1)."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "DOUBLING_INVERSE", True)
+    xs, h0 = make_inputs(2, T, 2, K, V, init=True, seed=8)
+    if HAS_CUDA:
+        xs, h0 = [x.cuda() for x in xs], h0.cuda()
+    errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
+    assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
