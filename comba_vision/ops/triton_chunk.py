@@ -38,6 +38,10 @@ BLOCKED_INVERSE = os.environ.get("COMBA_BLOCKED_INVERSE", "1") == "1"
 # launch for both directions. Tested under the interpreter only so far: off by default until it has been
 # compiled, checked and timed on the H100.
 FUSED_FWD = os.environ.get("COMBA_FUSED_FWD", "0") == "1"
+# COMBA_CC_K_BLOCK=64: the split gradient kernel's K-wide products (P h0, Q h0, K dh, P K^T, Q K^T) K block by
+# K block from memory instead of holding 64 x BK tiles of q, k, p through the V loop (register pressure at
+# head size 128). Interpreter-tested only: off (the whole head in one block) until timed on the H100.
+CC_K_BLOCK = int(os.environ.get("COMBA_CC_K_BLOCK", "0")) or 1 << 30
 # COMBA_DOUBLING_INVERSE=1: the 16x16 diagonal blocks of the blocked inverse by products,
 # (I + N)^-1 = (I - N)(I + N^2)(I + N^4)(I + N^8), instead of row substitution. Interpreter-tested only:
 # off by default until compiled, checked and timed on the H100.
@@ -569,18 +573,17 @@ def _bwd_state(
 
 
 @triton.jit
-def _cc_grads(b_q, b_k, b_p, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf,
-              BT: tl.constexpr, PREC: tl.constexpr):
-    """The C x C part of a chunk's backward, from the accumulated gradients of A = I + Diag(beta) L and
-    of Aqk: returns dL * Df and dAqk * Do (to contract with K, P, Q) and the updated dbeta, dc, dcf.
-    The products are formed only here, so that they hold no registers through the V loop."""
+def _cc_grads(b_PK, b_QK, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT: tl.constexpr):
+    """The C x C part of a chunk's backward, from the raw products P K^T and Q K^T (formed after the V loop,
+    so that they hold no registers through it) and the accumulated gradients of A = I + Diag(beta) L and
+    of Aqk: returns dL * Df and dAqk * Do (to contract with K, P, Q) and the updated dbeta, dc, dcf."""
     o_c = tl.arange(0, BT)
     strict = o_c[:, None] > o_c[None, :]
     incl = o_c[:, None] >= o_c[None, :]
     b_Df = tl.where(strict, tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
     b_Do = tl.where(incl, tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
-    b_L = tl.dot(b_p, tl.trans(b_k), input_precision=PREC) * b_Df
-    b_Aqk = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_Do
+    b_L = b_PK * b_Df
+    b_Aqk = b_QK * b_Do
     # A = I + Diag(beta) L,  L = (P K^T) * Df
     b_dL = tl.where(strict, b_dA * b_beta[:, None], 0.)
     b_dbeta += tl.sum(tl.where(strict, b_dA * b_L, 0.), 1)
@@ -607,21 +610,72 @@ def _dg_from_dc(b_dc, b_dcf, b_dclast, BT: tl.constexpr, IPLR: tl.constexpr):
 
 
 @triton.jit
+def _kwide_state(b_x, x, rows, m_t, s, s_base, o_v, m_v, K, V,
+                 BT: tl.constexpr, BK: tl.constexpr, KB: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+                 b_s):
+    """X S[:, V block] for X = rows of a [B, T, H, K] tensor and S the [K, V] state at s + s_base: from the
+    tiles already in registers (KB == BK), or K block by K block from memory (KB < BK: no K-wide tile
+    stays live, for large head sizes)."""
+    if KB == BK:
+        return tl.dot(b_x, b_s, input_precision=PREC)
+    acc = tl.zeros([BT, BV], dtype=tl.float32)
+    for kb in range(0, tl.cdiv(K, KB)):
+        o_k = kb * KB + tl.arange(0, KB)
+        b_sk = tl.load(s + s_base + o_k[:, None] * V + o_v[None, :], mask=(o_k < K)[:, None] & m_v[None, :],
+                       other=0.)
+        acc += tl.dot(_load_rows(x, rows, m_t, K, KB, kb * KB), b_sk, input_precision=PREC)
+    return acc
+
+
+@triton.jit
+def _kwide_inner(b_a, b_b, a, b, s_base, o_v, m_v, K, V, BK: tl.constexpr, KB: tl.constexpr):
+    """Sum of A * B over a [K, V block] tile of two states (K-blocked from memory when KB < BK)."""
+    if KB == BK:
+        return tl.sum(tl.sum(b_a * b_b, 1), 0)
+    acc = tl.sum(tl.zeros([KB], dtype=tl.float32), 0)
+    for kb in range(0, tl.cdiv(K, KB)):
+        o_k = kb * KB + tl.arange(0, KB)
+        off = s_base + o_k[:, None] * V + o_v[None, :]
+        m = (o_k < K)[:, None] & m_v[None, :]
+        acc += tl.sum(tl.sum(tl.load(a + off, mask=m, other=0.) * tl.load(b + off, mask=m, other=0.), 1), 0)
+    return acc
+
+
+@triton.jit
+def _kwide_gram(b_x, b_y, x, y, rows, m_t, K, BK: tl.constexpr, KB: tl.constexpr, PREC: tl.constexpr):
+    """X Y^T [BT, BT] for two row sets of [B, T, H, K] tensors (K-blocked from memory when KB < BK)."""
+    if KB == BK:
+        return tl.dot(b_x, tl.trans(b_y), input_precision=PREC)
+    acc = tl.dot(_load_rows(x, rows, m_t, K, KB, 0), tl.trans(_load_rows(y, rows, m_t, K, KB, 0)),
+                 input_precision=PREC)
+    for kb in range(1, tl.cdiv(K, KB)):
+        acc += tl.dot(_load_rows(x, rows, m_t, K, KB, kb * KB), tl.trans(_load_rows(y, rows, m_t, K, KB, kb * KB)),
+                      input_precision=PREC)
+    return acc
+
+
+@triton.jit
 def _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H: tl.constexpr, K: tl.constexpr,
-                 BT: tl.constexpr, BK: tl.constexpr, REVERSE: tl.constexpr, IPLR: tl.constexpr):
+                 BT: tl.constexpr, BK: tl.constexpr, REVERSE: tl.constexpr, IPLR: tl.constexpr, KB: tl.constexpr):
     """What both gradient kernels load for chunk i_t: rows, decays, beta, q (scaled), k, p (doubled for
-    IPLR), the chunk's inverse M and the decay factors e^c, e^cf, e^(c_last - c)."""
+    IPLR), the chunk's inverse M and the decay factors e^c, e^cf, e^(c_last - c). With KB < BK the K-wide
+    q, k, p tiles are not loaded (zeros, unused: the K-blocked helpers read them from memory)."""
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, BT)
     o_c = tl.arange(0, BT)
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
-    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
-    b_k = _load_rows(k, rows, m_t, K, BK, 0)
-    b_p = _load_rows(p, rows, m_t, K, BK, 0)
-    if IPLR:
-        b_p = b_p * 2.
+    if KB == BK:
+        b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+        b_k = _load_rows(k, rows, m_t, K, BK, 0)
+        b_p = _load_rows(p, rows, m_t, K, BK, 0)
+        if IPLR:
+            b_p = b_p * 2.
+    else:
+        b_q = tl.zeros([BT, BK], dtype=tl.float32)
+        b_k = b_q
+        b_p = b_q
     base_c = (i_bh * NT + i_t) * BT
     b_M = tl.load(M + (base_c + o_c)[:, None] * BT + o_c[None, :])
     return (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M,
@@ -636,11 +690,11 @@ def _grads_acc_init(BT: tl.constexpr):
 
 
 @triton.jit
-def _grads_v_block(h, dh, U, dU, v, do, dv, rows, m_t, i_v, i_bh, i_t, NT, base_c,
+def _grads_v_block(h, dh, U, dU, v, do, dv, q, k, p, scale, rows, m_t, i_v, i_bh, i_t, NT, base_c,
                    b_M, b_q, b_k, b_p, b_beta, b_clast, b_ec, b_ecf, b_edl,
                    b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast,
                    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                   PREC: tl.constexpr, STORE_DRHS: tl.constexpr):
+                   PREC: tl.constexpr, STORE_DRHS: tl.constexpr, KB: tl.constexpr, IPLR: tl.constexpr):
     """One V block of a chunk's backward: dv, and the per-token and C x C accumulations. Returns the
     block's h0, dh, u, dO and drhs = M^T dU (also written over dU when STORE_DRHS) for K-wide gradients."""
     o_c = tl.arange(0, BT)
@@ -648,10 +702,15 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, rows, m_t, i_v, i_bh, i_t, NT, base_
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < V
     m_kv = (o_k < K)[:, None] & m_v[None, :]
-    p_kv = (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :]
+    s_base = (i_bh * NT + i_t) * K * V
+    p_kv = s_base + o_k[:, None] * V + o_v[None, :]
     p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
-    b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
-    b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
+    if KB == BK:
+        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
+        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
+    else:  # not needed whole: the K-blocked helpers read h0 and dh block by block
+        b_h0 = tl.zeros([BK, BV], dtype=tl.float32)
+        b_dh = b_h0
     b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
     b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
     b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
@@ -661,18 +720,24 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, rows, m_t, i_v, i_bh, i_t, NT, base_
         tl.store(dU + p_cv, b_drhs, mask=m_v[None, :])
     tl.store(dv + rows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
              mask=m_t[:, None] & m_v[None, :])
-    b_hp = tl.dot(b_p, b_h0, input_precision=PREC)
+    b_hp = _kwide_state(b_p, p, rows, m_t, h, s_base, o_v, m_v, K, V, BT, BK, KB, BV, PREC, b_h0)
+    if KB != BK and IPLR:
+        b_hp = b_hp * 2.
     b_dbeta += tl.sum(b_drhs * (b_v - b_ecf[:, None] * b_hp), 1)
     b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
     b_dA -= tl.dot(b_drhs, tl.trans(b_u), input_precision=PREC)
     # o = Diag(e^c) Q h0 + Aqk u
     b_dAqk += tl.dot(b_do, tl.trans(b_u), input_precision=PREC)
-    b_dc += b_ec * tl.sum(b_do * tl.dot(b_q, b_h0, input_precision=PREC), 1)
+    b_qh = _kwide_state(b_q, q, rows, m_t, h, s_base, o_v, m_v, K, V, BT, BK, KB, BV, PREC, b_h0)
+    if KB != BK:
+        b_qh = b_qh * scale
+    b_dc += b_ec * tl.sum(b_do * b_qh, 1)
     # h_end = e^c_last h0 + K^T Diag(e^(c_last - c)) u
-    b_kdh = b_edl * tl.sum(b_u * tl.dot(b_k, b_dh, input_precision=PREC), 1)
+    b_kdh = b_edl * tl.sum(b_u * _kwide_state(b_k, k, rows, m_t, dh, s_base, o_v, m_v, K, V, BT, BK, KB, BV, PREC,
+                                              b_dh), 1)
     b_dc -= b_kdh
     b_dclast += tl.sum(b_kdh, 0)
-    b_dclast += tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
+    b_dclast += tl.exp(b_clast) * _kwide_inner(b_h0, b_dh, h, dh, s_base, o_v, m_v, K, V, BK, KB)
     return b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast
 
 
@@ -686,7 +751,7 @@ def _bwd_grads(
 ):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
-     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR)
+     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, BK)
     o_k = tl.arange(0, BK)
     m_tk = m_t[:, None] & (o_k < K)[None, :]
     p_qk = rows[:, None] * K + o_k[None, :]
@@ -696,13 +761,15 @@ def _bwd_grads(
     b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
         (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
-            h, dh, U, dU, v, do, dv, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p, b_beta, b_clast,
-            b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV, PREC, False)
+            h, dh, U, dU, v, do, dv, q, k, p, scale, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
+            b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
+            PREC, False, BK, IPLR)
         b_dp -= (b_beta * b_ecf)[:, None] * tl.dot(b_drhs, tl.trans(b_h0), input_precision=PREC)
         b_dq += b_ec[:, None] * tl.dot(b_do, tl.trans(b_h0), input_precision=PREC)
         b_dk += b_edl[:, None] * tl.dot(b_u, tl.trans(b_dh), input_precision=PREC)
-    b_dAraw, b_dAqk, b_dbeta, b_dc, b_dcf = _cc_grads(b_q, b_k, b_p, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta,
-                                                      b_dc, b_dcf, BT, PREC)
+    b_dAraw, b_dAqk, b_dbeta, b_dc, b_dcf = _cc_grads(
+        tl.dot(b_p, tl.trans(b_k), input_precision=PREC), tl.dot(b_q, tl.trans(b_k), input_precision=PREC),
+        b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT)
     b_dp += tl.dot(b_dAraw, b_k, input_precision=PREC)
     b_dk += tl.dot(tl.trans(b_dAraw), b_p, input_precision=PREC)
     b_dq += tl.dot(b_dAqk, b_k, input_precision=PREC)
@@ -723,23 +790,30 @@ def _bwd_grads_cc(
     dv, dg, dbeta, dAf, dAo, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, KB: tl.constexpr,
 ):
     """Large head sizes, part 1 of 2: the C x C and per-token gradients of one chunk (dv, dg, dbeta) and
     the two masked C x C gradients dAf = dL * Df, dAo = dAqk * Do for part 2; overwrites dU with
     drhs = M^T dU. No [BT, BK] accumulators, so the K-wide tiles fit in registers."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
-     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR)
+     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, KB)
     o_c = tl.arange(0, BT)
     p_cc = (base_c + o_c)[:, None] * BT + o_c[None, :]
     b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
         (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
-            h, dh, U, dU, v, do, dv, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p, b_beta, b_clast,
-            b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV, PREC, True)
-    b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(b_q, b_k, b_p, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta,
-                                                   b_dc, b_dcf, BT, PREC)
+            h, dh, U, dU, v, do, dv, q, k, p, scale, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
+            b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
+            PREC, True, KB, IPLR)
+    b_PK = _kwide_gram(b_p, b_k, p, k, rows, m_t, K, BK, KB, PREC)
+    b_QK = _kwide_gram(b_q, b_k, q, k, rows, m_t, K, BK, KB, PREC)
+    if KB != BK:
+        b_QK = b_QK * scale
+        if IPLR:
+            b_PK = b_PK * 2.
+    b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(b_PK, b_QK, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc,
+                                                   b_dcf, BT)
     tl.store(dAf + p_cc, b_dAf)
     tl.store(dAo + p_cc, b_dAo)
     b_dg = _dg_from_dc(b_dc, b_dcf, b_dclast, BT, IPLR)
@@ -961,7 +1035,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     else:
         dAf, dAo = torch.empty_like(M), torch.empty_like(M)
         _launch(_bwd_grads_cc, (NT, B * H),
-                (q, k, v, p, g, beta, M, U, dU, h, dh, do, dv, dg, dbeta, dAf, dAo, scale), meta)
+                (q, k, v, p, g, beta, M, U, dU, h, dh, do, dv, dg, dbeta, dAf, dAo, scale),
+                dict(meta, KB=min(BK, CC_K_BLOCK)))
         bk = min(BK, 64)
         _launch(_bwd_grads_k, (NT, B * H, triton.cdiv(K, bk)),
                 (q, k, p, g, beta, U, dU, h, dh, do, dAf, dAo, dq, dk, dp, scale), dict(meta, BK=bk))

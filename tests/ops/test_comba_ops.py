@@ -210,12 +210,16 @@ def test_gpu_bf16_no_worse_than_fla(shape):
 
 
 @pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
-@pytest.mark.parametrize("variant, reverse", [("splr", False), ("iplr", True)])
-def test_split_gradient_kernels_at_small_head_size(monkeypatch, variant, reverse):
-    """The two-kernel gradient path (default from head size 128) forced on at head size 32."""
+@pytest.mark.parametrize("variant, reverse, K, k_block", [("splr", False, 32, None), ("iplr", True, 32, None),
+                                                          ("iplr", False, 32, 16), ("splr", True, 48, 16)])
+def test_split_gradient_kernels_at_small_head_size(monkeypatch, variant, reverse, K, k_block):
+    """The two-kernel gradient path (default from head size 128) forced on at small head sizes, with the
+    K-wide products of its first kernel in registers or K-blocked from memory (COMBA_CC_K_BLOCK)."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 16)
-    xs, h0 = make_inputs(2, 97, 2, 32, 48, init=True, seed=4)
+    if k_block:
+        monkeypatch.setattr(tc, "CC_K_BLOCK", k_block)
+    xs, h0 = make_inputs(2, 97, 2, K, 48, init=True, seed=4)
     errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= 1e-4, errs
 
