@@ -54,7 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--results", required=True, help="folder of result files")
     ap.add_argument("--data-root", default=None, help="GOT-10k root (holding val/, test/) or LaSOT root")
     ap.add_argument("--name", default=None, help="tracker name for the table and plots (default: results folder)")
-    ap.add_argument("--sequences", default=None, help="LaSOT: file listing the sequences (default: testing_set.txt)")
+    ap.add_argument("--sequences", default=None,
+                    help="LaSOT: file listing the sequences, or 'all' for every sequence under the root "
+                    "(default: the 280 test sequences of the protocol)")
     ap.add_argument("--plots", default=None, help="folder for the PNG curves")
     ap.add_argument("--json", default=None, help="metrics file (default: RESULTS/metrics_<dataset>.json)")
     ap.add_argument("--zip-submission", default=None, help="GOT-10k: write the server submission zip here")

@@ -101,6 +101,18 @@ class TrackConfig:
             raise ValueError(f"config key 'workers' must be >= 0, got {self.workers}")
         if self.amp_dtype not in ("bfloat16", "float16"):
             raise ValueError(f"config key 'amp_dtype' must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
+        for key in ("template_factor", "search_factor", "lr"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"config key {key!r} must be positive, got {getattr(self, key)}")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            raise ValueError(f"config key 'clip_grad' must be positive or null (no clipping), got {self.clip_grad}")
+        for key in ("gray_prob", "flip_prob"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"config key {key!r} is a probability in [0, 1], got {getattr(self, key)}")
+        for key in ("brightness_jitter", "max_gap", "backbone_lr_scale", "weight_decay",
+                    "template_center_jitter", "template_scale_jitter", "search_center_jitter", "search_scale_jitter"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"config key {key!r} must be >= 0, got {getattr(self, key)}")
         if self.lr_drop_epoch is not None and self.lr_drop_epoch <= 0:
             raise ValueError(f"config key 'lr_drop_epoch' must be positive, got {self.lr_drop_epoch}")
         for i, entry in enumerate(self.datasets):

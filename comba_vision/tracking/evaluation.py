@@ -600,13 +600,18 @@ def lasot_metrics(
 
 
 def _lasot_sequences(root: str, sequences: Sequence[str] | PathLike | None) -> list[str]:
+    """The sequences to score: a given list or list file; by default the protocol's 280 test sequences
+    (``testing_set.txt`` at the root if present, else the official list); ``"all"``: every sequence on disk."""
     if sequences is not None and not isinstance(sequences, (str, os.PathLike)):
         return list(sequences)
-    if sequences is not None:
+    if sequences is not None and os.fspath(sequences) != "all":
         return _read_list(os.fspath(sequences))
-    listed = os.path.join(root, "testing_set.txt")
-    if os.path.isfile(listed):
-        return _read_list(listed)
+    if sequences is None:
+        listed = os.path.join(root, "testing_set.txt")
+        if os.path.isfile(listed):
+            return _read_list(listed)
+        from .datasets import LASOT_TEST_SEQUENCES
+        return sorted(LASOT_TEST_SEQUENCES, key=lambda n: (n.rsplit("-", 1)[0], int(n.rsplit("-", 1)[1])))
     if not os.path.isdir(root):
         raise FileNotFoundError(f"LaSOT root not found: {root}")
     found = []
@@ -628,11 +633,17 @@ def evaluate_lasot(
 
     Ground truth is read from ``{root}/{class}/{seq}/groundtruth.txt``, ``full_occlusion.txt`` and
     ``out_of_view.txt`` (the class is the name before the last ``-``). ``sequences``: a list of names, or a
-    text file with one per line; by default ``{root}/testing_set.txt`` when it exists (the 280-sequence
-    protocol-II test set), else every sequence found under the root. Returns :func:`lasot_metrics`' dict.
+    text file with one per line, or ``"all"`` (every sequence found under the root); by default the
+    280-sequence protocol-II test set (``{root}/testing_set.txt`` when it exists, else the official list).
+    Returns :func:`lasot_metrics`' dict.
     """
     root = os.fspath(dataset_root)
     names = _lasot_sequences(root, sequences)
+    missing = [n for n in names if not os.path.isdir(os.path.join(root, n.rsplit("-", 1)[0], n))]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of the {len(names)} LaSOT sequences to score are not under {root} (e.g. "
+            f"{', '.join(missing[:3])}); give the sequences to score (a list, a file, or 'all')")
     gts, preds, visible = [], [], []
     for name in names:
         seq_dir = os.path.join(root, name.rsplit("-", 1)[0], name)

@@ -165,8 +165,8 @@ def normalize_crop(crop: torch.Tensor | np.ndarray) -> torch.Tensor:
     """uint8 HxWx3 (or float [3, H, W] in [0, 1]) -> ImageNet-normalised float32 [3, H, W]."""
     if isinstance(crop, np.ndarray):
         crop = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=crop.dtype).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=crop.dtype).view(3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=crop.dtype, device=crop.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=crop.dtype, device=crop.device).view(3, 1, 1)
     return (crop - mean) / std
 
 

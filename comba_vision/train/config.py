@@ -98,6 +98,18 @@ class TrainConfig:
     stop_after_epochs: int | None = None      # leave after this many epochs in this invocation (resume later)
     min_val_top1: float | None = None         # fail the run if the final val top-1 is below this
 
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "accum_steps", "lr_base_size", "log_interval"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"config key {key!r} must be positive, got {getattr(self, key)}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"config key 'lr' must be positive or null (scaled from lr_base), got {self.lr}")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            raise ValueError(f"config key 'clip_grad' must be positive or null (no clipping), got {self.clip_grad}")
+        for key in ("mixup", "cutmix", "reprob", "hflip", "drop_path", "smoothing"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"config key {key!r} must be >= 0, got {getattr(self, key)}")
+
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 

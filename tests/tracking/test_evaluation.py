@@ -353,7 +353,9 @@ def test_evaluate_lasot_layout(tmp_path):
     for key in ("auc", "precision20", "norm_precision"):
         assert out[key] == pytest.approx(ref[key], abs=1e-12)
     assert 0 < out["auc"] < 20 / 21 and len(out["success_curve"]) == len(LASOT_OVERLAP_THRESHOLDS)
-    assert evaluate_lasot(res, root)["auc"] == out["auc"]  # every sequence under the root by default
+    assert evaluate_lasot(res, root, sequences="all")["auc"] == out["auc"]  # every sequence under the root
+    with pytest.raises(FileNotFoundError, match="278 of the 280 LaSOT sequences"):
+        evaluate_lasot(res, root)  # by default the protocol's 280 test sequences, two of them here
     os.remove(res / "cat-1.txt")
     with pytest.raises(FileNotFoundError, match=r"cat-1\.txt"):
         evaluate_lasot(res, root, sequences=names)
