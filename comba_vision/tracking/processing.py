@@ -185,8 +185,10 @@ class PairSampler:
     """Chooses (dataset, sequence, template frame, search frame) for training pairs.
 
     A dataset is drawn with probability proportional to its ratio, a sequence uniformly in it, a template
-    uniformly among the sequence's valid frames (visible, positive box size) and a search frame uniformly among
-    the valid frames ``f`` with ``0 <= f - template <= max_gap``. A sequence without a valid frame is skipped
+    uniformly among the sequence's valid frames (visible, positive box size) that have a later valid frame
+    within ``max_gap``, and a search frame uniformly among the valid frames ``f`` with
+    ``0 < f - template <= max_gap`` (a sequence without such a pair, e.g. one COCO image, pairs a frame with
+    itself). A sequence without a valid frame is skipped
     (another sequence of the same dataset is drawn, as OSTrack does); per-sequence validity is cached.
     """
 
@@ -230,9 +232,17 @@ class PairSampler:
             valid = self.valid_frames(d, s)
             if valid.size == 0:
                 continue
+            # the search frame comes strictly after the template, within max_gap (OSTrack's causal sampling);
+            # a sequence with no such pair (one frame: COCO) pairs a frame with itself
+            has_next = np.zeros(valid.size, dtype=bool)
+            has_next[:-1] = np.diff(valid) <= self.max_gap
+            if has_next.any():
+                starts = valid[has_next]
+                t = int(starts[rng.integers(starts.size)])
+                window = valid[(valid > t) & (valid <= t + self.max_gap)]
+                return PairChoice(d, s, t, int(window[rng.integers(window.size)]))
             t = int(valid[rng.integers(valid.size)])
-            window = valid[(valid >= t) & (valid <= t + self.max_gap)]  # never empty: holds t itself
-            return PairChoice(d, s, t, int(window[rng.integers(window.size)]))
+            return PairChoice(d, s, t, t)
         raise RuntimeError(
             f"no sequence with a visible frame found in {self.max_attempts} draws from {self.datasets[d]!r}"
         )

@@ -250,8 +250,8 @@ def test_pairs_from_trackingnet_and_coco(tn_root, coco_root):
         if c.dataset == 1:  # one-frame sequence: search frame == template frame, gap 0
             assert c.template == c.search == 0
         else:
-            assert c.template != 2 and c.search != 2 and 0 <= c.search - c.template <= 3  # frame 2 has w = h = 0
-    assert {c.search - c.template for c in choices if c.dataset == 0} == {0, 1, 2, 3}
+            assert c.template != 2 and c.search != 2 and 0 < c.search - c.template <= 3  # frame 2 has w = h = 0
+    assert {c.search - c.template for c in choices if c.dataset == 0} == {1, 2, 3}
 
     ds = TrackingPairDataset(
         [(tn, 1.0), (coco, 1.0)], samples_per_epoch=12, seed=5, brightness_jitter=0.0, gray_prob=0.0
