@@ -4,6 +4,7 @@ Used by ``tools/benchmark.py``; every figure is a median over repeated runs of o
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -377,4 +378,131 @@ def models_table(records) -> str:
             ok = "images_per_s" in ra and "images_per_s" in rb
             cells.append(f"{ra['images_per_s'] / rb['images_per_s']:.2f}x" if ok else "n/a")
         lines.append(f"| {size} | {mode} | {batch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# tracker speed: the issue's backbones on CUDA; on the CPU a small Comba and the smallest timm ViT
+TRACKER_BACKBONES = ("comba_tiny", "comba_small", "deit_tiny_patch16_224", "deit_small_patch16_224")
+CPU_TRACKER_BACKBONES = ("comba_micro", "vit_tiny_patch16_224")
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    """Autocast to dtype on CUDA; float32 (and the CPU) run without."""
+    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+        return torch.autocast("cuda", dtype=dtype)
+    return nullcontext()
+
+
+def synthetic_track_frames(n: int = 30, height: int = 480, width: int = 640, seed: int = 0):
+    """``(frames, boxes)``: n RGB uint8 frames of noise with a brighter box drifting right and down by about one
+    pixel per frame, and its xywh boxes (for timing a tracker on frames of a realistic size)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 160, (height, width, 3), dtype=np.uint8)
+    frames, boxes = [], []
+    for i in range(n):
+        x, y, w, h = 200.0 + 1.2 * i, 150.0 + 0.8 * i, 80.0, 60.0
+        frame = base.copy()
+        frame[int(y):int(y + h), int(x):int(x + w)] += 90
+        frames.append(frame)
+        boxes.append([x, y, w, h])
+    return frames, boxes
+
+
+def _tracker_speed(rec: dict, name, template_size, search_size, batch, dtype, device, reps, full, frames,
+                   backbone_kwargs) -> None:
+    """Fills rec with one backbone's timings (its own function, so the model is freed before the next one)."""
+    from .tracking.model import OneStreamTracker
+    from .tracking.tracker import CombaTracker
+    torch.manual_seed(0)
+    model = OneStreamTracker(name, template_size=template_size, search_size=search_size,
+                             **(backbone_kwargs or {})).to(device).eval()
+    rec["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
+    z = torch.randn(batch, 3, template_size, template_size, device=device)
+    x = torch.randn(batch, 3, search_size, search_size, device=device)
+
+    def forward():
+        with torch.inference_mode(), _autocast(device, dtype):
+            return model(z, x)["pred_boxes"]
+    forward()  # warm-up (kernel compilation, allocator)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        forward()
+        torch.cuda.synchronize()
+        rec["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    ms = _time(forward, device, reps=reps)
+    rec["model_ms_per_frame"] = ms / batch
+    rec["model_fps"] = batch / ms * 1e3
+    if not full:
+        return
+    frame_list, boxes = synthetic_track_frames(frames)
+    tracker = CombaTracker(model, device=device, amp=False)  # the autocast to dtype is ours, below
+    tracker.initialize(frame_list[0], boxes[0])
+    frame_iter = itertools.cycle(frame_list[1:])
+
+    def track():
+        with _autocast(device, dtype):
+            tracker.track(next(frame_iter))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    ms = _time(track, device, reps=reps)
+    rec["full_ms_per_frame"] = ms
+    rec["full_fps"] = 1e3 / ms
+
+
+def bench_tracker(backbones=None, template_size=128, search_size=256, batch=1, dtype=torch.bfloat16,
+                  device=None, reps=50, full=True, frames=30, backbone_kwargs=None, log=print):
+    """Speed of the one-stream tracker (``OneStreamTracker``) on each backbone, in eval mode.
+
+    ``model_*``: the network's forward (template + search crops -> ``pred_boxes``) on a batch of random crops,
+    under ``dtype`` autocast on CUDA (float32: none; the CPU always runs float32), timed by ``_time`` (median,
+    after a warm-up); ``fps = batch / time``. ``full_*`` (``full``, batch 1): ``CombaTracker.track`` per frame
+    on synthetic 640x480 frames (``synthetic_track_frames``), i.e. with the search crop cut from the frame,
+    normalised and copied to the device and the box decoded and mapped back (the tracker follows its own
+    predictions; a crop costs the same wherever it lies). CUDA also records the peak memory of one forward
+    pass (weights included). ``backbone_kwargs`` go to every backbone's ``timm.create_model`` (e.g.
+    ``{"depth": 2}``); the backbones are never pretrained. Default backbones: TRACKER_BACKBONES on CUDA,
+    CPU_TRACKER_BACKBONES on the CPU.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        dtype = torch.float32
+    backbones = list(backbones or (TRACKER_BACKBONES if device.type == "cuda" else CPU_TRACKER_BACKBONES))
+    records = []
+    for name in backbones:
+        rec = dict(backbone=name, template_size=template_size, search_size=search_size, batch=batch,
+                   dtype=str(dtype).replace("torch.", ""), device=device.type)
+        if backbone_kwargs:
+            rec["backbone_kwargs"] = dict(backbone_kwargs)
+        try:
+            _tracker_speed(rec, name, template_size, search_size, batch, dtype, device, reps, full, frames,
+                           backbone_kwargs)
+        except Exception as e:  # reported, not fatal (e.g. out of memory, a backbone that is not supported)
+            rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+        _finish(rec, records, device, log)
+    return records
+
+
+def tracker_table(records) -> str:
+    """Markdown table: one row per tracker record, model and end-to-end speed, and for a Comba backbone of
+    MODEL_PAIRS its model fps over its DeiT partner's (same sizes, batch and dtype)."""
+    partner = dict(MODEL_PAIRS)
+    lines = ["| backbone | template / search | batch | dtype | params (M) | model ms / frame | model fps "
+             "| peak mem (MB) | full ms / frame | full fps | model fps vs DeiT |",
+             "|" + "---|" * 11]
+    key = lambda r: (r["template_size"], r["search_size"], r["batch"], r["dtype"])  # noqa: E731
+    by = {(r["backbone"], key(r)): r for r in records}
+    for r in records:
+        head = f"| {r['backbone']} | {r['template_size']} / {r['search_size']} | {r['batch']} | {r['dtype']} |"
+        if "error" in r:
+            lines.append(head + " " + " | ".join(["error"] + [""] * 5 + [r["error"][:60]]) + " |")
+            continue
+        other = by.get((partner.get(r["backbone"]), key(r)), {})
+        ratio = f"{r['model_fps'] / other['model_fps']:.2f}x" if "model_fps" in other else "n/a"
+        cells = [f"{r['params_m']:.2f}", f"{r['model_ms_per_frame']:.2f}", f"{r['model_fps']:.1f}",
+                 f"{r['peak_mem_mb']:.0f}" if "peak_mem_mb" in r else "n/a",
+                 f"{r['full_ms_per_frame']:.2f}" if "full_ms_per_frame" in r else "n/a",
+                 f"{r['full_fps']:.1f}" if "full_fps" in r else "n/a", ratio]
+        lines.append(head + " " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from comba_vision import bench
 
 
@@ -32,3 +35,44 @@ def test_models_records_table_and_plot(tmp_path):
     bench.plot_models(recs, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(recs)  # records are plain JSON
+
+
+def test_tracker_records_and_table(tmp_path):
+    """The tracker benchmark on the CPU: a Comba and a timm ViT backbone (2 blocks, never pretrained), the
+    network forward and the end-to-end CombaTracker frames, float32."""
+    import importlib.util
+    import math
+    from pathlib import Path
+
+    names = ["comba_micro", "vit_tiny_patch16_224"]
+    recs = bench.bench_tracker(names, template_size=64, search_size=128, dtype=torch.bfloat16, device="cpu",
+                               reps=3, frames=4, backbone_kwargs={"depth": 2}, log=lambda *_: None)
+    assert [r["backbone"] for r in recs] == names
+    keys = {"backbone", "template_size", "search_size", "batch", "dtype", "device", "backbone_kwargs", "params_m",
+            "model_ms_per_frame", "model_fps", "full_ms_per_frame", "full_fps"}
+    for r in recs:
+        assert set(r) == keys, r  # no error, no peak memory on the CPU
+        assert r["dtype"] == "float32" and r["batch"] == 1 and r["device"] == "cpu"  # the CPU runs float32
+        for k in ("params_m", "model_ms_per_frame", "model_fps", "full_ms_per_frame", "full_fps"):
+            assert math.isfinite(r[k]) and r[k] > 0, (k, r[k])
+        assert r["model_fps"] * r["model_ms_per_frame"] == pytest.approx(1e3)
+    table = bench.tracker_table(recs).splitlines()
+    assert len(table) == 2 + len(names)
+    for name, line in zip(names, table[2:]):
+        assert line.startswith(f"| {name} | 64 / 128 | 1 | float32 |") and line.count("|") == table[0].count("|")
+    json.dumps(recs)
+    # the command line: JSON with the environment, the table printed, errors reported per backbone
+    path = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
+    spec = importlib.util.spec_from_file_location("benchmark_tool", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "tracker.json"
+    tool.main(["tracker", "--backbones", "comba_micro", "resnet10t", "--template-size", "64", "--search-size",
+               "128", "--batch", "2", "--reps", "3", "--no-full", "--backbone-kwargs", '{"drop_path_rate": 0.0}',
+               "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["environment"]["device"] and [r["backbone"] for r in data["records"]] == ["comba_micro", "resnet10t"]
+    ok, bad = data["records"]
+    assert ok["batch"] == 2 and ok["model_fps"] > 0 and "full_fps" not in ok
+    assert "not a Comba backbone" in bad["error"]
+    assert "| resnet10t | 64 / 128 | 2 | float32 | error |" in bench.tracker_table(data["records"])

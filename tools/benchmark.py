@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Benchmarks.  ``python tools/benchmark.py ops`` times the Comba operator against fla and SDPA.
+"""Benchmarks.  ``python tools/benchmark.py ops`` times the Comba operator against fla and SDPA;
+``models`` times whole backbones (Comba vs DeiT); ``tracker`` times the one-stream tracker on each backbone
+(network forward and end-to-end ``CombaTracker`` frames per second); ``sweep`` tunes kernel launch configs.
 
 With no arguments: a correctness check against the float64 reference, then the operator timings at the
 default shapes for the device present (the six issue shapes on CUDA, a small one on the CPU).
@@ -46,6 +48,21 @@ def main(argv=None):
                     help="default: both on CUDA, infer on the CPU")
     md.add_argument("--out", default="benchmark_models.json")
     md.add_argument("--plot", default=None, help="PNG of images/s against input size (default: next to --out)")
+    tr = sub.add_parser("tracker", help="frames/s of the one-stream tracker on Comba and ViT backbones")
+    tr.add_argument("--backbones", nargs="*", default=None,
+                    help="timm backbone names (default: Comba-T/S and DeiT-T/S on CUDA, comba_micro and "
+                         "vit_tiny_patch16_224 on the CPU)")
+    tr.add_argument("--template-size", type=int, default=128)
+    tr.add_argument("--search-size", type=int, default=256)
+    tr.add_argument("--batch", type=int, default=1)
+    tr.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                    help="autocast dtype on CUDA (float32: none); the CPU runs float32")
+    tr.add_argument("--reps", type=int, default=50)
+    tr.add_argument("--full", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time CombaTracker.track end to end on synthetic 640x480 frames (default: on)")
+    tr.add_argument("--backbone-kwargs", type=json.loads, default=None,
+                    help='JSON passed to every backbone\'s timm.create_model, e.g. \'{"depth": 2}\'')
+    tr.add_argument("--out", default="benchmark_tracker.json")
     sw = sub.add_parser("sweep", help="time each Triton kernel under a few launch configurations (CUDA)")
     sw.add_argument("--shapes", type=_shape, nargs="*", default=[(128, 197, 3, 64), (8, 2048, 16, 128)])
     sw.add_argument("--out", default="benchmark_sweep.json")
@@ -55,6 +72,17 @@ def main(argv=None):
         res = bench.sweep_kernels(args.shapes)
         with open(args.out, "w") as f:
             json.dump(dict(environment=env, **res), f, indent=1)
+        print(f"wrote {args.out}")
+        return
+    if args.cmd == "tracker":
+        env = bench.environment()
+        print(json.dumps(env))
+        records = bench.bench_tracker(args.backbones, args.template_size, args.search_size, args.batch,
+                                      getattr(torch, args.dtype), reps=args.reps, full=args.full,
+                                      backbone_kwargs=args.backbone_kwargs)
+        with open(args.out, "w") as f:
+            json.dump(dict(environment=env, records=records), f, indent=1)
+        print(bench.tracker_table(records))
         print(f"wrote {args.out}")
         return
     if args.cmd == "models":

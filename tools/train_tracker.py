@@ -11,7 +11,9 @@
     python tools/train_tracker.py --config ... --data-root-got10k ... --resume output/comba_tiny_got10k/last.pth
 
 Any config key can be overridden (``--epochs 10 --batch-size 16 --backbone-kwargs '{depth: 2}'``); an unknown
-key is an error. Dataset roots: ``--data-root-<name> PATH`` for each entry of ``datasets``, or a whole list with
+key is an error. ``--backbone`` also takes a timm plain ViT (``--backbone deit_tiny_patch16_224``, with a ViT
+ImageNet checkpoint or state dict as ``--backbone-checkpoint``) for comparison. Dataset roots:
+``--data-root-<name> PATH`` for each entry of ``datasets``, or a whole list with
 ``--datasets '[{name: got10k, root: /data/got10k, split: train, ratio: 1}]'``.
 """
 

@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers.comba_mixer import CombaBlock, Segments, count_recurrence_macs
 
-__all__ = ["CombaViT", "count_macs"]
+__all__ = ["CombaViT", "count_macs", "unwrap_checkpoint"]
 
 
 class CombaViT(nn.Module):
@@ -205,17 +205,27 @@ class CombaViT(nn.Module):
         return take_indices
 
 
+def unwrap_checkpoint(checkpoint: dict) -> tuple[dict, str]:
+    """``(state dict, where it came from)`` of a plain state dict or a training checkpoint.
+
+    tools/train_imagenet.py checkpoints record which weights scored best (``best_source``: ``"model"`` or
+    ``"ema"``) and that entry (``model`` / ``model_ema``) is taken, the other one if it is absent; other
+    checkpoints: the first of ``state_dict_ema``, ``model_ema``, ``state_dict``, ``model`` that is a dict. A
+    plain state dict is returned as is, with the source ``"state_dict"``. Keys are not changed.
+    """
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"checkpoint is a {type(checkpoint).__name__}, expected a state dict")
+    preferred = {"ema": ("model_ema", "model"), "model": ("model", "model_ema")}.get(
+        checkpoint.get("best_source"), ("state_dict_ema", "model_ema", "state_dict", "model"))
+    for key in preferred:
+        if key in checkpoint and isinstance(checkpoint[key], dict):
+            return checkpoint[key], key
+    return checkpoint, "state_dict"
+
+
 def checkpoint_filter_fn(state_dict: dict, model: CombaViT) -> dict:
     """Accepts plain state dicts and tools/train_imagenet.py checkpoints; resamples the position embedding."""
-    if not isinstance(state_dict, dict):
-        raise ValueError(f"checkpoint is a {type(state_dict).__name__}, expected a state dict")
-    # tools/train_imagenet.py checkpoints record which weights scored best ("model" or "ema")
-    preferred = {"ema": ("model_ema", "model"), "model": ("model", "model_ema")}.get(
-        state_dict.get("best_source"), ("state_dict_ema", "model_ema", "state_dict", "model"))
-    for key in preferred:
-        if key in state_dict and isinstance(state_dict[key], dict):
-            state_dict = state_dict[key]
-            break
+    state_dict, _ = unwrap_checkpoint(state_dict)
     out = {}
     for k, v in state_dict.items():
         k = k.removeprefix("module.").removeprefix("_orig_mod.")

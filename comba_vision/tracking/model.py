@@ -1,4 +1,4 @@
-"""One-stream (OSTrack-style) tracker on a Comba backbone.
+"""One-stream (OSTrack-style) tracker on a Comba backbone (or, for comparison, a timm ViT).
 
     from comba_vision.tracking.model import OneStreamTracker, param_groups
     model = OneStreamTracker("comba_tiny", template_size=128, search_size=256)
@@ -14,6 +14,11 @@ embedding, resampled to their grids) and, by default, a learned token-type embed
 the search features in every block. The search tokens, reshaped to a feature map, are read by OSTrack's
 CENTER head: a score map (where the target centre is), a size map (w, h normalised to the search crop) and
 an offset map (the centre's sub-cell position), decoded at the score map's peak.
+
+timm's plain ViTs (``VisionTransformer``: ``deit_tiny_patch16_224``, ``vit_small_patch16_224``, ...) plug in
+the same way, as OSTrack uses them: patch tokens only (the class / register / distillation tokens and their
+position-embedding rows are dropped), the joint sequence through ``pos_drop``, ``norm_pre``, every block and
+``norm``.
 """
 
 from __future__ import annotations
@@ -24,13 +29,19 @@ from typing import Any
 import timm
 import torch
 import torch.nn as nn
-from timm.layers import resample_abs_pos_embed
+from timm.layers import PatchEmbed, resample_abs_pos_embed
+from timm.models import vision_transformer as timm_vit
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from ..models.comba_vit import CombaViT, checkpoint_filter_fn  # importing it registers the Comba models
+# importing comba_vit registers the Comba models
+from ..models.comba_vit import CombaViT, checkpoint_filter_fn, unwrap_checkpoint
 
 __all__ = ["CenterHead", "OneStreamTracker", "decode", "param_groups"]
 
 SCORE_EPS = 1e-4  # the score map is clamped to [SCORE_EPS, 1 - SCORE_EPS] (OSTrack's _sigmoid)
+# parts of a timm ViT the tracker does not use (prefix tokens, pooling, classifier): frozen, so that every
+# trainable parameter gets a gradient (DDP runs without find_unused_parameters)
+_VIT_UNUSED = ("cls_token", "reg_token", "dist_token", "fc_norm", "attn_pool", "head", "head_dist")
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -111,12 +122,14 @@ def decode(
 
 
 class OneStreamTracker(nn.Module):
-    """Comba backbone over ``[template tokens, search tokens]`` plus a CENTER head on the search tokens.
+    """Comba (or ViT) backbone over ``[template tokens, search tokens]`` plus a CENTER head on the search tokens.
 
     Args:
-        backbone: name of a Comba timm model (``comba_micro``, ``comba_tiny``, ``comba_small``); it is
-            created at its default ImageNet input size (224, a 14x14 grid) so ImageNet checkpoints load
-            unchanged, with ``num_classes=0``.
+        backbone: name of a Comba timm model (``comba_micro``, ``comba_tiny``, ``comba_small``) or of a timm
+            plain ViT (a ``VisionTransformer``: ``deit_tiny_patch16_224``, ``deit_small_patch16_224``,
+            ``vit_*_patch16_*``, ...; for comparison / plugging other backbones); it is created at its default
+            ImageNet input size (224 -> a 14x14 grid for the Comba and DeiT models) so ImageNet checkpoints
+            load unchanged, with ``num_classes=0`` (pretrained weights: pass ``checkpoint``).
         template_size: template crop side in pixels, a multiple of the patch size (16): 128 -> 8x8 tokens.
         search_size: search crop side in pixels, a multiple of the patch size: 256 -> 16x16 tokens.
         head_channels: width of the CENTER head's first conv (then /2, /4, /8).
@@ -133,6 +146,12 @@ class OneStreamTracker(nn.Module):
     bicubic) the backbone's ImageNet position embedding to the template and search grids (OSTrack's
     ``pos_embed_z`` / ``pos_embed_x``). The backbone's own ``pos_embed`` is not used in the forward pass; it
     is frozen (``requires_grad=False``) and kept only as the source the two are (re-)initialised from.
+
+    ViT backbones, as in OSTrack: only patch tokens enter the joint sequence; the class token (and register /
+    distillation tokens) and their rows of ``pos_embed`` (when it has them, i.e. ``no_embed_class=False``) are
+    dropped, the template / search embeddings are resampled from the patch rows, and the sequence runs
+    through ``pos_drop``, ``norm_pre``, every block of ``blocks`` and ``norm``. The unused prefix tokens,
+    ``fc_norm``, ``attn_pool`` and the classifier are frozen. ``backbone_type`` is ``"comba"`` or ``"vit"``.
     """
 
     def __init__(
@@ -147,9 +166,23 @@ class OneStreamTracker(nn.Module):
     ):
         super().__init__()
         self.backbone_name = backbone
-        self.backbone: CombaViT = timm.create_model(backbone, num_classes=0, **backbone_kwargs)
-        if not isinstance(self.backbone, CombaViT) or not hasattr(self.backbone, "forward_tokens"):
-            raise TypeError(f"{backbone!r} is not a Comba backbone (got {type(self.backbone).__name__})")
+        self.backbone: CombaViT | timm_vit.VisionTransformer = timm.create_model(
+            backbone, num_classes=0, **backbone_kwargs
+        )
+        if isinstance(self.backbone, CombaViT) and hasattr(self.backbone, "forward_tokens"):
+            self.backbone_type = "comba"
+        elif isinstance(self.backbone, timm_vit.VisionTransformer):
+            self.backbone_type = "vit"
+            if self.backbone.pos_embed is None or not isinstance(self.backbone.patch_embed, PatchEmbed):
+                raise TypeError(
+                    f"{backbone!r}: a ViT backbone needs a learned absolute position embedding and a plain "
+                    f"PatchEmbed (got pos_embed {'None' if self.backbone.pos_embed is None else 'set'}, "
+                    f"{type(self.backbone.patch_embed).__name__})"
+                )
+        else:
+            raise TypeError(
+                f"{backbone!r} is not a Comba backbone or a timm VisionTransformer (got {type(self.backbone).__name__})"
+            )
         pe = self.backbone.patch_embed
         self.patch_size = int(pe.patch_size[0])
         if pe.patch_size[0] != pe.patch_size[1]:
@@ -166,6 +199,11 @@ class OneStreamTracker(nn.Module):
         self.search_grid = (search_size // self.patch_size,) * 2
         self.feat_size = self.search_grid[0]
         self.backbone.pos_embed.requires_grad_(False)
+        if self.backbone_type == "vit":
+            for name in _VIT_UNUSED:
+                part = getattr(self.backbone, name, None)
+                if isinstance(part, (nn.Parameter, nn.Module)):
+                    part.requires_grad_(False)
         self.template_pos_embed = nn.Parameter(torch.zeros(1, self.template_grid[0] * self.template_grid[1], C))
         self.search_pos_embed = nn.Parameter(torch.zeros(1, self.search_grid[0] * self.search_grid[1], C))
         self.token_type_embed = nn.Parameter(torch.zeros(2, C)) if token_type_embed else None
@@ -175,10 +213,17 @@ class OneStreamTracker(nn.Module):
             self.load_backbone_checkpoint(checkpoint)
 
     # ------------------------------------------------------------------ parameters
+    def _patch_pos_embed(self) -> torch.Tensor:
+        """The backbone's position embedding of its patch grid, ``[1, H*W, C]`` (a ViT's prefix rows dropped)."""
+        pos = self.backbone.pos_embed
+        if self.backbone_type == "vit" and not self.backbone.no_embed_class:
+            pos = pos[:, self.backbone.num_prefix_tokens :]
+        return pos
+
     @torch.no_grad()
     def reset_pos_embeds(self) -> None:
         """(Re-)initialises the template and search position embeddings from the backbone's ``pos_embed``."""
-        src = self.backbone.pos_embed.detach()
+        src = self._patch_pos_embed().detach()
         old = tuple(self.backbone.patch_embed.grid_size)
         for param, grid in ((self.template_pos_embed, self.template_grid), (self.search_pos_embed, self.search_grid)):
             new = (
@@ -191,7 +236,8 @@ class OneStreamTracker(nn.Module):
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         """Names (in this module) of the parameters that get no weight decay beyond the 1-D ones."""
-        names = {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
+        own = dict(self.named_parameters())
+        names = {f"backbone.{n}" for n in self.backbone.no_weight_decay() if f"backbone.{n}" in own}
         names |= {"template_pos_embed", "search_pos_embed"}
         if self.token_type_embed is not None:
             names.add("token_type_embed")
@@ -199,18 +245,20 @@ class OneStreamTracker(nn.Module):
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Activation checkpointing of every backbone block."""
+        """Activation checkpointing of every backbone block (sets ``backbone.grad_checkpointing``)."""
         self.backbone.set_grad_checkpointing(enable)
 
     def load_backbone_checkpoint(self, path: str | os.PathLike, weights_only: bool = False) -> dict[str, Any]:
         """Loads backbone weights from a tools/train_imagenet.py checkpoint or a plain state dict.
 
-        The weights are picked as ``CombaViT``'s own ``checkpoint_filter_fn`` picks them (a trainer checkpoint's
-        ``model_ema`` when its ``best_source`` is ``"ema"``, else ``model``; ``module.`` / ``_orig_mod.``
-        prefixes stripped; ``pos_embed`` resampled to the backbone grid), the classifier (``head.*``) is
-        dropped, every other key must fit the backbone exactly, and the template / search position
-        embeddings are re-initialised from the loaded ``pos_embed``. Trainer checkpoints hold NumPy RNG
-        states, hence ``weights_only=False`` by default: load only checkpoints you trust.
+        The weights are picked as ``CombaViT``'s own ``checkpoint_filter_fn`` picks them (``unwrap_checkpoint``:
+        a trainer checkpoint's ``model_ema`` when its ``best_source`` is ``"ema"``, else ``model``),
+        ``module.`` / ``_orig_mod.`` prefixes are stripped and ``pos_embed`` is resampled to the backbone grid
+        (Comba: ``comba_vit.checkpoint_filter_fn``; ViT: timm's ``vision_transformer.checkpoint_filter_fn``,
+        which keeps the prefix-token rows apart); the classifier (``head.*``, ``head_dist.*``) is dropped, every
+        other key must fit the backbone exactly, and the template / search position embeddings are
+        re-initialised from the loaded ``pos_embed``. Trainer checkpoints hold NumPy RNG states, hence
+        ``weights_only=False`` by default: load only checkpoints you trust.
 
         Returns ``{"path", "source", "num_tensors"}`` (``source``: which weights were loaded).
 
@@ -224,13 +272,19 @@ class OneStreamTracker(nn.Module):
         ck = torch.load(path, map_location="cpu", weights_only=weights_only)
         if not isinstance(ck, dict):
             raise ValueError(f"{path}: expected a checkpoint dict or a state dict, got {type(ck).__name__}")
-        # for the report only: the key checkpoint_filter_fn takes the weights from (same preference order)
-        preferred = {"ema": ("model_ema", "model"), "model": ("model", "model_ema")}.get(
-            ck.get("best_source"), ("state_dict_ema", "model_ema", "state_dict", "model")
-        )
-        source = next((k for k in preferred if isinstance(ck.get(k), dict)), "state_dict")
-        state = checkpoint_filter_fn(ck, self.backbone)
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        resample_error = None
+        if self.backbone_type == "comba":
+            _, source = unwrap_checkpoint(ck)  # for the report: checkpoint_filter_fn unwraps the same way
+            state = checkpoint_filter_fn(ck, self.backbone)
+        else:
+            raw, source = unwrap_checkpoint(ck)
+            state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in raw.items()}
+            try:
+                state = timm_vit.checkpoint_filter_fn(state, self.backbone)
+            except (RuntimeError, ValueError) as e:  # e.g. a pos_embed without this model's prefix rows
+                resample_error = f"{type(e).__name__}: {str(e)[:200]}"
+        classifier = ("head.",) if self.backbone_type == "comba" else ("head.", "head_dist.")
+        state = {k: v for k, v in state.items() if not k.startswith(classifier)}
         own = self.backbone.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
@@ -239,7 +293,7 @@ class OneStreamTracker(nn.Module):
             for k in own
             if k in state and tuple(state[k].shape) != tuple(own[k].shape)
         ]
-        if missing or unexpected or mismatched:
+        if missing or unexpected or mismatched or resample_error:
             lines = [
                 f"{path} does not fit backbone {self.backbone_name!r} (embed_dim {self.embed_dim}, "
                 f"depth {len(self.backbone.blocks)}):"
@@ -250,6 +304,8 @@ class OneStreamTracker(nn.Module):
                 lines.append(f"  {len(missing)} missing keys, e.g. {missing[:5]}")
             if unexpected:
                 lines.append(f"  {len(unexpected)} unexpected keys, e.g. {unexpected[:5]}")
+            if resample_error:
+                lines.append(f"  its pos_embed could not be resampled to the backbone grid ({resample_error})")
             raise ValueError("\n".join(lines))
         self.backbone.load_state_dict(state, strict=True)
         self.reset_pos_embeds()
@@ -284,10 +340,22 @@ class OneStreamTracker(nn.Module):
             z = z + self.token_type_embed[0]
             x = x + self.token_type_embed[1]
         tokens = self.backbone.pos_drop(torch.cat([z, x], dim=1))
-        tokens = self.backbone.forward_tokens(tokens, segments=[self.template_grid, self.search_grid], norm=True)
+        if self.backbone_type == "comba":
+            tokens = self.backbone.forward_tokens(tokens, segments=[self.template_grid, self.search_grid], norm=True)
+        else:
+            tokens = self._vit_tokens(tokens)
         Hs, Ws = self.search_grid
         x = tokens[:, -Hs * Ws :]
         return x.transpose(1, 2).reshape(x.shape[0], self.embed_dim, Hs, Ws)
+
+    def _vit_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """A ViT backbone's blocks on the joint sequence (after ``pos_drop``): ``norm_pre``, blocks, ``norm``."""
+        bb = self.backbone
+        tokens = bb.norm_pre(tokens)
+        ckpt = bb.grad_checkpointing and not torch.jit.is_scripting() and torch.is_grad_enabled()
+        for blk in bb.blocks:
+            tokens = activation_checkpoint(blk, tokens, use_reentrant=False) if ckpt else blk(tokens)
+        return bb.norm(tokens)
 
     def forward(self, template: torch.Tensor, search: torch.Tensor) -> dict[str, torch.Tensor]:
         """``template [B, 3, T, T]``, ``search [B, 3, S, S]`` (normalised images) -> dict of

@@ -414,3 +414,181 @@ def test_param_groups(tracker):
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * lr)
     with pytest.raises(TypeError, match="OneStreamTracker"):
         param_groups(torch.nn.Linear(2, 2), lr)
+
+
+# ------------------------------------------------------------------ timm ViT backbones (OSTrack's setting)
+VIT = "deit_tiny_patch16_224"
+
+
+def _vit_tracker(depth: int = 2, **kw) -> OneStreamTracker:
+    torch.manual_seed(0)
+    kw = dict(dict(template_size=T, search_size=S, depth=depth), **kw)
+    return OneStreamTracker(VIT, **kw)
+
+
+@pytest.fixture(scope="module")
+def vit_tracker() -> OneStreamTracker:
+    return _vit_tracker()
+
+
+def _vit_reference(model: OneStreamTracker, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The one-stream ViT pass written out: conv patchify, own position + token-type embeddings, the blocks on
+    the concatenated tokens (no class token), the final norm, the search tokens as a map."""
+    bb = model.backbone
+    w, b = bb.patch_embed.proj.weight, bb.patch_embed.proj.bias
+    tz = torch.nn.functional.conv2d(z, w, b, stride=16).flatten(2).transpose(1, 2)
+    tx = torch.nn.functional.conv2d(x, w, b, stride=16).flatten(2).transpose(1, 2)
+    tz = tz + model.template_pos_embed + model.token_type_embed[0]
+    tx = tx + model.search_pos_embed + model.token_type_embed[1]
+    tokens = torch.cat([tz, tx], dim=1)
+    for blk in bb.blocks:
+        tokens = blk(tokens)
+    tokens = bb.norm(tokens)[:, tz.shape[1] :]
+    g = S // 16
+    return tokens.transpose(1, 2).reshape(z.shape[0], -1, g, g)
+
+
+def test_vit_backbone_shapes_and_joint_forward(vit_tracker):
+    model = vit_tracker.eval()
+    assert model.backbone_type == "vit" and model.embed_dim == 192 and len(model.backbone.blocks) == 2
+    assert model.template_pos_embed.shape == (1, 16, 192) and model.search_pos_embed.shape == (1, 64, 192)
+    z, x = _images(2)
+    with torch.no_grad():
+        out = model(z, x)
+        feat = model.forward_features(z, x)
+        ref = _vit_reference(model, z, x)
+    assert out["score_map"].shape == (2, 1, 8, 8) and out["size_map"].shape == (2, 2, 8, 8)
+    assert out["offset_map"].shape == (2, 2, 8, 8) and out["pred_boxes"].shape == (2, 4)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in out.values())
+    assert feat.shape == (2, 192, 8, 8)
+    torch.testing.assert_close(feat, ref, rtol=1e-5, atol=1e-6)
+    # the class token takes no part: changing it changes nothing
+    with torch.no_grad():
+        saved = model.backbone.cls_token.clone()
+        model.backbone.cls_token.normal_()
+        try:
+            assert torch.equal(model.forward_features(z, x), feat)
+        finally:
+            model.backbone.cls_token.copy_(saved)
+        z2 = torch.roll(z, shifts=1, dims=0)
+        assert not torch.allclose(model.forward_features(z2, x), feat)  # the template conditions the search
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, prefix",
+    [
+        (VIT, {}, 1),  # class token with its own pos_embed row
+        ("vit_tiny_patch16_224", dict(reg_tokens=2, no_embed_class=True), 3),  # no prefix rows in pos_embed
+        ("vit_tiny_patch16_224", dict(class_token=False, reg_tokens=2, global_pool="avg"), 2),
+    ],
+    ids=["deit", "no-embed-class", "registers-avg"],
+)
+def test_vit_position_embeddings_from_the_patch_rows(name, kwargs, prefix):
+    torch.manual_seed(0)
+    model = OneStreamTracker(name, template_size=T, search_size=S, depth=1, **kwargs)
+    bb = model.backbone
+    assert bb.num_prefix_tokens == prefix
+    pos = bb.pos_embed.detach()
+    patch_rows = pos if bb.no_embed_class else pos[:, prefix:]
+    assert patch_rows.shape[1] == 14 * 14
+    for param, grid in ((model.template_pos_embed, [4, 4]), (model.search_pos_embed, [8, 8])):
+        ref = resample_abs_pos_embed(patch_rows, new_size=grid, old_size=[14, 14], num_prefix_tokens=0)
+        assert torch.allclose(param, ref)
+    z, x = _images(1)
+    out = model.eval()(z, x)
+    assert out["score_map"].shape == (1, 1, 8, 8)
+
+
+def test_vit_gradients_weight_decay_and_groups():
+    model = _vit_tracker().train()
+    z, x = _images(2)
+    total, _ = TrackingLoss()(model(z, x), torch.tensor([[0.5, 0.5, 0.25, 0.25], [0.4, 0.6, 0.3, 0.2]]))
+    total.backward()
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen == ["backbone.cls_token", "backbone.pos_embed"]  # unused class token, source pos_embed
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    missing = [n for n, p in trainable if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"parameters without a finite gradient: {missing}"
+    zero = [n for n, p in trainable if p.grad.abs().sum() == 0]
+    assert not zero, f"parameters with an all-zero gradient: {zero}"
+    # ViT's no_weight_decay names pos_embed, cls_token, reg_token, dist_token: only those that exist
+    nwd = model.no_weight_decay()
+    assert nwd == {"backbone.pos_embed", "backbone.cls_token", "template_pos_embed", "search_pos_embed",
+                   "token_type_embed"}
+    groups = param_groups(model, 1e-3)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for _, p in trainable}
+    grouped = {n: g["name"] for g in groups for n, p in model.named_parameters() if any(p is q for q in g["params"])}
+    assert grouped["backbone.blocks.0.attn.qkv.weight"] == "backbone_decay"
+    assert grouped["backbone.blocks.0.norm1.weight"] == "backbone_no_decay"
+    assert grouped["search_pos_embed"] == "backbone_no_decay" and grouped["head.score.0.0.weight"] == "head_decay"
+
+
+def test_vit_grad_checkpointing(vit_tracker, monkeypatch):
+    import comba_vision.tracking.model as model_mod
+
+    model = vit_tracker.eval()
+    z, x = _images(1)
+    ref = model(z, x)["score_map"]
+    calls = []
+    real = model_mod.activation_checkpoint
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_mod, "activation_checkpoint", counting)
+    model.set_grad_checkpointing(True)
+    try:
+        assert model.backbone.grad_checkpointing
+        out = model(z, x)["score_map"]  # grad enabled: the checkpointed path, once per block
+        assert len(calls) == len(model.backbone.blocks)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-7)
+        out.sum().backward()
+        assert model.backbone.blocks[0].attn.qkv.weight.grad is not None
+    finally:
+        model.set_grad_checkpointing(False)
+        model.zero_grad(set_to_none=True)
+    assert not model.backbone.grad_checkpointing
+
+
+@pytest.mark.parametrize("wrap", ["plain", "trainer"])
+def test_vit_backbone_checkpoint_round_trip(tmp_path, wrap):
+    torch.manual_seed(5)
+    src = timm.create_model(VIT, depth=2, num_classes=10, img_size=128)  # 8x8 pos_embed: resampled on load
+    sd = src.state_dict()
+    if wrap == "plain":
+        torch.save({f"_orig_mod.{k}": v for k, v in sd.items()}, tmp_path / "vit.pth")  # torch.compile prefix
+    else:
+        _trainer_checkpoint(tmp_path / "vit.pth", {f"module.{k}": v for k, v in sd.items()}, None, "model")
+    model = _vit_tracker()
+    info = model.load_backbone_checkpoint(tmp_path / "vit.pth")
+    assert info["source"] == ("state_dict" if wrap == "plain" else "model")
+    loaded = model.backbone.state_dict()
+    want = {k: v for k, v in sd.items() if not k.startswith("head.")}
+    assert set(loaded) == set(want)
+    assert all(torch.equal(loaded[k], want[k]) for k in want if k != "pos_embed")
+    pos = resample_abs_pos_embed(sd["pos_embed"], new_size=[14, 14], old_size=[8, 8], num_prefix_tokens=1)
+    assert torch.allclose(loaded["pos_embed"], pos)
+    assert torch.equal(loaded["pos_embed"][:, :1], sd["pos_embed"][:, :1])  # the class row is kept apart
+    ref = resample_abs_pos_embed(pos[:, 1:], new_size=[8, 8], old_size=[14, 14], num_prefix_tokens=0)
+    assert torch.allclose(model.search_pos_embed, ref)
+    assert not model.backbone.pos_embed.requires_grad and not model.backbone.cls_token.requires_grad
+
+
+def test_vit_backbone_checkpoint_errors_and_unsupported_backbones(tmp_path):
+    model = _vit_tracker()
+    narrow = timm.create_model(VIT, depth=2, embed_dim=96, num_classes=10)
+    _trainer_checkpoint(tmp_path / "narrow.pth", narrow.state_dict(), None, "model")
+    before = model.backbone.blocks[0].attn.qkv.weight.clone()
+    with pytest.raises(ValueError, match=rf"(?s)does not fit backbone '{VIT}'.*shape mismatches.*blocks\.0"):
+        model.load_backbone_checkpoint(tmp_path / "narrow.pth")
+    assert torch.equal(model.backbone.blocks[0].attn.qkv.weight, before)  # nothing half-loaded
+    torch.save(timm.create_model(VIT, depth=1).state_dict(), tmp_path / "shallow.pth")
+    with pytest.raises(ValueError, match=r"missing keys, e\.g\. \['blocks\.1"):
+        model.load_backbone_checkpoint(tmp_path / "shallow.pth")
+    torch.save(timm.create_model("comba_micro", depth=2).state_dict(), tmp_path / "comba.pth")
+    with pytest.raises(ValueError, match="(?s)missing keys.*unexpected keys.*could not be resampled"):
+        model.load_backbone_checkpoint(tmp_path / "comba.pth")
+    with pytest.raises(TypeError, match="not a Comba backbone or a timm VisionTransformer"):
+        OneStreamTracker("resnet10t")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -294,6 +295,31 @@ def test_backbone_checkpoint_initialises_the_backbone(tmp_path):
     torch.manual_seed(0)
     fresh = build_model(cfg, load_backbone=False)  # e.g. on resume: the weights come from last.pth
     assert not torch.equal(fresh.backbone.patch_embed.proj.weight, ck["model"]["patch_embed.proj.weight"])
+
+
+def test_vit_backbone_from_the_config_trains_and_tracks(got10k, tmp_path):
+    """backbone: deit_tiny_patch16_224 (depth 1 via backbone_kwargs) through the config, an ImageNet-style ViT
+    checkpoint, one short epoch, then the tracker rebuilt from last.pth runs a val sequence."""
+    from comba_vision.tracking.datasets import Got10k
+    from comba_vision.tracking.tracker import CombaTracker
+
+    torch.manual_seed(7)
+    vit = timm.create_model("deit_tiny_patch16_224", depth=1, num_classes=10)
+    atomic_save(dict(model=vit.state_dict(), model_ema=None, best_source="model"), tmp_path / "deit.pth")
+    over = parse_track_overrides(["--backbone", "deit_tiny_patch16_224", "--backbone-kwargs", "{depth: 1}"])
+    cfg = _cfg(got10k, tmp_path / "out", epochs=1, backbone_checkpoint=str(tmp_path / "deit.pth"), **over)
+    assert cfg.backbone == "deit_tiny_patch16_224" and cfg.experiment_name == "run"
+    model = build_model(cfg)
+    assert model.backbone_type == "vit" and len(model.backbone.blocks) == 1
+    assert torch.equal(model.backbone.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
+    train_tracker(cfg)
+    last = tmp_path / "out" / "run" / "last.pth"
+    ck = torch.load(last, map_location="cpu", weights_only=False)
+    assert ck["config"]["backbone"] == "deit_tiny_patch16_224"
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    seq = Got10k(got10k, "val").get_sequence(0)
+    boxes, _ = CombaTracker.from_checkpoint(last, device="cpu").run_sequence(seq)
+    assert boxes.shape == (len(seq), 4) and np.isfinite(boxes).all()
 
 
 def test_rank_sampler_splits_indices():
