@@ -410,10 +410,10 @@ def synthetic_track_frames(n: int = 30, height: int = 480, width: int = 640, see
 
 
 def _tracker_speed(rec: dict, name, template_size, search_size, batch, dtype, device, reps, full, frames,
-                   backbone_kwargs) -> None:
+                   backbone_kwargs, cuda_graph=False) -> None:
     """Fills rec with one backbone's timings (its own function, so the model is freed before the next one)."""
     from .tracking.model import OneStreamTracker
-    from .tracking.tracker import CombaTracker
+    from .tracking.tracker import CombaTracker, GraphedForward
     torch.manual_seed(0)
     model = OneStreamTracker(name, template_size=template_size, search_size=search_size,
                              **(backbone_kwargs or {})).to(device).eval()
@@ -421,7 +421,12 @@ def _tracker_speed(rec: dict, name, template_size, search_size, batch, dtype, de
     z = torch.randn(batch, 3, template_size, template_size, device=device)
     x = torch.randn(batch, 3, search_size, search_size, device=device)
 
+    amp_dtype = dtype if device.type == "cuda" and dtype != torch.float32 else None
+    graphed = GraphedForward(model, amp_dtype) if cuda_graph else None
+
     def forward():
+        if graphed is not None:
+            return graphed(z, x)["pred_boxes"]
         with torch.inference_mode(), _autocast(device, dtype):
             return model(z, x)["pred_boxes"]
     forward()  # warm-up (kernel compilation, allocator)
@@ -437,13 +442,13 @@ def _tracker_speed(rec: dict, name, template_size, search_size, batch, dtype, de
     if not full:
         return
     frame_list, boxes = synthetic_track_frames(frames)
-    tracker = CombaTracker(model, device=device, amp=False)  # the autocast to dtype is ours, below
+    tracker = CombaTracker(model, device=device, amp=amp_dtype is not None, amp_dtype=amp_dtype or torch.bfloat16,
+                           cuda_graph=cuda_graph)
     tracker.initialize(frame_list[0], boxes[0])
     frame_iter = itertools.cycle(frame_list[1:])
 
     def track():
-        with _autocast(device, dtype):
-            tracker.track(next(frame_iter))
+        tracker.track(next(frame_iter))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     ms = _time(track, device, reps=reps)
@@ -452,7 +457,7 @@ def _tracker_speed(rec: dict, name, template_size, search_size, batch, dtype, de
 
 
 def bench_tracker(backbones=None, template_size=128, search_size=256, batch=1, dtype=torch.bfloat16,
-                  device=None, reps=50, full=True, frames=30, backbone_kwargs=None, log=print):
+                  device=None, reps=50, full=True, frames=30, backbone_kwargs=None, cuda_graph=False, log=print):
     """Speed of the one-stream tracker (``OneStreamTracker``) on each backbone, in eval mode.
 
     ``model_*``: the network's forward (template + search crops -> ``pred_boxes``) on a batch of random crops,
@@ -463,21 +468,24 @@ def bench_tracker(backbones=None, template_size=128, search_size=256, batch=1, d
     predictions; a crop costs the same wherever it lies). CUDA also records the peak memory of one forward
     pass (weights included). ``backbone_kwargs`` go to every backbone's ``timm.create_model`` (e.g.
     ``{"depth": 2}``); the backbones are never pretrained. Default backbones: TRACKER_BACKBONES on CUDA,
-    CPU_TRACKER_BACKBONES on the CPU.
+    CPU_TRACKER_BACKBONES on the CPU. ``cuda_graph`` (CUDA only): both timings replay a captured CUDA graph
+    of the network (``tracking.tracker.GraphedForward``, what ``CombaTracker(cuda_graph=True)`` uses).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph needs a CUDA device, got {device}")
     if device.type == "cpu":
         dtype = torch.float32
     backbones = list(backbones or (TRACKER_BACKBONES if device.type == "cuda" else CPU_TRACKER_BACKBONES))
     records = []
     for name in backbones:
         rec = dict(backbone=name, template_size=template_size, search_size=search_size, batch=batch,
-                   dtype=str(dtype).replace("torch.", ""), device=device.type)
+                   dtype=str(dtype).replace("torch.", ""), device=device.type, cuda_graph=bool(cuda_graph))
         if backbone_kwargs:
             rec["backbone_kwargs"] = dict(backbone_kwargs)
         try:
             _tracker_speed(rec, name, template_size, search_size, batch, dtype, device, reps, full, frames,
-                           backbone_kwargs)
+                           backbone_kwargs, cuda_graph)
         except Exception as e:  # reported, not fatal (e.g. out of memory, a backbone that is not supported)
             rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
         _finish(rec, records, device, log)
@@ -488,13 +496,14 @@ def tracker_table(records) -> str:
     """Markdown table: one row per tracker record, model and end-to-end speed, and for a Comba backbone of
     MODEL_PAIRS its model fps over its DeiT partner's (same sizes, batch and dtype)."""
     partner = dict(MODEL_PAIRS)
-    lines = ["| backbone | template / search | batch | dtype | params (M) | model ms / frame | model fps "
-             "| peak mem (MB) | full ms / frame | full fps | model fps vs DeiT |",
-             "|" + "---|" * 11]
-    key = lambda r: (r["template_size"], r["search_size"], r["batch"], r["dtype"])  # noqa: E731
+    lines = ["| backbone | template / search | batch | dtype | CUDA graph | params (M) | model ms / frame "
+             "| model fps | peak mem (MB) | full ms / frame | full fps | model fps vs DeiT |",
+             "|" + "---|" * 12]
+    key = lambda r: (r["template_size"], r["search_size"], r["batch"], r["dtype"], r.get("cuda_graph", False))  # noqa: E731
     by = {(r["backbone"], key(r)): r for r in records}
     for r in records:
-        head = f"| {r['backbone']} | {r['template_size']} / {r['search_size']} | {r['batch']} | {r['dtype']} |"
+        head = (f"| {r['backbone']} | {r['template_size']} / {r['search_size']} | {r['batch']} | {r['dtype']} | "
+                f"{'yes' if r.get('cuda_graph') else 'no'} |")
         if "error" in r:
             lines.append(head + " " + " | ".join(["error"] + [""] * 5 + [r["error"][:60]]) + " |")
             continue

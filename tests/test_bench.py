@@ -48,8 +48,8 @@ def test_tracker_records_and_table(tmp_path):
     recs = bench.bench_tracker(names, template_size=64, search_size=128, dtype=torch.bfloat16, device="cpu",
                                reps=3, frames=4, backbone_kwargs={"depth": 2}, log=lambda *_: None)
     assert [r["backbone"] for r in recs] == names
-    keys = {"backbone", "template_size", "search_size", "batch", "dtype", "device", "backbone_kwargs", "params_m",
-            "model_ms_per_frame", "model_fps", "full_ms_per_frame", "full_fps"}
+    keys = {"backbone", "template_size", "search_size", "batch", "dtype", "device", "cuda_graph", "backbone_kwargs",
+            "params_m", "model_ms_per_frame", "model_fps", "full_ms_per_frame", "full_fps"}
     for r in recs:
         assert set(r) == keys, r  # no error, no peak memory on the CPU
         assert r["dtype"] == "float32" and r["batch"] == 1 and r["device"] == "cpu"  # the CPU runs float32
@@ -59,7 +59,7 @@ def test_tracker_records_and_table(tmp_path):
     table = bench.tracker_table(recs).splitlines()
     assert len(table) == 2 + len(names)
     for name, line in zip(names, table[2:]):
-        assert line.startswith(f"| {name} | 64 / 128 | 1 | float32 |") and line.count("|") == table[0].count("|")
+        assert line.startswith(f"| {name} | 64 / 128 | 1 | float32 | no |") and line.count("|") == table[0].count("|")
     json.dumps(recs)
     # the command line: JSON with the environment, the table printed, errors reported per backbone
     path = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
@@ -75,4 +75,4 @@ def test_tracker_records_and_table(tmp_path):
     ok, bad = data["records"]
     assert ok["batch"] == 2 and ok["model_fps"] > 0 and "full_fps" not in ok
     assert "not a Comba backbone" in bad["error"]
-    assert "| resnet10t | 64 / 128 | 2 | float32 | error |" in bench.tracker_table(data["records"])
+    assert "| resnet10t | 64 / 128 | 2 | float32 | no | error |" in bench.tracker_table(data["records"])

@@ -62,6 +62,8 @@ def main(argv=None):
                     help="also time CombaTracker.track end to end on synthetic 640x480 frames (default: on)")
     tr.add_argument("--backbone-kwargs", type=json.loads, default=None,
                     help='JSON passed to every backbone\'s timm.create_model, e.g. \'{"depth": 2}\'')
+    tr.add_argument("--cuda-graph", action="store_true",
+                    help="replay the network from a captured CUDA graph (CombaTracker(cuda_graph=True)); CUDA only")
     tr.add_argument("--out", default="benchmark_tracker.json")
     sw = sub.add_parser("sweep", help="time each Triton kernel under a few launch configurations (CUDA)")
     sw.add_argument("--shapes", type=_shape, nargs="*", default=[(128, 197, 3, 64), (8, 2048, 16, 128)])
@@ -79,7 +81,7 @@ def main(argv=None):
         print(json.dumps(env))
         records = bench.bench_tracker(args.backbones, args.template_size, args.search_size, args.batch,
                                       getattr(torch, args.dtype), reps=args.reps, full=args.full,
-                                      backbone_kwargs=args.backbone_kwargs)
+                                      backbone_kwargs=args.backbone_kwargs, cuda_graph=args.cuda_graph)
         with open(args.out, "w") as f:
             json.dump(dict(environment=env, records=records), f, indent=1)
         print(bench.tracker_table(records))

@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     ap.add_argument("--no-hann", action="store_true", help="take the raw score map's peak (no Hann window)")
     ap.add_argument("--no-amp", action="store_true", help="float32 on CUDA instead of bfloat16 autocast")
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="replay the network from a captured CUDA graph (several times the fps at batch 1)")
     ap.add_argument("--skip-existing", action="store_true", help="keep sequences whose result files exist")
     ap.add_argument("--json", default=None, help="metrics file (default RESULTS/metrics_<dataset>.json)")
     args = ap.parse_args(argv)
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = {"split_file": args.sequences} if args.sequences else {}
         dataset = build_dataset(name, args.data_root, split, **kwargs)
         tracker = CombaTracker.from_checkpoint(
-            args.checkpoint, device=args.device, hann=not args.no_hann, amp=not args.no_amp
+            args.checkpoint, device=args.device, hann=not args.no_hann, amp=not args.no_amp,
+            cuda_graph=args.cuda_graph,
         )
         print(
             f"{args.checkpoint}: {len(dataset)} sequences of {args.dataset} on {tracker.device} "

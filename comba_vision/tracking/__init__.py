@@ -46,7 +46,7 @@ _EXPORTS = {
         "write_results",
         "zip_got10k_submission",
     ),
-    "tracker": ("CombaTracker", "clip_box", "hann2d", "load_tracker_checkpoint"),
+    "tracker": ("CombaTracker", "GraphedForward", "clip_box", "hann2d", "load_tracker_checkpoint"),
     "config": ("TrackConfig", "load_track_config", "parse_track_overrides", "resolve_datasets"),
     "train": ("NonFiniteLossError", "build_model", "train_tracker"),
 }

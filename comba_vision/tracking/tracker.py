@@ -34,7 +34,7 @@ from .datasets import Sequence, TrackingDataset, load_frame
 from .model import decode
 from .processing import box_from_crop, crop_around, normalize_crop
 
-__all__ = ["CombaTracker", "clip_box", "hann1d", "hann2d", "load_tracker_checkpoint"]
+__all__ = ["CombaTracker", "GraphedForward", "clip_box", "hann1d", "hann2d", "load_tracker_checkpoint"]
 
 
 def hann1d(size: int, centered: bool = True) -> torch.Tensor:
@@ -82,6 +82,65 @@ def _check_box(box: Any) -> np.ndarray:
     return b
 
 
+class GraphedForward:
+    """``model(template, search)`` replayed from a captured CUDA graph: one launch of the whole network per frame.
+
+    At batch 1 a tracker's forward is bound by kernel launches (a Comba block issues a few dozen small
+    kernels), not by arithmetic; replaying a graph removes that host cost (docs/BENCHMARKS.md has the
+    figures). The inputs are copied into static buffers, the graph is captured on the first call (after two
+    warm-up passes on a side stream, which also compile the Triton kernels) and captured again when the
+    input shapes change. The returned dict holds the graph's static output tensors: read them before the
+    next call. Weights changed in place (``load_state_dict``) are seen by the graph; parameters replaced by
+    new tensors are not: build a new ``GraphedForward`` then.
+
+    Args:
+        model: a module called as ``model(template, search)`` returning a dict of tensors, on a CUDA device.
+        autocast_dtype: autocast dtype inside the graph (``None``: no autocast). The autocast weight cache is
+            off, as CUDA-graph capture requires.
+    """
+
+    def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None = torch.bfloat16) -> None:
+        self.model = model
+        self.autocast_dtype = autocast_dtype
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self._inputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._out: dict[str, torch.Tensor] | None = None
+
+    def _context(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.autocast_dtype, cache_enabled=False)
+
+    def _capture(self, template: torch.Tensor, search: torch.Tensor) -> None:
+        self.graph = None  # frees the previous graph's pool before capturing anew
+        self._inputs = (template.clone(), search.clone())
+        side = torch.cuda.Stream(template.device)
+        side.wait_stream(torch.cuda.current_stream(template.device))
+        with torch.cuda.stream(side), torch.no_grad(), self._context():
+            for _ in range(2):
+                self.model(*self._inputs)
+        torch.cuda.current_stream(template.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), self._context(), torch.cuda.graph(graph):
+            self._out = self.model(*self._inputs)
+        self.graph = graph
+
+    @torch.no_grad()
+    def __call__(self, template: torch.Tensor, search: torch.Tensor) -> dict[str, torch.Tensor]:
+        if template.device.type != "cuda" or search.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need CUDA tensors, got {template.device} and {search.device}")
+        if self.graph is None or any(
+            a.shape != b.shape or a.dtype != b.dtype or a.device != b.device
+            for a, b in zip(self._inputs, (template, search))
+        ):
+            self._capture(template, search)
+        else:
+            self._inputs[0].copy_(template)
+            self._inputs[1].copy_(search)
+        self.graph.replay()
+        return self._out
+
+
 class CombaTracker:
     """Single-object tracker around a trained :class:`~comba_vision.tracking.model.OneStreamTracker`.
 
@@ -93,7 +152,9 @@ class CombaTracker:
             and put in eval mode.
         template_factor / search_factor: crop sides relative to ``sqrt(w h)`` of the box (OSTrack: 2 and 4).
         hann: multiply the score map by a centred Hann window before taking its peak (OSTrack does).
-        amp: bfloat16 autocast on CUDA (never on the CPU).
+        amp: autocast on CUDA (never on the CPU), to ``amp_dtype`` (bfloat16 by default).
+        cuda_graph: run the network as a captured CUDA graph (:class:`GraphedForward`), CUDA only: the same
+            boxes, several times the frames per second at batch 1, where the forward is launch-bound.
         min_size: smallest box side after clipping, in pixels (OSTrack's ``clip_box`` margin, 10).
         template_size / search_size: override the sizes read from the model.
 
@@ -112,6 +173,8 @@ class CombaTracker:
         min_size: float = 10.0,
         template_size: int | None = None,
         search_size: int | None = None,
+        amp_dtype: torch.dtype = torch.bfloat16,
+        cuda_graph: bool = False,
     ) -> None:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -128,6 +191,12 @@ class CombaTracker:
         self.template_factor, self.search_factor = float(template_factor), float(search_factor)
         self.hann = bool(hann)
         self.amp = bool(amp) and self.device.type == "cuda"
+        if amp_dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"amp_dtype must be torch.bfloat16 or torch.float16, got {amp_dtype}")
+        self.amp_dtype = amp_dtype
+        if cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"cuda_graph=True needs a CUDA device, the tracker runs on {self.device}")
+        self._graphed = GraphedForward(self.model, amp_dtype if self.amp else None) if cuda_graph else None
         self.min_size = float(min_size)
         self.state: np.ndarray | None = None
         self.last_score: float | None = None
@@ -149,7 +218,7 @@ class CombaTracker:
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp else nullcontext()
 
     def _window(self, height: int, width: int) -> torch.Tensor:
         key = (height, width)
@@ -183,8 +252,11 @@ class CombaTracker:
         image = _check_frame(frame)
         height, width = image.shape[:2]
         crop, _, crop_box = crop_around(image, self.state, self.search_factor, self.search_size)
-        with self._autocast():
-            out = self.model(self._template, self._to_input(crop))
+        if self._graphed is not None:
+            out = self._graphed(self._template, self._to_input(crop))
+        else:
+            with self._autocast():
+                out = self.model(self._template, self._to_input(crop))
         score = out["score_map"].float()
         raw = score
         if self.hann:
