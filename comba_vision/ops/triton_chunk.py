@@ -35,17 +35,18 @@ SPLIT_BWD_MIN_BK = 128 if os.environ.get("COMBA_SPLIT_BWD", "1") == "1" else 1 <
 # blocks by row substitution, the rest by products) instead of 63 row-substitution steps on a 64x64 tile.
 BLOCKED_INVERSE = os.environ.get("COMBA_BLOCKED_INVERSE", "1") == "1"
 # COMBA_FUSED_FWD=1: inference (no gradient needed) of comba_bidirectional through _fused_bidir_fwd, one
-# launch for both directions. Tested under the interpreter only so far: off by default until it has been
-# compiled, checked and timed on the H100.
+# launch for both directions. Correct on the H200 (tests/ops/test_bidirectional.py) but slower there than
+# the chunk pipeline at every measured shape (docs/KERNELS.md): off by default.
 FUSED_FWD = os.environ.get("COMBA_FUSED_FWD", "0") == "1"
 # COMBA_CC_K_BLOCK=64: the split gradient kernel's K-wide products (P h0, Q h0, K dh, P K^T, Q K^T) K block by
 # K block from memory instead of holding 64 x BK tiles of q, k, p through the V loop (register pressure at
-# head size 128). Interpreter-tested only: off (the whole head in one block) until timed on the H100.
+# head size 128). Correct on the H200 but 8% slower at (8, 2048, 16, 128): off (the whole head in one block).
 CC_K_BLOCK = int(os.environ.get("COMBA_CC_K_BLOCK", "0")) or 1 << 30
-# COMBA_DOUBLING_INVERSE=1: the 16x16 diagonal blocks of the blocked inverse by products,
-# (I + N)^-1 = (I - N)(I + N^2)(I + N^4)(I + N^8), instead of row substitution. Interpreter-tested only:
-# off by default until compiled, checked and timed on the H100.
-DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "0") == "1"
+# COMBA_DOUBLING_INVERSE (default 1): the 16x16 diagonal blocks of the blocked inverse by products,
+# (I + N)^-1 = (I - N)(I + N^2)(I + N^4)(I + N^8), instead of 15 row-substitution steps. On by default since
+# the whole GPU suite passed with it on the H200 (bf16 and fp32) and the forward got faster (docs/KERNELS.md);
+# COMBA_DOUBLING_INVERSE=0 gives the row substitution back.
+DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "1") == "1"
 
 
 def _interpreting() -> bool:

@@ -238,11 +238,13 @@ def test_row_substitution_prepare_kernel(monkeypatch, T, K, V, variant, reverse,
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, K, V, variant, reverse", [(17, 32, 16, "iplr", True), (130, 64, 64, "splr", False)])
-def test_doubling_inverse_prepare_kernel(monkeypatch, T, K, V, variant, reverse):
-    """The diagonal blocks of the blocked inverse by repeated squaring (COMBA_DOUBLING_INVERSE=1)."""
+@pytest.mark.parametrize("T, K, V, variant, reverse, doubling",
+                         [(17, 32, 16, "iplr", True, True), (130, 64, 64, "splr", False, False)])
+def test_diagonal_inverse_variants_prepare_kernel(monkeypatch, T, K, V, variant, reverse, doubling):
+    """The diagonal blocks of the blocked inverse by repeated squaring (the default) and by row substitution
+    (COMBA_DOUBLING_INVERSE=0), whichever the module default is."""
     import comba_vision.ops.triton_chunk as tc
-    monkeypatch.setattr(tc, "DOUBLING_INVERSE", True)
+    monkeypatch.setattr(tc, "DOUBLING_INVERSE", doubling)
     xs, h0 = make_inputs(2, T, 2, K, V, init=True, seed=8)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
