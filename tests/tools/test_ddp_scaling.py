@@ -1,7 +1,10 @@
-"""tools/ddp_scaling.py: reading TensorBoard scalars back and comparing two loss curves."""
+"""tools/ddp_scaling.py: reading TensorBoard scalars back, comparing two loss curves, and --task tracker end to end
+on the CPU (2 gloo processes then 1)."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,36 @@ def test_curve_gap():
     assert ddp_scaling.moving_average([1, 2, 3, 4], 2) == [1.5, 2.5, 3.5]
     with pytest.raises(ValueError, match="share no step"):
         ddp_scaling.curve_gap(a, [(100, 1.0)])
+
+
+def test_tracker_two_gloo_processes(tmp_path, monkeypatch):
+    """--task tracker end to end on the CPU: a synthetic GOT-10k split, 2 gloo processes then 1, comba_micro."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the CPU path is plain PyTorch
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "out"
+    ddp_scaling.main(["--task", "tracker", "--make-synthetic-got10k", str(tmp_path / "got"), "--gpus", "2",
+                      "--epochs", "2", "--global-batch", "4", "--samples-per-epoch", "12", "--workers", "0",
+                      "--out", str(out), "--backbone", "comba_micro", "--template-size", "64",
+                      "--search-size", "128", "--head-channels", "32"])
+    assert (tmp_path / "got" / "train" / "list.txt").is_file()
+    report = json.loads((out / "scaling.json").read_text())
+    assert report["task"] == "tracker" and report["identical_weights"] is True
+    assert set(report["pairs_per_s"]) == {"1", "2"} and all(v > 0 for v in report["pairs_per_s"].values())
+    assert math.isfinite(report["speedup"]) and report["speedup"] > 0
+    assert math.isfinite(report["loss_curve_gap"]) and 0 <= report["loss_curve_gap"] < 0.5
+    # 12 pairs / global batch 4 = 3 steps an epoch, logged every step, the same steps in both runs
+    assert report["steps"] == 6 and [s for s, _ in report["loss_multi"]] == [s for s, _ in report["loss_single"]]
+    assert "global batch 4" in (out / "scaling_2p.log").read_text()
+    assert "global batch 4" in (out / "scaling_1p.log").read_text()
+
+
+def test_task_argument_errors(tmp_path):
+    with pytest.raises(SystemExit):  # no data
+        ddp_scaling.main(["--task", "tracker", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):  # the ImageNet task takes no --samples-per-epoch
+        ddp_scaling.main(["--data-dir", str(tmp_path), "--samples-per-epoch", "64", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):  # a GOT-10k generator for the ImageNet task
+        ddp_scaling.main(["--make-synthetic-got10k", str(tmp_path), "--out", str(tmp_path)])
+    (tmp_path / "got" / "train").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="without list.txt"):
+        ddp_scaling.make_synthetic_got10k(tmp_path / "got")
