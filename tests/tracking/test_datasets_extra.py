@@ -21,7 +21,13 @@ from comba_vision.tracking.datasets import (
 )
 from comba_vision.tracking.processing import IMAGENET_MEAN, IMAGENET_STD, PairSampler, TrackingPairDataset
 
-from .layouts import BACKGROUND, make_coco_layout, make_got10k_layout, make_lasot_layout, make_trackingnet_layout
+from .layouts import (
+    make_coco_layout,
+    make_got10k_layout,
+    make_lasot_layout,
+    make_trackingnet_layout,
+    shows_object,
+)
 
 TN_CHUNKS = ["TRAIN_0", "TRAIN_10", "TRAIN_2"]  # numeric order: TRAIN_0, TRAIN_2, TRAIN_10
 N_FRAMES = 12  # > 10: frame files 10.jpg, 11.jpg sort before 2.jpg as strings
@@ -76,8 +82,8 @@ def test_trackingnet_reads_boxes_visibility_and_frames(tn_root):
         assert seq.meta == {"dataset": "trackingnet", "chunk": chunk, "video": video}
         for f in (0, 10, 11):
             assert _close_to(_centre_pixel(load_frame(seq, f), t.boxes[f]), t.color)
-        x, y = t.boxes[2, :2].astype(int)
-        assert _close_to(load_frame(seq, 2)[y, x], BACKGROUND)  # zero-size box: not drawn
+        where = np.concatenate([t.boxes[2, :2], t.boxes[1, 2:]])  # frame 2's place, frame 1's size
+        assert not shows_object(load_frame(seq, 2), where, t.color)  # zero-size box: not drawn
     assert ds.get_sequence(0).name == ds.sequence_names[0]
 
 
