@@ -17,6 +17,7 @@ Boxes are ``x, y, w, h`` in continuous pixel coordinates (pixel ``i`` covers ``[
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .datasets import TrackingDataset, load_frame
+from .datasets import Sequence, TrackingDataset, load_frame
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -189,11 +190,17 @@ class PairSampler:
     within ``max_gap``, and a search frame uniformly among the valid frames ``f`` with
     ``0 < f - template <= max_gap`` (a sequence without such a pair, e.g. one COCO image, pairs a frame with
     itself). A sequence without a valid frame is skipped
-    (another sequence of the same dataset is drawn, as OSTrack does); per-sequence validity is cached.
+    (another sequence of the same dataset is drawn, as OSTrack does); per-sequence validity is cached, and the
+    last ``cache_size`` parsed sequences are kept (:meth:`sequence`), so that a pair does not re-read its
+    sequence's annotation files (each DataLoader worker holds its own copy of the cache).
     """
 
     def __init__(
-        self, datasets: SequenceABC[tuple[TrackingDataset, float]], max_gap: int = 200, max_attempts: int = 100
+        self,
+        datasets: SequenceABC[tuple[TrackingDataset, float]],
+        max_gap: int = 200,
+        max_attempts: int = 100,
+        cache_size: int = 256,
     ) -> None:
         if not datasets:
             raise ValueError("PairSampler needs at least one (dataset, ratio) pair")
@@ -212,13 +219,29 @@ class PairSampler:
         self.max_gap = int(max_gap)
         self.max_attempts = int(max_attempts)
         self._valid: dict[tuple[int, int], np.ndarray] = {}
+        self.cache_size = max(int(cache_size), 0)
+        self._sequences: OrderedDict[tuple[int, int], Sequence] = OrderedDict()
+
+    def sequence(self, dataset: int, sequence: int) -> Sequence:
+        """``datasets[dataset].get_sequence(sequence)``, from a least-recently-used cache of parsed sequences."""
+        key = (dataset, sequence)
+        seq = self._sequences.get(key)
+        if seq is not None:
+            self._sequences.move_to_end(key)
+            return seq
+        seq = self.datasets[dataset].get_sequence(sequence)
+        if self.cache_size:
+            self._sequences[key] = seq
+            if len(self._sequences) > self.cache_size:
+                self._sequences.popitem(last=False)
+        return seq
 
     def valid_frames(self, dataset: int, sequence: int) -> np.ndarray:
         """Indices of the frames usable as template or search (visible, w > 0, h > 0)."""
         key = (dataset, sequence)
         valid = self._valid.get(key)
         if valid is None:
-            seq = self.datasets[dataset].get_sequence(sequence)
+            seq = self.sequence(dataset, sequence)
             ok = seq.visible & (seq.boxes[:, 2] > 0) & (seq.boxes[:, 3] > 0)
             valid = np.flatnonzero(ok)
             if len(seq) > 1:  # one-frame sequences (COCO's 860k objects) are cheap to redo: not cached
@@ -330,7 +353,7 @@ class TrackingPairDataset(Dataset):
             raise IndexError(f"index {index} out of range for {self.samples_per_epoch} samples")
         rng = self.rng(index)
         choice = self.sampler.sample(rng)
-        seq = self.sampler.datasets[choice.dataset].get_sequence(choice.sequence)
+        seq = self.sampler.sequence(choice.dataset, choice.sequence)
         t_img, s_img = load_frame(seq, choice.template), load_frame(seq, choice.search)
         t_crop, t_box = self._crop(
             t_img, seq.boxes[choice.template], self.template_factor, self.template_size, self.template_jitter, rng

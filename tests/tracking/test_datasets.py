@@ -387,3 +387,32 @@ def test_ratio_mixing_and_invisible_sequences_skipped(got_root, lasot_root, tmp_
     assert abs(frac - 0.75) < 0.025
     assert all(got.sequence_names[c.sequence] != dead for c in choices if c.dataset == 0)
     assert {c.sequence for c in choices if c.dataset == 1} == set(range(len(lasot)))
+
+
+def test_sampler_caches_parsed_sequences_lru(got_root, monkeypatch):
+    """A pair re-uses the parsed sequence (no second read of its annotation files); the cache keeps the most
+    recently used ``cache_size`` sequences; ``cache_size=0`` parses every time."""
+    got = Got10k(got_root[0], "train")
+    calls = []
+    original = Got10k._load
+
+    def counting(self, name):
+        calls.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(Got10k, "_load", counting)
+    sampler = PairSampler([(got, 1.0)], cache_size=2)
+    first = sampler.sequence(0, 0)
+    assert sampler.sequence(0, 0) is first and len(calls) == 1
+    assert np.array_equal(first.boxes, original(got, got.sequence_names[0]).boxes)
+    sampler.sequence(0, 1)
+    sampler.sequence(0, 0)  # most recent again: sequence 1 is now the oldest
+    sampler.sequence(0, 2)  # evicts sequence 1
+    assert len(calls) == 3
+    sampler.sequence(0, 0)
+    assert len(calls) == 3
+    sampler.sequence(0, 1)
+    assert len(calls) == 4
+    nocache = PairSampler([(got, 1.0)], cache_size=0)
+    nocache.sequence(0, 0), nocache.sequence(0, 0)
+    assert len(calls) == 6
