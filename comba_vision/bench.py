@@ -386,13 +386,6 @@ TRACKER_BACKBONES = ("comba_tiny", "comba_small", "deit_tiny_patch16_224", "deit
 CPU_TRACKER_BACKBONES = ("comba_micro", "vit_tiny_patch16_224")
 
 
-def _autocast(device: torch.device, dtype: torch.dtype):
-    """Autocast to dtype on CUDA; float32 (and the CPU) run without."""
-    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
-        return torch.autocast("cuda", dtype=dtype)
-    return nullcontext()
-
-
 def synthetic_track_frames(n: int = 30, height: int = 480, width: int = 640, seed: int = 0):
     """``(frames, boxes)``: n RGB uint8 frames of noise with a brighter box drifting right and down by about one
     pixel per frame, and its xywh boxes (for timing a tracker on frames of a realistic size)."""
@@ -421,13 +414,14 @@ def _tracker_speed(rec: dict, name, template_size, search_size, batch, dtype, de
     z = torch.randn(batch, 3, template_size, template_size, device=device)
     x = torch.randn(batch, 3, search_size, search_size, device=device)
 
-    amp_dtype = dtype if device.type == "cuda" and dtype != torch.float32 else None
+    # autocast to dtype on CUDA; float32 (and the CPU) run without
+    amp_dtype = dtype if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16) else None
     graphed = GraphedForward(model, amp_dtype) if cuda_graph else None
 
     def forward():
         if graphed is not None:
             return graphed(z, x)["pred_boxes"]
-        with torch.inference_mode(), _autocast(device, dtype):
+        with torch.inference_mode(), (torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else nullcontext()):
             return model(z, x)["pred_boxes"]
     forward()  # warm-up (kernel compilation, allocator)
     if device.type == "cuda":

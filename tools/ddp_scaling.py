@@ -15,7 +15,8 @@ kept if already complete) and uses it. ``--task tracker`` runs ``tools/train_tra
 (``--data-root-got10k``) and ``--samples-per-epoch`` pairs an epoch (3200 by default; the tracker's
 ``RankSampler`` gives the N-process run the same pairs in the same global batches as the 1-process run);
 ``--make-synthetic-got10k DIR`` first writes a small synthetic GOT-10k train split there (24 sequences of 60
-frames, 320x240, a coloured rectangle moving over grey; kept if ``DIR/train/list.txt`` exists). The package
+frames, 320x240, a textured object moving and changing scale over scikit-image photographs; kept if
+``DIR/train/list.txt`` exists). The package
 has no such generator, so it comes from the test helpers: ``tests.tracking.layouts.make_got10k_layout``
 (importable because this script puts the repository root on ``sys.path``).
 
@@ -40,6 +41,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # comba_vision and the test helpers (--make-*) without an install
 
 TASKS = {
     "imagenet": dict(script="train_imagenet.py", config=ROOT / "configs" / "comba_tiny_in1k.yaml",
@@ -96,8 +98,6 @@ def make_synthetic_got10k(root: str | Path, n_seqs: int = 24, n_frames: int = 60
     if (root / "train").exists():
         raise SystemExit(f"{root / 'train'} exists without list.txt: not a GOT-10k split; remove it or pick "
                          "another --make-synthetic-got10k directory")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from tests.tracking.layouts import make_got10k_layout
     partial = root / ".synthetic.partial"  # written aside and moved into place: an interrupted run leaves no train/
     shutil.rmtree(partial, ignore_errors=True)
@@ -111,8 +111,6 @@ def make_synthetic_got10k(root: str | Path, n_seqs: int = 24, n_frames: int = 60
 
 def make_digits(root: str | Path, size: int) -> Path:
     """scikit-learn's digits as an ImageFolder of size x size PNGs (``write_digits_imagefolder``)."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from comba_vision.train.data import write_digits_imagefolder
     out = write_digits_imagefolder(Path(root), size=size)
     print(f"digits ImageFolder ({size}px) in {out}", flush=True)

@@ -273,11 +273,10 @@ class OneStreamTracker(nn.Module):
         if not isinstance(ck, dict):
             raise ValueError(f"{path}: expected a checkpoint dict or a state dict, got {type(ck).__name__}")
         resample_error = None
+        raw, source = unwrap_checkpoint(ck)
         if self.backbone_type == "comba":
-            _, source = unwrap_checkpoint(ck)  # for the report: checkpoint_filter_fn unwraps the same way
-            state = checkpoint_filter_fn(ck, self.backbone)
+            state = checkpoint_filter_fn(raw, self.backbone)
         else:
-            raw, source = unwrap_checkpoint(ck)
             state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in raw.items()}
             try:
                 state = timm_vit.checkpoint_filter_fn(state, self.backbone)
