@@ -38,10 +38,13 @@ BLOCKED_INVERSE = os.environ.get("COMBA_BLOCKED_INVERSE", "1") == "1"
 # launch for both directions. Correct on the H200 (tests/ops/test_bidirectional.py) but slower there than
 # the chunk pipeline at every measured shape (docs/KERNELS.md): off by default.
 FUSED_FWD = os.environ.get("COMBA_FUSED_FWD", "0") == "1"
-# COMBA_CC_K_BLOCK=64: the split gradient kernel's K-wide products (P h0, Q h0, K dh, P K^T, Q K^T) K block by
-# K block from memory instead of holding 64 x BK tiles of q, k, p through the V loop (register pressure at
-# head size 128). Correct on the H200 but 8% slower at (8, 2048, 16, 128): off (the whole head in one block).
-CC_K_BLOCK = int(os.environ.get("COMBA_CC_K_BLOCK", "0")) or 1 << 30
+# COMBA_PRE_MIN_BK (default 128): from this padded head size the backward takes the K-wide products of the
+# per-token gradients (P h0, Q h0, K dh, <h0, dh>) where their operands already are, instead of recomputing
+# them in the gradient kernel: P h0 and the Q h0 term of dc in _bwd_dv_local (which has q and dO), the K dh
+# and <h0, dh> terms in _bwd_state (which holds dh). The split gradient kernel then holds no K-wide tile.
+PRE_MIN_BK = int(os.environ.get("COMBA_PRE_MIN_BK", "128"))
+# COMBA_STATE_HALVES (default 1): from padded head size 128, _bwd_state_halves (dh in two K halves).
+STATE_HALVES_MIN_BK = 128 if os.environ.get("COMBA_STATE_HALVES", "1") == "1" else 1 << 30
 # COMBA_DOUBLING_INVERSE (default 1): the 16x16 diagonal blocks of the blocked inverse by products,
 # (I + N)^-1 = (I - N)(I + N^2)(I + N^4)(I + N^8), instead of 15 row-substitution steps. On by default since
 # the whole GPU suite passed with it on the H200 (bf16 and fp32) and the forward got faster (docs/KERNELS.md);
@@ -506,15 +509,17 @@ def _fwd_output(
 
 @triton.jit
 def _bwd_dv_local(
-    q, k, g, do, dU, scale,
+    q, k, p, g, do, dU, h, PH, DCQ, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
 ):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, BT)
     o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
@@ -523,26 +528,42 @@ def _bwd_dv_local(
     m_up = o_c[:, None] <= o_c[None, :]
     b_At = tl.dot(b_k, tl.trans(b_q), input_precision=PREC)
     b_At = tl.where(m_up, b_At * tl.exp(tl.where(m_up, b_c[None, :] - b_c[:, None], 0.)), 0.)
+    if PRE:
+        b_p = _load_rows(p, rows, m_t, K, BK, 0)
+        if IPLR:
+            b_p = b_p * 2.
+    else:
+        b_p = b_k
+    b_dcq = tl.zeros([BT], dtype=tl.float32)
     base_c = (i_bh * NT + i_t) * BT
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
+        p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
         b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
         b_dU = tl.dot(b_At, b_do, input_precision=PREC)
-        tl.store(dU + (base_c + o_c)[:, None] * V + o_v[None, :], b_dU, mask=m_v[None, :])
+        tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
+        if PRE:
+            b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
+                           mask=m_k[:, None] & m_v[None, :], other=0.)
+            tl.store(PH + p_cv, tl.dot(b_p, b_h0, input_precision=PREC), mask=m_v[None, :])
+            b_dcq += tl.sum(b_do * tl.dot(b_q, b_h0, input_precision=PREC), 1)
+    if PRE:  # o = Diag(e^c) Q h0 + ...: its part of dc
+        tl.store(DCQ + base_c + o_c, tl.exp(b_c) * b_dcq)
 
 
 @triton.jit
 def _bwd_state(
-    q, k, g, W, do, dU, dh, dht, dh0, scale,
+    q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
-    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
+    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr,
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, BT)
+    n_rows = tl.num_programs(1) * NT * BT  # rows of one V block's slice of KDH
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -563,14 +584,90 @@ def _bwd_state(
         b_q = b_q * (scale * tl.exp(b_c))[:, None]
         b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.)
         b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
-        p_dU = dU + (base_c + o_c)[:, None] * V + o_v[None, :]
+        p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
         b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
-        b_dU = tl.load(p_dU, mask=m_v[None, :], other=0.) + tl.dot(b_kd, b_dh, input_precision=PREC)
-        tl.store(p_dU, b_dU, mask=m_v[None, :])
+        b_kdh = tl.dot(b_kd, b_dh, input_precision=PREC)
+        if PRE:  # h_end = e^c_last h0 + K^T Diag(e^(c_last - c)) u: its parts of dc and dc_last, this V block
+            b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
+            tl.store(KDH + i_v * n_rows + base_c + o_c, tl.sum(b_u * b_kdh, 1))
+            b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.)
+            tl.store(DCL + i_v * tl.num_programs(1) * NT + i_bh * NT + i_t,
+                     tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0))
+        b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
+        tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
         b_dh = (b_dh * tl.exp(b_clast) + tl.dot(tl.trans(b_q), b_do, input_precision=PREC)
                 - tl.dot(tl.trans(b_W), b_dU, input_precision=PREC))
     if STORE_DH0:
         tl.store(dh0 + i_bh * K * V + kv, b_dh, mask=m_kv)
+
+
+@triton.jit
+def _w_cols(W, base_c, K, BT: tl.constexpr, BD: tl.constexpr, off):
+    """[BT, BD] columns off..off+BD of one chunk's W (float32 [.., NT * BT, K])."""
+    o_c = tl.arange(0, BT)
+    o = off + tl.arange(0, BD)
+    return tl.load(W + (base_c + o_c)[:, None] * K + o[None, :], mask=(o < K)[None, :], other=0.)
+
+
+@triton.jit
+def _bwd_state_halves(
+    q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr,
+):
+    """_bwd_state for large head sizes: dh and every K-wide tile in two K halves (rows 0..BK/2 and
+    BK/2..BK), so that no [BT, BK] float32 tile is live at once (at BK = 128 those spill registers and
+    limit how many programs share a multiprocessor)."""
+    KH: tl.constexpr = BK // 2
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    n_rows = tl.num_programs(1) * NT * BT
+    o_c = tl.arange(0, BT)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    o_ka = tl.arange(0, KH)
+    o_kb = KH + o_ka
+    kv_a, m_a = o_ka[:, None] * V + o_v[None, :], (o_ka < K)[:, None] & m_v[None, :]
+    kv_b, m_b = o_kb[:, None] * V + o_v[None, :], (o_kb < K)[:, None] & m_v[None, :]
+    b_dha = tl.zeros([KH, BV], dtype=tl.float32)
+    b_dhb = tl.zeros([KH, BV], dtype=tl.float32)
+    if USE_DHT:
+        b_dha += tl.load(dht + i_bh * K * V + kv_a, mask=m_a, other=0.)
+        b_dhb += tl.load(dht + i_bh * K * V + kv_b, mask=m_b, other=0.)
+    for j in range(0, NT):
+        i_t = NT - 1 - j
+        s_base = (i_bh * NT + i_t) * K * V
+        tl.store(dh + s_base + kv_a, b_dha, mask=m_a)
+        tl.store(dh + s_base + kv_b, b_dhb, mask=m_b)
+        rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+        b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+        base_c = (i_bh * NT + i_t) * BT
+        p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
+        b_edl = tl.exp(b_clast - b_c)[:, None]
+        b_kdh = (tl.dot(_load_rows(k, rows, m_t, K, KH, 0) * b_edl, b_dha, input_precision=PREC)
+                 + tl.dot(_load_rows(k, rows, m_t, K, KH, KH) * b_edl, b_dhb, input_precision=PREC))
+        if PRE:  # as in _bwd_state
+            b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
+            tl.store(KDH + i_v * n_rows + base_c + o_c, tl.sum(b_u * b_kdh, 1))
+            b_in = (tl.sum(tl.sum(tl.load(h + s_base + kv_a, mask=m_a, other=0.) * b_dha, 1), 0)
+                    + tl.sum(tl.sum(tl.load(h + s_base + kv_b, mask=m_b, other=0.) * b_dhb, 1), 0))
+            tl.store(DCL + i_v * tl.num_programs(1) * NT + i_bh * NT + i_t, tl.exp(b_clast) * b_in)
+        b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
+        tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
+        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
+        b_qs = (scale * tl.exp(b_c))[:, None]
+        b_dha = (b_dha * tl.exp(b_clast)
+                 + tl.dot(tl.trans(_load_rows(q, rows, m_t, K, KH, 0) * b_qs), b_do, input_precision=PREC)
+                 - tl.dot(tl.trans(_w_cols(W, base_c, K, BT, KH, 0)), b_dU, input_precision=PREC))
+        b_dhb = (b_dhb * tl.exp(b_clast)
+                 + tl.dot(tl.trans(_load_rows(q, rows, m_t, K, KH, KH) * b_qs), b_do, input_precision=PREC)
+                 - tl.dot(tl.trans(_w_cols(W, base_c, K, BT, KH, KH)), b_dU, input_precision=PREC))
+    if STORE_DH0:
+        tl.store(dh0 + i_bh * K * V + kv_a, b_dha, mask=m_a)
+        tl.store(dh0 + i_bh * K * V + kv_b, b_dhb, mask=m_b)
 
 
 @triton.jit
@@ -611,68 +708,20 @@ def _dg_from_dc(b_dc, b_dcf, b_dclast, BT: tl.constexpr, IPLR: tl.constexpr):
 
 
 @triton.jit
-def _kwide_state(b_x, x, rows, m_t, s, s_base, o_v, m_v, K, V,
-                 BT: tl.constexpr, BK: tl.constexpr, KB: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-                 b_s):
-    """X S[:, V block] for X = rows of a [B, T, H, K] tensor and S the [K, V] state at s + s_base: from the
-    tiles already in registers (KB == BK), or K block by K block from memory (KB < BK: no K-wide tile
-    stays live, for large head sizes)."""
-    if KB == BK:
-        return tl.dot(b_x, b_s, input_precision=PREC)
-    acc = tl.zeros([BT, BV], dtype=tl.float32)
-    for kb in range(0, tl.cdiv(K, KB)):
-        o_k = kb * KB + tl.arange(0, KB)
-        b_sk = tl.load(s + s_base + o_k[:, None] * V + o_v[None, :], mask=(o_k < K)[:, None] & m_v[None, :],
-                       other=0.)
-        acc += tl.dot(_load_rows(x, rows, m_t, K, KB, kb * KB), b_sk, input_precision=PREC)
-    return acc
-
-
-@triton.jit
-def _kwide_inner(b_a, b_b, a, b, s_base, o_v, m_v, K, V, BK: tl.constexpr, KB: tl.constexpr):
-    """Sum of A * B over a [K, V block] tile of two states (K-blocked from memory when KB < BK)."""
-    if KB == BK:
-        return tl.sum(tl.sum(b_a * b_b, 1), 0)
-    acc = tl.sum(tl.zeros([KB], dtype=tl.float32), 0)
-    for kb in range(0, tl.cdiv(K, KB)):
-        o_k = kb * KB + tl.arange(0, KB)
-        off = s_base + o_k[:, None] * V + o_v[None, :]
-        m = (o_k < K)[:, None] & m_v[None, :]
-        acc += tl.sum(tl.sum(tl.load(a + off, mask=m, other=0.) * tl.load(b + off, mask=m, other=0.), 1), 0)
-    return acc
-
-
-@triton.jit
-def _kwide_gram(b_x, b_y, x, y, rows, m_t, K, BK: tl.constexpr, KB: tl.constexpr, PREC: tl.constexpr):
-    """X Y^T [BT, BT] for two row sets of [B, T, H, K] tensors (K-blocked from memory when KB < BK)."""
-    if KB == BK:
-        return tl.dot(b_x, tl.trans(b_y), input_precision=PREC)
-    acc = tl.dot(_load_rows(x, rows, m_t, K, KB, 0), tl.trans(_load_rows(y, rows, m_t, K, KB, 0)),
-                 input_precision=PREC)
-    for kb in range(1, tl.cdiv(K, KB)):
-        acc += tl.dot(_load_rows(x, rows, m_t, K, KB, kb * KB), tl.trans(_load_rows(y, rows, m_t, K, KB, kb * KB)),
-                      input_precision=PREC)
-    return acc
-
-
-@triton.jit
 def _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H: tl.constexpr, K: tl.constexpr,
-                 BT: tl.constexpr, BK: tl.constexpr, REVERSE: tl.constexpr, IPLR: tl.constexpr, KB: tl.constexpr):
-    """What both gradient kernels load for chunk i_t: rows, decays, beta, q (scaled), k, p (doubled for
-    IPLR), the chunk's inverse M and the decay factors e^c, e^cf, e^(c_last - c). With KB < BK the K-wide
-    q, k, p tiles are not loaded (zeros, unused: the K-blocked helpers read them from memory)."""
+                 BT: tl.constexpr, BK: tl.constexpr, REVERSE: tl.constexpr, IPLR: tl.constexpr,
+                 LOAD_QKP: tl.constexpr):
+    """What both gradient kernels load for chunk i_t: rows, decays, beta, the chunk's inverse M, the decay
+    factors e^c, e^cf, e^(c_last - c) and, when LOAD_QKP, q (scaled), k and p (doubled for IPLR); otherwise
+    zeros in their place (the split kernel loads them after its V loop, so they hold no registers in it)."""
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, BT)
     o_c = tl.arange(0, BT)
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
-    if KB == BK:
-        b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
-        b_k = _load_rows(k, rows, m_t, K, BK, 0)
-        b_p = _load_rows(p, rows, m_t, K, BK, 0)
-        if IPLR:
-            b_p = b_p * 2.
+    if LOAD_QKP:
+        b_q, b_k, b_p = _load_qkp(q, k, p, scale, rows, m_t, K, BK, IPLR)
     else:
         b_q = tl.zeros([BT, BK], dtype=tl.float32)
         b_k = b_q
@@ -684,6 +733,16 @@ def _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H: tl.constexpr, K: t
 
 
 @triton.jit
+def _load_qkp(q, k, p, scale, rows, m_t, K, BK: tl.constexpr, IPLR: tl.constexpr):
+    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+    b_k = _load_rows(k, rows, m_t, K, BK, 0)
+    b_p = _load_rows(p, rows, m_t, K, BK, 0)
+    if IPLR:
+        b_p = b_p * 2.
+    return b_q, b_k, b_p
+
+
+@triton.jit
 def _grads_acc_init(BT: tl.constexpr):
     """Zeroed accumulators of _grads_v_block: dbeta, dcf, dA, dAqk, dc (vectors/matrices) and dc_last."""
     z = tl.zeros([BT], dtype=tl.float32)
@@ -691,68 +750,80 @@ def _grads_acc_init(BT: tl.constexpr):
 
 
 @triton.jit
-def _grads_v_block(h, dh, U, dU, v, do, dv, q, k, p, scale, rows, m_t, i_v, i_bh, i_t, NT, base_c,
+def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, m_t, i_v, i_bh, i_t, NT, base_c,
                    b_M, b_q, b_k, b_p, b_beta, b_clast, b_ec, b_ecf, b_edl,
                    b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast,
                    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                   PREC: tl.constexpr, STORE_DRHS: tl.constexpr, KB: tl.constexpr, IPLR: tl.constexpr):
+                   PREC: tl.constexpr, SPLIT: tl.constexpr, PRE: tl.constexpr):
     """One V block of a chunk's backward: dv, and the per-token and C x C accumulations. Returns the
-    block's h0, dh, u, dO and drhs = M^T dU (also written over dU when STORE_DRHS) for K-wide gradients."""
+    block's h0, dh (zeros when SPLIT: not loaded), u, dO and drhs = M^T dU (also written over dU when
+    SPLIT, for the K-wide gradients of _bwd_grads_k). With PRE, P h0 comes from PH and the Q h0, K dh and
+    <h0, dh> terms are left to _pre_dc (computed by _bwd_dv_local and _bwd_state)."""
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < V
     m_kv = (o_k < K)[:, None] & m_v[None, :]
-    s_base = (i_bh * NT + i_t) * K * V
-    p_kv = s_base + o_k[:, None] * V + o_v[None, :]
+    p_kv = (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :]
     p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
-    if KB == BK:
-        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
-        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
-    else:  # not needed whole: the K-blocked helpers read h0 and dh block by block
+    if SPLIT:
         b_h0 = tl.zeros([BK, BV], dtype=tl.float32)
         b_dh = b_h0
+    else:
+        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
+        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
     b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
     b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
     b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
     b_drhs = tl.dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), input_precision=PREC)
-    if STORE_DRHS:
+    if SPLIT:
         tl.store(dU + p_cv, b_drhs, mask=m_v[None, :])
     tl.store(dv + rows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
              mask=m_t[:, None] & m_v[None, :])
-    b_hp = _kwide_state(b_p, p, rows, m_t, h, s_base, o_v, m_v, K, V, BT, BK, KB, BV, PREC, b_h0)
-    if KB != BK and IPLR:
-        b_hp = b_hp * 2.
+    if PRE:
+        b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.)
+    else:
+        b_hp = tl.dot(b_p, b_h0, input_precision=PREC)
     b_dbeta += tl.sum(b_drhs * (b_v - b_ecf[:, None] * b_hp), 1)
     b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
     b_dA -= tl.dot(b_drhs, tl.trans(b_u), input_precision=PREC)
     # o = Diag(e^c) Q h0 + Aqk u
     b_dAqk += tl.dot(b_do, tl.trans(b_u), input_precision=PREC)
-    b_qh = _kwide_state(b_q, q, rows, m_t, h, s_base, o_v, m_v, K, V, BT, BK, KB, BV, PREC, b_h0)
-    if KB != BK:
-        b_qh = b_qh * scale
-    b_dc += b_ec * tl.sum(b_do * b_qh, 1)
-    # h_end = e^c_last h0 + K^T Diag(e^(c_last - c)) u
-    b_kdh = b_edl * tl.sum(b_u * _kwide_state(b_k, k, rows, m_t, dh, s_base, o_v, m_v, K, V, BT, BK, KB, BV, PREC,
-                                              b_dh), 1)
-    b_dc -= b_kdh
-    b_dclast += tl.sum(b_kdh, 0)
-    b_dclast += tl.exp(b_clast) * _kwide_inner(b_h0, b_dh, h, dh, s_base, o_v, m_v, K, V, BK, KB)
+    if not PRE:
+        b_dc += b_ec * tl.sum(b_do * tl.dot(b_q, b_h0, input_precision=PREC), 1)
+        # h_end = e^c_last h0 + K^T Diag(e^(c_last - c)) u
+        b_kdh = b_edl * tl.sum(b_u * tl.dot(b_k, b_dh, input_precision=PREC), 1)
+        b_dc -= b_kdh
+        b_dclast += tl.sum(b_kdh, 0) + tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
     return b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast
 
 
 @triton.jit
+def _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT: tl.constexpr):
+    """Adds the dc / dc_last terms that _bwd_dv_local (Q h0) and _bwd_state (K dh, <h0, dh>, one slice per
+    state V block, n_vs of them) computed."""
+    o_c = tl.arange(0, BT)
+    n_rows = tl.num_programs(1) * NT * BT
+    b_kdh = tl.zeros([BT], dtype=tl.float32)
+    for i in range(0, n_vs):
+        b_kdh += tl.load(KDH + i * n_rows + base_c + o_c)
+        b_dclast += tl.load(DCL + i * tl.num_programs(1) * NT + i_bh * NT + i_t)
+    b_dc += tl.load(DCQ + base_c + o_c) - b_kdh
+    return b_dc, b_dclast + tl.sum(b_kdh, 0)
+
+
+@triton.jit
 def _bwd_grads(
-    q, k, v, p, g, beta, M, U, dU, h, dh, do,
+    q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
     dq, dk, dv, dp, dg, dbeta, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
 ):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
-     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, BK)
+     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, True)
     o_k = tl.arange(0, BK)
     m_tk = m_t[:, None] & (o_k < K)[None, :]
     p_qk = rows[:, None] * K + o_k[None, :]
@@ -762,12 +833,14 @@ def _bwd_grads(
     b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
         (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
-            h, dh, U, dU, v, do, dv, q, k, p, scale, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
+            h, dh, U, dU, v, do, dv, PH, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
             b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
-            PREC, False, BK, IPLR)
+            PREC, False, PRE)
         b_dp -= (b_beta * b_ecf)[:, None] * tl.dot(b_drhs, tl.trans(b_h0), input_precision=PREC)
         b_dq += b_ec[:, None] * tl.dot(b_do, tl.trans(b_h0), input_precision=PREC)
         b_dk += b_edl[:, None] * tl.dot(b_u, tl.trans(b_dh), input_precision=PREC)
+    if PRE:
+        b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT)
     b_dAraw, b_dAqk, b_dbeta, b_dc, b_dcf = _cc_grads(
         tl.dot(b_p, tl.trans(b_k), input_precision=PREC), tl.dot(b_q, tl.trans(b_k), input_precision=PREC),
         b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT)
@@ -787,34 +860,32 @@ def _bwd_grads(
 
 @triton.jit
 def _bwd_grads_cc(
-    q, k, v, p, g, beta, M, U, dU, h, dh, do,
+    q, k, v, p, g, beta, M, U, dU, do, PH, DCQ, KDH, DCL, n_vs,
     dv, dg, dbeta, dAf, dAo, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, KB: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large head sizes, part 1 of 2: the C x C and per-token gradients of one chunk (dv, dg, dbeta) and
     the two masked C x C gradients dAf = dL * Df, dAo = dAqk * Do for part 2; overwrites dU with
-    drhs = M^T dU. No [BT, BK] accumulators, so the K-wide tiles fit in registers."""
+    drhs = M^T dU. Its K-wide products were made by _bwd_dv_local and _bwd_state (PRE), so the V loop holds
+    only [BT, BV] and [BT, BT] tiles; q, k, p are loaded after it for P K^T and Q K^T."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
-     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, KB)
+     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, False)
     o_c = tl.arange(0, BT)
     p_cc = (base_c + o_c)[:, None] * BT + o_c[None, :]
     b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
         (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
-            h, dh, U, dU, v, do, dv, q, k, p, scale, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
+            U, U, U, dU, v, do, dv, PH, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
             b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
-            PREC, True, KB, IPLR)
-    b_PK = _kwide_gram(b_p, b_k, p, k, rows, m_t, K, BK, KB, PREC)
-    b_QK = _kwide_gram(b_q, b_k, q, k, rows, m_t, K, BK, KB, PREC)
-    if KB != BK:
-        b_QK = b_QK * scale
-        if IPLR:
-            b_PK = b_PK * 2.
-    b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(b_PK, b_QK, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc,
-                                                   b_dcf, BT)
+            PREC, True, True)
+    b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT)
+    b_q, b_k, b_p = _load_qkp(q, k, p, scale, rows, m_t, K, BK, IPLR)
+    b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(
+        tl.dot(b_p, tl.trans(b_k), input_precision=PREC), tl.dot(b_q, tl.trans(b_k), input_precision=PREC),
+        b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT)
     tl.store(dAf + p_cc, b_dAf)
     tl.store(dAo + p_cc, b_dAo)
     b_dg = _dg_from_dc(b_dc, b_dcf, b_dclast, BT, IPLR)
@@ -907,6 +978,10 @@ KERNEL_CONFIGS: dict[tuple[str, int], dict] = {
     ("_bwd_dv_local", 128): _kc(4, 3), ("_bwd_state", 128): _kc(4, 1), ("_bwd_grads_cc", 128): _kc(8, 2),
     ("_bwd_grads_k", 64): _kc(4, 3),
 }
+# H200, bf16, 2026-11-29 sweep at (8, 2048, 16, 128) after the K-wide products moved out of _bwd_grads_cc
+# (docs/bench/2026-11-29-h200/sweep128.json)
+KERNEL_CONFIGS.update({("_bwd_dv_local", 128): _kc(4, 2), ("_bwd_grads_cc", 128): _kc(4, 1),
+                       ("_bwd_state_halves", 128): _kc(2, 1)})  # 0.70 ms (4 warps 0.91, 8 warps 1.58)
 
 
 def _env_kernel_configs() -> dict[tuple[str, int], dict]:
@@ -935,10 +1010,10 @@ def _state_block_v(BH: int, V: int, BV: int, device: torch.device) -> int:
     return BV
 
 
-def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool = False):
+def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool = False) -> int:
     """Launches kernel; when a configuration needs more shared memory than the device has, retries with
     no software pipelining and then smaller V blocks (and remembers what fitted). A kernel that must see
-    all of V in one block (fixed_bv) is only retried without pipelining."""
+    all of V in one block (fixed_bv) is only retried without pipelining. Returns the V block used."""
     name = kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel)
     if not _interpreting():
         chosen = _env_kernel_configs().get((name, meta["BK"])) or KERNEL_CONFIGS.get((name, meta["BK"]))
@@ -954,7 +1029,7 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool 
         try:
             kernel[g](*args, **m)
             _FITTED[key] = (bv, stages)
-            return
+            return bv
         except triton.runtime.errors.OutOfResources:
             if stages != 1:
                 stages = 1
@@ -1020,24 +1095,40 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     BK, BV, prec, warps = _config(K, V, q.dtype)
     meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=reverse, IPLR=iplr, PREC=prec,
                 num_warps=warps)
+    split = BK >= SPLIT_BWD_MIN_BK
+    pre = split or BK >= PRE_MIN_BK  # the split gradient kernel needs the precomputed products
+    f32 = dict(device=q.device, dtype=torch.float32)
     dU = torch.empty_like(U)
     dh = torch.empty_like(h)
-    dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if need_dh0 else None
-    _launch(_bwd_dv_local, (NT, B * H), (q, k, g, do, dU, scale), meta)
-    bv_state = _state_block_v(B * H, V, BV, q.device)
-    _launch(_bwd_state, (None, B * H), (q, k, g, W, do, dU, dh, dht, dh0, scale),
-            dict(meta, BV=bv_state, USE_DHT=dht is not None, STORE_DH0=need_dh0), per_v_block=True)
+    dh0 = torch.empty(B, H, K, V, **f32) if need_dh0 else None
+    if pre:
+        PH = torch.empty_like(U)
+        DCQ = torch.empty(B * H * NT * BT, **f32)
+        # one slice per V block of _bwd_state, enough for the smallest block _launch may fall back to
+        KDH = torch.empty(triton.cdiv(V, 16), B * H * NT * BT, **f32)
+        DCL = torch.empty(triton.cdiv(V, 16), B * H * NT, **f32)
+    else:
+        PH = DCQ = KDH = DCL = U  # not read
+    _launch(_bwd_dv_local, (NT, B * H), (q, k, p, g, do, dU, h, PH, DCQ, scale), dict(meta, PRE=pre))
+    # from head size 128 the state kernel works in K halves (COMBA_STATE_HALVES=0: whole K tiles)
+    state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
+    bv_state = _launch(state_kernel, (None, B * H), (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
+                       dict(meta, BV=_state_block_v(B * H, V, BV, q.device), USE_DHT=dht is not None,
+                            STORE_DH0=need_dh0, PRE=pre), per_v_block=True)
+    n_vs = triton.cdiv(V, bv_state)
     dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
-    dg = torch.empty(g.shape, device=g.device, dtype=torch.float32)
-    dbeta = torch.empty(beta.shape, device=beta.device, dtype=torch.float32)
-    if BK < SPLIT_BWD_MIN_BK:
+    dg = torch.empty(g.shape, **f32)
+    dbeta = torch.empty(beta.shape, **f32)
+    if not split:
         _launch(_bwd_grads, (NT, B * H),
-                (q, k, v, p, g, beta, M, U, dU, h, dh, do, dq, dk, dv, dp, dg, dbeta, scale), meta)
+                (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
+                 dq, dk, dv, dp, dg, dbeta, scale), dict(meta, PRE=pre))
     else:
         dAf, dAo = torch.empty_like(M), torch.empty_like(M)
+        # no K-wide tile in its V loop: wider V blocks than the other kernels at this head size
         _launch(_bwd_grads_cc, (NT, B * H),
-                (q, k, v, p, g, beta, M, U, dU, h, dh, do, dv, dg, dbeta, dAf, dAo, scale),
-                dict(meta, KB=min(BK, CC_K_BLOCK)))
+                (q, k, v, p, g, beta, M, U, dU, do, PH, DCQ, KDH, DCL, n_vs, dv, dg, dbeta, dAf, dAo, scale),
+                dict(meta, BV=max(16, min(64, triton.next_power_of_2(V)))))
         bk = min(BK, 64)
         _launch(_bwd_grads_k, (NT, B * H, triton.cdiv(K, bk)),
                 (q, k, p, g, beta, U, dU, h, dh, do, dAf, dAo, dq, dk, dp, scale), dict(meta, BK=bk))

@@ -210,16 +210,19 @@ def test_gpu_bf16_no_worse_than_fla(shape):
 
 
 @pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
-@pytest.mark.parametrize("variant, reverse, K, k_block", [("splr", False, 32, None), ("iplr", True, 32, None),
-                                                          ("iplr", False, 32, 16), ("splr", True, 48, 16)])
-def test_split_gradient_kernels_at_small_head_size(monkeypatch, variant, reverse, K, k_block):
-    """The two-kernel gradient path (default from head size 128) forced on at small head sizes, with the
-    K-wide products of its first kernel in registers or K-blocked from memory (COMBA_CC_K_BLOCK)."""
+@pytest.mark.parametrize("variant, reverse, K, V, split, halves", [
+    ("splr", False, 32, 48, True, True), ("iplr", True, 32, 48, True, False), ("iplr", False, 48, 100, False, True),
+    ("splr", True, 16, 48, False, False)])
+def test_precomputed_products_at_small_head_size(monkeypatch, variant, reverse, K, V, split, halves):
+    """The backward with its K-wide per-token products made in _bwd_dv_local / _bwd_state (default from head
+    size 128) forced on at small head sizes: with the two-kernel gradient path, and with the one-kernel
+    path (several V blocks, so the per-V-block partial sums of _bwd_state are summed); and the state
+    kernel in K halves (default from head size 128; K = 48 leaves the second half partly masked)."""
     import comba_vision.ops.triton_chunk as tc
-    monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 16)
-    if k_block:
-        monkeypatch.setattr(tc, "CC_K_BLOCK", k_block)
-    xs, h0 = make_inputs(2, 97, 2, K, 48, init=True, seed=4)
+    monkeypatch.setattr(tc, "PRE_MIN_BK", 16)
+    monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 16 if split else 1 << 30)
+    monkeypatch.setattr(tc, "STATE_HALVES_MIN_BK", 16 if halves else 1 << 30)
+    xs, h0 = make_inputs(2, 97, 2, K, V, init=True, seed=4)
     errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= 1e-4, errs
 
