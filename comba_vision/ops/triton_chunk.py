@@ -13,6 +13,9 @@ backward
   5. ``_bwd_state``    grid (V/BV, B*H): walks the chunks backwards holding dh [K, BV]; completes
      dU += Diag(e^(c_last - c)) K dh and stores dh at each chunk end (and dh0).
   6. ``_bwd_grads``    grid (NT, B*H):   every input gradient of one chunk from M, u, dU, h, dh.
+  From head size 128: 4 and 5 also write the K-wide per-token products of the gradients (P h0, the Q h0,
+  K dh and <h0, dh> terms of dg), 5 runs in two K halves (``_bwd_state_halves``), and 6 is split into
+  ``_bwd_grads_cc`` (C x C and per-token gradients) and ``_bwd_grads_k`` (dq, dk, dp per K block).
 
 ``REVERSE`` maps the scan position s to the token T - 1 - s inside the loads and stores, so the
 reverse scan reads the caller's tensors in place.  All arithmetic is float32 (inputs are converted
