@@ -150,6 +150,15 @@ def _fused_forward_applies(q, k, v, p, g, beta, variant, backend) -> bool:
     return triton_chunk.fused_bidir_supported(q.shape[-1], v.shape[-1])
 
 
+def _one_launch_applies(q, k, v, p, g, beta, variant, backend) -> bool:
+    """Both directions in the same launches (COMBA_BIDIR_ONE_LAUNCH=1): Triton backend, non-empty input."""
+    from . import triton_chunk
+    if not triton_chunk.BIDIR_ONE_LAUNCH:
+        return False
+    _check_inputs(q, k, v, p, g, beta, None, variant)
+    return q.shape[1] > 0 and _pick_backend(backend, q.device) == "triton"
+
+
 def comba_bidirectional(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -180,6 +189,14 @@ def comba_bidirectional(
         K = q.shape[-1]
         return bidir_fused_fwd(q, k, v, p, g, beta, float(K ** -0.5 if scale is None else scale),
                                variant == "iplr", merge == "mean")
+    if _one_launch_applies(q, k, v, p, g, beta, variant, backend):
+        from .function import comba_triton_both
+        K = q.shape[-1]
+        o2 = comba_triton_both(q, k, v, p, g, beta, float(K ** -0.5 if scale is None else scale), variant == "iplr")
+        if merge == "none":
+            return o2[0], o2[1]
+        o = o2.sum(0)
+        return o * 0.5 if merge == "mean" else o
     o_f, _ = comba(q, k, v, p, g, beta, scale, variant=variant, backend=backend)
     o_r, _ = comba(q, k, v, p, g, beta, scale, variant=variant, reverse=True, backend=backend)
     if merge == "none":

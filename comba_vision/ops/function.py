@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .triton_chunk import BT, comba_bidir_fwd_fused, comba_bwd_triton, comba_fwd_triton
+from .triton_chunk import BOTH, BT, comba_bidir_fwd_fused, comba_bwd_triton, comba_fwd_triton
 
 
 def _empty(like: Tensor) -> Tensor:
@@ -17,8 +17,9 @@ def _empty(like: Tensor) -> Tensor:
 
 @torch.library.custom_op("comba_vision::chunk_fwd", mutates_args=())
 def chunk_fwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, scale: float,
-              initial_state: Tensor | None, output_final_state: bool, iplr: bool, reverse: bool
+              initial_state: Tensor | None, output_final_state: bool, iplr: bool, reverse: int
               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """reverse: 0 forward scan, 1 reverse scan, 2 both in the same launches (o is then [2, B, T, H, V])."""
     # compiled graphs may hand a custom op inputs in other strides than eager code would: the kernels
     # index densely, so make them contiguous here (a no-op for contiguous tensors)
     q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
@@ -33,16 +34,19 @@ def _(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, rever
     B, T, H, K = q.shape
     V = v.shape[-1]
     NT = (T + BT - 1) // BT
+    nd = 2 if reverse == BOTH else 1
+    BH = nd * B * H
     f = dict(device=q.device, dtype=torch.float32)
     ht = q.new_empty(B, H, K, V, dtype=torch.float32) if output_final_state else _empty(q)
-    return (v.new_empty(v.shape), ht, torch.empty(B * H, NT, BT, BT, **f), torch.empty(B * H, NT * BT, K, **f),
-            torch.empty(B * H, NT * BT, V, **f), torch.empty(B * H, NT, K, V, **f))
+    o = v.new_empty(2, *v.shape) if nd == 2 else v.new_empty(v.shape)
+    return (o, ht, torch.empty(BH, NT, BT, BT, **f), torch.empty(BH, NT * BT, K, **f),
+            torch.empty(BH, NT * BT, V, **f), torch.empty(BH, NT, K, V, **f))
 
 
 @torch.library.custom_op("comba_vision::chunk_bwd", mutates_args=())
 def chunk_bwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, M: Tensor, W: Tensor,
               U: Tensor, h: Tensor, do: Tensor, dht: Tensor | None, scale: float, need_dh0: bool, iplr: bool,
-              reverse: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+              reverse: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     q, k, v, p, g, beta, do = (x.contiguous() for x in (q, k, v, p, g, beta, do))
     dht = dht.contiguous() if dht is not None else None
     grads = comba_bwd_triton(q, k, v, p, g, beta, scale, (M, W, U, h), do, dht, need_dh0, iplr, reverse)
@@ -84,8 +88,14 @@ def comba_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, 
     q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
     # the cast is differentiable, so dh0 reaches the caller in the caller's dtype
     h0 = initial_state.float().contiguous() if initial_state is not None else None
-    o, ht, *_ = chunk_fwd(q, k, v, p, g, beta, scale, h0, output_final_state, iplr, reverse)
+    o, ht, *_ = chunk_fwd(q, k, v, p, g, beta, scale, h0, output_final_state, iplr, int(reverse))
     return o, (ht if output_final_state else None)
+
+
+def comba_triton_both(q, k, v, p, g, beta, scale, iplr):
+    """Both scan directions in the same kernel launches (no initial or final state): [2, B, T, H, V], the
+    forward scan's output first. Inputs must be contiguous."""
+    return chunk_fwd(q, k, v, p, g, beta, scale, None, False, iplr, BOTH)[0]
 
 
 @torch.library.custom_op("comba_vision::bidir_fused_fwd", mutates_args=())

@@ -46,6 +46,10 @@ FUSED_FWD = os.environ.get("COMBA_FUSED_FWD", "0") == "1"
 # them in the gradient kernel: P h0 and the Q h0 term of dc in _bwd_dv_local (which has q and dO), the K dh
 # and <h0, dh> terms in _bwd_state (which holds dh). The split gradient kernel then holds no K-wide tile.
 PRE_MIN_BK = int(os.environ.get("COMBA_PRE_MIN_BK", "128"))
+# COMBA_BIDIR_ONE_LAUNCH=1: comba_bidirectional runs both scan directions in the same launches (the direction
+# folded into the batch axis of every grid, REVERSE = BOTH) instead of two calls of the operator. Correct
+# under TRITON_INTERPRET=1 (tests/ops/test_bidirectional.py); not yet compiled or timed on a GPU: off.
+BIDIR_ONE_LAUNCH = os.environ.get("COMBA_BIDIR_ONE_LAUNCH", "0") == "1"
 # COMBA_STATE_HALVES (default 1): from padded head size 128, _bwd_state_halves (dh in two K halves).
 STATE_HALVES_MIN_BK = 128 if os.environ.get("COMBA_STATE_HALVES", "1") == "1" else 1 << 30
 # COMBA_DOUBLING_INVERSE (default 1): the 16x16 diagonal blocks of the blocked inverse by products,
@@ -60,11 +64,20 @@ def _interpreting() -> bool:
 
 
 @triton.jit
-def _sub_rows(i_t, j, i_b, T, H, i_h, BT: tl.constexpr, BC: tl.constexpr, REVERSE: tl.constexpr):
-    """Rows and mask of the BC-token sub-block j of chunk i_t (scan order)."""
+def _scan_rows(i_t, j, i_b, T, H, i_h, BT: tl.constexpr, BC: tl.constexpr, REVERSE: tl.constexpr,
+               OUT: tl.constexpr):
+    """Rows and mask of the BC-token sub-block j of chunk i_t (scan order). REVERSE 0: forward scan, 1: reverse
+    scan, 2: both directions in one launch, the direction folded into the batch index (i_b = direction * B +
+    batch, axis 1 of the grid covering 2 * B * H programs): input rows then use the batch alone, and output
+    rows (OUT: o, dO and the gradients, [2, B, T, H, ...] buffers) the folded index."""
     s = i_t * BT + j * BC + tl.arange(0, BC)
     m = s < T
-    if REVERSE:
+    if REVERSE == 2:
+        nb = tl.num_programs(1) // (2 * H)
+        t = tl.where(i_b >= nb, T - 1 - s, s)
+        if not OUT:
+            i_b = i_b % nb
+    elif REVERSE == 1:
         t = T - 1 - s
     else:
         t = s
@@ -73,9 +86,21 @@ def _sub_rows(i_t, j, i_b, T, H, i_h, BT: tl.constexpr, BC: tl.constexpr, REVERS
 
 
 @triton.jit
+def _sub_rows(i_t, j, i_b, T, H, i_h, BT: tl.constexpr, BC: tl.constexpr, REVERSE: tl.constexpr):
+    """Input rows and mask of the BC-token sub-block j of chunk i_t (scan order)."""
+    return _scan_rows(i_t, j, i_b, T, H, i_h, BT, BC, REVERSE, False)
+
+
+@triton.jit
 def _rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr):
-    """Row index into a [B, T, H, ...] tensor for each scan position of chunk i_t, and its mask."""
-    return _sub_rows(i_t, 0, i_b, T, H, i_h, BT, BT, REVERSE)
+    """Row index into a [B, T, H, ...] input for each scan position of chunk i_t, and its mask."""
+    return _scan_rows(i_t, 0, i_b, T, H, i_h, BT, BT, REVERSE, False)
+
+
+@triton.jit
+def _out_rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr):
+    """Row index into the output / dO / gradient tensors (the same as _rows unless REVERSE == 2)."""
+    return _scan_rows(i_t, 0, i_b, T, H, i_h, BT, BT, REVERSE, True)[0]
 
 
 @triton.jit
@@ -491,6 +516,7 @@ def _fwd_output(
     o_k = tl.arange(0, BK)
     m_k = o_k < K
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
@@ -506,7 +532,7 @@ def _fwd_output(
                       mask=m_k[:, None] & m_v[None, :], other=0.)
         b_u = tl.load(U + (base_c + o_c)[:, None] * V + o_v[None, :], mask=m_v[None, :], other=0.)
         b_o = tl.dot(b_qd, b_h, input_precision=PREC) + tl.dot(b_A, b_u, input_precision=PREC)
-        tl.store(o + rows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
+        tl.store(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
                  mask=m_t[:, None] & m_v[None, :])
 
 
@@ -524,6 +550,7 @@ def _bwd_dv_local(
     o_k = tl.arange(0, BK)
     m_k = o_k < K
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
@@ -543,7 +570,7 @@ def _bwd_dv_local(
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
-        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
+        b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
         b_dU = tl.dot(b_At, b_do, input_precision=PREC)
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
         if PRE:
@@ -580,13 +607,14 @@ def _bwd_state(
         i_t = NT - 1 - j
         tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh, mask=m_kv)
         rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+        orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
         b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
         base_c = (i_bh * NT + i_t) * BT
         b_k = _load_rows(k, rows, m_t, K, BK, 0)
         b_q = _load_rows(q, rows, m_t, K, BK, 0)
         b_q = b_q * (scale * tl.exp(b_c))[:, None]
         b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.)
-        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
+        b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
         b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
         b_kdh = tl.dot(b_kd, b_dh, input_precision=PREC)
@@ -646,6 +674,7 @@ def _bwd_state_halves(
         tl.store(dh + s_base + kv_a, b_dha, mask=m_a)
         tl.store(dh + s_base + kv_b, b_dhb, mask=m_b)
         rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+        orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
         b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
         base_c = (i_bh * NT + i_t) * BT
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
@@ -660,7 +689,7 @@ def _bwd_state_halves(
             tl.store(DCL + i_v * tl.num_programs(1) * NT + i_bh * NT + i_t, tl.exp(b_clast) * b_in)
         b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
-        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
+        b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
         b_qs = (scale * tl.exp(b_c))[:, None]
         b_dha = (b_dha * tl.exp(b_clast)
                  + tl.dot(tl.trans(_load_rows(q, rows, m_t, K, KH, 0) * b_qs), b_do, input_precision=PREC)
@@ -721,6 +750,7 @@ def _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H: tl.constexpr, K: t
     NT = tl.cdiv(T, BT)
     o_c = tl.arange(0, BT)
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
     if LOAD_QKP:
@@ -731,7 +761,7 @@ def _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H: tl.constexpr, K: t
         b_p = b_q
     base_c = (i_bh * NT + i_t) * BT
     b_M = tl.load(M + (base_c + o_c)[:, None] * BT + o_c[None, :])
-    return (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M,
+    return (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M,
             tl.exp(b_c), tl.exp(b_cf), tl.exp(b_clast - b_c))
 
 
@@ -753,7 +783,7 @@ def _grads_acc_init(BT: tl.constexpr):
 
 
 @triton.jit
-def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, m_t, i_v, i_bh, i_t, NT, base_c,
+def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c,
                    b_M, b_q, b_k, b_p, b_beta, b_clast, b_ec, b_ecf, b_edl,
                    b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast,
                    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
@@ -777,12 +807,12 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, m_t, i_v, i_bh, i_t, NT, b
         b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
     b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
     b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
-    b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
+    b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
     b_drhs = tl.dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), input_precision=PREC)
     if SPLIT:
         tl.store(dU + p_cv, b_drhs, mask=m_v[None, :])
-    tl.store(dv + rows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
+    tl.store(dv + orows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
              mask=m_t[:, None] & m_v[None, :])
     if PRE:
         b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.)
@@ -825,18 +855,18 @@ def _bwd_grads(
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
 ):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
+    (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
      b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, True)
     o_k = tl.arange(0, BK)
     m_tk = m_t[:, None] & (o_k < K)[None, :]
-    p_qk = rows[:, None] * K + o_k[None, :]
+    p_qk = orows[:, None] * K + o_k[None, :]
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)
     b_dk = tl.zeros([BT, BK], dtype=tl.float32)
     b_dp = tl.zeros([BT, BK], dtype=tl.float32)
     b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
         (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
-            h, dh, U, dU, v, do, dv, PH, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
+            h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
             b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
             PREC, False, PRE)
         b_dp -= (b_beta * b_ecf)[:, None] * tl.dot(b_drhs, tl.trans(b_h0), input_precision=PREC)
@@ -857,8 +887,8 @@ def _bwd_grads(
     tl.store(dq + p_qk, (b_dq * scale).to(dq.dtype.element_ty), mask=m_tk)
     tl.store(dk + p_qk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
     tl.store(dp + p_qk, b_dp.to(dp.dtype.element_ty), mask=m_tk)
-    tl.store(dg + rows, b_dg, mask=m_t)
-    tl.store(dbeta + rows, b_dbeta, mask=m_t)
+    tl.store(dg + orows, b_dg, mask=m_t)
+    tl.store(dbeta + orows, b_dbeta, mask=m_t)
 
 
 @triton.jit
@@ -874,14 +904,14 @@ def _bwd_grads_cc(
     drhs = M^T dU. Its K-wide products were made by _bwd_dv_local and _bwd_state (PRE), so the V loop holds
     only [BT, BV] and [BT, BT] tiles; q, k, p are loaded after it for P K^T and Q K^T."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    (rows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
+    (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
      b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, False)
     o_c = tl.arange(0, BT)
     p_cc = (base_c + o_c)[:, None] * BT + o_c[None, :]
     b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
         (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
-            U, U, U, dU, v, do, dv, PH, rows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
+            U, U, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
             b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
             PREC, True, True)
     b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT)
@@ -892,8 +922,8 @@ def _bwd_grads_cc(
     tl.store(dAf + p_cc, b_dAf)
     tl.store(dAo + p_cc, b_dAo)
     b_dg = _dg_from_dc(b_dc, b_dcf, b_dclast, BT, IPLR)
-    tl.store(dg + rows, b_dg, mask=m_t)
-    tl.store(dbeta + rows, b_dbeta, mask=m_t)
+    tl.store(dg + orows, b_dg, mask=m_t)
+    tl.store(dbeta + orows, b_dbeta, mask=m_t)
 
 
 @triton.jit
@@ -912,6 +942,7 @@ def _bwd_grads_k(
     o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
     base_c = (i_bh * NT + i_t) * BT
@@ -928,7 +959,7 @@ def _bwd_grads_k(
         b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
         b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
         b_drhs = tl.load(drhs + p_cv, mask=m_v[None, :], other=0.)
-        b_do = _load_rows(do, rows, m_t, V, BV, i_v * BV)
+        b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
         b_dp += tl.dot(b_drhs, tl.trans(b_h0), input_precision=PREC)
         b_dq += tl.dot(b_do, tl.trans(b_h0), input_precision=PREC)
         b_dk += tl.dot(b_u, tl.trans(b_dh), input_precision=PREC)
@@ -949,7 +980,7 @@ def _bwd_grads_k(
     b_dk += tl.dot(tl.trans(b_dAo), b_q, input_precision=PREC)
     if IPLR:
         b_dp = b_dp * 2.
-    p_qk = rows[:, None] * K + o_k[None, :]
+    p_qk = orows[:, None] * K + o_k[None, :]
     m_tk = m_t[:, None] & m_k[None, :]
     tl.store(dq + p_qk, (b_dq * scale).to(dq.dtype.element_ty), mask=m_tk)
     tl.store(dk + p_qk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
@@ -1042,30 +1073,45 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool 
                 raise
 
 
+BOTH = 2  # the ``reverse`` value that runs both scan directions in the same launches
+
+
+def _directions(reverse: int) -> int:
+    if reverse not in (0, 1, BOTH):
+        raise ValueError(f"reverse must be 0 (forward), 1 (reverse) or {BOTH} (both directions), got {reverse!r}")
+    return 2 if reverse == BOTH else 1
+
+
 def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse):
-    """Returns (o, final_state, saved) where saved holds what the backward needs."""
+    """Returns (o, final_state, saved) where saved holds what the backward needs. ``reverse``: 0 forward
+    scan, 1 reverse scan, BOTH: both scans in the same launches (2 * B * H programs, no initial or final
+    state); o is then [2, B, T, H, V] (forward scan's output first)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
+    nd = _directions(reverse)
+    if nd == 2 and (initial_state is not None or output_final_state):
+        raise ValueError("both directions in one launch take no initial state and return no final state")
+    BH = nd * B * H
     NT = triton.cdiv(T, BT)
     BK, BV, prec, warps = _config(K, V, q.dtype)
     dev = q.device
     f32 = torch.float32
-    M = torch.empty(B * H, NT, BT, BT, device=dev, dtype=f32)
-    W = torch.empty(B * H, NT * BT, K, device=dev, dtype=f32)
-    U = torch.empty(B * H, NT * BT, V, device=dev, dtype=f32)
-    h = torch.empty(B * H, NT, K, V, device=dev, dtype=f32)
+    M = torch.empty(BH, NT, BT, BT, device=dev, dtype=f32)
+    W = torch.empty(BH, NT * BT, K, device=dev, dtype=f32)
+    U = torch.empty(BH, NT * BT, V, device=dev, dtype=f32)
+    h = torch.empty(BH, NT, K, V, device=dev, dtype=f32)
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
-    o = torch.empty_like(v)
-    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=reverse, IPLR=iplr, PREC=prec,
+    o = v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
+    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
                 num_warps=warps)
     if BLOCKED_INVERSE:
-        _launch(_fwd_prepare_blocked, (NT, B * H), (k, p, v, g, beta, M, W, U), dict(meta, DOUBLING=DOUBLING_INVERSE))
+        _launch(_fwd_prepare_blocked, (NT, BH), (k, p, v, g, beta, M, W, U), dict(meta, DOUBLING=DOUBLING_INVERSE))
     else:
-        _launch(_fwd_prepare, (NT, B * H), (k, p, v, g, beta, M, W, U), meta)
-    bv_state = _state_block_v(B * H, V, BV, dev)
-    _launch(_fwd_state, (None, B * H), (k, g, W, U, h, initial_state, ht),
+        _launch(_fwd_prepare, (NT, BH), (k, p, v, g, beta, M, W, U), meta)
+    bv_state = _state_block_v(BH, V, BV, dev)
+    _launch(_fwd_state, (None, BH), (k, g, W, U, h, initial_state, ht),
             dict(meta, BV=bv_state, USE_H0=initial_state is not None, STORE_HT=ht is not None), per_v_block=True)
-    _launch(_fwd_output, (NT, B * H), (q, k, g, U, h, o, scale), meta)
+    _launch(_fwd_output, (NT, BH), (q, k, g, U, h, o, scale), meta)
     return o, ht, (M, W, U, h)
 
 
@@ -1091,12 +1137,16 @@ def comba_bidir_fwd_fused(q, k, v, p, g, beta, scale, iplr, mean):
 
 
 def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr, reverse):
+    """Gradients of the inputs (and of the initial state when need_dh0). With reverse == BOTH, do is
+    [2, B, T, H, V] (one per direction) and each gradient is the sum of both directions'."""
     M, W, U, h = saved
     B, T, H, K = q.shape
     V = v.shape[-1]
+    nd = _directions(reverse)
+    BH = nd * B * H
     NT = triton.cdiv(T, BT)
     BK, BV, prec, warps = _config(K, V, q.dtype)
-    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=reverse, IPLR=iplr, PREC=prec,
+    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
                 num_warps=warps)
     split = BK >= SPLIT_BWD_MIN_BK
     pre = split or BK >= PRE_MIN_BK  # the split gradient kernel needs the precomputed products
@@ -1106,33 +1156,35 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     dh0 = torch.empty(B, H, K, V, **f32) if need_dh0 else None
     if pre:
         PH = torch.empty_like(U)
-        DCQ = torch.empty(B * H * NT * BT, **f32)
+        DCQ = torch.empty(BH * NT * BT, **f32)
         # one slice per V block of _bwd_state, enough for the smallest block _launch may fall back to
-        KDH = torch.empty(triton.cdiv(V, 16), B * H * NT * BT, **f32)
-        DCL = torch.empty(triton.cdiv(V, 16), B * H * NT, **f32)
+        KDH = torch.empty(triton.cdiv(V, 16), BH * NT * BT, **f32)
+        DCL = torch.empty(triton.cdiv(V, 16), BH * NT, **f32)
     else:
         PH = DCQ = KDH = DCL = U  # not read
-    _launch(_bwd_dv_local, (NT, B * H), (q, k, p, g, do, dU, h, PH, DCQ, scale), dict(meta, PRE=pre))
+    _launch(_bwd_dv_local, (NT, BH), (q, k, p, g, do, dU, h, PH, DCQ, scale), dict(meta, PRE=pre))
     # from head size 128 the state kernel works in K halves (COMBA_STATE_HALVES=0: whole K tiles)
     state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
-    bv_state = _launch(state_kernel, (None, B * H), (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
-                       dict(meta, BV=_state_block_v(B * H, V, BV, q.device), USE_DHT=dht is not None,
+    bv_state = _launch(state_kernel, (None, BH), (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
+                       dict(meta, BV=_state_block_v(BH, V, BV, q.device), USE_DHT=dht is not None,
                             STORE_DH0=need_dh0, PRE=pre), per_v_block=True)
     n_vs = triton.cdiv(V, bv_state)
-    dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
-    dg = torch.empty(g.shape, **f32)
-    dbeta = torch.empty(beta.shape, **f32)
+    dq, dk, dp, dv = (x.new_empty(nd, *x.shape) for x in (q, k, p, v))
+    dg = torch.empty(nd, *g.shape, **f32)
+    dbeta = torch.empty(nd, *beta.shape, **f32)
     if not split:
-        _launch(_bwd_grads, (NT, B * H),
+        _launch(_bwd_grads, (NT, BH),
                 (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
                  dq, dk, dv, dp, dg, dbeta, scale), dict(meta, PRE=pre))
     else:
         dAf, dAo = torch.empty_like(M), torch.empty_like(M)
         # no K-wide tile in its V loop: wider V blocks than the other kernels at this head size
-        _launch(_bwd_grads_cc, (NT, B * H),
+        _launch(_bwd_grads_cc, (NT, BH),
                 (q, k, v, p, g, beta, M, U, dU, do, PH, DCQ, KDH, DCL, n_vs, dv, dg, dbeta, dAf, dAo, scale),
                 dict(meta, BV=max(16, min(64, triton.next_power_of_2(V)))))
         bk = min(BK, 64)
-        _launch(_bwd_grads_k, (NT, B * H, triton.cdiv(K, bk)),
+        _launch(_bwd_grads_k, (NT, BH, triton.cdiv(K, bk)),
                 (q, k, p, g, beta, U, dU, h, dh, do, dAf, dAo, dq, dk, dp, scale), dict(meta, BK=bk))
+    # both directions: one reduction per gradient (each direction's part was rounded to the input dtype)
+    dq, dk, dv, dp, dg, dbeta = (x.sum(0) if nd == 2 else x[0] for x in (dq, dk, dv, dp, dg, dbeta))
     return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0

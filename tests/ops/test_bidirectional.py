@@ -88,3 +88,64 @@ def test_fused_forward_not_used_when_gradients_are_needed(monkeypatch):
     xs = [(x.cuda() if torch.cuda.is_available() else x).requires_grad_() for x in xs]
     comba_bidirectional(*xs, backend="triton").sum().backward()
     assert xs[0].grad is not None
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("B, T, H, K, V, variant, merge, split, dtype", [
+    (2, 1, 1, 16, 16, "splr", "sum", False, torch.float32), (1, 65, 2, 16, 32, "iplr", "none", False, torch.float32),
+    (2, 130, 1, 32, 16, "splr", "mean", True, torch.float32),
+    (1, 70, 1, 128, 128, "splr", "none", False, torch.float32),
+    pytest.param(4, 197, 3, 32, 64, "splr", "none", False, torch.bfloat16, marks=pytest.mark.gpu),
+    pytest.param(2, 300, 2, 128, 128, "iplr", "sum", False, torch.bfloat16, marks=pytest.mark.gpu)])
+def test_one_launch_matches_reference(monkeypatch, B, T, H, K, V, variant, merge, split, dtype):
+    """Both directions in the same kernel launches (COMBA_BIDIR_ONE_LAUNCH): outputs and every gradient
+    against the float64 recurrence run in each direction. merge="none" back-propagates a different dO into
+    each direction (the [2, B, T, H, V] layout of dO); split forces the two-kernel gradient path with its
+    precomputed products at a small head size (head size 128 takes it by default)."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "BIDIR_ONE_LAUNCH", True)
+    if split:
+        monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 16)
+        monkeypatch.setattr(tc, "STATE_HALVES_MIN_BK", 16)
+    if dtype == torch.bfloat16 and not torch.cuda.is_available():
+        pytest.skip("bf16 dots only on the GPU (the interpreter miscomputes them)")
+    xs, _ = make_inputs(B, T, H, K, V, seed=T + K)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    xs = [x.to(dev, dtype).requires_grad_() for x in xs]
+    # fp32: 1e-4 under the interpreter, 1e-3 on the GPU (reordered sums, as in test_comba_ops); bf16: 2e-2
+    bound = 2e-2 if dtype == torch.bfloat16 else (1e-3 if dev == "cuda" else 1e-4)
+    gen = torch.Generator().manual_seed(7)
+    do_f, do_r = (torch.randn(B, T, H, V, generator=gen, dtype=torch.float64) for _ in range(2))
+    out = comba_bidirectional(*xs, variant=variant, merge=merge, backend="triton")
+    x64 = [x.detach().cpu().double().requires_grad_() for x in xs]
+    ref_f = comba_recurrent_reference(*x64, variant=variant)[0]
+    ref_r = comba_recurrent_reference(*x64, variant=variant, reverse=True)[0]
+    if merge == "none":
+        assert rel_err(out[0], ref_f) <= bound and rel_err(out[1], ref_r) <= bound
+        torch.autograd.backward(out, [do_f.to(dev, dtype), do_r.to(dev, dtype)])
+        ((ref_f * do_f).sum() + (ref_r * do_r).sum()).backward()
+    else:
+        ref = (ref_f + ref_r) * (0.5 if merge == "mean" else 1.0)
+        assert rel_err(out, ref) <= bound
+        out.backward(do_f.to(dev, dtype))
+        ref.backward(do_f)
+    for name, a, b in zip(("dq", "dk", "dv", "dp", "dg", "dbeta"), xs, x64):
+        assert rel_err(a.grad, b.grad) <= bound, name
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_one_launch_custom_ops_schema_and_fake_shapes():
+    """The custom ops with reverse=BOTH pass torch.library.opcheck's schema and fake-tensor checks (what
+    torch.compile relies on): fake outputs have the real outputs' shapes, [2, B, T, H, V] for o."""
+    from comba_vision.ops.function import chunk_bwd, chunk_fwd
+    from comba_vision.ops.triton_chunk import BOTH
+    xs, _ = make_inputs(1, 17, 2, 16, 16, seed=2)
+    if torch.cuda.is_available():
+        xs = [x.cuda() for x in xs]
+    checks = ("test_schema", "test_faketensor")
+    fwd_args = (*xs, 0.25, None, False, False, BOTH)
+    assert set(torch.library.opcheck(chunk_fwd, fwd_args, test_utils=checks).values()) == {"SUCCESS"}
+    o, _, M, W, U, h = chunk_fwd(*fwd_args)
+    assert o.shape == (2, *xs[2].shape)
+    bwd_args = (*xs, M, W, U, h, torch.randn_like(o), None, 0.25, False, False, BOTH)
+    assert set(torch.library.opcheck(chunk_bwd, bwd_args, test_utils=checks).values()) == {"SUCCESS"}
