@@ -177,8 +177,8 @@ def comba_bidirectional(
     The forward scan runs from the first token to the last, the reverse scan from the last to the first,
     each reading the caller's tensors in place (nothing is flipped or copied). ``merge="sum"`` returns
     ``o_fwd + o_rev``, ``"mean"`` their average and ``"none"`` the pair ``(o_fwd, o_rev)``. Arguments as
-    :func:`comba`. Today the two directions are two calls of the single-direction kernels; the fused
-    bidirectional kernels of issue 5 will replace them behind this signature.
+    :func:`comba`. On the Triton backend the two directions are two calls of the single-direction kernels, or,
+    with ``COMBA_BIDIR_ONE_LAUNCH=1``, both in the same kernel launches (docs/KERNELS.md).
     """
     if merge not in _MERGES:
         raise ValueError(f"merge must be one of {_MERGES}, got {merge!r}")

@@ -1,6 +1,7 @@
 """Triton chunkwise Comba: forward and backward kernels (chunk size 64, float32 state and solve).
 
-Launches (B*H programs on the second grid axis everywhere; NT = number of chunks):
+Launches (B*H programs on the second grid axis everywhere, 2*B*H when both scan directions share the
+launches, ``REVERSE = BOTH``; NT = number of chunks):
 
 forward
   1. ``_fwd_prepare``  grid (NT, B*H):   in-chunk P K^T with decays, the unit-lower-triangular inverse
@@ -1143,6 +1144,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     B, T, H, K = q.shape
     V = v.shape[-1]
     nd = _directions(reverse)
+    if nd == 2 and (dht is not None or need_dh0):
+        raise ValueError("both directions in one launch have no initial or final state to differentiate")
     BH = nd * B * H
     NT = triton.cdiv(T, BT)
     BK, BV, prec, warps = _config(K, V, q.dtype)
