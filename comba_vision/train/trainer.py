@@ -107,6 +107,18 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def checkpoint_dict(model_sd: dict, *, num_classes: int, best_source: str = "model", ema_sd: dict | None = None,
+                    optimizer_sd: dict | None = None, scheduler_sd: dict | None = None, scaler_sd: dict | None = None,
+                    epoch: int = 0, step: int = 0, best: dict | None = None, rng: list | None = None,
+                    config: dict | None = None, metrics: dict | None = None) -> dict:
+    """The checkpoint tools/train_imagenet.py writes as last.pth / best.pth (read back by --resume, by
+    --eval-only and by the tracker's backbone loader). ``best_source`` says whether the best top-1 came from
+    the model or its EMA copy."""
+    return dict(model=model_sd, optimizer=optimizer_sd or {}, scheduler=scheduler_sd or {}, model_ema=ema_sd,
+                scaler=scaler_sd, epoch=epoch, step=step, best=best or {}, rng=rng or [], config=config or {},
+                metrics=metrics or {}, best_source=best_source, num_classes=num_classes)
+
+
 def rng_state() -> dict:
     st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
     if torch.cuda.is_available():
@@ -395,11 +407,11 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
                 if new:
                     w.writeheader()
                 w.writerow(metrics)
-            ck = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                      model_ema=ema.module.state_dict() if ema is not None else None,
-                      scaler=scaler.state_dict() if scaler is not None else None, epoch=epoch, step=step,
-                      best=best, rng=rngs, config=dataclasses.asdict(cfg), metrics=metrics,
-                      best_source=source, num_classes=n_classes)
+            ck = checkpoint_dict(
+                model.state_dict(), num_classes=n_classes, best_source=source,
+                ema_sd=ema.module.state_dict() if ema is not None else None, optimizer_sd=optimizer.state_dict(),
+                scheduler_sd=scheduler.state_dict(), scaler_sd=scaler.state_dict() if scaler is not None else None,
+                epoch=epoch, step=step, best=best, rng=rngs, config=dataclasses.asdict(cfg), metrics=metrics)
             atomic_save(ck, out_dir / "last.pth")
             if is_best:
                 atomic_save(ck, out_dir / "best.pth")

@@ -13,6 +13,7 @@ from timm.layers import resample_abs_pos_embed
 
 from comba_vision.tracking.losses import TrackingLoss, focal_loss, gaussian_heatmap
 from comba_vision.tracking.model import OneStreamTracker, decode, param_groups
+from comba_vision.train.trainer import checkpoint_dict
 
 T, S = 64, 128  # small sizes: 4x4 template grid, 8x8 search grid
 
@@ -308,25 +309,9 @@ def test_grad_checkpointing_passthrough(tracker):
 
 # ------------------------------------------------------------------ backbone checkpoints
 def _trainer_checkpoint(path, model_sd: dict, ema_sd: dict | None, best_source: str) -> None:
-    # the dict tools/train_imagenet.py writes (comba_vision/train/trainer.py), optimizer state etc. abridged
-    torch.save(
-        dict(
-            model=model_sd,
-            optimizer={},
-            scheduler={},
-            model_ema=ema_sd,
-            scaler=None,
-            epoch=3,
-            step=30,
-            best=dict(top1=50.0, epoch=3),
-            rng=[dict(numpy=np.random.get_state())],
-            config={},
-            metrics={},
-            best_source=best_source,
-            num_classes=10,
-        ),
-        path,
-    )
+    """A checkpoint as tools/train_imagenet.py writes it (optimizer state etc. left empty)."""
+    torch.save(checkpoint_dict(model_sd, num_classes=10, best_source=best_source, ema_sd=ema_sd, epoch=3, step=30,
+                               best=dict(top1=50.0, epoch=3), rng=[dict(numpy=np.random.get_state())]), path)
 
 
 @pytest.mark.parametrize("best_source", ["model", "ema"])

@@ -27,7 +27,7 @@ from comba_vision.tracking.config import (
 )
 from comba_vision.tracking.losses import TrackingLoss
 from comba_vision.tracking.train import RankSampler, build_model, train_tracker
-from comba_vision.train.trainer import NonFiniteLossError, atomic_save
+from comba_vision.train.trainer import NonFiniteLossError, atomic_save, checkpoint_dict
 
 from .layouts import make_got10k_layout, make_lasot_layout
 
@@ -87,21 +87,7 @@ def _imagenet_checkpoint(path: Path, seed: int = 123) -> dict:
     """A checkpoint in tools/train_imagenet.py's format (the keys the trainer writes), via its atomic_save."""
     torch.manual_seed(seed)
     net = timm.create_model("comba_micro", num_classes=10)
-    ck = dict(
-        model=net.state_dict(),
-        optimizer={},
-        scheduler={},
-        model_ema=None,
-        scaler=None,
-        epoch=0,
-        step=1,
-        best=dict(top1=10.0, epoch=1),
-        rng=[],
-        config={},
-        metrics={},
-        best_source="model",
-        num_classes=10,
-    )
+    ck = checkpoint_dict(net.state_dict(), num_classes=10, step=1, best=dict(top1=10.0, epoch=1))
     atomic_save(ck, path)
     return ck
 
