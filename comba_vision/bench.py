@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import platform
 import statistics
@@ -378,6 +379,95 @@ def models_table(records) -> str:
             ok = "images_per_s" in ra and "images_per_s" in rb
             cells.append(f"{ra['images_per_s'] / rb['images_per_s']:.2f}x" if ok else "n/a")
         lines.append(f"| {size} | {mode} | {batch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _saved_group(module_name: str) -> str:
+    """'blocks.3.mixer.qkv' -> 'mixer', 'blocks.3.mlp.fc1' -> 'mlp', 'patch_embed.proj' -> 'patch_embed'."""
+    parts = module_name.split(".")
+    if len(parts) >= 3 and parts[0] == "blocks":
+        return parts[2]
+    return parts[0] or "other"
+
+
+def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=None, model_triton=None,
+                      model_kwargs: dict | None = None) -> dict:
+    """Memory one training forward keeps for the backward (bf16 autocast), in MB per image, by unique
+    storage, grouped by the part of the block that saved it (mixer / attn / mlp / norm1 / norm2; stem and
+    head by their module). Comba's operator is counted under "mixer", and its float32 work buffers
+    (``work_buffer_shapes``) also on their own as ``op_buffers_mb``.
+
+    The Triton operator keeps its six inputs and those buffers; on the CPU the operator runs its PyTorch path,
+    which keeps other tensors, so there ``model_triton`` (the default on the CPU) counts what the Triton op
+    would keep instead of what the PyTorch path keeps. Parameters, gradients and optimizer state are not
+    counted; the bf16 copies of the weights that autocast makes are (a fixed amount per batch)."""
+    import timm
+
+    import comba_vision.layers.comba_mixer as mixer_mod
+
+    from .ops.triton_chunk import work_buffer_shapes
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model_triton = device.type == "cpu" if model_triton is None else model_triton
+    model = timm.create_model(name, img_size=img_size, **(model_kwargs or {})).to(device).train()
+    seen, kept, groups, where, inside, op_bytes = set(), [], {}, [], [False], [0]
+
+    def count(t):
+        st = t.untyped_storage()
+        if not inside[0] and st.data_ptr() not in seen:
+            seen.add(st.data_ptr())
+            kept.append(t)  # alive until the end, so that no later storage can reuse the address
+            g = where[-1] if where else "other"
+            groups[g] = groups.get(g, 0) + st.nbytes()
+        return t
+
+    orig = mixer_mod.comba_bidirectional
+
+    def operator(q, k, v, p, g, beta, scale=None, **kw):
+        B, T, H, K = q.shape
+        bufs = sum(4 * math.prod(s) for s in work_buffer_shapes(B, T, H, K, v.shape[-1], 2).values())
+        op_bytes[0] += bufs
+        if not model_triton:
+            return orig(q, k, v, p, g, beta, scale, **kw)
+        xs = [count(x.contiguous()) for x in (q, k, v, p, g, beta)]  # what the op keeps of its inputs
+        groups["mixer"] = groups.get("mixer", 0) + bufs
+        inside[0] = True
+        try:
+            return orig(*xs, scale, **kw)
+        finally:
+            inside[0] = False
+
+    hooks = []
+    for n, m in model.named_modules():
+        group = _saved_group(n)
+        hooks.append(m.register_forward_pre_hook(lambda _m, _a, g=group: where.append(g)))
+        hooks.append(m.register_forward_hook(lambda _m, _a, _o: where.pop() and None))
+    mixer_mod.comba_bidirectional = operator
+    try:
+        x = torch.randn(batch, 3, img_size, img_size, device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16), \
+                torch.autograd.graph.saved_tensors_hooks(count, lambda t: t):
+            model(x)
+    finally:
+        mixer_mod.comba_bidirectional = orig
+        for h in hooks:
+            h.remove()
+    mb = 2.0 ** 20 * batch
+    return dict(model=name, model_kwargs=model_kwargs or {}, img_size=img_size, batch=batch, device=device.type,
+                modelled_triton_op=model_triton,
+                mb_per_image=sum(groups.values()) / mb, groups={k: v / mb for k, v in groups.items()},
+                op_buffers_mb=op_bytes[0] / mb)
+
+
+def saved_table(records) -> str:
+    """Markdown table of saved_activations records: MB per image, total and by group."""
+    groups = list(dict.fromkeys(g for r in records for g in sorted(r["groups"], key=lambda g: -r["groups"][g])))
+    lines = ["| model | size | MB / image | " + " | ".join(groups) + " | of which op work buffers |",
+             "|" + "---|" * (4 + len(groups))]
+    for r in records:
+        cells = [f"{r['groups'][g]:.1f}" if g in r["groups"] else "-" for g in groups]
+        name = r["model"] + "".join(f", {k}={v}" for k, v in r.get("model_kwargs", {}).items())
+        lines.append(f"| {name} | {r['img_size']} | {r['mb_per_image']:.1f} | " + " | ".join(cells)
+                     + f" | {r['op_buffers_mb']:.1f} |")
     return "\n".join(lines)
 
 

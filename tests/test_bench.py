@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 
 import pytest
 import torch
@@ -76,3 +78,50 @@ def test_tracker_records_and_table(tmp_path):
     assert ok["batch"] == 2 and ok["model_fps"] > 0 and "full_fps" not in ok
     assert "not a Comba backbone" in bad["error"]
     assert "| resnet10t | 64 / 128 | 2 | float32 | no | error |" in bench.tracker_table(data["records"])
+
+
+def test_saved_activations_grouped_and_table():
+    """Saved-for-backward accounting on the CPU: a Comba and a ViT model, groups summing to the total, the
+    operator's float32 work buffers as their shapes say, and the per-image figure independent of the batch."""
+    from comba_vision.ops.triton_chunk import work_buffer_shapes
+    comba_rec = bench.saved_activations("comba_micro", img_size=64, batch=2)
+    vit_rec = bench.saved_activations("vit_tiny_patch16_224", img_size=64, batch=2)
+    for r in (comba_rec, vit_rec):
+        assert r["mb_per_image"] == pytest.approx(sum(r["groups"].values()))
+        assert r["groups"]["mlp"] > 0 and r["groups"]["norm1"] > 0
+    assert "attn" in vit_rec["groups"] and "mixer" not in vit_rec["groups"] and vit_rec["op_buffers_mb"] == 0
+    model = __import__("timm").create_model("comba_micro", img_size=64)
+    mixer = model.blocks[0].mixer
+    T = model.patch_embed.num_patches + getattr(model, "num_prefix_tokens", 0)
+    per_layer = sum(4 * math.prod(s) for s in work_buffer_shapes(
+        1, T, mixer.num_heads, mixer.head_dim_k, mixer.head_dim_v, 2).values())
+    assert comba_rec["op_buffers_mb"] == pytest.approx(len(model.blocks) * per_layer / 2**20)
+    assert comba_rec["groups"]["mixer"] > comba_rec["op_buffers_mb"]
+    one = bench.saved_activations("comba_micro", img_size=64, batch=1)["mb_per_image"]
+    assert one < 2 * comba_rec["mb_per_image"] < 2 * one  # per image, plus a fixed part (the bf16 weights)
+    table = bench.saved_table([comba_rec, vit_rec]).splitlines()
+    assert table[2].startswith("| comba_micro | 64 | ") and table[3].startswith("| vit_tiny_patch16_224 | 64 | ")
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs TRITON_INTERPRET=1 (no GPU)")
+def test_saved_activations_model_of_the_triton_op_matches_the_op(monkeypatch):
+    """On the CPU the accounting models what the Triton custom op keeps; running the real op (Triton under the
+    interpreter) and counting what it actually saved gives the same bytes, group by group."""
+    modelled = bench.saved_activations("comba_micro", img_size=32, batch=1, model_triton=True)
+    monkeypatch.setenv("COMBA_BACKEND", "triton")
+    real = bench.saved_activations("comba_micro", img_size=32, batch=1, model_triton=False)
+    assert real["groups"] == pytest.approx(modelled["groups"], rel=1e-9)
+
+
+def test_saved_activations_with_mixer_recompute():
+    """mixer_recompute=True keeps less for the backward in the mixers (the operator's own share unchanged)
+    and nothing changes outside them."""
+    plain = bench.saved_activations("comba_micro", img_size=64, batch=2)
+    lean = bench.saved_activations("comba_micro", img_size=64, batch=2, model_kwargs={"mixer_recompute": True})
+    assert lean["model_kwargs"] == {"mixer_recompute": True}
+    assert lean["op_buffers_mb"] == pytest.approx(plain["op_buffers_mb"])
+    around_op = plain["groups"]["mixer"] - plain["op_buffers_mb"]  # all the mixer keeps but the work buffers
+    assert lean["groups"]["mixer"] < plain["groups"]["mixer"] - 0.3 * around_op
+    for g in ("mlp", "norm1", "norm2"):
+        assert lean["groups"][g] == pytest.approx(plain["groups"][g])
+    assert "mixer_recompute=True" in bench.saved_table([lean])

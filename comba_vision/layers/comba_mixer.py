@@ -9,6 +9,10 @@ Mixer, for tokens x [B, N, C] laid out as one or more row-major patch grids ("se
     o       = comba(q~, k, v, p, g, beta) + comba(..., reverse=True)     both scan directions, summed
     y       = W_o (RMSNorm_head(o) * sigmoid(W_g x))
 
+With ``recompute=True`` (model kwarg ``mixer_recompute``) a training forward keeps only the mixer's input
+and what the operator itself keeps; the projections, conv, SiLU, norms and gates around the operator run
+again in the backward (torch.utils.checkpoint), which about halves the mixer's saved activations.
+
 Per-head trainable scalars: A_log (a = exp(A_log)), dt_bias (c), b_logit (b = sigmoid), d.
 Keys and queries use half the value width per head (K = V / 2 by default), which is what puts Comba-T/S
 on the paper's parameter and MAC budgets (docs/ARCHITECTURE.md).
@@ -22,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
+from torch.utils.checkpoint import checkpoint
 
 from ..ops import comba_bidirectional
 
@@ -73,6 +78,7 @@ class CombaMixer(nn.Module):
         dt_min: float = 1e-3,
         dt_max: float = 0.1,
         proj_drop: float = 0.0,
+        recompute: bool = False,
     ):
         super().__init__()
         if dim % num_heads:
@@ -83,6 +89,9 @@ class CombaMixer(nn.Module):
         self.head_dim_v = V = dim // num_heads
         self.head_dim_k = K = head_dim_k or max(V // 2, 1)
         self.variant = variant
+        # recompute: keep only the mixer's input (and the operator's own saved tensors) for the backward and
+        # recompute the cheap parts around the operator (projections, conv, SiLU, norms, gates) there
+        self.recompute = recompute
         self.qkv_dims = (H * K, H * K, H * V)
         width = sum(self.qkv_dims)
         self.qkv = nn.Linear(dim, width, bias=qkv_bias)
@@ -133,19 +142,28 @@ class CombaMixer(nn.Module):
         """Both scan directions over the token order: returns (forward, reverse) outputs, [B, N, H, V]."""
         return comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="none")
 
-    def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
+    def _output(self, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """y = W_o (RMSNorm_head(o) * sigmoid(W_g x)) from the merged scans o [B, N, H, V]."""
         B, N, C = x.shape
-        q, k, v, p, g, beta = self.scan_inputs(x, segments)
-        if _COUNTER is not None:
-            _COUNTER[0] += recurrence_macs(B, N, self.num_heads, self.head_dim_k, self.head_dim_v)
-            o = v + v
-        else:
-            o = comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="sum")
         # the norm's weight in the activations' dtype: with a float32 weight under bf16 autocast, torch's
         # fused RMSNorm kernel is skipped for a slower composite one
         o = F.rms_norm(o, (self.head_dim_v,), self.o_norm.weight.to(o.dtype), self.o_norm.eps)
         o = o * torch.sigmoid(self.out_gate(x)).reshape(B, N, self.num_heads, self.head_dim_v)
         return self.proj_drop(self.proj(o.reshape(B, N, C)))
+
+    def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
+        B, N, C = x.shape
+        recompute = self.recompute and torch.is_grad_enabled() and _COUNTER is None
+        if recompute:
+            q, k, v, p, g, beta = checkpoint(self.scan_inputs, x, segments, use_reentrant=False)
+        else:
+            q, k, v, p, g, beta = self.scan_inputs(x, segments)
+        if _COUNTER is not None:
+            _COUNTER[0] += recurrence_macs(B, N, self.num_heads, self.head_dim_k, self.head_dim_v)
+            o = v + v
+        else:
+            o = comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="sum")
+        return checkpoint(self._output, o, x, use_reentrant=False) if recompute else self._output(o, x)
 
 
 class CombaBlock(nn.Module):

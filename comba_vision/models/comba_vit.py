@@ -48,6 +48,7 @@ class CombaViT(nn.Module):
         drop_path_rate: float = 0.0,
         dynamic_img_size: bool = False,
         dynamic_img_pad: bool = False,
+        mixer_recompute: bool = False,
     ):
         super().__init__()
         if global_pool not in ("avg", ""):
@@ -67,7 +68,7 @@ class CombaViT(nn.Module):
         self.blocks = nn.ModuleList([
             CombaBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, proj_drop=proj_drop_rate,
                        drop_path=dpr[i], norm_layer=partial(nn.LayerNorm, eps=1e-6), head_dim_k=head_dim_k,
-                       variant=variant, d_init=d_init)
+                       variant=variant, d_init=d_init, recompute=mixer_recompute)
             for i in range(depth)])
         reduction = self.patch_embed.feat_ratio() if hasattr(self.patch_embed, "feat_ratio") else patch_size
         self.feature_info = [dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=reduction) for i in range(depth)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .triton_chunk import BOTH, BT, comba_bidir_fwd_fused, comba_bwd_triton, comba_fwd_triton
+from .triton_chunk import BOTH, comba_bidir_fwd_fused, comba_bwd_triton, comba_fwd_triton, work_buffer_shapes
 
 
 def _empty(like: Tensor) -> Tensor:
@@ -33,14 +33,11 @@ def chunk_fwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tenso
 def _(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse):
     B, T, H, K = q.shape
     V = v.shape[-1]
-    NT = (T + BT - 1) // BT
     nd = 2 if reverse == BOTH else 1
-    BH = nd * B * H
     f = dict(device=q.device, dtype=torch.float32)
     ht = q.new_empty(B, H, K, V, dtype=torch.float32) if output_final_state else _empty(q)
     o = v.new_empty(2, *v.shape) if nd == 2 else v.new_empty(v.shape)
-    return (o, ht, torch.empty(BH, NT, BT, BT, **f), torch.empty(BH, NT * BT, K, **f),
-            torch.empty(BH, NT * BT, V, **f), torch.empty(BH, NT, K, V, **f))
+    return (o, ht, *(torch.empty(s, **f) for s in work_buffer_shapes(B, T, H, K, V, nd).values()))
 
 
 @torch.library.custom_op("comba_vision::chunk_bwd", mutates_args=())

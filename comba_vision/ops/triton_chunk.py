@@ -1083,6 +1083,13 @@ def _directions(reverse: int) -> int:
     return 2 if reverse == BOTH else 1
 
 
+def work_buffer_shapes(B: int, T: int, H: int, K: int, V: int, directions: int = 1) -> dict[str, tuple]:
+    """Shapes of the float32 buffers the forward keeps for the backward (the inverse M, the WY factor W,
+    u, and the state at each chunk start), for one call of one or both directions."""
+    BH, NT = directions * B * H, triton.cdiv(T, BT)
+    return dict(M=(BH, NT, BT, BT), W=(BH, NT * BT, K), U=(BH, NT * BT, V), h=(BH, NT, K, V))
+
+
 def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse):
     """Returns (o, final_state, saved) where saved holds what the backward needs. ``reverse``: 0 forward
     scan, 1 reverse scan, BOTH: both scans in the same launches (2 * B * H programs, no initial or final
@@ -1097,10 +1104,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     BK, BV, prec, warps = _config(K, V, q.dtype)
     dev = q.device
     f32 = torch.float32
-    M = torch.empty(BH, NT, BT, BT, device=dev, dtype=f32)
-    W = torch.empty(BH, NT * BT, K, device=dev, dtype=f32)
-    U = torch.empty(BH, NT * BT, V, device=dev, dtype=f32)
-    h = torch.empty(BH, NT, K, V, device=dev, dtype=f32)
+    M, W, U, h = (torch.empty(s, device=dev, dtype=f32) for s in work_buffer_shapes(B, T, H, K, V, nd).values())
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
     o = v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
     meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=int(reverse), IPLR=iplr, PREC=prec,

@@ -57,3 +57,25 @@ def test_block_residual_shapes_and_segments():
     x = torch.randn(2, 16 + 36, 32)
     y = blk(x, [(4, 4), (6, 6)])
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_recompute_gives_the_same_outputs_and_gradients():
+    """recompute=True (torch.utils.checkpoint around the parts before and after the operator) changes what
+    is kept for the backward, not the numbers: outputs and every gradient equal the plain mixer's."""
+    torch.manual_seed(0)
+    plain = CombaMixer(32, 2, proj_drop=0.0)
+    again = CombaMixer(32, 2, proj_drop=0.0, recompute=True)
+    again.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 12, 32)
+    outs = []
+    for m in (plain, again):
+        xi = x.clone().requires_grad_()
+        y = m(xi, [(3, 4)])
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        outs.append((y.detach(), xi.grad, {n: p.grad for n, p in m.named_parameters()}))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=0, atol=0)
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-6, atol=1e-7)
+    for n, g in outs[0][2].items():
+        torch.testing.assert_close(outs[1][2][n], g, rtol=1e-6, atol=1e-7, msg=n)
+    with torch.no_grad():  # inference: no checkpointing at all, same output
+        torch.testing.assert_close(again(x, [(3, 4)]), outs[0][0])
