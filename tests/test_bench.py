@@ -107,10 +107,15 @@ def test_saved_activations_grouped_and_table():
 def test_saved_activations_model_of_the_triton_op_matches_the_op(monkeypatch):
     """On the CPU the accounting models what the Triton custom op keeps; running the real op (Triton under the
     interpreter) and counting what it actually saved gives the same bytes, group by group."""
-    modelled = bench.saved_activations("comba_micro", img_size=32, batch=1, model_triton=True)
-    monkeypatch.setenv("COMBA_BACKEND", "triton")
-    real = bench.saved_activations("comba_micro", img_size=32, batch=1, model_triton=False)
-    assert real["groups"] == pytest.approx(modelled["groups"], rel=1e-9)
+    import comba_vision.ops.triton_chunk as tc
+    for recompute in (False, True):  # the float32 work buffers kept, or rebuilt in the backward
+        monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
+        monkeypatch.delenv("COMBA_BACKEND", raising=False)
+        modelled = bench.saved_activations("comba_micro", img_size=32, batch=1, model_triton=True)
+        monkeypatch.setenv("COMBA_BACKEND", "triton")
+        real = bench.saved_activations("comba_micro", img_size=32, batch=1, model_triton=False)
+        assert real["groups"] == pytest.approx(modelled["groups"], rel=1e-9), recompute
+        assert (modelled["op_buffers_mb"] == 0) == recompute
 
 
 def test_saved_activations_with_mixer_recompute():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import triton_chunk
 from .triton_chunk import BOTH, comba_bidir_fwd_fused, comba_bwd_triton, comba_fwd_triton, work_buffer_shapes
 
 
@@ -40,6 +41,23 @@ def _(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, rever
     return (o, ht, *(torch.empty(s, **f) for s in work_buffer_shapes(B, T, H, K, V, nd).values()))
 
 
+@torch.library.custom_op("comba_vision::chunk_buffers", mutates_args=())
+def chunk_buffers(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor,
+                  initial_state: Tensor | None, iplr: bool, reverse: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The forward's float32 work buffers M, W, U, h again (no output): the backward's recomputation."""
+    q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
+    _, _, bufs = comba_fwd_triton(q, k, v, p, g, beta, 1.0, initial_state, False, iplr, reverse, need_output=False)
+    return bufs
+
+
+@chunk_buffers.register_fake
+def _(q, k, v, p, g, beta, initial_state, iplr, reverse):
+    B, T, H, K = q.shape
+    nd = 2 if reverse == BOTH else 1
+    return tuple(torch.empty(s, device=q.device, dtype=torch.float32)
+                 for s in work_buffer_shapes(B, T, H, K, v.shape[-1], nd).values())
+
+
 @torch.library.custom_op("comba_vision::chunk_bwd", mutates_args=())
 def chunk_bwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, M: Tensor, W: Tensor,
               U: Tensor, h: Tensor, do: Tensor, dht: Tensor | None, scale: float, need_dh0: bool, iplr: bool,
@@ -61,13 +79,19 @@ def _(q, k, v, p, g, beta, M, W, U, h, do, dht, scale, need_dh0, iplr, reverse):
 def _setup_context(ctx, inputs, output):
     q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse = inputs
     _, _, M, W, U, h = output
-    ctx.save_for_backward(q, k, v, p, g, beta, M, W, U, h)
+    # RECOMPUTE_BUFFERS: keep the initial state instead of M, W, U, h (rebuilt in the backward)
+    ctx.recompute = triton_chunk.RECOMPUTE_BUFFERS
+    ctx.save_for_backward(q, k, v, p, g, beta, *((initial_state,) if ctx.recompute else (M, W, U, h)))
     ctx.scale, ctx.iplr, ctx.reverse = scale, iplr, reverse
     ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
 
 
 def _backward(ctx, do, dht, dM, dW, dU, dh):
-    q, k, v, p, g, beta, M, W, U, h = ctx.saved_tensors
+    if ctx.recompute:
+        q, k, v, p, g, beta, h0 = ctx.saved_tensors
+        M, W, U, h = chunk_buffers(q, k, v, p, g, beta, h0, ctx.iplr, ctx.reverse)
+    else:
+        q, k, v, p, g, beta, M, W, U, h = ctx.saved_tensors
     if dht is not None and dht.numel() == 0:
         dht = None
     need_dh0 = ctx.h0_dtype is not None and ctx.needs_input_grad[7]

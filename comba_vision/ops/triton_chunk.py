@@ -51,6 +51,11 @@ PRE_MIN_BK = int(os.environ.get("COMBA_PRE_MIN_BK", "128"))
 # folded into the batch axis of every grid, REVERSE = BOTH) instead of two calls of the operator. Correct
 # under TRITON_INTERPRET=1 (tests/ops/test_bidirectional.py); not yet compiled or timed on a GPU: off.
 BIDIR_ONE_LAUNCH = os.environ.get("COMBA_BIDIR_ONE_LAUNCH", "0") == "1"
+# COMBA_RECOMPUTE_BUFFERS=1: the autograd formula keeps only the operator's inputs and runs the prepare and
+# state kernels again in the backward to rebuild M, W, U, h, instead of keeping those float32 buffers from
+# the forward (they are most of the operator's training memory). Exact (the same kernels, the same bits);
+# its time cost not yet measured on a GPU: off.
+RECOMPUTE_BUFFERS = os.environ.get("COMBA_RECOMPUTE_BUFFERS", "0") == "1"
 # COMBA_STATE_HALVES (default 1): from padded head size 128, _bwd_state_halves (dh in two K halves).
 STATE_HALVES_MIN_BK = 128 if os.environ.get("COMBA_STATE_HALVES", "1") == "1" else 1 << 30
 # COMBA_DOUBLING_INVERSE (default 1): the 16x16 diagonal blocks of the blocked inverse by products,
@@ -1090,10 +1095,12 @@ def work_buffer_shapes(B: int, T: int, H: int, K: int, V: int, directions: int =
     return dict(M=(BH, NT, BT, BT), W=(BH, NT * BT, K), U=(BH, NT * BT, V), h=(BH, NT, K, V))
 
 
-def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse):
+def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse,
+                     need_output: bool = True):
     """Returns (o, final_state, saved) where saved holds what the backward needs. ``reverse``: 0 forward
     scan, 1 reverse scan, BOTH: both scans in the same launches (2 * B * H programs, no initial or final
-    state); o is then [2, B, T, H, V] (forward scan's output first)."""
+    state); o is then [2, B, T, H, V] (forward scan's output first). need_output=False: only the buffers
+    (o is None; what the backward runs when RECOMPUTE_BUFFERS)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     nd = _directions(reverse)
@@ -1106,7 +1113,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     f32 = torch.float32
     M, W, U, h = (torch.empty(s, device=dev, dtype=f32) for s in work_buffer_shapes(B, T, H, K, V, nd).values())
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
-    o = v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
+    o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
     meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
                 num_warps=warps)
     if BLOCKED_INVERSE:
@@ -1116,7 +1123,8 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     bv_state = _state_block_v(BH, V, BV, dev)
     _launch(_fwd_state, (None, BH), (k, g, W, U, h, initial_state, ht),
             dict(meta, BV=bv_state, USE_H0=initial_state is not None, STORE_HT=ht is not None), per_v_block=True)
-    _launch(_fwd_output, (NT, BH), (q, k, g, U, h, o, scale), meta)
+    if need_output:
+        _launch(_fwd_output, (NT, BH), (q, k, g, U, h, o, scale), meta)
     return o, ht, (M, W, U, h)
 
 

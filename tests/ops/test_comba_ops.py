@@ -253,3 +253,37 @@ def test_diagonal_inverse_variants_prepare_kernel(monkeypatch, T, K, V, variant,
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
     errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("T, K, V, variant, reverse", [(70, 16, 32, "iplr", True), (130, 32, 16, "splr", False)])
+def test_recomputed_work_buffers_give_the_same_gradients(monkeypatch, T, K, V, variant, reverse):
+    """COMBA_RECOMPUTE_BUFFERS: the backward rebuilds M, W, U, h instead of keeping them. The outputs and
+    gradients are those of the default path bit for bit (same kernels), and what autograd keeps shrinks by
+    exactly the work buffers (less the initial state, which it then keeps)."""
+    import math
+
+    import comba_vision.ops.triton_chunk as tc
+    from tests.ops.helpers import GRAD_NAMES, run_with_grads
+    B, H = 2, 2
+    xs, h0 = make_inputs(B, T, H, K, V, init=True, seed=9)
+    if HAS_CUDA:
+        xs, h0 = [x.cuda() for x in xs], h0.cuda()
+
+    def op(q, k, v, p, g, beta, h):
+        return comba(q, k, v, p, g, beta, None, h, True, variant=variant, reverse=reverse, backend="triton")
+
+    results, kept_bytes = [], []
+    for recompute in (False, True):
+        monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
+        kept = {}
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t, kept=kept: kept.setdefault(t.untyped_storage().data_ptr(), t), lambda t: t):
+            results.append(run_with_grads(op, xs, h0))
+        kept_bytes.append(sum(t.untyped_storage().nbytes() for t in kept.values()))
+    (o1, ht1, g1), (o2, ht2, g2) = results
+    assert torch.equal(o1, o2) and torch.equal(ht1, ht2)
+    for name, a, b in zip(GRAD_NAMES, g1, g2):
+        assert torch.equal(a, b), name
+    buffers = sum(4 * math.prod(s) for s in tc.work_buffer_shapes(B, T, H, K, V).values())
+    assert kept_bytes[0] - kept_bytes[1] == buffers - h0.numel() * 4
