@@ -300,11 +300,12 @@ def _model_step(model, x, train: bool):
 MODEL_BATCHES = {224: (256, 128), 512: (32, 32), 1024: (8, 8), 2048: (2, 2)}
 
 
-def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=5, log=print):
+def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=5, log=print, comba_kwargs=None):
     """Images per second (and peak GPU memory) of timm models at one input size.
 
     CUDA: a bf16-autocast training step (forward, backward, AdamW step) by default; CPU: inference.
-    The batch defaults to MODEL_BATCHES on CUDA (64 / 8 at other sizes) and 8 on the CPU.
+    The batch defaults to MODEL_BATCHES on CUDA (64 / 8 at other sizes) and 8 on the CPU. ``comba_kwargs``
+    go to the Comba models only (e.g. ``{"mixer_recompute": True}``) and into their records.
     """
     import timm
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -313,9 +314,12 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
         batch = MODEL_BATCHES.get(img_size, (64, 64))[int(train)] if device.type == "cuda" else 8
     records = []
     for name in names:
+        kwargs = dict(comba_kwargs or {}) if name.startswith("comba") else {}
         rec = dict(model=name, img_size=img_size, batch=batch, mode="train" if train else "infer")
+        if kwargs:
+            rec["model_kwargs"] = kwargs
         try:
-            model = timm.create_model(name, img_size=img_size).to(device)
+            model = timm.create_model(name, img_size=img_size, **kwargs).to(device)
             step = _model_step(model, torch.randn(batch, 3, img_size, img_size, device=device), train)
             step()
             if device.type == "cuda":

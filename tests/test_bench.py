@@ -37,6 +37,11 @@ def test_models_records_table_and_plot(tmp_path):
     bench.plot_models(recs, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(recs)  # records are plain JSON
+    # options for the Comba models only (a ViT given mixer_recompute would fail to build)
+    both = bench.bench_models(["comba_micro", "vit_tiny_patch16_224"], img_size=32, batch=2, train=True, reps=1,
+                              log=lambda *_: None, comba_kwargs={"mixer_recompute": True})
+    assert [r.get("model_kwargs") for r in both] == [{"mixer_recompute": True}, None]
+    assert all(r["images_per_s"] > 0 and "error" not in r for r in both)
 
 
 def test_tracker_records_and_table(tmp_path):

@@ -46,6 +46,8 @@ def main(argv=None):
     md.add_argument("--batch", type=int, default=None)
     md.add_argument("--mode", choices=["train", "infer", "both"], default=None,
                     help="default: both on CUDA, infer on the CPU")
+    md.add_argument("--comba-kwargs", type=json.loads, default=None,
+                    help='JSON for the Comba models\' timm.create_model, e.g. \'{"mixer_recompute": true}\'')
     md.add_argument("--out", default="benchmark_models.json")
     md.add_argument("--plot", default=None, help="PNG of images/s against input size (default: next to --out)")
     tr = sub.add_parser("tracker", help="frames/s of the one-stream tracker on Comba and ViT backbones")
@@ -112,7 +114,7 @@ def main(argv=None):
         records = []
         for size in args.img_size:
             for train in ([False, True] if mode == "both" else [mode == "train"]):
-                records += bench.bench_models(names, size, args.batch, train)
+                records += bench.bench_models(names, size, args.batch, train, comba_kwargs=args.comba_kwargs)
                 with open(args.out, "w") as f:  # after every size, so a cut-short run keeps what it measured
                     json.dump(dict(environment=env, records=records), f, indent=1)
         print(bench.models_table(records))
