@@ -63,6 +63,11 @@ def _check_inputs(q, k, v, p, g, beta, initial_state, variant):
     return B, T, H, K, V
 
 
+def _query_scale(q: torch.Tensor, scale: float | None) -> float:
+    """The query scale as a float: the caller's, or K ** -0.5 (inputs already checked)."""
+    return float(q.shape[-1] ** -0.5 if scale is None else scale)
+
+
 def _pick_backend(backend: str | None, device: torch.device) -> str:
     backend = backend or os.environ.get("COMBA_BACKEND") or None
     if backend is None:
@@ -109,9 +114,7 @@ def comba(
         ``(o, final_state)``: ``o`` like ``v``; ``final_state`` ``[B, H, K, V]`` float32 or ``None``.
     """
     B, T, H, K, V = _check_inputs(q, k, v, p, g, beta, initial_state, variant)
-    if scale is None:
-        scale = K ** -0.5
-    scale = float(scale)
+    scale = _query_scale(q, scale)
     be = _pick_backend(backend, q.device)
     if be == "reference":
         o, ht = comba_recurrent_reference(q, k, v, p, g, beta, scale, initial_state, output_final_state,
@@ -136,6 +139,12 @@ def comba(
 _MERGES = ("sum", "mean", "none")
 
 
+def _bidir_triton(q, k, v, p, g, beta, variant, backend) -> bool:
+    """Valid, non-empty inputs on the Triton backend: where the Triton-only bidirectional paths may run."""
+    _check_inputs(q, k, v, p, g, beta, None, variant)
+    return q.shape[1] > 0 and _pick_backend(backend, q.device) == "triton"
+
+
 def _fused_forward_applies(q, k, v, p, g, beta, variant, backend) -> bool:
     """The one-launch bidirectional forward: Triton backend, no gradient needed, state small enough."""
     from . import triton_chunk
@@ -144,19 +153,14 @@ def _fused_forward_applies(q, k, v, p, g, beta, variant, backend) -> bool:
     xs = (q, k, v, p, g, beta)
     if torch.is_grad_enabled() and any(x.requires_grad for x in xs):
         return False
-    _check_inputs(q, k, v, p, g, beta, None, variant)
-    if q.shape[1] == 0 or _pick_backend(backend, q.device) != "triton":
-        return False
-    return triton_chunk.fused_bidir_supported(q.shape[-1], v.shape[-1])
+    return (_bidir_triton(q, k, v, p, g, beta, variant, backend)
+            and triton_chunk.fused_bidir_supported(q.shape[-1], v.shape[-1]))
 
 
 def _one_launch_applies(q, k, v, p, g, beta, variant, backend) -> bool:
-    """Both directions in the same launches (COMBA_BIDIR_ONE_LAUNCH=1): Triton backend, non-empty input."""
+    """Both directions in the same launches of the chunk pipeline (COMBA_BIDIR_ONE_LAUNCH=1)."""
     from . import triton_chunk
-    if not triton_chunk.BIDIR_ONE_LAUNCH:
-        return False
-    _check_inputs(q, k, v, p, g, beta, None, variant)
-    return q.shape[1] > 0 and _pick_backend(backend, q.device) == "triton"
+    return triton_chunk.BIDIR_ONE_LAUNCH and _bidir_triton(q, k, v, p, g, beta, variant, backend)
 
 
 def comba_bidirectional(
@@ -186,19 +190,13 @@ def comba_bidirectional(
     q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
     if merge != "none" and _fused_forward_applies(q, k, v, p, g, beta, variant, backend):
         from .function import bidir_fused_fwd
-        K = q.shape[-1]
-        return bidir_fused_fwd(q, k, v, p, g, beta, float(K ** -0.5 if scale is None else scale),
-                               variant == "iplr", merge == "mean")
+        return bidir_fused_fwd(q, k, v, p, g, beta, _query_scale(q, scale), variant == "iplr", merge == "mean")
     if _one_launch_applies(q, k, v, p, g, beta, variant, backend):
         from .function import comba_triton_both
-        K = q.shape[-1]
-        o2 = comba_triton_both(q, k, v, p, g, beta, float(K ** -0.5 if scale is None else scale), variant == "iplr")
-        if merge == "none":
-            return o2[0], o2[1]
-        o = o2.sum(0)
-        return o * 0.5 if merge == "mean" else o
-    o_f, _ = comba(q, k, v, p, g, beta, scale, variant=variant, backend=backend)
-    o_r, _ = comba(q, k, v, p, g, beta, scale, variant=variant, reverse=True, backend=backend)
+        o_f, o_r = comba_triton_both(q, k, v, p, g, beta, _query_scale(q, scale), variant == "iplr").unbind(0)
+    else:
+        o_f, _ = comba(q, k, v, p, g, beta, scale, variant=variant, backend=backend)
+        o_r, _ = comba(q, k, v, p, g, beta, scale, variant=variant, reverse=True, backend=backend)
     if merge == "none":
         return o_f, o_r
     o = o_f + o_r

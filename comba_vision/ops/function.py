@@ -9,7 +9,14 @@ import torch
 from torch import Tensor
 
 from . import triton_chunk
-from .triton_chunk import BOTH, comba_bidir_fwd_fused, comba_bwd_triton, comba_fwd_triton, work_buffer_shapes
+from .triton_chunk import (
+    BOTH,
+    _directions,
+    comba_bidir_fwd_fused,
+    comba_bwd_triton,
+    comba_fwd_triton,
+    work_buffer_shapes,
+)
 
 
 def _empty(like: Tensor) -> Tensor:
@@ -34,7 +41,7 @@ def chunk_fwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tenso
 def _(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse):
     B, T, H, K = q.shape
     V = v.shape[-1]
-    nd = 2 if reverse == BOTH else 1
+    nd = _directions(reverse)
     f = dict(device=q.device, dtype=torch.float32)
     ht = q.new_empty(B, H, K, V, dtype=torch.float32) if output_final_state else _empty(q)
     o = v.new_empty(2, *v.shape) if nd == 2 else v.new_empty(v.shape)
@@ -53,9 +60,8 @@ def chunk_buffers(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: T
 @chunk_buffers.register_fake
 def _(q, k, v, p, g, beta, initial_state, iplr, reverse):
     B, T, H, K = q.shape
-    nd = 2 if reverse == BOTH else 1
     return tuple(torch.empty(s, device=q.device, dtype=torch.float32)
-                 for s in work_buffer_shapes(B, T, H, K, v.shape[-1], nd).values())
+                 for s in work_buffer_shapes(B, T, H, K, v.shape[-1], _directions(reverse)).values())
 
 
 @torch.library.custom_op("comba_vision::chunk_bwd", mutates_args=())

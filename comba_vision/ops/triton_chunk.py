@@ -589,6 +589,25 @@ def _bwd_dv_local(
 
 
 @triton.jit
+def _pre_slices(i_v, i_bh, i_t, NT, base_c, BT: tl.constexpr):
+    """Offsets, in KDH and DCL, of state V block i_v's entries for chunk i_t: one float per token of the
+    chunk in KDH, one per chunk in DCL (each V block of the state kernel writes its own slice)."""
+    n_bh = tl.num_programs(1)
+    return i_v * n_bh * NT * BT + base_c + tl.arange(0, BT), i_v * n_bh * NT + i_bh * NT + i_t
+
+
+@triton.jit
+def _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, b_inner, b_clast, i_v, i_bh, i_t, NT, base_c,
+                     BT: tl.constexpr):
+    """The state kernels' part of dc and dc_last for this V block (h_end = e^c_last h0 + K^T Diag(e^(c_last
+    - c)) u): sum_v u * (Diag(e^(c_last - c)) K dh) per token, and e^c_last <h0, dh> (b_inner)."""
+    o_kdh, o_dcl = _pre_slices(i_v, i_bh, i_t, NT, base_c, BT)
+    b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
+    tl.store(KDH + o_kdh, tl.sum(b_u * b_kdh, 1))
+    tl.store(DCL + o_dcl, tl.exp(b_clast) * b_inner)
+
+
+@triton.jit
 def _bwd_state(
     q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
@@ -599,7 +618,6 @@ def _bwd_state(
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, BT)
-    n_rows = tl.num_programs(1) * NT * BT  # rows of one V block's slice of KDH
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -624,12 +642,10 @@ def _bwd_state(
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
         b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
         b_kdh = tl.dot(b_kd, b_dh, input_precision=PREC)
-        if PRE:  # h_end = e^c_last h0 + K^T Diag(e^(c_last - c)) u: its parts of dc and dc_last, this V block
-            b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
-            tl.store(KDH + i_v * n_rows + base_c + o_c, tl.sum(b_u * b_kdh, 1))
+        if PRE:
             b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.)
-            tl.store(DCL + i_v * tl.num_programs(1) * NT + i_bh * NT + i_t,
-                     tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0))
+            _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, tl.sum(tl.sum(b_h0 * b_dh, 1), 0), b_clast,
+                             i_v, i_bh, i_t, NT, base_c, BT)
         b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
         b_dh = (b_dh * tl.exp(b_clast) + tl.dot(tl.trans(b_q), b_do, input_precision=PREC)
@@ -661,7 +677,6 @@ def _bwd_state_halves(
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, BT)
-    n_rows = tl.num_programs(1) * NT * BT
     o_c = tl.arange(0, BT)
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < V
@@ -687,12 +702,10 @@ def _bwd_state_halves(
         b_edl = tl.exp(b_clast - b_c)[:, None]
         b_kdh = (tl.dot(_load_rows(k, rows, m_t, K, KH, 0) * b_edl, b_dha, input_precision=PREC)
                  + tl.dot(_load_rows(k, rows, m_t, K, KH, KH) * b_edl, b_dhb, input_precision=PREC))
-        if PRE:  # as in _bwd_state
-            b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
-            tl.store(KDH + i_v * n_rows + base_c + o_c, tl.sum(b_u * b_kdh, 1))
+        if PRE:
             b_in = (tl.sum(tl.sum(tl.load(h + s_base + kv_a, mask=m_a, other=0.) * b_dha, 1), 0)
                     + tl.sum(tl.sum(tl.load(h + s_base + kv_b, mask=m_b, other=0.) * b_dhb, 1), 0))
-            tl.store(DCL + i_v * tl.num_programs(1) * NT + i_bh * NT + i_t, tl.exp(b_clast) * b_in)
+            _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, b_in, b_clast, i_v, i_bh, i_t, NT, base_c, BT)
         b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
         b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
@@ -842,13 +855,12 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
 def _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT: tl.constexpr):
     """Adds the dc / dc_last terms that _bwd_dv_local (Q h0) and _bwd_state (K dh, <h0, dh>, one slice per
     state V block, n_vs of them) computed."""
-    o_c = tl.arange(0, BT)
-    n_rows = tl.num_programs(1) * NT * BT
     b_kdh = tl.zeros([BT], dtype=tl.float32)
     for i in range(0, n_vs):
-        b_kdh += tl.load(KDH + i * n_rows + base_c + o_c)
-        b_dclast += tl.load(DCL + i * tl.num_programs(1) * NT + i_bh * NT + i_t)
-    b_dc += tl.load(DCQ + base_c + o_c) - b_kdh
+        o_kdh, o_dcl = _pre_slices(i, i_bh, i_t, NT, base_c, BT)
+        b_kdh += tl.load(KDH + o_kdh)
+        b_dclast += tl.load(DCL + o_dcl)
+    b_dc += tl.load(DCQ + base_c + tl.arange(0, BT)) - b_kdh
     return b_dc, b_dclast + tl.sum(b_kdh, 0)
 
 
