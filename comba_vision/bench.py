@@ -300,6 +300,11 @@ def _model_step(model, x, train: bool):
 MODEL_BATCHES = {224: (256, 128), 512: (32, 32), 1024: (8, 8), 2048: (2, 2)}
 
 
+def _comba_only(name: str, comba_kwargs: dict | None) -> dict:
+    """The options meant for the Comba models (e.g. mixer_recompute) when name is one, else none."""
+    return dict(comba_kwargs or {}) if name.startswith("comba") else {}
+
+
 def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=5, log=print, comba_kwargs=None):
     """Images per second (and peak GPU memory) of timm models at one input size.
 
@@ -314,7 +319,7 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
         batch = MODEL_BATCHES.get(img_size, (64, 64))[int(train)] if device.type == "cuda" else 8
     records = []
     for name in names:
-        kwargs = dict(comba_kwargs or {}) if name.startswith("comba") else {}
+        kwargs = _comba_only(name, comba_kwargs)
         rec = dict(model=name, img_size=img_size, batch=batch, mode="train" if train else "infer")
         if kwargs:
             rec["model_kwargs"] = kwargs
@@ -395,7 +400,7 @@ def _saved_group(module_name: str) -> str:
 
 
 def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=None, model_triton=None,
-                      model_kwargs: dict | None = None) -> dict:
+                      comba_kwargs: dict | None = None) -> dict:
     """Memory one training forward keeps for the backward (bf16 autocast), in MB per image, by unique
     storage, grouped by the part of the block that saved it (mixer / attn / mlp / norm1 / norm2; stem and
     head by their module). Comba's operator is counted under "mixer", and its float32 work buffers
@@ -404,7 +409,8 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
     The Triton operator keeps its six inputs and those buffers; on the CPU the operator runs its PyTorch path,
     which keeps other tensors, so there ``model_triton`` (the default on the CPU) counts what the Triton op
     would keep instead of what the PyTorch path keeps. Parameters, gradients and optimizer state are not
-    counted; the bf16 copies of the weights that autocast makes are (a fixed amount per batch)."""
+    counted; the bf16 copies of the weights that autocast makes are (a fixed amount per batch).
+    ``comba_kwargs`` go to a Comba model only, as in bench_models."""
     import timm
 
     import comba_vision.layers.comba_mixer as mixer_mod
@@ -413,14 +419,15 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
     from .ops.triton_chunk import work_buffer_shapes
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model_triton = device.type == "cpu" if model_triton is None else model_triton
-    model = timm.create_model(name, img_size=img_size, **(model_kwargs or {})).to(device).train()
-    seen, kept, groups, where, inside, op_bytes = set(), [], {}, [], [False], [0]
+    model_kwargs = _comba_only(name, comba_kwargs)
+    model = timm.create_model(name, img_size=img_size, **model_kwargs).to(device).train()
+    # kept: one tensor per counted storage, alive until the end so that no later storage reuses its address
+    kept, groups, where, inside, op_bytes = {}, {}, [], [False], [0]
 
     def count(t):
         st = t.untyped_storage()
-        if not inside[0] and st.data_ptr() not in seen:
-            seen.add(st.data_ptr())
-            kept.append(t)  # alive until the end, so that no later storage can reuse the address
+        if not inside[0] and st.data_ptr() not in kept:
+            kept[st.data_ptr()] = t
             g = where[-1] if where else "other"
             groups[g] = groups.get(g, 0) + st.nbytes()
         return t
@@ -458,7 +465,7 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
         for h in hooks:
             h.remove()
     mb = 2.0 ** 20 * batch
-    return dict(model=name, model_kwargs=model_kwargs or {}, img_size=img_size, batch=batch, device=device.type,
+    return dict(model=name, model_kwargs=model_kwargs, img_size=img_size, batch=batch, device=device.type,
                 modelled_triton_op=model_triton,
                 mb_per_image=sum(groups.values()) / mb, groups={k: v / mb for k, v in groups.items()},
                 op_buffers_mb=op_bytes[0] / mb)

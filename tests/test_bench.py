@@ -127,7 +127,7 @@ def test_saved_activations_with_mixer_recompute():
     """mixer_recompute=True keeps less for the backward in the mixers (the operator's own share unchanged)
     and nothing changes outside them."""
     plain = bench.saved_activations("comba_micro", img_size=64, batch=2)
-    lean = bench.saved_activations("comba_micro", img_size=64, batch=2, model_kwargs={"mixer_recompute": True})
+    lean = bench.saved_activations("comba_micro", img_size=64, batch=2, comba_kwargs={"mixer_recompute": True})
     assert lean["model_kwargs"] == {"mixer_recompute": True}
     assert lean["op_buffers_mb"] == pytest.approx(plain["op_buffers_mb"])
     around_op = plain["groups"]["mixer"] - plain["op_buffers_mb"]  # all the mixer keeps but the work buffers

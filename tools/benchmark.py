@@ -71,8 +71,8 @@ def main(argv=None):
     sv.add_argument("--models", nargs="*", default=None, help="timm model names (default: Comba-T/S and DeiT-T/S)")
     sv.add_argument("--img-size", type=int, nargs="*", default=[224, 512])
     sv.add_argument("--batch", type=int, default=1)
-    sv.add_argument("--model-kwargs", type=json.loads, default=None,
-                    help='JSON passed to every timm.create_model, e.g. \'{"mixer_recompute": true}\'')
+    sv.add_argument("--comba-kwargs", type=json.loads, default=None,
+                    help='JSON for the Comba models\' timm.create_model, e.g. \'{"mixer_recompute": true}\'')
     sv.add_argument("--out", default="benchmark_saved.json")
     sw = sub.add_parser("sweep", help="time each Triton kernel under a few launch configurations (CUDA)")
     sw.add_argument("--shapes", type=_shape, nargs="*", default=[(128, 197, 3, 64), (8, 2048, 16, 128)])
@@ -88,7 +88,7 @@ def main(argv=None):
     if args.cmd == "saved":
         env = bench.environment()
         names = args.models or [n for pair in bench.MODEL_PAIRS for n in pair]
-        records = [bench.saved_activations(n, s, args.batch, model_kwargs=args.model_kwargs)
+        records = [bench.saved_activations(n, s, args.batch, comba_kwargs=args.comba_kwargs)
                    for s in args.img_size for n in names]
         with open(args.out, "w") as f:
             json.dump(dict(environment=env, records=records), f, indent=1)
