@@ -50,12 +50,14 @@ def _finish(rec: dict, records: list, device: torch.device, log) -> None:
         torch.cuda.empty_cache()
 
 
-def make_op_inputs(B, T, H, K, dtype, device, seed=0):
+def make_op_inputs(shape, dtype, device, seed=0):
+    """Operator inputs for shape (B, T, H, K) or (B, T, H, K, V) (V = K when not given)."""
+    B, T, H, K, V = (*shape, shape[3]) if len(shape) == 4 else shape
     gen = torch.Generator(device="cpu").manual_seed(seed)
     q = torch.randn(B, T, H, K, generator=gen)
     k = F.normalize(torch.randn(B, T, H, K, generator=gen), dim=-1)
     p = 0.5 * k
-    v = torch.randn(B, T, H, K, generator=gen)
+    v = torch.randn(B, T, H, V, generator=gen)
     g = F.logsigmoid(torch.randn(B, T, H, generator=gen) + 2.0) * 0.3
     beta = torch.sigmoid(torch.randn(B, T, H, generator=gen))
     return [x.to(device=device, dtype=dtype).requires_grad_() for x in (q, k, v, p, g, beta)]
@@ -99,7 +101,7 @@ def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=Non
         for name in providers:
             rec = dict(shape=list(shape), provider=name, dtype=str(dtype).replace("torch.", ""))
             try:
-                xs = make_op_inputs(*shape, dtype, device)
+                xs = make_op_inputs(shape, dtype, device)
                 fn, leaves = _provider_fn(name, xs)
                 with torch.no_grad():
                     rec["fwd_ms"] = _time(fn, device, reps)
@@ -119,7 +121,7 @@ def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=Non
 def check_op(shape=(2, 197, 3, 64), device=None, log=print):
     """Relative error of our operator (both directions) against the float64 step recurrence."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    xs = make_op_inputs(*shape, torch.float32, device, seed=1)
+    xs = make_op_inputs(shape, torch.float32, device, seed=1)
     errs = {}
     for reverse in (False, True):
         o, _ = comba(*xs, reverse=reverse)
@@ -161,7 +163,7 @@ def ops_table(records) -> str:
     for r in records:
         by_shape.setdefault(tuple(r["shape"]), {})[r["provider"]] = r
     provs = [p for p in PROVIDERS if any(p in d for d in by_shape.values())]
-    head = "| (B, T, H, K) | " + " | ".join(f"{p} fwd / fwd+bwd (ms)" for p in provs) + \
+    head = "| (B, T, H, K[, V]) | " + " | ".join(f"{p} fwd / fwd+bwd (ms)" for p in provs) + \
         "".join(f" | {x} / {y} fwd, fwd+bwd" for x, y in RATIOS) + " |"
     lines = [head, "|" + "---|" * (len(provs) + 1 + len(RATIOS))]
     for shape, d in by_shape.items():
@@ -179,7 +181,7 @@ def ops_table(records) -> str:
 
 def _profile_fwd_bwd(shape, dtype, iters: int = 5):
     from torch.profiler import ProfilerActivity, profile
-    xs = make_op_inputs(*shape, dtype, "cuda")
+    xs = make_op_inputs(shape, dtype, "cuda")
     o = comba(*xs)[0]
     do = torch.randn_like(o)
     for _ in range(3):
@@ -305,12 +307,16 @@ def _comba_only(name: str, comba_kwargs: dict | None) -> dict:
     return dict(comba_kwargs or {}) if name.startswith("comba") else {}
 
 
-def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=5, log=print, comba_kwargs=None):
+def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=5, log=print, comba_kwargs=None,
+                 compile=False, profile=False):
     """Images per second (and peak GPU memory) of timm models at one input size.
 
     CUDA: a bf16-autocast training step (forward, backward, AdamW step) by default; CPU: inference.
     The batch defaults to MODEL_BATCHES on CUDA (64 / 8 at other sizes) and 8 on the CPU. ``comba_kwargs``
-    go to the Comba models only (e.g. ``{"mixer_recompute": True}``) and into their records.
+    go to the Comba models only (e.g. ``{"mixer_recompute": True}``) and into their records. ``compile``:
+    every model runs as ``torch.compile(model)``. ``profile``: after the timing, one more step under
+    torch.profiler; the record gets the step's device time per kernel (top 15), the summed device time
+    and the number of launches, and the table is logged.
     """
     import timm
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -323,8 +329,12 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
         rec = dict(model=name, img_size=img_size, batch=batch, mode="train" if train else "infer")
         if kwargs:
             rec["model_kwargs"] = kwargs
+        if compile:
+            rec["compiled"] = True
         try:
             model = timm.create_model(name, img_size=img_size, **kwargs).to(device)
+            if compile:
+                model = torch.compile(model)
             step = _model_step(model, torch.randn(batch, 3, img_size, img_size, device=device), train)
             step()
             if device.type == "cuda":
@@ -335,10 +345,42 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
             rec["images_per_s"] = batch / ms * 1e3
             if device.type == "cuda":
                 rec["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+            if profile:
+                rec["profile"] = profile_step(step, device, log)
         except Exception as e:  # reported, not fatal (e.g. out of memory at a large size)
             rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
         _finish(rec, records, device, log)
     return records
+
+
+def profile_step(step, device: torch.device, log=print, top: int = 15) -> dict:
+    """Device time of one call of step() by kernel (torch.profiler): the top kernels, their sum over all
+    kernels, the launch count and the step's wall time (a wall time well above the device sum means the
+    step waits on the host: launches, dispatch, autograd)."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        wall = (time.perf_counter() - t0) * 1e3
+    cuda = device.type == "cuda"
+
+    def us(e):  # kernels on CUDA; on the CPU, each op's own time
+        return e.device_time_total if cuda else e.self_cpu_time_total
+    kernels = [e for e in prof.key_averages() if us(e) > 0 and (e.device_type.name == "CUDA") == cuda]
+    kernels.sort(key=lambda e: -us(e))
+    total = sum(us(e) for e in kernels) / 1e3
+    out = dict(wall_ms=wall, device_ms=total, launches=sum(e.count for e in kernels),
+               top={e.key[:80]: round(us(e) / 1e3, 4) for e in kernels[:top]})
+    log(f"profile: wall {wall:.2f} ms, device {total:.2f} ms in {out['launches']} launches")
+    for k, ms in out["top"].items():
+        log(f"  {ms:8.3f} ms  {k}")
+    return out
 
 
 def plot_models(records, path) -> None:

@@ -44,6 +44,29 @@ def test_models_records_table_and_plot(tmp_path):
     assert all(r["images_per_s"] > 0 and "error" not in r for r in both)
 
 
+def test_ops_shapes_with_a_value_head_size():
+    """(B, T, H, K, V): the model's shapes (Comba-T has K = 32, V = 64)."""
+    xs = bench.make_op_inputs((1, 9, 2, 16, 32), torch.float32, "cpu")
+    assert [tuple(x.shape) for x in xs] == [(1, 9, 2, 16)] * 2 + [(1, 9, 2, 32), (1, 9, 2, 16), (1, 9, 2), (1, 9, 2)]
+    rec = bench.bench_ops([(1, 9, 2, 16, 32)], ["comba_bidir"], reps=1, log=lambda *_: None)[0]
+    assert rec["shape"] == [1, 9, 2, 16, 32] and "error" not in rec
+
+
+def test_models_profile_and_compile_options(monkeypatch):
+    """--profile: one more step under torch.profiler, its ops by time; --compile: the timed model is
+    torch.compile's (a stand-in here: compiling on the CPU needs a C compiler and minutes)."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda m: compiled.append(m) or m)
+    rec = bench.bench_models(["comba_micro"], img_size=32, batch=2, train=False, reps=1, log=lambda *_: None,
+                             compile=True, profile=True)[0]
+    assert rec["compiled"] and len(compiled) == 1 and "error" not in rec
+    prof = rec["profile"]
+    tops = list(prof["top"].values())
+    assert prof["launches"] > 50 and prof["wall_ms"] > 0 and 0 < prof["device_ms"]
+    assert tops == sorted(tops, reverse=True) and sum(tops) <= prof["device_ms"] + 1e-6
+    assert any("conv" in k for k in prof["top"])  # the depthwise conv is among the top ops on the CPU
+
+
 def test_tracker_records_and_table(tmp_path):
     """The tracker benchmark on the CPU: a Comba and a timm ViT backbone (2 blocks, never pretrained), the
     network forward and the end-to-end CombaTracker frames, float32."""

@@ -22,8 +22,8 @@ from comba_vision import bench  # noqa: E402
 
 def _shape(s: str):
     parts = tuple(int(x) for x in s.split(","))
-    if len(parts) != 4:
-        raise argparse.ArgumentTypeError(f"shape must be B,T,H,K, got {s!r}")
+    if len(parts) not in (4, 5):
+        raise argparse.ArgumentTypeError(f"shape must be B,T,H,K or B,T,H,K,V, got {s!r}")
     return parts
 
 
@@ -31,7 +31,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd")
     op = sub.add_parser("ops", help="time the operator against fla and SDPA")
-    op.add_argument("--shapes", type=_shape, nargs="*", help="B,T,H,K (default: the standard shapes)")
+    op.add_argument("--shapes", type=_shape, nargs="*", help="B,T,H,K or B,T,H,K,V (default: the standard shapes)")
     op.add_argument("--providers", nargs="*", default=list(bench.PROVIDERS), choices=bench.PROVIDERS)
     op.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     op.add_argument("--reps", type=int, default=50)
@@ -48,6 +48,9 @@ def main(argv=None):
                     help="default: both on CUDA, infer on the CPU")
     md.add_argument("--comba-kwargs", type=json.loads, default=None,
                     help='JSON for the Comba models\' timm.create_model, e.g. \'{"mixer_recompute": true}\'')
+    md.add_argument("--compile", action="store_true", help="time torch.compile(model) for every model")
+    md.add_argument("--profile", action="store_true",
+                    help="also profile one step per model: device time by kernel, launches, wall time")
     md.add_argument("--out", default="benchmark_models.json")
     md.add_argument("--plot", default=None, help="PNG of images/s against input size (default: next to --out)")
     tr = sub.add_parser("tracker", help="frames/s of the one-stream tracker on Comba and ViT backbones")
@@ -114,7 +117,8 @@ def main(argv=None):
         records = []
         for size in args.img_size:
             for train in ([False, True] if mode == "both" else [mode == "train"]):
-                records += bench.bench_models(names, size, args.batch, train, comba_kwargs=args.comba_kwargs)
+                records += bench.bench_models(names, size, args.batch, train, comba_kwargs=args.comba_kwargs,
+                                              compile=args.compile, profile=args.profile)
                 with open(args.out, "w") as f:  # after every size, so a cut-short run keeps what it measured
                     json.dump(dict(environment=env, records=records), f, indent=1)
         print(bench.models_table(records))

@@ -158,7 +158,7 @@ def _fused_forward_applies(q, k, v, p, g, beta, variant, backend) -> bool:
 
 
 def _one_launch_applies(q, k, v, p, g, beta, variant, backend) -> bool:
-    """Both directions in the same launches of the chunk pipeline (COMBA_BIDIR_ONE_LAUNCH=1)."""
+    """Both directions in the same launches of the chunk pipeline (COMBA_BIDIR_ONE_LAUNCH, the default)."""
     from . import triton_chunk
     return triton_chunk.BIDIR_ONE_LAUNCH and _bidir_triton(q, k, v, p, g, beta, variant, backend)
 
@@ -181,8 +181,8 @@ def comba_bidirectional(
     The forward scan runs from the first token to the last, the reverse scan from the last to the first,
     each reading the caller's tensors in place (nothing is flipped or copied). ``merge="sum"`` returns
     ``o_fwd + o_rev``, ``"mean"`` their average and ``"none"`` the pair ``(o_fwd, o_rev)``. Arguments as
-    :func:`comba`. On the Triton backend the two directions are two calls of the single-direction kernels, or,
-    with ``COMBA_BIDIR_ONE_LAUNCH=1``, both in the same kernel launches (docs/KERNELS.md).
+    :func:`comba`. On the Triton backend both directions run in the same kernel launches (or, with
+    ``COMBA_BIDIR_ONE_LAUNCH=0``, as two calls of the single-direction kernels; docs/KERNELS.md).
     """
     if merge not in _MERGES:
         raise ValueError(f"merge must be one of {_MERGES}, got {merge!r}")

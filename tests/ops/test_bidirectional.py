@@ -107,6 +107,20 @@ def test_one_launch_matches_reference(monkeypatch, B, T, H, K, V, variant, merge
     if split:
         monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 16)
         monkeypatch.setattr(tc, "STATE_HALVES_MIN_BK", 16)
+    _check_triton_bidir(B, T, H, K, V, variant, merge, dtype)
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_two_calls_match_reference(monkeypatch):
+    """COMBA_BIDIR_ONE_LAUNCH=0: the two directions as two calls of the single-direction operator."""
+    import comba_vision.ops.function as fn
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "BIDIR_ONE_LAUNCH", False)
+    monkeypatch.setattr(fn, "comba_triton_both", lambda *a: pytest.fail("one-launch path used"))
+    _check_triton_bidir(1, 65, 2, 16, 32, "iplr", "none", torch.float32)
+
+
+def _check_triton_bidir(B, T, H, K, V, variant, merge, dtype):
     if dtype == torch.bfloat16 and not torch.cuda.is_available():
         pytest.skip("bf16 dots only on the GPU (the interpreter miscomputes them)")
     xs, _ = make_inputs(B, T, H, K, V, seed=T + K)
