@@ -128,8 +128,10 @@ class CombaMixer(nn.Module):
         H, K, V = self.num_heads, self.head_dim_k, self.head_dim_v
         qkv = F.silu(self._conv(self.qkv(x), _check_segments(N, segments)))
         q, k, v = qkv.split(self.qkv_dims, dim=-1)
-        q = F.normalize(q.reshape(B, N, H, K), dim=-1)
-        k = F.normalize(k.reshape(B, N, H, K), dim=-1)
+        # back to the projections' dtype: CUDA autocast runs F.normalize in float32, which would send the
+        # operator float32 queries and keys (three TF32 products per dot, float32 gradients and buffers)
+        q = F.normalize(q.reshape(B, N, H, K), dim=-1).to(qkv.dtype)
+        k = F.normalize(k.reshape(B, N, H, K), dim=-1).to(qkv.dtype)
         v = v.reshape(B, N, H, V)
         a_in, b_in = self.gates(x).float().chunk(2, dim=-1)
         g = -self.A_log.float().exp() * F.softplus(a_in + self.dt_bias.float())

@@ -1,4 +1,5 @@
 """The bidirectional mixer really sees both directions."""
+import pytest
 import torch
 
 from comba_vision.layers import CombaBlock, CombaMixer
@@ -79,3 +80,18 @@ def test_recompute_gives_the_same_outputs_and_gradients():
         torch.testing.assert_close(outs[1][2][n], g, rtol=1e-6, atol=1e-7, msg=n)
     with torch.no_grad():  # inference: no checkpointing at all, same output
         torch.testing.assert_close(again(x, [(3, 4)]), outs[0][0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA autocast")
+def test_operator_inputs_keep_the_autocast_dtype_on_cuda():
+    """CUDA autocast computes F.normalize in float32; the operator must still get bf16 queries, keys and
+    feedback keys like the values (else its kernels run float32 products and keep float32 buffers)."""
+    m = CombaMixer(64, 2).cuda()
+    x = torch.randn(2, 16, 64, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        q, k, v, p, g, beta = m.scan_inputs(x, [(4, 4)])
+    assert {q.dtype, k.dtype, v.dtype, p.dtype} == {torch.bfloat16}
+    assert g.dtype == beta.dtype == torch.float32
+    norms = k.float().norm(dim=-1)
+    assert (norms - 1).abs().max() < 1e-2  # still unit keys after the rounding
