@@ -29,6 +29,7 @@ from timm.layers import DropPath, Mlp
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import comba_bidirectional
+from ..ops.mixer_prep import fused_prep_applies, mixer_prep, mixer_prep_torch
 
 Segments = list[tuple[int, int]]
 
@@ -123,22 +124,14 @@ class CombaMixer(nn.Module):
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
     def scan_inputs(self, x: torch.Tensor, segments: Segments | None = None):
-        """q~, k, v, p, g, beta for the operator, each [B, N, H, *] or [B, N, H]."""
-        B, N, _ = x.shape
-        H, K, V = self.num_heads, self.head_dim_k, self.head_dim_v
-        qkv = F.silu(self._conv(self.qkv(x), _check_segments(N, segments)))
-        q, k, v = qkv.split(self.qkv_dims, dim=-1)
-        # back to the projections' dtype: CUDA autocast runs F.normalize in float32, which would send the
-        # operator float32 queries and keys (three TF32 products per dot, float32 gradients and buffers)
-        q = F.normalize(q.reshape(B, N, H, K), dim=-1).to(qkv.dtype)
-        k = F.normalize(k.reshape(B, N, H, K), dim=-1).to(qkv.dtype)
-        v = v.reshape(B, N, H, V)
-        a_in, b_in = self.gates(x).float().chunk(2, dim=-1)
-        g = -self.A_log.float().exp() * F.softplus(a_in + self.dt_bias.float())
-        beta = torch.sigmoid(b_in)
-        p = k * torch.sigmoid(self.b_logit)[:, None].to(k.dtype)
-        q = q - self.d[:, None].to(q.dtype) * k
-        return q, k, v, p, g, beta  # gates stay float32 (the log decay loses too much in bf16)
+        """q~, k, v, p, g, beta for the operator, each [B, N, H, *] or [B, N, H] (g, beta float32: the log
+        decay loses too much in bf16). On CUDA everything after the conv and the gate projection is one
+        fused kernel (comba_vision.ops.mixer_prep; COMBA_FUSED_PREP=0 gives the PyTorch ops back)."""
+        N = x.shape[1]
+        c = self._conv(self.qkv(x), _check_segments(N, segments))
+        args = (c, self.gates(x), self.A_log, self.dt_bias, self.b_logit, self.d,
+                self.num_heads, self.head_dim_k, self.head_dim_v)
+        return mixer_prep(*args) if fused_prep_applies(c) else mixer_prep_torch(*args)
 
     def bidirectional(self, q, k, v, p, g, beta):
         """Both scan directions over the token order: returns (forward, reverse) outputs, [B, N, H, V]."""

@@ -1,8 +1,11 @@
 """The bidirectional mixer really sees both directions."""
+import os
+
 import pytest
 import torch
 
 from comba_vision.layers import CombaBlock, CombaMixer
+from tests.ops.helpers import rel_err
 
 
 def _mixer(seed=0, **kw):
@@ -95,3 +98,30 @@ def test_operator_inputs_keep_the_autocast_dtype_on_cuda():
     assert g.dtype == beta.dtype == torch.float32
     norms = k.float().norm(dim=-1)
     assert (norms - 1).abs().max() < 1e-2  # still unit keys after the rounding
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
+                    reason="needs CUDA or TRITON_INTERPRET=1")
+def test_fused_prep_gives_the_mixer_the_same_outputs_and_gradients(monkeypatch):
+    """The mixer with its inputs prepared by the fused kernels (what CUDA runs) against the PyTorch ops:
+    output and the gradients of the input and of every parameter, float32."""
+    import comba_vision.layers.comba_mixer as cm
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    m = CombaMixer(48, 2).to(dev)
+    with torch.no_grad():  # away from the initial values, so every parameter's gradient path counts
+        for prm in (m.A_log, m.dt_bias, m.b_logit, m.d):
+            prm.add_(0.3 * torch.randn_like(prm))
+    x = torch.randn(2, 15, 48, device=dev)
+    w = torch.randn(2, 15, 48, device=dev)
+    outs = []
+    for fused in (False, True):
+        monkeypatch.setattr(cm, "fused_prep_applies", lambda c, fused=fused: fused)
+        m.zero_grad()
+        xi = x.clone().requires_grad_()
+        y = m(xi, [(3, 5)])
+        (y * w).sum().backward()
+        outs.append((y.detach(), xi.grad, {n: p.grad.clone() for n, p in m.named_parameters()}))
+    assert rel_err(outs[1][0], outs[0][0]) <= 1e-5 and rel_err(outs[1][1], outs[0][1]) <= 1e-5
+    for n, g in outs[0][2].items():
+        assert rel_err(outs[1][2][n], g) <= 1e-5, n

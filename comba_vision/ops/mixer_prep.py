@@ -1,0 +1,241 @@
+"""The Comba mixer's input preparation fused into one Triton kernel forward and one backward.
+
+From the depthwise conv's output ``c`` [B, N, 2HK + HV] (before the SiLU) and the gate logits ``z``
+[B, N, 2H] (forget logits, then input-gate logits), per token and head h:
+
+    q, k, v = SiLU(c) split into the head's columns          (q and k: K wide, v: V wide)
+    q^, k^  = q / max(|q|, eps), k / max(|k|, eps)             (F.normalize)
+    p       = sigmoid(b_h) k^                                  (feedback key)
+    q~      = q^ - d_h k^                                      (output correction)
+    g       = -exp(A_log_h) softplus(z_a + dt_bias_h),   beta = sigmoid(z_b)
+
+``mixer_prep_torch`` writes this as PyTorch ops (the CPU path and the reference); ``mixer_prep`` runs it as
+one launch forward and one backward (plus one reduction of the four per-head parameter gradients), where
+the composite form is some 25 kernels forward and 40 backward per block, each a pass over the activations.
+Arithmetic is float32 and each output is rounded once to its dtype (q~, k, v, p: c's dtype; g, beta:
+float32), so in bf16 the fused form differs from the composite one by that rounding only.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+from torch import Tensor
+
+EPS = 1e-12  # F.normalize's default
+# COMBA_FUSED_PREP (default 1): the mixer prepares the operator's inputs with the fused kernels on CUDA
+FUSED_PREP = os.environ.get("COMBA_FUSED_PREP", "1") == "1"
+BLOCK_TOKENS = 32
+
+
+def mixer_prep_torch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
+                     H: int, K: int, V: int):
+    """q~, k, v, p ([B, N, H, *], c's dtype) and g, beta ([B, N, H], float32) as PyTorch ops."""
+    B, N, _ = c.shape
+    a = F.silu(c)
+    q, k, v = a.split((H * K, H * K, H * V), dim=-1)
+    # back to c's dtype: CUDA autocast runs F.normalize in float32
+    q = F.normalize(q.reshape(B, N, H, K), dim=-1, eps=EPS).to(c.dtype)
+    k = F.normalize(k.reshape(B, N, H, K), dim=-1, eps=EPS).to(c.dtype)
+    v = v.reshape(B, N, H, V)
+    a_in, b_in = z.float().chunk(2, dim=-1)
+    g = -A_log.float().exp() * F.softplus(a_in + dt_bias.float())
+    beta = torch.sigmoid(b_in)
+    p = k * torch.sigmoid(b_logit)[:, None].to(k.dtype)
+    q = q - d[:, None].to(q.dtype) * k
+    return q, k, v, p, g, beta
+
+
+@triton.jit
+def _silu_norm(C, rows, m_r, col0, W, D, BD: tl.constexpr, NORM: tl.constexpr, EPS: tl.constexpr):
+    """Columns col0 .. col0 + D of C's rows: (pre-activation, SiLU, normalised SiLU or SiLU, 1 / norm)."""
+    cols = tl.arange(0, BD)
+    m = m_r[:, None] & (cols[None, :] < D)
+    x = tl.load(C + rows[:, None] * W + col0 + cols[None, :], mask=m, other=0.0).to(tl.float32)
+    a = x * tl.sigmoid(x)
+    inv = 1.0 / tl.maximum(tl.sqrt(tl.sum(a * a, axis=1)), EPS)
+    if NORM:
+        return x, a, a * inv[:, None], inv
+    return x, a, a, inv
+
+
+@triton.jit
+def _dsilu(x, da):
+    s = tl.sigmoid(x)
+    return da * s * (1.0 + x * (1.0 - s))
+
+
+@triton.jit
+def _head_rows(ptr, rows, m_r, i_h, H, D, BD: tl.constexpr):
+    """Pointers and mask of head i_h's D columns in a [rows, H, D] tensor."""
+    cols = tl.arange(0, BD)
+    return ptr + rows[:, None] * (H * D) + i_h * D + cols[None, :], m_r[:, None] & (cols[None, :] < D)
+
+
+@triton.jit
+def _gates(Z, A_LOG, DT, rows, m_r, i_h, H):
+    """(forget logit + dt_bias, exp(A_log), g, beta) of head i_h for the rows."""
+    za = tl.load(Z + rows * (2 * H) + i_h, mask=m_r, other=0.0).to(tl.float32) + tl.load(DT + i_h).to(tl.float32)
+    zb = tl.load(Z + rows * (2 * H) + H + i_h, mask=m_r, other=0.0).to(tl.float32)
+    ea = tl.exp(tl.load(A_LOG + i_h).to(tl.float32))
+    softplus = tl.maximum(za, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(za)))
+    return za, ea, -ea * softplus, tl.sigmoid(zb)
+
+
+@triton.jit
+def _prep_fwd(C, Z, A_LOG, DT, BLOG, DD, Q, KO, VO, P, G, BETA, NTOK, H, K, V,
+              BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr):
+    i_n, i_h = tl.program_id(0), tl.program_id(1)
+    rows = i_n * BN + tl.arange(0, BN)
+    m_r = rows < NTOK
+    W = 2 * H * K + H * V
+    _, _, qh, _ = _silu_norm(C, rows, m_r, i_h * K, W, K, BK, True, EPS)
+    _, _, kh, _ = _silu_norm(C, rows, m_r, H * K + i_h * K, W, K, BK, True, EPS)
+    _, v, _, _ = _silu_norm(C, rows, m_r, 2 * H * K + i_h * V, W, V, BV, False, EPS)
+    s = tl.sigmoid(tl.load(BLOG + i_h).to(tl.float32))
+    d = tl.load(DD + i_h).to(tl.float32)
+    pk, mk = _head_rows(KO, rows, m_r, i_h, H, K, BK)
+    tl.store(pk, kh.to(KO.dtype.element_ty), mask=mk)
+    pq, _ = _head_rows(Q, rows, m_r, i_h, H, K, BK)
+    tl.store(pq, (qh - d * kh).to(Q.dtype.element_ty), mask=mk)
+    pp, _ = _head_rows(P, rows, m_r, i_h, H, K, BK)
+    tl.store(pp, (s * kh).to(P.dtype.element_ty), mask=mk)
+    pv, mv = _head_rows(VO, rows, m_r, i_h, H, V, BV)
+    tl.store(pv, v.to(VO.dtype.element_ty), mask=mv)
+    _, _, g, beta = _gates(Z, A_LOG, DT, rows, m_r, i_h, H)
+    tl.store(G + rows * H + i_h, g, mask=m_r)
+    tl.store(BETA + rows * H + i_h, beta, mask=m_r)
+
+
+@triton.jit
+def _prep_bwd(C, Z, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, DPAR, NTOK, H, K, V,
+              BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr):
+    i_n, i_h = tl.program_id(0), tl.program_id(1)
+    rows = i_n * BN + tl.arange(0, BN)
+    m_r = rows < NTOK
+    W = 2 * H * K + H * V
+    s = tl.sigmoid(tl.load(BLOG + i_h).to(tl.float32))
+    d = tl.load(DD + i_h).to(tl.float32)
+    pq, mk = _head_rows(DQ, rows, m_r, i_h, H, K, BK)
+    dqt = tl.load(pq, mask=mk, other=0.0).to(tl.float32)
+    pk, _ = _head_rows(DK, rows, m_r, i_h, H, K, BK)
+    pp, _ = _head_rows(DP, rows, m_r, i_h, H, K, BK)
+    dp = tl.load(pp, mask=mk, other=0.0).to(tl.float32)
+    cols_k = tl.arange(0, BK)
+    ptr_c = DC + rows[:, None] * W + cols_k[None, :]
+    # q~ = q^ - d k^ and p = s k^: the normalised key's gradient gathers all three outputs' gradients
+    xq, _, qh, invq = _silu_norm(C, rows, m_r, i_h * K, W, K, BK, True, EPS)
+    dqh = dqt
+    daq = (dqh - qh * tl.sum(qh * dqh, axis=1)[:, None]) * invq[:, None]
+    tl.store(ptr_c + i_h * K, _dsilu(xq, daq).to(DC.dtype.element_ty), mask=mk)
+    xk, _, kh, invk = _silu_norm(C, rows, m_r, H * K + i_h * K, W, K, BK, True, EPS)
+    dkh = tl.load(pk, mask=mk, other=0.0).to(tl.float32) + s * dp - d * dqt
+    dak = (dkh - kh * tl.sum(kh * dkh, axis=1)[:, None]) * invk[:, None]
+    tl.store(ptr_c + H * K + i_h * K, _dsilu(xk, dak).to(DC.dtype.element_ty), mask=mk)
+    xv, _, _, _ = _silu_norm(C, rows, m_r, 2 * H * K + i_h * V, W, V, BV, False, EPS)
+    pv, mv = _head_rows(DV, rows, m_r, i_h, H, V, BV)
+    cols_v = tl.arange(0, BV)
+    tl.store(DC + rows[:, None] * W + 2 * H * K + i_h * V + cols_v[None, :],
+             _dsilu(xv, tl.load(pv, mask=mv, other=0.0).to(tl.float32)).to(DC.dtype.element_ty), mask=mv)
+    za, ea, g, beta = _gates(Z, A_LOG, DT, rows, m_r, i_h, H)
+    dg = tl.load(DG + rows * H + i_h, mask=m_r, other=0.0).to(tl.float32)
+    dbeta = tl.load(DBETA + rows * H + i_h, mask=m_r, other=0.0).to(tl.float32)
+    dza = -dg * ea * tl.sigmoid(za)
+    tl.store(DZ + rows * (2 * H) + i_h, dza.to(DZ.dtype.element_ty), mask=m_r)
+    tl.store(DZ + rows * (2 * H) + H + i_h, (dbeta * beta * (1.0 - beta)).to(DZ.dtype.element_ty), mask=m_r)
+    # this program's parts of the per-head parameter gradients (summed over programs afterwards);
+    # masked rows contribute nothing: their loaded gradients are zero
+    base = DPAR + i_n * 4 * H + i_h
+    tl.store(base, tl.sum(dg * g, axis=0))                                   # d A_log
+    tl.store(base + H, tl.sum(dza, axis=0))                                  # d dt_bias
+    tl.store(base + 2 * H, tl.sum(tl.sum(dp * kh, axis=1), axis=0) * s * (1.0 - s))   # d b_logit
+    tl.store(base + 3 * H, -tl.sum(tl.sum(dqt * kh, axis=1), axis=0))        # d d
+
+
+def _meta(H: int, K: int, V: int, ntok: int):
+    BK, BV = max(16, triton.next_power_of_2(K)), max(16, triton.next_power_of_2(V))
+    return (triton.cdiv(ntok, BLOCK_TOKENS), H), dict(BN=BLOCK_TOKENS, BK=BK, BV=BV, EPS=EPS, num_warps=4)
+
+
+def _check(c: Tensor, z: Tensor, H: int, K: int, V: int) -> None:
+    if c.dim() != 3 or c.shape[-1] != 2 * H * K + H * V:
+        raise ValueError(f"c must be [B, N, 2*H*K + H*V] = [B, N, {2 * H * K + H * V}], got {tuple(c.shape)}")
+    if tuple(z.shape) != (*c.shape[:2], 2 * H):
+        raise ValueError(f"z must be [B, N, 2*H] = {(*c.shape[:2], 2 * H)}, got {tuple(z.shape)}")
+
+
+@torch.library.custom_op("comba_vision::mixer_prep", mutates_args=())
+def _prep_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
+             H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    c, z = c.contiguous(), z.contiguous()
+    B, N, _ = c.shape
+    q, k, p = (c.new_empty(B, N, H, K) for _ in range(3))
+    v = c.new_empty(B, N, H, V)
+    g, beta = (c.new_empty(B, N, H, dtype=torch.float32) for _ in range(2))
+    grid, meta = _meta(H, K, V, B * N)
+    _prep_fwd[grid](c, z, A_log, dt_bias, b_logit, d, q, k, v, p, g, beta, B * N, H, K, V, **meta)
+    return q, k, v, p, g, beta
+
+
+@_prep_op.register_fake
+def _(c, z, A_log, dt_bias, b_logit, d, H, K, V):
+    B, N, _ = c.shape
+    f32 = dict(dtype=torch.float32)
+    return (*(c.new_empty(B, N, H, K) for _ in range(2)), c.new_empty(B, N, H, V), c.new_empty(B, N, H, K),
+            c.new_empty(B, N, H, **f32), c.new_empty(B, N, H, **f32))
+
+
+@torch.library.custom_op("comba_vision::mixer_prep_bwd", mutates_args=())
+def _prep_bwd_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
+                 dq: Tensor, dk: Tensor, dv: Tensor, dp: Tensor, dg: Tensor, dbeta: Tensor,
+                 H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(dc, dz, the four per-head parameter gradients as [4, H] float32)."""
+    c, z = c.contiguous(), z.contiguous()
+    dq, dk, dv, dp, dg, dbeta = (x.contiguous() for x in (dq, dk, dv, dp, dg, dbeta))
+    B, N, _ = c.shape
+    grid, meta = _meta(H, K, V, B * N)
+    dc, dz = torch.empty_like(c), torch.empty_like(z)
+    dpar = torch.empty(grid[0], 4, H, device=c.device, dtype=torch.float32)
+    _prep_bwd[grid](c, z, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, dc, dz, dpar, B * N, H, K, V, **meta)
+    return dc, dz, dpar.sum(0)
+
+
+@_prep_bwd_op.register_fake
+def _(c, z, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, H, K, V):
+    return torch.empty_like(c), torch.empty_like(z), c.new_empty(4, H, dtype=torch.float32)
+
+
+def _setup(ctx, inputs, output):
+    c, z, A_log, dt_bias, b_logit, d, H, K, V = inputs
+    ctx.save_for_backward(c, z, A_log, dt_bias, b_logit, d)
+    ctx.dims = (H, K, V)
+
+
+def _backward(ctx, *douts):
+    c, z, A_log, dt_bias, b_logit, d = ctx.saved_tensors
+    H, K, V = ctx.dims
+    B, N, _ = c.shape
+    # an output that took no part in the loss gets no gradient (None): zeros of its shape and dtype
+    shapes = [((B, N, H, w), c.dtype) for w in (K, K, V, K)] + [((B, N, H), torch.float32)] * 2
+    douts = [x if x is not None else c.new_zeros(s, dtype=dt) for x, (s, dt) in zip(douts, shapes)]
+    dc, dz, dpar = _prep_bwd_op(c, z, A_log, dt_bias, b_logit, d, *douts, H, K, V)
+    params = (A_log, dt_bias, b_logit, d)
+    return (dc, dz, *(dpar[i].to(x.dtype) for i, x in enumerate(params)), None, None, None)
+
+
+_prep_op.register_autograd(_backward, setup_context=_setup)
+
+
+def mixer_prep(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
+               H: int, K: int, V: int):
+    """mixer_prep_torch's outputs from the fused Triton kernels (CUDA, or the CPU under TRITON_INTERPRET=1)."""
+    _check(c, z, H, K, V)
+    return _prep_op(c, z, A_log, dt_bias, b_logit, d, H, K, V)
+
+
+def fused_prep_applies(c: Tensor) -> bool:
+    """Whether the mixer takes the fused kernels for this input (CUDA and COMBA_FUSED_PREP)."""
+    return FUSED_PREP and c.is_cuda
