@@ -29,7 +29,7 @@ from timm.layers import DropPath, Mlp
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import comba_bidirectional
-from ..ops.mixer_prep import fused_prep_applies, mixer_prep, mixer_prep_torch
+from ..ops.mixer_fused import fused_applies, mixer_out, mixer_out_torch, mixer_prep, mixer_prep_torch
 
 Segments = list[tuple[int, int]]
 
@@ -123,42 +123,51 @@ class CombaMixer(nn.Module):
             start += h * w
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
+    def _in_proj(self, x: torch.Tensor):
+        """W_qkv x, the gate logits W_[a;b] x and the output-gate logits W_g x as one GEMM: the three Linear
+        modules' weights side by side (one launch and one pass over x, forward and backward)."""
+        lins = (self.qkv, self.gates, self.out_gate)
+        w = torch.cat([m.weight for m in lins])
+        b = torch.cat([m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in lins])
+        return F.linear(x, w, b).split([m.out_features for m in lins], dim=-1)
+
+    def _prepare(self, x: torch.Tensor, segments: Segments | None):
+        """(q~, k, v, p, g, beta, output-gate logits). On CUDA everything after the conv and the projection
+        is one fused kernel (comba_vision.ops.mixer_fused; COMBA_FUSED_MIXER=0 gives the PyTorch ops back)."""
+        a, z, y_g = self._in_proj(x)
+        c = self._conv(a, _check_segments(x.shape[1], segments))
+        args = (c, z, self.A_log, self.dt_bias, self.b_logit, self.d, self.num_heads, self.head_dim_k, self.head_dim_v)
+        return (*(mixer_prep(*args) if fused_applies(c) else mixer_prep_torch(*args)), y_g)
+
     def scan_inputs(self, x: torch.Tensor, segments: Segments | None = None):
         """q~, k, v, p, g, beta for the operator, each [B, N, H, *] or [B, N, H] (g, beta float32: the log
-        decay loses too much in bf16). On CUDA everything after the conv and the gate projection is one
-        fused kernel (comba_vision.ops.mixer_prep; COMBA_FUSED_PREP=0 gives the PyTorch ops back)."""
-        N = x.shape[1]
-        c = self._conv(self.qkv(x), _check_segments(N, segments))
-        args = (c, self.gates(x), self.A_log, self.dt_bias, self.b_logit, self.d,
-                self.num_heads, self.head_dim_k, self.head_dim_v)
-        return mixer_prep(*args) if fused_prep_applies(c) else mixer_prep_torch(*args)
+        decay loses too much in bf16)."""
+        return self._prepare(x, segments)[:6]
 
     def bidirectional(self, q, k, v, p, g, beta):
         """Both scan directions over the token order: returns (forward, reverse) outputs, [B, N, H, V]."""
         return comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="none")
 
-    def _output(self, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """y = W_o (RMSNorm_head(o) * sigmoid(W_g x)) from the merged scans o [B, N, H, V]."""
-        B, N, C = x.shape
-        # the norm's weight in the activations' dtype: with a float32 weight under bf16 autocast, torch's
-        # fused RMSNorm kernel is skipped for a slower composite one
-        o = F.rms_norm(o, (self.head_dim_v,), self.o_norm.weight.to(o.dtype), self.o_norm.eps)
-        o = o * torch.sigmoid(self.out_gate(x)).reshape(B, N, self.num_heads, self.head_dim_v)
-        return self.proj_drop(self.proj(o.reshape(B, N, C)))
+    def _output(self, o2: torch.Tensor, y_g: torch.Tensor) -> torch.Tensor:
+        """y = W_o (RMSNorm_head(o_fwd + o_rev) * sigmoid(W_g x)) from both scans o2 [2, B, N, H, V] (one fused
+        kernel on CUDA)."""
+        args = (o2, y_g, self.o_norm.weight, self.o_norm.eps)
+        y = mixer_out(*args) if fused_applies(o2) else mixer_out_torch(*args)
+        return self.proj_drop(self.proj(y))
 
     def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
         B, N, C = x.shape
         recompute = self.recompute and torch.is_grad_enabled() and _COUNTER is None
         if recompute:
-            q, k, v, p, g, beta = checkpoint(self.scan_inputs, x, segments, use_reentrant=False)
+            q, k, v, p, g, beta, y_g = checkpoint(self._prepare, x, segments, use_reentrant=False)
         else:
-            q, k, v, p, g, beta = self.scan_inputs(x, segments)
+            q, k, v, p, g, beta, y_g = self._prepare(x, segments)
         if _COUNTER is not None:
             _COUNTER[0] += recurrence_macs(B, N, self.num_heads, self.head_dim_k, self.head_dim_v)
-            o = v + v
+            o2 = torch.stack((v, v))
         else:
-            o = comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="sum")
-        return checkpoint(self._output, o, x, use_reentrant=False) if recompute else self._output(o, x)
+            o2 = comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="stack")
+        return checkpoint(self._output, o2, y_g, use_reentrant=False) if recompute else self._output(o2, y_g)
 
 
 class CombaBlock(nn.Module):

@@ -136,7 +136,7 @@ def comba(
                         iplr=variant == "iplr", reverse=reverse)
 
 
-_MERGES = ("sum", "mean", "none")
+_MERGES = ("sum", "mean", "none", "stack")
 
 
 def _bidir_triton(q, k, v, p, g, beta, variant, backend) -> bool:
@@ -180,7 +180,8 @@ def comba_bidirectional(
 
     The forward scan runs from the first token to the last, the reverse scan from the last to the first,
     each reading the caller's tensors in place (nothing is flipped or copied). ``merge="sum"`` returns
-    ``o_fwd + o_rev``, ``"mean"`` their average and ``"none"`` the pair ``(o_fwd, o_rev)``. Arguments as
+    ``o_fwd + o_rev``, ``"mean"`` their average, ``"none"`` the pair ``(o_fwd, o_rev)`` and ``"stack"`` one
+    [2, B, T, H, V] tensor, the forward scan's output first (what the one-launch path makes). Arguments as
     :func:`comba`. On the Triton backend both directions run in the same kernel launches (or, with
     ``COMBA_BIDIR_ONE_LAUNCH=0``, as two calls of the single-direction kernels; docs/KERNELS.md).
     """
@@ -188,15 +189,20 @@ def comba_bidirectional(
         raise ValueError(f"merge must be one of {_MERGES}, got {merge!r}")
     # once here rather than in each direction's call (v is usually a slice of a fused qkv projection)
     q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
-    if merge != "none" and _fused_forward_applies(q, k, v, p, g, beta, variant, backend):
+    if merge in ("sum", "mean") and _fused_forward_applies(q, k, v, p, g, beta, variant, backend):
         from .function import bidir_fused_fwd
         return bidir_fused_fwd(q, k, v, p, g, beta, _query_scale(q, scale), variant == "iplr", merge == "mean")
     if _one_launch_applies(q, k, v, p, g, beta, variant, backend):
         from .function import comba_triton_both
-        o_f, o_r = comba_triton_both(q, k, v, p, g, beta, _query_scale(q, scale), variant == "iplr").unbind(0)
+        o2 = comba_triton_both(q, k, v, p, g, beta, _query_scale(q, scale), variant == "iplr")
+        if merge == "stack":
+            return o2
+        o_f, o_r = o2.unbind(0)
     else:
         o_f, _ = comba(q, k, v, p, g, beta, scale, variant=variant, backend=backend)
         o_r, _ = comba(q, k, v, p, g, beta, scale, variant=variant, reverse=True, backend=backend)
+    if merge == "stack":
+        return torch.stack((o_f, o_r))
     if merge == "none":
         return o_f, o_r
     o = o_f + o_r

@@ -116,7 +116,7 @@ def test_fused_prep_gives_the_mixer_the_same_outputs_and_gradients(monkeypatch):
     w = torch.randn(2, 15, 48, device=dev)
     outs = []
     for fused in (False, True):
-        monkeypatch.setattr(cm, "fused_prep_applies", lambda c, fused=fused: fused)
+        monkeypatch.setattr(cm, "fused_applies", lambda t, fused=fused: fused)
         m.zero_grad()
         xi = x.clone().requires_grad_()
         y = m(xi, [(3, 5)])

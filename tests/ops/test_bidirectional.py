@@ -31,6 +31,8 @@ def test_merges_match_reference(backend, variant):
     assert rel_err(comba_bidirectional(*xs, variant=variant, backend=backend), ref_f + ref_r) <= 1e-4
     assert rel_err(comba_bidirectional(*xs, variant=variant, merge="mean", backend=backend),
                    (ref_f + ref_r) / 2) <= 1e-4
+    o2 = comba_bidirectional(*xs, variant=variant, merge="stack", backend=backend)
+    assert o2.shape == (2, *ref_f.shape) and rel_err(o2, torch.stack((ref_f, ref_r))) <= 1e-4
 
 
 def test_gradients_match_reference():

@@ -1,7 +1,7 @@
-"""The Comba mixer's input preparation fused into one Triton kernel forward and one backward.
+"""The Comba mixer's elementwise work around the operator, fused into Triton kernels.
 
-From the depthwise conv's output ``c`` [B, N, 2HK + HV] (before the SiLU) and the gate logits ``z``
-[B, N, 2H] (forget logits, then input-gate logits), per token and head h:
+Input side, ``mixer_prep``. From the depthwise conv's output ``c`` [B, N, 2HK + HV] (before the SiLU) and
+the gate logits ``z`` [B, N, 2H] (forget logits, then input-gate logits), per token and head h:
 
     q, k, v = SiLU(c) split into the head's columns          (q and k: K wide, v: V wide)
     q^, k^  = q / max(|q|, eps), k / max(|k|, eps)             (F.normalize)
@@ -9,11 +9,16 @@ From the depthwise conv's output ``c`` [B, N, 2HK + HV] (before the SiLU) and th
     q~      = q^ - d_h k^                                      (output correction)
     g       = -exp(A_log_h) softplus(z_a + dt_bias_h),   beta = sigmoid(z_b)
 
-``mixer_prep_torch`` writes this as PyTorch ops (the CPU path and the reference); ``mixer_prep`` runs it as
-one launch forward and one backward (plus one reduction of the four per-head parameter gradients), where
-the composite form is some 25 kernels forward and 40 backward per block, each a pass over the activations.
-Arithmetic is float32 and each output is rounded once to its dtype (q~, k, v, p: c's dtype; g, beta:
-float32), so in bf16 the fused form differs from the composite one by that rounding only.
+Output side, ``mixer_out``. From both scans' outputs ``o2`` [2, B, N, H, V] and the output-gate logits
+``y_g`` [B, N, H * V]:
+
+    y = RMSNorm_head(o2[0] + o2[1]) * w * sigmoid(y_g)                                   [B, N, H * V]
+
+``mixer_prep_torch`` / ``mixer_out_torch`` write this as PyTorch ops (the CPU path and the reference); the
+fused forms run one launch forward and one backward each (plus one reduction for the parameter gradients),
+where the PyTorch ops are some 30 kernels forward and 50 backward per block, each a pass over the
+activations. Arithmetic is float32 and each output is rounded once to its dtype (q~, k, v, p: c's dtype;
+g, beta: float32; y: o2's dtype), so in bf16 the fused forms differ from the PyTorch ones by that rounding.
 """
 from __future__ import annotations
 
@@ -26,11 +31,21 @@ import triton.language as tl
 from torch import Tensor
 
 EPS = 1e-12  # F.normalize's default
-# COMBA_FUSED_PREP (default 1): the mixer prepares the operator's inputs with the fused kernels on CUDA
-FUSED_PREP = os.environ.get("COMBA_FUSED_PREP", "1") == "1"
+# COMBA_FUSED_MIXER (default 1): on CUDA the mixer runs the fused kernels of this module
+FUSED_MIXER = os.environ.get("COMBA_FUSED_MIXER", "1") == "1"
 BLOCK_TOKENS = 32
 
 
+def _rows(t: Tensor) -> tuple[Tensor, int]:
+    """t [B, N, D] as B * N rows a uniform number of elements apart: (t, or a dense copy of it, that number).
+    The gate logits are column slices of one projection's output: read in place."""
+    if t.stride(-1) == 1 and t.stride(0) == t.shape[1] * t.stride(1):
+        return t, t.stride(1)
+    t = t.contiguous()
+    return t, t.shape[-1]
+
+
+# ----------------------------------------------------------------------------------------------- input side
 def mixer_prep_torch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
                      H: int, K: int, V: int):
     """q~, k, v, p ([B, N, H, *], c's dtype) and g, beta ([B, N, H], float32) as PyTorch ops."""
@@ -70,23 +85,29 @@ def _dsilu(x, da):
 
 @triton.jit
 def _head_rows(ptr, rows, m_r, i_h, H, D, BD: tl.constexpr):
-    """Pointers and mask of head i_h's D columns in a [rows, H, D] tensor."""
-    cols = tl.arange(0, BD)
-    return ptr + rows[:, None] * (H * D) + i_h * D + cols[None, :], m_r[:, None] & (cols[None, :] < D)
+    """Pointers and mask of head i_h's D columns in a dense [rows, H, D] tensor."""
+    return _head_rows_s(ptr, rows, m_r, i_h, D, H * D, BD)
 
 
 @triton.jit
-def _gates(Z, A_LOG, DT, rows, m_r, i_h, H):
-    """(forget logit + dt_bias, exp(A_log), g, beta) of head i_h for the rows."""
-    za = tl.load(Z + rows * (2 * H) + i_h, mask=m_r, other=0.0).to(tl.float32) + tl.load(DT + i_h).to(tl.float32)
-    zb = tl.load(Z + rows * (2 * H) + H + i_h, mask=m_r, other=0.0).to(tl.float32)
+def _head_rows_s(ptr, rows, m_r, i_h, D, RS, BD: tl.constexpr):
+    """The same in rows RS elements apart (a column slice of a wider tensor)."""
+    cols = tl.arange(0, BD)
+    return ptr + rows[:, None] * RS + i_h * D + cols[None, :], m_r[:, None] & (cols[None, :] < D)
+
+
+@triton.jit
+def _gates(Z, SZ, A_LOG, DT, rows, m_r, i_h, H):
+    """(forget logit + dt_bias, exp(A_log), g, beta) of head i_h for the rows (Z's rows SZ apart)."""
+    za = tl.load(Z + rows * SZ + i_h, mask=m_r, other=0.0).to(tl.float32) + tl.load(DT + i_h).to(tl.float32)
+    zb = tl.load(Z + rows * SZ + H + i_h, mask=m_r, other=0.0).to(tl.float32)
     ea = tl.exp(tl.load(A_LOG + i_h).to(tl.float32))
     softplus = tl.maximum(za, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(za)))
     return za, ea, -ea * softplus, tl.sigmoid(zb)
 
 
 @triton.jit
-def _prep_fwd(C, Z, A_LOG, DT, BLOG, DD, Q, KO, VO, P, G, BETA, NTOK, H, K, V,
+def _prep_fwd(C, Z, SZ, A_LOG, DT, BLOG, DD, Q, KO, VO, P, G, BETA, NTOK, H, K, V,
               BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr):
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
@@ -105,13 +126,13 @@ def _prep_fwd(C, Z, A_LOG, DT, BLOG, DD, Q, KO, VO, P, G, BETA, NTOK, H, K, V,
     tl.store(pp, (s * kh).to(P.dtype.element_ty), mask=mk)
     pv, mv = _head_rows(VO, rows, m_r, i_h, H, V, BV)
     tl.store(pv, v.to(VO.dtype.element_ty), mask=mv)
-    _, _, g, beta = _gates(Z, A_LOG, DT, rows, m_r, i_h, H)
+    _, _, g, beta = _gates(Z, SZ, A_LOG, DT, rows, m_r, i_h, H)
     tl.store(G + rows * H + i_h, g, mask=m_r)
     tl.store(BETA + rows * H + i_h, beta, mask=m_r)
 
 
 @triton.jit
-def _prep_bwd(C, Z, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, DPAR, NTOK, H, K, V,
+def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, DPAR, NTOK, H, K, V,
               BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr):
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
@@ -140,7 +161,7 @@ def _prep_bwd(C, Z, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, DPAR
     cols_v = tl.arange(0, BV)
     tl.store(DC + rows[:, None] * W + 2 * H * K + i_h * V + cols_v[None, :],
              _dsilu(xv, tl.load(pv, mask=mv, other=0.0).to(tl.float32)).to(DC.dtype.element_ty), mask=mv)
-    za, ea, g, beta = _gates(Z, A_LOG, DT, rows, m_r, i_h, H)
+    za, ea, g, beta = _gates(Z, SZ, A_LOG, DT, rows, m_r, i_h, H)
     dg = tl.load(DG + rows * H + i_h, mask=m_r, other=0.0).to(tl.float32)
     dbeta = tl.load(DBETA + rows * H + i_h, mask=m_r, other=0.0).to(tl.float32)
     dza = -dg * ea * tl.sigmoid(za)
@@ -170,13 +191,13 @@ def _check(c: Tensor, z: Tensor, H: int, K: int, V: int) -> None:
 @torch.library.custom_op("comba_vision::mixer_prep", mutates_args=())
 def _prep_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
              H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    c, z = c.contiguous(), z.contiguous()
+    c, (z, sz) = c.contiguous(), _rows(z)
     B, N, _ = c.shape
     q, k, p = (c.new_empty(B, N, H, K) for _ in range(3))
     v = c.new_empty(B, N, H, V)
     g, beta = (c.new_empty(B, N, H, dtype=torch.float32) for _ in range(2))
     grid, meta = _meta(H, K, V, B * N)
-    _prep_fwd[grid](c, z, A_log, dt_bias, b_logit, d, q, k, v, p, g, beta, B * N, H, K, V, **meta)
+    _prep_fwd[grid](c, z, sz, A_log, dt_bias, b_logit, d, q, k, v, p, g, beta, B * N, H, K, V, **meta)
     return q, k, v, p, g, beta
 
 
@@ -193,19 +214,20 @@ def _prep_bwd_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: 
                  dq: Tensor, dk: Tensor, dv: Tensor, dp: Tensor, dg: Tensor, dbeta: Tensor,
                  H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor]:
     """(dc, dz, the four per-head parameter gradients as [4, H] float32)."""
-    c, z = c.contiguous(), z.contiguous()
+    c, (z, sz) = c.contiguous(), _rows(z)
     dq, dk, dv, dp, dg, dbeta = (x.contiguous() for x in (dq, dk, dv, dp, dg, dbeta))
     B, N, _ = c.shape
     grid, meta = _meta(H, K, V, B * N)
-    dc, dz = torch.empty_like(c), torch.empty_like(z)
+    dc, dz = torch.empty_like(c), z.new_empty(z.shape)
     dpar = torch.empty(grid[0], 4, H, device=c.device, dtype=torch.float32)
-    _prep_bwd[grid](c, z, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, dc, dz, dpar, B * N, H, K, V, **meta)
+    _prep_bwd[grid](c, z, sz, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, dc, dz, dpar, B * N, H, K, V,
+                    **meta)
     return dc, dz, dpar.sum(0)
 
 
 @_prep_bwd_op.register_fake
 def _(c, z, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, H, K, V):
-    return torch.empty_like(c), torch.empty_like(z), c.new_empty(4, H, dtype=torch.float32)
+    return c.new_empty(c.shape), z.new_empty(z.shape), c.new_empty(4, H, dtype=torch.float32)
 
 
 def _setup(ctx, inputs, output):
@@ -236,6 +258,124 @@ def mixer_prep(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Te
     return _prep_op(c, z, A_log, dt_bias, b_logit, d, H, K, V)
 
 
-def fused_prep_applies(c: Tensor) -> bool:
-    """Whether the mixer takes the fused kernels for this input (CUDA and COMBA_FUSED_PREP)."""
-    return FUSED_PREP and c.is_cuda
+def fused_applies(x: Tensor) -> bool:
+    """Whether the mixer takes the fused kernels for this activation (CUDA and COMBA_FUSED_MIXER)."""
+    return FUSED_MIXER and x.is_cuda
+
+
+# ---------------------------------------------------------------------------------------------- output side
+def mixer_out_torch(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """RMSNorm_head(o2[0] + o2[1]) * weight * sigmoid(y_g) as PyTorch ops, [B, N, H * V] in o2's dtype."""
+    _, B, N, H, V = o2.shape
+    o = o2[0] + o2[1]
+    # the norm's weight in the activations' dtype: with a float32 weight under bf16 autocast, torch's
+    # fused RMSNorm kernel is skipped for a slower composite one
+    o = F.rms_norm(o, (V,), weight.to(o.dtype), eps)
+    return (o * torch.sigmoid(y_g).reshape(B, N, H, V)).reshape(B, N, H * V)
+
+
+@triton.jit
+def _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV: tl.constexpr, EPS: tl.constexpr):
+    """(normalised sum of both scans, 1 / rms, weight, output gate) of head i_h for the rows."""
+    p, m = _head_rows(O2, rows, m_r, i_h, H, V, BV)
+    o = tl.load(p, mask=m, other=0.0).to(tl.float32) + tl.load(p + NTOK * H * V, mask=m, other=0.0).to(tl.float32)
+    r = 1.0 / tl.sqrt(tl.sum(o * o, axis=1) / V + EPS)
+    cols = tl.arange(0, BV)
+    w = tl.load(WN + cols, mask=cols < V, other=0.0).to(tl.float32)
+    pg, _ = _head_rows_s(YG, rows, m_r, i_h, V, SYG, BV)
+    sg = tl.sigmoid(tl.load(pg, mask=m, other=0.0).to(tl.float32))
+    return o * r[:, None], r, w, sg, m
+
+
+@triton.jit
+def _out_fwd(O2, YG, SYG, WN, Y, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr):
+    i_n, i_h = tl.program_id(0), tl.program_id(1)
+    rows = i_n * BN + tl.arange(0, BN)
+    m_r = rows < NTOK
+    n, _, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS)
+    py, _ = _head_rows(Y, rows, m_r, i_h, H, V, BV)
+    tl.store(py, (n * w[None, :] * sg).to(Y.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, DWP, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr):
+    i_n, i_h = tl.program_id(0), tl.program_id(1)
+    rows = i_n * BN + tl.arange(0, BN)
+    m_r = rows < NTOK
+    n, r, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS)
+    pdy, _ = _head_rows(DY, rows, m_r, i_h, H, V, BV)
+    dy = tl.load(pdy, mask=m, other=0.0).to(tl.float32)
+    dn = dy * w[None, :] * sg
+    pg, _ = _head_rows(DYG, rows, m_r, i_h, H, V, BV)
+    tl.store(pg, (dy * n * w[None, :] * sg * (1.0 - sg)).to(DYG.dtype.element_ty), mask=m)
+    do = r[:, None] * (dn - n * (tl.sum(dn * n, axis=1) / V)[:, None])
+    po, _ = _head_rows(DO2, rows, m_r, i_h, H, V, BV)
+    tl.store(po, do.to(DO2.dtype.element_ty), mask=m)  # the sum's gradient: the same for both scans
+    tl.store(po + NTOK * H * V, do.to(DO2.dtype.element_ty), mask=m)
+    cols = tl.arange(0, BV)
+    tl.store(DWP + (i_n * H + i_h) * V + cols, tl.sum(dy * n * sg, axis=0), mask=cols < V)  # this program's dw
+
+
+def _out_meta(H: int, V: int, ntok: int, eps: float):
+    return (triton.cdiv(ntok, BLOCK_TOKENS), H), dict(BN=BLOCK_TOKENS, BV=max(16, triton.next_power_of_2(V)),
+                                                       EPS=eps, num_warps=4)
+
+
+@torch.library.custom_op("comba_vision::mixer_out", mutates_args=())
+def _out_op(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
+    o2, (y_g, syg) = o2.contiguous(), _rows(y_g)
+    _, B, N, H, V = o2.shape
+    y = o2.new_empty(B, N, H * V)
+    grid, meta = _out_meta(H, V, B * N, eps)
+    _out_fwd[grid](o2, y_g, syg, weight, y, B * N, H, V, **meta)
+    return y
+
+
+@_out_op.register_fake
+def _(o2, y_g, weight, eps):
+    _, B, N, H, V = o2.shape
+    return o2.new_empty(B, N, H * V)
+
+
+@torch.library.custom_op("comba_vision::mixer_out_bwd", mutates_args=())
+def _out_bwd_op(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(d o2, d y_g, d weight as float32)."""
+    o2, (y_g, syg), dy = o2.contiguous(), _rows(y_g), dy.contiguous()
+    _, B, N, H, V = o2.shape
+    grid, meta = _out_meta(H, V, B * N, eps)
+    do2, dyg = torch.empty_like(o2), y_g.new_empty(y_g.shape)
+    dwp = torch.empty(grid[0], H, V, device=o2.device, dtype=torch.float32)
+    _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, dwp, B * N, H, V, **meta)
+    return do2, dyg, dwp.sum((0, 1))
+
+
+@_out_bwd_op.register_fake
+def _(o2, y_g, weight, dy, eps):
+    return o2.new_empty(o2.shape), y_g.new_empty(y_g.shape), weight.new_empty(weight.shape, dtype=torch.float32)
+
+
+def _out_setup_ctx(ctx, inputs, output):
+    o2, y_g, weight, eps = inputs
+    ctx.save_for_backward(o2, y_g, weight)
+    ctx.eps = eps
+
+
+def _out_backward(ctx, dy):
+    o2, y_g, weight = ctx.saved_tensors
+    do2, dyg, dw = _out_bwd_op(o2, y_g, weight, dy, ctx.eps)
+    return do2, dyg, dw.to(weight.dtype), None
+
+
+_out_op.register_autograd(_out_backward, setup_context=_out_setup_ctx)
+
+
+def mixer_out(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """mixer_out_torch's result from the fused Triton kernels (CUDA, or the CPU under TRITON_INTERPRET=1)."""
+    if o2.dim() != 5 or o2.shape[0] != 2:
+        raise ValueError(f"o2 must be both scans' outputs [2, B, N, H, V], got {tuple(o2.shape)}")
+    _, B, N, H, V = o2.shape
+    if tuple(y_g.shape) != (B, N, H * V):
+        raise ValueError(f"y_g must be [B, N, H*V] = {(B, N, H * V)}, got {tuple(y_g.shape)}")
+    if tuple(weight.shape) != (V,):
+        raise ValueError(f"weight must be [V] = [{V}], got {tuple(weight.shape)}")
+    return _out_op(o2, y_g, weight, float(eps))

@@ -1,0 +1,130 @@
+"""The mixer's fused kernels (input preparation, output norm and gate) against their PyTorch forms in float64."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from comba_vision.ops.mixer_fused import mixer_out, mixer_out_torch, mixer_prep, mixer_prep_torch
+from tests.ops.helpers import rel_err
+
+TRITON_OK = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+NAMES = ("q~", "k", "v", "p", "g", "beta")
+
+
+def _inputs(B, N, H, K, V, dtype, device, seed=0, strided=False):
+    """c, z and the four per-head parameters; strided: z is a column slice of a wider tensor, as in the
+    mixer (one projection makes qkv, the gate and the output-gate logits)."""
+    gen = torch.Generator().manual_seed(seed)
+    c = 2 * torch.randn(B, N, 2 * H * K + H * V, generator=gen)
+    off = 2 if strided else 0
+    z = (3 * torch.randn(B, N, 2 * H + (5 if strided else 0), generator=gen))[..., off:off + 2 * H]
+    params = [0.5 * torch.randn(H, generator=gen) for _ in range(4)]  # A_log, dt_bias, b_logit, d
+    return [c.to(device, dtype), z.to(device, dtype)] + [x.to(device) for x in params]
+
+
+def _run(fn, xs, H, K, V, used, seed=1):
+    """Outputs, and the gradients of every input for a fixed random projection of the outputs in used."""
+    xs = [x.detach().requires_grad_() for x in xs]  # detach keeps a slice's strides (clone would not)
+    outs = fn(*xs, H, K, V)
+    gen = torch.Generator().manual_seed(seed)
+    loss = sum((o.double() * torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device)).sum()
+               for i, o in enumerate(outs) if i in used)
+    loss.backward()
+    return outs, [x.grad for x in xs]
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("B, N, H, K, V, used, strided", [
+    (2, 23, 2, 16, 24, range(6), True),    # a partial token block, V not a power of two, z a slice
+    (1, 40, 3, 32, 64, (0, 2, 4), False),  # Comba-T's head sizes; k, p and beta take no part in the loss
+])
+def test_fused_prep_matches_float64(B, N, H, K, V, used, strided):
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    xs = _inputs(B, N, H, K, V, torch.float32, dev, strided=strided)
+    assert xs[1].is_contiguous() != strided
+    outs, grads = _run(mixer_prep, xs, H, K, V, used)
+    ref_outs, ref_grads = _run(mixer_prep_torch, [x.detach().double() for x in xs], H, K, V, used)
+    for name, o, r in zip(NAMES, outs, ref_outs):
+        assert o.dtype == (torch.float32 if name in ("g", "beta") else xs[0].dtype), name
+        assert o.shape == r.shape and rel_err(o, r) <= 1e-5, name
+    for name, gr, r in zip(("dc", "dz", "dA_log", "ddt_bias", "db_logit", "dd"), grads, ref_grads):
+        if r is None:  # the parameter reaches only unused outputs (b_logit through p when p is unused)
+            assert not gr.any(), name
+        else:
+            assert rel_err(gr, r) <= 1e-5, name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 dots and stores on the GPU")
+def test_fused_prep_bf16_on_gpu():
+    H, K, V = 3, 32, 64
+    xs = _inputs(4, 196, H, K, V, torch.bfloat16, "cuda", strided=True)
+    outs, grads = _run(mixer_prep, xs, H, K, V, range(6))
+    ref_outs, ref_grads = _run(mixer_prep_torch, [x.detach().double() for x in xs], H, K, V, range(6))
+    for name, o, r in zip(NAMES, outs, ref_outs):
+        assert rel_err(o, r) <= 1e-2, name
+    for name, gr, r in zip(("dc", "dz", "dA_log", "ddt_bias", "db_logit", "dd"), grads, ref_grads):
+        assert rel_err(gr, r) <= 1e-2, name
+
+
+def test_bad_shapes_are_named():
+    xs = _inputs(1, 5, 2, 8, 8, torch.float32, "cpu")
+    with pytest.raises(ValueError, match=r"c must be \[B, N, 2\*H\*K \+ H\*V\]"):
+        mixer_prep(xs[0][..., :-1], *xs[1:], 2, 8, 8)
+    with pytest.raises(ValueError, match=r"z must be \[B, N, 2\*H\]"):
+        mixer_prep(xs[0], xs[1][..., :3], *xs[2:], 2, 8, 8)
+
+
+def _out_inputs(B, N, H, V, dtype, device, seed=0):
+    """Both scans' outputs o2, the output-gate logits (a column slice of a wider tensor) and the norm weight."""
+    gen = torch.Generator().manual_seed(seed)
+    o2 = torch.randn(2, B, N, H, V, generator=gen)
+    y_g = (2 * torch.randn(B, N, H * V + 7, generator=gen))[..., 3:3 + H * V]
+    assert not y_g.is_contiguous()
+    w = 1 + 0.3 * torch.randn(V, generator=gen)
+    return o2.to(device, dtype), y_g.to(device, dtype), w.to(device)
+
+
+def _run_out(fn, xs, eps=1e-5, seed=1):
+    xs = [x.detach().requires_grad_() for x in xs]
+    y = fn(*xs, eps)
+    gen = torch.Generator().manual_seed(seed)
+    (y.double() * torch.randn(y.shape, generator=gen, dtype=torch.float64).to(y.device)).sum().backward()
+    return y, [x.grad for x in xs]
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("B, N, H, V", [(2, 23, 2, 24), (1, 40, 3, 64)])
+def test_fused_out_matches_float64(B, N, H, V):
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    xs = _out_inputs(B, N, H, V, torch.float32, dev)
+    y, grads = _run_out(mixer_out, xs)
+    ref, ref_grads = _run_out(mixer_out_torch, [x.detach().double() for x in xs])
+    assert y.dtype == torch.float32 and y.shape == (B, N, H * V) and rel_err(y, ref) <= 1e-5
+    for name, gr, r in zip(("do2", "dy_g", "dweight"), grads, ref_grads):
+        assert gr.shape == r.shape and rel_err(gr, r) <= 1e-5, name
+    # the sum's gradient reaches both scans alike
+    assert torch.equal(grads[0][0], grads[0][1])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 stores on the GPU")
+def test_fused_out_bf16_on_gpu():
+    xs = _out_inputs(4, 196, 3, 64, torch.bfloat16, "cuda")
+    y, grads = _run_out(mixer_out, xs)
+    ref, ref_grads = _run_out(mixer_out_torch, [x.detach().double() for x in xs])
+    assert y.dtype == torch.bfloat16 and rel_err(y, ref) <= 1e-2
+    for name, gr, r in zip(("do2", "dy_g", "dweight"), grads, ref_grads):
+        assert rel_err(gr, r) <= 1e-2, name
+
+
+def test_bad_output_shapes_are_named():
+    o2, y_g, w = _out_inputs(1, 5, 2, 8, torch.float32, "cpu")
+    with pytest.raises(ValueError, match=r"o2 must be both scans' outputs \[2, B, N, H, V\]"):
+        mixer_out(o2[0], y_g, w, 1e-5)
+    with pytest.raises(ValueError, match=r"y_g must be \[B, N, H\*V\]"):
+        mixer_out(o2, y_g[..., :-1], w, 1e-5)
+    with pytest.raises(ValueError, match=r"weight must be \[V\]"):
+        mixer_out(o2, y_g, w[:-1], 1e-5)
