@@ -441,6 +441,20 @@ def _saved_group(module_name: str) -> str:
     return parts[0] or "other"
 
 
+class _KeepForBackward(torch.autograd.Function):
+    """Saves its arguments for a backward that never runs: what a custom op that keeps them does, as seen
+    by the saved-tensor hooks in force (saved_activations's counter, or a checkpoint's)."""
+
+    @staticmethod
+    def forward(ctx, *tensors):
+        ctx.save_for_backward(*tensors)
+        return tensors[0].new_empty(0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None,) * len(ctx.saved_tensors)
+
+
 def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=None, model_triton=None,
                       comba_kwargs: dict | None = None) -> dict:
     """Memory one training forward keeps for the backward (bf16 autocast), in MB per image, by unique
@@ -450,7 +464,8 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
 
     The Triton operator keeps its six inputs and those buffers; on the CPU the operator runs its PyTorch path,
     which keeps other tensors, so there ``model_triton`` (the default on the CPU) counts what the Triton op
-    would keep instead of what the PyTorch path keeps. Parameters, gradients and optimizer state are not
+    would keep instead of what the PyTorch path keeps, and likewise for the mixer's fused kernels (their
+    inputs) around it. Parameters, gradients and optimizer state are not
     counted; the bf16 copies of the weights that autocast makes are (a fixed amount per batch).
     ``comba_kwargs`` go to a Comba model only, as in bench_models."""
     import timm
@@ -491,19 +506,48 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
         finally:
             inside[0] = False
 
+    def fused(torch_fn):
+        """The mixer's fused kernels keep their own inputs only (mixer_fused: c, z, the per-head parameters;
+        o2, the output-gate logits, the norm weight): saved through an autograd node (so that a checkpoint
+        around them drops them as it would the kernels'), the PyTorch form run uncounted."""
+        def run(*args):
+            _KeepForBackward.apply(*(a for a in args if isinstance(a, torch.Tensor)))
+            inside[0] = True
+            try:
+                return torch_fn(*args)
+            finally:
+                inside[0] = False
+        return run
+
+    real_checkpoint = mixer_mod.checkpoint
+
+    def checkpointed(fn, *args, **kw):
+        """torch.utils.checkpoint keeps its tensor arguments for the recomputation, outside saved-tensor hooks."""
+        for a in args:
+            if isinstance(a, torch.Tensor) and a.requires_grad:
+                count(a)
+        return real_checkpoint(fn, *args, **kw)
+
+    patches = {"comba_bidirectional": operator, "checkpoint": checkpointed}
+    if model_triton:
+        patches.update(fused_applies=lambda t: True, mixer_prep=fused(mixer_mod.mixer_prep_torch),
+                       mixer_out=fused(mixer_mod.mixer_out_torch))
+    saved_attrs = {k: getattr(mixer_mod, k) for k in patches}
     hooks = []
     for n, m in model.named_modules():
         group = _saved_group(n)
         hooks.append(m.register_forward_pre_hook(lambda _m, _a, g=group: where.append(g)))
         hooks.append(m.register_forward_hook(lambda _m, _a, _o: where.pop() and None))
-    mixer_mod.comba_bidirectional = operator
+    for k, f in patches.items():
+        setattr(mixer_mod, k, f)
     try:
         x = torch.randn(batch, 3, img_size, img_size, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16), \
                 torch.autograd.graph.saved_tensors_hooks(count, lambda t: t):
             model(x)
     finally:
-        mixer_mod.comba_bidirectional = orig
+        for k, f in saved_attrs.items():
+            setattr(mixer_mod, k, f)
         for h in hooks:
             h.remove()
     mb = 2.0 ** 20 * batch

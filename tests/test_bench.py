@@ -133,9 +133,12 @@ def test_saved_activations_grouped_and_table():
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs TRITON_INTERPRET=1 (no GPU)")
 def test_saved_activations_model_of_the_triton_op_matches_the_op(monkeypatch):
-    """On the CPU the accounting models what the Triton custom op keeps; running the real op (Triton under the
-    interpreter) and counting what it actually saved gives the same bytes, group by group."""
+    """On the CPU the accounting models what the Triton custom ops keep (the operator and the mixer's fused
+    kernels); running the real ops (Triton under the interpreter) and counting what they actually saved gives
+    the same bytes, group by group, also with the mixer's checkpoints."""
+    import comba_vision.layers.comba_mixer as cm
     import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(cm, "fused_applies", lambda t: True)  # the fused kernels on CPU tensors, interpreted
     for recompute in (False, True):  # the float32 work buffers kept, or rebuilt in the backward
         monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
         monkeypatch.delenv("COMBA_BACKEND", raising=False)
@@ -144,6 +147,11 @@ def test_saved_activations_model_of_the_triton_op_matches_the_op(monkeypatch):
         real = bench.saved_activations("comba_micro", img_size=32, batch=1, model_triton=False)
         assert real["groups"] == pytest.approx(modelled["groups"], rel=1e-9), recompute
         assert (modelled["op_buffers_mb"] == 0) == recompute
+    kw = dict(img_size=32, batch=1, comba_kwargs={"mixer_recompute": True})
+    real = bench.saved_activations("comba_micro", model_triton=False, **kw)
+    monkeypatch.delenv("COMBA_BACKEND", raising=False)
+    assert real["groups"] == pytest.approx(bench.saved_activations("comba_micro", model_triton=True, **kw)["groups"],
+                                           rel=1e-9)
 
 
 def test_saved_activations_with_mixer_recompute():
@@ -155,6 +163,11 @@ def test_saved_activations_with_mixer_recompute():
     assert lean["op_buffers_mb"] == pytest.approx(plain["op_buffers_mb"])
     around_op = plain["groups"]["mixer"] - plain["op_buffers_mb"]  # all the mixer keeps but the work buffers
     assert lean["groups"]["mixer"] < plain["groups"]["mixer"] - 0.3 * around_op
+    # what the checkpoints keep counts too: at least each mixer's input and both scans' outputs
+    model = __import__("timm").create_model("comba_micro", img_size=64)
+    mixer, T = model.blocks[0].mixer, model.patch_embed.num_patches
+    floor = len(model.blocks) * T * (4 * model.embed_dim + 2 * 2 * mixer.num_heads * mixer.head_dim_v)
+    assert lean["groups"]["mixer"] - lean["op_buffers_mb"] >= floor / 2**20
     for g in ("mlp", "norm1", "norm2"):
         assert lean["groups"][g] == pytest.approx(plain["groups"][g])
     assert "mixer_recompute=True" in bench.saved_table([lean])

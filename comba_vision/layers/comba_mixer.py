@@ -123,21 +123,21 @@ class CombaMixer(nn.Module):
             start += h * w
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
-    def _in_proj(self, x: torch.Tensor):
-        """W_qkv x, the gate logits W_[a;b] x and the output-gate logits W_g x as one GEMM: the three Linear
-        modules' weights side by side (one launch and one pass over x, forward and backward)."""
-        lins = (self.qkv, self.gates, self.out_gate)
+    def _in_proj(self, x: torch.Tensor, out_gate: bool = True):
+        """W_qkv x, the gate logits W_[a;b] x and (out_gate) the output-gate logits W_g x as one GEMM: the
+        Linear modules' weights side by side (one launch and one pass over x, forward and backward)."""
+        lins = (self.qkv, self.gates, self.out_gate)[:3 if out_gate else 2]
         w = torch.cat([m.weight for m in lins])
         b = torch.cat([m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in lins])
         return F.linear(x, w, b).split([m.out_features for m in lins], dim=-1)
 
-    def _prepare(self, x: torch.Tensor, segments: Segments | None):
-        """(q~, k, v, p, g, beta, output-gate logits). On CUDA everything after the conv and the projection
+    def _prepare(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):
+        """(q~, k, v, p, g, beta[, output-gate logits]). On CUDA everything after the conv and the projection
         is one fused kernel (comba_vision.ops.mixer_fused; COMBA_FUSED_MIXER=0 gives the PyTorch ops back)."""
-        a, z, y_g = self._in_proj(x)
+        a, z, *y_g = self._in_proj(x, out_gate)
         c = self._conv(a, _check_segments(x.shape[1], segments))
         args = (c, z, self.A_log, self.dt_bias, self.b_logit, self.d, self.num_heads, self.head_dim_k, self.head_dim_v)
-        return (*(mixer_prep(*args) if fused_applies(c) else mixer_prep_torch(*args)), y_g)
+        return (*(mixer_prep(*args) if fused_applies(c) else mixer_prep_torch(*args)), *y_g)
 
     def scan_inputs(self, x: torch.Tensor, segments: Segments | None = None):
         """q~, k, v, p, g, beta for the operator, each [B, N, H, *] or [B, N, H] (g, beta float32: the log
@@ -150,24 +150,33 @@ class CombaMixer(nn.Module):
 
     def _output(self, o2: torch.Tensor, y_g: torch.Tensor) -> torch.Tensor:
         """y = W_o (RMSNorm_head(o_fwd + o_rev) * sigmoid(W_g x)) from both scans o2 [2, B, N, H, V] (one fused
-        kernel on CUDA)."""
+        kernel on CUDA) or their sum [B, N, H, V] (PyTorch ops)."""
         args = (o2, y_g, self.o_norm.weight, self.o_norm.eps)
         y = mixer_out(*args) if fused_applies(o2) else mixer_out_torch(*args)
         return self.proj_drop(self.proj(y))
+
+    def _output_from_x(self, o2: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """_output with the output gate's own projection of x: what recompute runs under checkpoint, so that
+        it keeps x (kept anyway) rather than a slice of the joint projection's output (and with it all of it)."""
+        return self._output(o2, self.out_gate(x))
 
     def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
         B, N, C = x.shape
         recompute = self.recompute and torch.is_grad_enabled() and _COUNTER is None
         if recompute:
-            q, k, v, p, g, beta, y_g = checkpoint(self._prepare, x, segments, use_reentrant=False)
+            q, k, v, p, g, beta = checkpoint(self._prepare, x, segments, False, use_reentrant=False)
         else:
             q, k, v, p, g, beta, y_g = self._prepare(x, segments)
+        # both scans as one [2, B, N, H, V] tensor for the fused output kernel, else already summed
+        stack = fused_applies(v)
         if _COUNTER is not None:
             _COUNTER[0] += recurrence_macs(B, N, self.num_heads, self.head_dim_k, self.head_dim_v)
-            o2 = torch.stack((v, v))
+            o2 = torch.stack((v, v)) if stack else v + v
         else:
-            o2 = comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="stack")
-        return checkpoint(self._output, o2, y_g, use_reentrant=False) if recompute else self._output(o2, y_g)
+            o2 = comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="stack" if stack else "sum")
+        if recompute:
+            return checkpoint(self._output_from_x, o2, x, use_reentrant=False)
+        return self._output(o2, y_g)
 
 
 class CombaBlock(nn.Module):

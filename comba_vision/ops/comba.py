@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from .chunk_torch import CHUNK_SIZE, comba_chunk_torch
+from .chunk_torch import CHUNK_SIZE, comba_chunk_torch, comba_chunk_torch_bidir
 from .reference import comba_recurrent_reference
 
 MAX_HEAD_DIM = 256
@@ -66,6 +66,11 @@ def _check_inputs(q, k, v, p, g, beta, initial_state, variant):
 def _query_scale(q: torch.Tensor, scale: float | None) -> float:
     """The query scale as a float: the caller's, or K ** -0.5 (inputs already checked)."""
     return float(q.shape[-1] ** -0.5 if scale is None else scale)
+
+
+def _torch_chunk_size(device: torch.device) -> int:
+    # on the CPU, chunks of 32 beat 64 (fewer wasted flops in the triangular parts, same op count)
+    return CPU_CHUNK_SIZE if device.type == "cpu" else CHUNK_SIZE
 
 
 def _pick_backend(backend: str | None, device: torch.device) -> str:
@@ -127,10 +132,8 @@ def comba(
         ht = initial_state.float() if initial_state is not None else v.new_zeros(B, H, K, V, dtype=torch.float32)
         return o, ht
     if be == "torch":
-        # on the CPU, chunks of 32 beat 64 (fewer wasted flops in the triangular parts, same op count)
-        chunk = CPU_CHUNK_SIZE if q.device.type == "cpu" else CHUNK_SIZE
         return comba_chunk_torch(q, k, v, p, g, beta, scale, initial_state, output_final_state,
-                                 variant=variant, reverse=reverse, chunk_size=chunk)
+                                 variant=variant, reverse=reverse, chunk_size=_torch_chunk_size(q.device))
     from .function import comba_triton
     return comba_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state,
                         iplr=variant == "iplr", reverse=reverse)
@@ -143,6 +146,12 @@ def _bidir_triton(q, k, v, p, g, beta, variant, backend) -> bool:
     """Valid, non-empty inputs on the Triton backend: where the Triton-only bidirectional paths may run."""
     _check_inputs(q, k, v, p, g, beta, None, variant)
     return q.shape[1] > 0 and _pick_backend(backend, q.device) == "triton"
+
+
+def _bidir_torch(q, k, v, p, g, beta, variant, backend) -> bool:
+    """Valid, non-empty inputs on the PyTorch chunk backend: both directions as one batch there."""
+    _check_inputs(q, k, v, p, g, beta, None, variant)
+    return q.shape[1] > 0 and _pick_backend(backend, q.device) == "torch"
 
 
 def _fused_forward_applies(q, k, v, p, g, beta, variant, backend) -> bool:
@@ -198,6 +207,9 @@ def comba_bidirectional(
         if merge == "stack":
             return o2
         o_f, o_r = o2.unbind(0)
+    elif _bidir_torch(q, k, v, p, g, beta, variant, backend):
+        o_f, o_r = comba_chunk_torch_bidir(q, k, v, p, g, beta, _query_scale(q, scale), variant,
+                                           _torch_chunk_size(q.device))
     else:
         o_f, _ = comba(q, k, v, p, g, beta, scale, variant=variant, backend=backend)
         o_r, _ = comba(q, k, v, p, g, beta, scale, variant=variant, reverse=True, backend=backend)

@@ -265,9 +265,10 @@ def fused_applies(x: Tensor) -> bool:
 
 # ---------------------------------------------------------------------------------------------- output side
 def mixer_out_torch(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
-    """RMSNorm_head(o2[0] + o2[1]) * weight * sigmoid(y_g) as PyTorch ops, [B, N, H * V] in o2's dtype."""
-    _, B, N, H, V = o2.shape
-    o = o2[0] + o2[1]
+    """RMSNorm_head(o2[0] + o2[1]) * weight * sigmoid(y_g) as PyTorch ops, [B, N, H * V] in o2's dtype.
+    o2 may also be the sum already, [B, N, H, V]."""
+    o = o2[0] + o2[1] if o2.dim() == 5 else o2
+    B, N, H, V = o.shape
     # the norm's weight in the activations' dtype: with a float32 weight under bf16 autocast, torch's
     # fused RMSNorm kernel is skipped for a slower composite one
     o = F.rms_norm(o, (V,), weight.to(o.dtype), eps)
