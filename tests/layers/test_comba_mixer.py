@@ -102,13 +102,15 @@ def test_operator_inputs_keep_the_autocast_dtype_on_cuda():
 
 @pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
                     reason="needs CUDA or TRITON_INTERPRET=1")
-def test_fused_prep_gives_the_mixer_the_same_outputs_and_gradients(monkeypatch):
-    """The mixer with its inputs prepared by the fused kernels (what CUDA runs) against the PyTorch ops:
-    output and the gradients of the input and of every parameter, float32."""
+@pytest.mark.parametrize("recompute", [False, True])
+def test_fused_kernels_give_the_mixer_the_same_outputs_and_gradients(monkeypatch, recompute):
+    """The mixer on the fused kernels (what CUDA runs: input preparation, output norm and gate) against the
+    PyTorch ops: output and the gradients of the input and of every parameter, float32; also with
+    recompute, whose output side then projects the output gate from x on its own."""
     import comba_vision.layers.comba_mixer as cm
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    m = CombaMixer(48, 2).to(dev)
+    m = CombaMixer(48, 2, recompute=recompute).to(dev)
     with torch.no_grad():  # away from the initial values, so every parameter's gradient path counts
         for prm in (m.A_log, m.dt_bias, m.b_logit, m.d):
             prm.add_(0.3 * torch.randn_like(prm))
