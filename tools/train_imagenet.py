@@ -19,7 +19,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 from comba_vision.train.config import load_config, parse_overrides  # noqa: E402
-from comba_vision.train.trainer import NonFiniteLossError, train  # noqa: E402
+from comba_vision.train.trainer import NonFiniteLossError, teardown_distributed, train  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        teardown_distributed()
     return 0
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, ROOT)
 
 from comba_vision.tracking.config import load_track_config, parse_track_overrides  # noqa: E402
 from comba_vision.tracking.train import train_tracker  # noqa: E402
-from comba_vision.train.trainer import NonFiniteLossError  # noqa: E402
+from comba_vision.train.trainer import NonFiniteLossError, teardown_distributed  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        teardown_distributed()
     return 0
 
 

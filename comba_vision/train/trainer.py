@@ -73,6 +73,14 @@ def setup_distributed() -> tuple[int, int, int, torch.device]:
     return rank, world, local, device
 
 
+def teardown_distributed() -> None:
+    """Destroys the process group setup_distributed made, if any. Called at the end of the command-line
+    entry points: a gloo group left to the interpreter's exit can abort a rank after the run has finished
+    (seen once: "terminate called without an active exception", and torchrun reports the run failed)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _all_reduce(t: torch.Tensor, op=None) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t, op=op or dist.ReduceOp.SUM)

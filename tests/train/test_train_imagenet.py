@@ -204,3 +204,16 @@ def test_tar_shards_are_read(digits, tmp_path):
     ref = create_dataset("", root=trainer._split_root(str(digits), "val"), search_split=False)
     assert type(val.reader).__name__ == "ReaderImageInTar" and len(val) == len(ref)
     assert val.reader.class_name_to_idx == ref.reader.class_to_idx  # same labels as the folder reader
+
+
+def test_teardown_distributed_destroys_the_group(tmp_path):
+    """The command-line entry points end by destroying the process group (left to the interpreter's exit a
+    gloo group can abort a rank after a finished run); with no group it does nothing."""
+    import torch.distributed as dist
+
+    from comba_vision.train.trainer import teardown_distributed
+    teardown_distributed()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    teardown_distributed()
+    assert not dist.is_initialized()
