@@ -181,11 +181,25 @@ def _meta(H: int, K: int, V: int, ntok: int):
     return (triton.cdiv(ntok, BLOCK_TOKENS), H), dict(BN=BLOCK_TOKENS, BK=BK, BV=BV, EPS=EPS, num_warps=4)
 
 
-def _check(c: Tensor, z: Tensor, H: int, K: int, V: int) -> None:
+_INT32 = 2**31  # the kernels index with 32-bit offsets
+
+
+def _check_offsets(n: int, what: str) -> None:
+    if n >= _INT32:
+        raise ValueError(f"{what} has {n} elements, more than the fused mixer kernels' 32-bit offsets reach "
+                         f"(2**31); split the batch, or set COMBA_FUSED_MIXER=0")
+
+
+def _check(c: Tensor, z: Tensor, params: tuple[Tensor, ...], H: int, K: int, V: int) -> None:
     if c.dim() != 3 or c.shape[-1] != 2 * H * K + H * V:
         raise ValueError(f"c must be [B, N, 2*H*K + H*V] = [B, N, {2 * H * K + H * V}], got {tuple(c.shape)}")
     if tuple(z.shape) != (*c.shape[:2], 2 * H):
         raise ValueError(f"z must be [B, N, 2*H] = {(*c.shape[:2], 2 * H)}, got {tuple(z.shape)}")
+    for name, x in zip(("A_log", "dt_bias", "b_logit", "d"), params):
+        if tuple(x.shape) != (H,) or not x.is_contiguous():
+            raise ValueError(f"{name} must be a contiguous [H] = [{H}] tensor, got shape {tuple(x.shape)}")
+    _check_offsets(c.numel(), "c")
+    _check_offsets(c.shape[0] * c.shape[1] * (z.stride(1) if z.stride(-1) == 1 else 2 * H), "z")
 
 
 @torch.library.custom_op("comba_vision::mixer_prep", mutates_args=())
@@ -254,7 +268,7 @@ _prep_op.register_autograd(_backward, setup_context=_setup)
 def mixer_prep(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
                H: int, K: int, V: int):
     """mixer_prep_torch's outputs from the fused Triton kernels (CUDA, or the CPU under TRITON_INTERPRET=1)."""
-    _check(c, z, H, K, V)
+    _check(c, z, (A_log, dt_bias, b_logit, d), H, K, V)
     return _prep_op(c, z, A_log, dt_bias, b_logit, d, H, K, V)
 
 
@@ -264,7 +278,7 @@ def fused_applies(x: Tensor) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- output side
-def mixer_out_torch(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
+def mixer_out_torch(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float | None) -> Tensor:
     """RMSNorm_head(o2[0] + o2[1]) * weight * sigmoid(y_g) as PyTorch ops, [B, N, H * V] in o2's dtype.
     o2 may also be the sum already, [B, N, H, V]."""
     o = o2[0] + o2[1] if o2.dim() == 5 else o2
@@ -370,13 +384,16 @@ def _out_backward(ctx, dy):
 _out_op.register_autograd(_out_backward, setup_context=_out_setup_ctx)
 
 
-def mixer_out(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
+def mixer_out(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float | None) -> Tensor:
     """mixer_out_torch's result from the fused Triton kernels (CUDA, or the CPU under TRITON_INTERPRET=1)."""
     if o2.dim() != 5 or o2.shape[0] != 2:
         raise ValueError(f"o2 must be both scans' outputs [2, B, N, H, V], got {tuple(o2.shape)}")
     _, B, N, H, V = o2.shape
     if tuple(y_g.shape) != (B, N, H * V):
         raise ValueError(f"y_g must be [B, N, H*V] = {(B, N, H * V)}, got {tuple(y_g.shape)}")
-    if tuple(weight.shape) != (V,):
-        raise ValueError(f"weight must be [V] = [{V}], got {tuple(weight.shape)}")
-    return _out_op(o2, y_g, weight, float(eps))
+    if tuple(weight.shape) != (V,) or not weight.is_contiguous():
+        raise ValueError(f"weight must be a contiguous [V] = [{V}] tensor, got shape {tuple(weight.shape)}")
+    _check_offsets(o2.numel(), "o2")
+    _check_offsets(B * N * (y_g.stride(1) if y_g.stride(-1) == 1 else H * V), "y_g")
+    # eps None: what F.rms_norm takes then, the machine epsilon of the activations' dtype
+    return _out_op(o2, y_g, weight, float(torch.finfo(o2.dtype).eps if eps is None else eps))

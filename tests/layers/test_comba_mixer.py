@@ -114,14 +114,14 @@ def test_fused_kernels_give_the_mixer_the_same_outputs_and_gradients(monkeypatch
     with torch.no_grad():  # away from the initial values, so every parameter's gradient path counts
         for prm in (m.A_log, m.dt_bias, m.b_logit, m.d):
             prm.add_(0.3 * torch.randn_like(prm))
-    x = torch.randn(2, 15, 48, device=dev)
-    w = torch.randn(2, 15, 48, device=dev)
+    x = torch.randn(2, 35, 48, device=dev)  # 70 tokens: three programs of 32, the last one partial
+    w = torch.randn(2, 35, 48, device=dev)
     outs = []
     for fused in (False, True):
         monkeypatch.setattr(cm, "fused_applies", lambda t, fused=fused: fused)
         m.zero_grad()
         xi = x.clone().requires_grad_()
-        y = m(xi, [(3, 5)])
+        y = m(xi, [(5, 7)])
         (y * w).sum().backward()
         outs.append((y.detach(), xi.grad, {n: p.grad.clone() for n, p in m.named_parameters()}))
     assert rel_err(outs[1][0], outs[0][0]) <= 1e-5 and rel_err(outs[1][1], outs[0][1]) <= 1e-5

@@ -75,6 +75,17 @@ def test_bad_shapes_are_named():
         mixer_prep(xs[0][..., :-1], *xs[1:], 2, 8, 8)
     with pytest.raises(ValueError, match=r"z must be \[B, N, 2\*H\]"):
         mixer_prep(xs[0], xs[1][..., :3], *xs[2:], 2, 8, 8)
+    with pytest.raises(ValueError, match=r"dt_bias must be a contiguous \[H\] = \[2\] tensor"):
+        mixer_prep(*xs[:3], xs[3][:1], *xs[4:], 2, 8, 8)
+
+
+def test_offsets_beyond_32_bits_are_refused():
+    """The kernels index with 32-bit offsets: a tensor past 2**31 elements gets an error, not wrong memory
+    (checked on a broadcast view, which has the shape without the memory)."""
+    big = torch.zeros(1, 1, 1).expand(2**16, 2**14, 2 * 2 * 8 + 2 * 8)
+    xs = _inputs(1, 5, 2, 8, 8, torch.float32, "cpu")
+    with pytest.raises(ValueError, match=r"c has \d+ elements, more than the fused mixer kernels' 32-bit"):
+        mixer_prep(big, torch.zeros(1, 1, 1).expand(2**16, 2**14, 4), *xs[2:], 2, 8, 8)
 
 
 def _out_inputs(B, N, H, V, dtype, device, seed=0):
@@ -120,11 +131,23 @@ def test_fused_out_bf16_on_gpu():
         assert rel_err(gr, r) <= 1e-2, name
 
 
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_fused_out_takes_eps_none_like_rms_norm():
+    """An RMSNorm built with eps=None: F.rms_norm then uses the dtype's machine epsilon; so does the kernel."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    o2, y_g, w = _out_inputs(1, 9, 2, 16, torch.float32, dev)
+    o2 = o2 * 1e-4  # small enough that the epsilon matters
+    eps32 = torch.finfo(torch.float32).eps
+    ref = mixer_out_torch(o2.double(), y_g.double(), w.double(), eps32)
+    assert rel_err(mixer_out(o2, y_g, w, None), ref) <= 1e-5
+    assert rel_err(mixer_out(o2, y_g, w, 1e-5), ref) > 1e-2  # the epsilon does matter at this scale
+
+
 def test_bad_output_shapes_are_named():
     o2, y_g, w = _out_inputs(1, 5, 2, 8, torch.float32, "cpu")
     with pytest.raises(ValueError, match=r"o2 must be both scans' outputs \[2, B, N, H, V\]"):
         mixer_out(o2[0], y_g, w, 1e-5)
     with pytest.raises(ValueError, match=r"y_g must be \[B, N, H\*V\]"):
         mixer_out(o2, y_g[..., :-1], w, 1e-5)
-    with pytest.raises(ValueError, match=r"weight must be \[V\]"):
+    with pytest.raises(ValueError, match=r"weight must be a contiguous \[V\]"):
         mixer_out(o2, y_g, w[:-1], 1e-5)
