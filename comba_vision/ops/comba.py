@@ -142,34 +142,31 @@ def comba(
 _MERGES = ("sum", "mean", "none", "stack")
 
 
-def _bidir_triton(q, k, v, p, g, beta, variant, backend) -> bool:
-    """Valid, non-empty inputs on the Triton backend: where the Triton-only bidirectional paths may run."""
+def _bidir_backend(q, k, v, p, g, beta, variant, backend) -> str | None:
+    """Checks the inputs once; the backend both directions run on, or None for an empty sequence (which
+    takes the single-direction calls, whose empty-input handling it is)."""
     _check_inputs(q, k, v, p, g, beta, None, variant)
-    return q.shape[1] > 0 and _pick_backend(backend, q.device) == "triton"
+    return _pick_backend(backend, q.device) if q.shape[1] > 0 else None
 
 
-def _bidir_torch(q, k, v, p, g, beta, variant, backend) -> bool:
-    """Valid, non-empty inputs on the PyTorch chunk backend: both directions as one batch there."""
-    _check_inputs(q, k, v, p, g, beta, None, variant)
-    return q.shape[1] > 0 and _pick_backend(backend, q.device) == "torch"
-
-
-def _fused_forward_applies(q, k, v, p, g, beta, variant, backend) -> bool:
+def _fused_forward_applies(be: str | None, K: int, V: int, xs) -> bool:
     """The one-launch bidirectional forward: Triton backend, no gradient needed, state small enough."""
+    if be != "triton":
+        return False
     from . import triton_chunk
     if not triton_chunk.FUSED_FWD:
         return False
-    xs = (q, k, v, p, g, beta)
     if torch.is_grad_enabled() and any(x.requires_grad for x in xs):
         return False
-    return (_bidir_triton(q, k, v, p, g, beta, variant, backend)
-            and triton_chunk.fused_bidir_supported(q.shape[-1], v.shape[-1]))
+    return triton_chunk.fused_bidir_supported(K, V)
 
 
-def _one_launch_applies(q, k, v, p, g, beta, variant, backend) -> bool:
+def _one_launch_applies(be: str | None) -> bool:
     """Both directions in the same launches of the chunk pipeline (COMBA_BIDIR_ONE_LAUNCH, the default)."""
+    if be != "triton":
+        return False
     from . import triton_chunk
-    return triton_chunk.BIDIR_ONE_LAUNCH and _bidir_triton(q, k, v, p, g, beta, variant, backend)
+    return triton_chunk.BIDIR_ONE_LAUNCH
 
 
 def comba_bidirectional(
@@ -198,16 +195,17 @@ def comba_bidirectional(
         raise ValueError(f"merge must be one of {_MERGES}, got {merge!r}")
     # once here rather than in each direction's call (v is usually a slice of a fused qkv projection)
     q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
-    if merge in ("sum", "mean") and _fused_forward_applies(q, k, v, p, g, beta, variant, backend):
+    be = _bidir_backend(q, k, v, p, g, beta, variant, backend)
+    if merge in ("sum", "mean") and _fused_forward_applies(be, q.shape[-1], v.shape[-1], (q, k, v, p, g, beta)):
         from .function import bidir_fused_fwd
         return bidir_fused_fwd(q, k, v, p, g, beta, _query_scale(q, scale), variant == "iplr", merge == "mean")
-    if _one_launch_applies(q, k, v, p, g, beta, variant, backend):
+    if _one_launch_applies(be):
         from .function import comba_triton_both
         o2 = comba_triton_both(q, k, v, p, g, beta, _query_scale(q, scale), variant == "iplr")
         if merge == "stack":
             return o2
         o_f, o_r = o2.unbind(0)
-    elif _bidir_torch(q, k, v, p, g, beta, variant, backend):
+    elif be == "torch":
         o_f, o_r = comba_chunk_torch_bidir(q, k, v, p, g, beta, _query_scale(q, scale), variant,
                                            _torch_chunk_size(q.device))
     else:

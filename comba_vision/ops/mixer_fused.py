@@ -36,10 +36,15 @@ FUSED_MIXER = os.environ.get("COMBA_FUSED_MIXER", "1") == "1"
 BLOCK_TOKENS = 32
 
 
+def _uniform_rows(t: Tensor) -> bool:
+    """Whether t [B, N, D] is B * N rows a uniform number of elements apart (t.stride(1)), dense along D."""
+    return t.stride(-1) == 1 and t.stride(0) == t.shape[1] * t.stride(1)
+
+
 def _rows(t: Tensor) -> tuple[Tensor, int]:
-    """t [B, N, D] as B * N rows a uniform number of elements apart: (t, or a dense copy of it, that number).
-    The gate logits are column slices of one projection's output: read in place."""
-    if t.stride(-1) == 1 and t.stride(0) == t.shape[1] * t.stride(1):
+    """t [B, N, D] as such rows: (t, or a dense copy of it, the row stride). The gate logits are column
+    slices of one projection's output: read in place."""
+    if _uniform_rows(t):
         return t, t.stride(1)
     t = t.contiguous()
     return t, t.shape[-1]
@@ -185,9 +190,15 @@ _INT32 = 2**31  # the kernels index with 32-bit offsets
 
 
 def _check_offsets(n: int, what: str) -> None:
+    """n: the elements a kernel's offsets span in the tensor named what."""
     if n >= _INT32:
         raise ValueError(f"{what} has {n} elements, more than the fused mixer kernels' 32-bit offsets reach "
                          f"(2**31); split the batch, or set COMBA_FUSED_MIXER=0")
+
+
+def _check_rows(t: Tensor, what: str) -> None:
+    """The span of t [B, N, D] as the kernels read it: B * N rows of the stride _rows gives them."""
+    _check_offsets(t.shape[0] * t.shape[1] * (t.stride(1) if _uniform_rows(t) else t.shape[-1]), what)
 
 
 def _check(c: Tensor, z: Tensor, params: tuple[Tensor, ...], H: int, K: int, V: int) -> None:
@@ -199,7 +210,7 @@ def _check(c: Tensor, z: Tensor, params: tuple[Tensor, ...], H: int, K: int, V: 
         if tuple(x.shape) != (H,) or not x.is_contiguous():
             raise ValueError(f"{name} must be a contiguous [H] = [{H}] tensor, got shape {tuple(x.shape)}")
     _check_offsets(c.numel(), "c")
-    _check_offsets(c.shape[0] * c.shape[1] * (z.stride(1) if z.stride(-1) == 1 else 2 * H), "z")
+    _check_rows(z, "z")
 
 
 @torch.library.custom_op("comba_vision::mixer_prep", mutates_args=())
@@ -394,6 +405,6 @@ def mixer_out(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float | None) -> Ten
     if tuple(weight.shape) != (V,) or not weight.is_contiguous():
         raise ValueError(f"weight must be a contiguous [V] = [{V}] tensor, got shape {tuple(weight.shape)}")
     _check_offsets(o2.numel(), "o2")
-    _check_offsets(B * N * (y_g.stride(1) if y_g.stride(-1) == 1 else H * V), "y_g")
+    _check_rows(y_g, "y_g")
     # eps None: what F.rms_norm takes then, the machine epsilon of the activations' dtype
     return _out_op(o2, y_g, weight, float(torch.finfo(o2.dtype).eps if eps is None else eps))
