@@ -10,7 +10,7 @@
 ``--task imagenet`` (the default) runs ``tools/train_imagenet.py`` (``configs/comba_tiny_in1k.yaml`` by
 default; repeated augmentation off in both runs so that they sample alike) on the ImageFolder ``--data-dir``;
 ``--make-digits DIR`` first writes scikit-learn's digits there as one (``--digits-size`` px, 224 by default;
-kept if already complete) and uses it. ``--task tracker`` runs ``tools/train_tracker.py``
+kept if already complete; ``--digits-copies K`` links each training image K times for longer epochs) and uses it. ``--task tracker`` runs ``tools/train_tracker.py``
 (``configs/tracking/got10k_comba_tiny.yaml`` by default) with ``--data-dir`` as the GOT-10k root
 (``--data-root-got10k``) and ``--samples-per-epoch`` pairs an epoch (3200 by default; the tracker's
 ``RankSampler`` gives the N-process run the same pairs in the same global batches as the 1-process run);
@@ -24,7 +24,9 @@ Each task runs under ``torchrun --standalone --nproc_per_node N`` and then ``--n
 per-process batch scaled so that the global batch is the same, logging the loss every step. Then reads both
 runs' TensorBoard logs and reports: images/s (tracker: pairs/s) of each run (median over epochs after the
 first, from ``summary.csv``) and their ratio, whether all ranks ended with identical weights (both trainers
-check this with ``check_ranks_agree`` and log it), and how far apart the two loss curves (``train/loss``) are
+check this with ``check_ranks_agree`` and log it), the steady-state rate of each run (median over consecutive
+steps after the first epoch of global batch / step time, from the TensorBoard wall times: it leaves out the
+per-epoch evaluation and data-loader start-up, large on a small data set) and its ratio, and how far apart the two loss curves (``train/loss``) are
 (mean absolute difference of 20-step moving averages, relative to the single-process curve's mean). Writes
 ``scaling.json`` in --out. NVLink multicast (NVLS) is left off (``NCCL_NVLS_ENABLE=0``). Extra arguments go to
 the training script (config overrides such as ``--backbone comba_micro``).
@@ -51,16 +53,34 @@ TASKS = {
 }
 
 
-def scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
-    """(step, value) pairs of a TensorBoard scalar under log_dir (every event file, sorted by step)."""
+def scalar_events(log_dir: Path, tag: str) -> list[tuple[int, float, float]]:
+    """(step, value, wall time) of a TensorBoard scalar under log_dir (every event file, sorted by step)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     out = {}
     for f in sorted(log_dir.rglob("events.out.tfevents.*")):
         acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
         acc.Reload()
         if tag in acc.Tags().get("scalars", []):
-            out.update({e.step: e.value for e in acc.Scalars(tag)})
-    return sorted(out.items())
+            out.update({e.step: (e.value, e.wall_time) for e in acc.Scalars(tag)})
+    return [(s, v, t) for s, (v, t) in sorted(out.items())]
+
+
+def scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of a TensorBoard scalar under log_dir (every event file, sorted by step)."""
+    return [(s, v) for s, v, _ in scalar_events(log_dir, tag)]
+
+
+def step_rate(events: list[tuple[int, float, float]], global_batch: int, skip_steps: int = 0) -> float:
+    """Steady-state samples/s: the median over consecutive logged steps (s, s+1) of global_batch / their wall-time
+    gap, after the first skip_steps steps. Both trainers synchronise every step (the non-finite loss check), so a
+    step's log time is when it ended. The median leaves out the few gaps that span an epoch boundary (evaluation,
+    data-loader start-up): on a small data set those fixed per-epoch costs weigh more than they would on ImageNet,
+    and they do not scale with the number of GPUs."""
+    rates = [global_batch / (t1 - t0) for (s0, _, t0), (s1, _, t1) in zip(events, events[1:])
+             if s1 == s0 + 1 and s0 >= skip_steps and t1 > t0]
+    if not rates:
+        raise ValueError("no two consecutive logged steps after the skipped ones: log every step (--log-interval 1)")
+    return statistics.median(rates)
 
 
 def moving_average(values: list[float], n: int) -> list[float]:
@@ -109,11 +129,22 @@ def make_synthetic_got10k(root: str | Path, n_seqs: int = 24, n_frames: int = 60
     return root
 
 
-def make_digits(root: str | Path, size: int) -> Path:
-    """scikit-learn's digits as an ImageFolder of size x size PNGs (``write_digits_imagefolder``)."""
+def make_digits(root: str | Path, size: int, copies: int = 1) -> Path:
+    """scikit-learn's digits as an ImageFolder of size x size PNGs (``write_digits_imagefolder``), each training
+    image ``copies`` times (hard links ``NAME_copyK.png``): 1437 training images make an epoch of a handful of
+    steps at a global batch of 256, too few for the data loaders to reach a steady state."""
     from comba_vision.train.data import write_digits_imagefolder
+    if copies < 1:
+        raise ValueError(f"copies must be >= 1, got {copies}")
     out = write_digits_imagefolder(Path(root), size=size)
-    print(f"digits ImageFolder ({size}px) in {out}", flush=True)
+    originals = [f for f in sorted((out / "train").glob("*/*.png")) if "_copy" not in f.stem]
+    for f in originals:
+        for c in range(1, copies):
+            dst = f.with_name(f"{f.stem}_copy{c}.png")
+            if not dst.exists():
+                os.link(f, dst)
+    n_train = sum(1 for _ in (out / "train").glob("*/*.png"))
+    print(f"digits ImageFolder ({size}px, {n_train} training images) in {out}", flush=True)
     return out
 
 
@@ -137,9 +168,12 @@ def run(nproc: int, args, extra: list[str]) -> dict:
     if res.returncode != 0:
         raise SystemExit(f"{name} failed (exit {res.returncode}); last lines:\n" + "\n".join(log.splitlines()[-15:]))
     run_dir = Path(args.out) / name
+    events = scalar_events(run_dir, "train/loss")
+    steps_per_epoch = len(events) // args.epochs
     return dict(nproc=nproc, rate=epoch_rate(run_dir / "summary.csv", task["rate"]),
+                step_rate=step_rate(events, args.global_batch, skip_steps=steps_per_epoch),
                 identical_weights=nproc == 1 or f"weights identical across {nproc} ranks" in log,
-                loss=scalars(run_dir, "train/loss"))
+                loss=[(s, v) for s, v, _ in events])
 
 
 def main(argv=None) -> int:
@@ -150,6 +184,8 @@ def main(argv=None) -> int:
     ap.add_argument("--make-digits", metavar="DIR",
                     help="imagenet: write scikit-learn's digits as an ImageFolder in DIR and train on it")
     ap.add_argument("--digits-size", type=int, default=224, help="--make-digits image size (px)")
+    ap.add_argument("--digits-copies", type=int, default=1,
+                    help="--make-digits: each training image this many times (longer epochs)")
     ap.add_argument("--make-synthetic-got10k", metavar="DIR",
                     help="tracker: write a small synthetic GOT-10k train split in DIR and train on it")
     ap.add_argument("--config", default=None, help="default: configs/comba_tiny_in1k.yaml (imagenet), "
@@ -181,7 +217,7 @@ def main(argv=None) -> int:
         ap.error(f"--global-batch {args.global_batch} is not divisible by --gpus {args.gpus}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if make:
-        made = make_digits(make, args.digits_size) if args.task == "imagenet" else make_synthetic_got10k(make)
+        made = make_digits(make, args.digits_size, args.digits_copies) if args.task == "imagenet" else make_synthetic_got10k(make)
         args.data_dir = str(made)
     multi, single = run(args.gpus, args, extra), run(1, args, extra)
     rate = task["rate"]
@@ -190,6 +226,8 @@ def main(argv=None) -> int:
         **({"samples_per_epoch": args.samples_per_epoch} if args.task == "tracker" else {}),
         **{rate: {str(r["nproc"]): r["rate"] for r in (multi, single)}},
         speedup=multi["rate"] / single["rate"],
+        **{f"steady_{rate}": {str(r["nproc"]): r["step_rate"] for r in (multi, single)}},
+        steady_speedup=multi["step_rate"] / single["step_rate"],
         identical_weights=multi["identical_weights"],
         loss_curve_gap=curve_gap(multi["loss"], single["loss"]),
         steps=len(multi["loss"]),

@@ -133,9 +133,10 @@ def resample_crop(image: np.ndarray, crop_box_xywh: Any, out_size: int) -> np.nd
     gy = torch.from_numpy(2.0 * (vs - iy0) / rh - 1.0).float()
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1).unsqueeze(0)  # [1, out, out, 2] (x, y)
     sampled = F.grid_sample(region, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    sampled = sampled[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8).numpy()
-    inside = in_y[:, None] & in_x[None, :]
-    out[inside] = sampled[inside]
+    # The sample points are increasing, so the inside ones are one run of rows by one run of columns.
+    (r0, r1), (c0, c1) = (np.flatnonzero(m)[[0, -1]] for m in (in_y, in_x))
+    inside = sampled[0, :, r0 : r1 + 1, c0 : c1 + 1].round_().clamp_(0, 255).to(torch.uint8)
+    out[r0 : r1 + 1, c0 : c1 + 1] = inside.permute(1, 2, 0).numpy()
     return out
 
 

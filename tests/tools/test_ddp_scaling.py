@@ -35,6 +35,30 @@ def test_curve_gap():
         ddp_scaling.curve_gap(a, [(100, 1.0)])
 
 
+def test_step_rate():
+    # 4 steps an epoch, 0.5 s a step, 3 s between epochs (evaluation, workers); batch 64 -> 128 samples/s
+    events, t = [], 0.0
+    for step in range(12):
+        t += 3.0 if step % 4 == 0 else 0.5
+        events.append((step, 1.0, t))
+    assert ddp_scaling.step_rate(events, 64, skip_steps=4) == pytest.approx(128.0)
+    assert ddp_scaling.step_rate(events[:3] + events[4:], 64) == pytest.approx(128.0)  # a missing step: no gap
+    with pytest.raises(ValueError, match="consecutive"):
+        ddp_scaling.step_rate(events[::2], 64)
+
+
+def test_make_digits_copies(tmp_path):
+    out = ddp_scaling.make_digits(tmp_path / "d", size=8, copies=3)
+    train = sorted((out / "train").glob("*/*.png"))
+    originals = [f for f in train if "_copy" not in f.stem]
+    assert len(originals) == 1797 - sum(1 for _ in (out / "val").glob("*/*.png")) and len(train) == 3 * len(originals)
+    assert (originals[0].with_name(originals[0].stem + "_copy2.png")).read_bytes() == originals[0].read_bytes()
+    assert ddp_scaling.make_digits(tmp_path / "d", size=8, copies=3) == out  # kept: no second set of links
+    assert sum(1 for _ in (out / "train").glob("*/*.png")) == len(train)
+    with pytest.raises(ValueError, match="copies"):
+        ddp_scaling.make_digits(tmp_path / "d", size=8, copies=0)
+
+
 def test_tracker_two_gloo_processes(tmp_path, monkeypatch):
     """--task tracker end to end on the CPU: a synthetic GOT-10k split, 2 gloo processes then 1, comba_micro."""
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the CPU path is plain PyTorch
@@ -49,6 +73,8 @@ def test_tracker_two_gloo_processes(tmp_path, monkeypatch):
     assert report["task"] == "tracker" and report["identical_weights"] is True
     assert set(report["pairs_per_s"]) == {"1", "2"} and all(v > 0 for v in report["pairs_per_s"].values())
     assert math.isfinite(report["speedup"]) and report["speedup"] > 0
+    assert set(report["steady_pairs_per_s"]) == {"1", "2"} and all(v > 0 for v in report["steady_pairs_per_s"].values())
+    assert math.isfinite(report["steady_speedup"]) and report["steady_speedup"] > 0
     assert math.isfinite(report["loss_curve_gap"]) and 0 <= report["loss_curve_gap"] < 0.5
     # 12 pairs / global batch 4 = 3 steps an epoch, logged every step, the same steps in both runs
     assert report["steps"] == 6 and [s for s, _ in report["loss_multi"]] == [s for s, _ in report["loss_single"]]
