@@ -105,9 +105,75 @@ def comba_chunk_torch(
 
 
 def comba_chunk_torch_bidir(q, k, v, p, g, beta, scale: float, variant: str = "splr", chunk_size: int = CHUNK_SIZE):
-    """Both scan directions (no initial states) as one batch of 2B sequences, the reverse scan's inputs
-    flipped: (o_fwd, o_rev). Half the operations of two calls, each on twice the data."""
-    B = q.shape[0]
-    xs = [torch.cat((x, x.flip(1))) for x in (q, k, v, p, g, beta)]
-    o, _ = comba_chunk_torch(*xs, scale, variant=variant, chunk_size=chunk_size)
-    return o[:B], o[B:].flip(1)
+    """Both scan directions (no initial states): (o_fwd, o_rev), without flipped copies of the inputs.
+
+    The reverse scan runs over the same chunks in the other order, each walked from its last token to its
+    first. Its in-chunk matrices are the upper triangles of the same products: P K^T and Q K^T are computed
+    once for both directions. With ``e = c - g`` (the exclusive cumulative log decay), the reverse scan's
+    decays are ``exp(e_j - e_i)`` for ``j >= i`` where the forward's are ``exp(c_i - c_j)`` for ``i >= j``,
+    so one exp serves both triangles. Padding at the end of the last chunk is a run of identity steps
+    (``g = beta = 0``, ``k = v = 0``) at the start of the reverse scan, where the state is still zero."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    out_dtype = v.dtype
+    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    q, k, v, p, g, beta = (x.to(cdt) for x in (q, k, v, p, g, beta))
+    C = chunk_size if T >= chunk_size else max(T, 1)
+    NT = (T + C - 1) // C
+    pad = NT * C - T
+
+    def prep(x):  # [B, T, H, D] -> [B, H, NT, C, D]
+        x = x.transpose(1, 2)
+        if pad:
+            x = F.pad(x, (0, 0, 0, pad))
+        return x.reshape(B, H, NT, C, x.shape[-1])
+
+    q, k, v, p = prep(q) * scale, prep(k), prep(v), prep(p)
+    g, beta = prep(g[..., None])[..., 0], prep(beta[..., None])[..., 0]
+    if variant == "iplr":
+        p = 2.0 * p
+    c = g.cumsum(-1)            # forward: log decay from the chunk start through token i
+    e = c - g                   # the same, before token i
+    c_last = c[..., -1:]
+    cr = c_last - e             # reverse: log decay from the chunk end through token i
+    idx = torch.arange(C, device=q.device)
+    lower, upper = idx[:, None] >= idx[None, :], idx[:, None] <= idx[None, :]
+    # exp(c_i - c_j) on and below the diagonal, exp(e_j - e_i) above it (1 on it); the masked entries are set
+    # to 0 before the exp (an exp of the most negative float takes a slow path on the CPU)
+    M = torch.where(lower, c[..., :, None] - c[..., None, :], e[..., None, :] - e[..., :, None]).exp()
+    dec_o, dec_or = M * lower, M * upper
+    if variant == "iplr":
+        dec_f, dec_fr = dec_o.tril(-1), dec_or.triu(1)
+        cf, cfr = c, cr
+    else:
+        # exp(c_{i-1} - c_j), j < i, is row i-1 of dec_o; the reverse's exp(e_j - e_{i+1}), j > i, row i+1 of dec_or
+        dec_f, dec_fr = F.pad(dec_o[..., :-1, :], (0, 0, 1, 0)), F.pad(dec_or[..., 1:, :], (0, 0, 0, 1))
+        cf, cfr = e, cr - g
+    PK = p @ k.transpose(-1, -2)
+    QK = q @ k.transpose(-1, -2)
+    eye = torch.eye(C, dtype=cdt, device=q.device)
+    bv = beta[..., None] * v
+    decay_last = c_last.exp()[..., None]  # [B, H, NT, 1, 1]
+
+    def direction(dec_f, dec_o, cf, cq, ck_end, upper, chunks):
+        # A^-1 itself (a solve against I) and then products: faster on the CPU than one solve against both
+        # right-hand sides
+        Ainv = torch.linalg.solve_triangular(eye + beta[..., None] * (PK * dec_f), eye.expand_as(PK), upper=upper,
+                                             unitriangular=True)
+        U0 = Ainv @ bv
+        W = Ainv @ ((beta * cf.exp())[..., None] * p)
+        k_end_t = (k * ck_end.exp()[..., None]).transpose(-1, -2)  # keys decayed to where the scan leaves the chunk
+        # the state pass on [B * H, ...] views (B and H are adjacent in every operand), multiply-adds fused
+        h = q.new_zeros(B * H, K, V)
+        hs, us = [None] * NT, [None] * NT
+        for n in chunks:
+            u = torch.baddbmm(U0[:, :, n].flatten(0, 1), W[:, :, n].flatten(0, 1), h, alpha=-1.0)
+            hs[n], us[n] = h, u
+            h = torch.baddbmm(decay_last[:, :, n].flatten(0, 1) * h, k_end_t[:, :, n].flatten(0, 1), u)
+        hs, us = (torch.stack(x, dim=1).unflatten(0, (B, H)) for x in (hs, us))
+        o = (q * cq.exp()[..., None]) @ hs + (QK * dec_o) @ us
+        return o.reshape(B, H, NT * C, V)[:, :, :T].transpose(1, 2).to(out_dtype)
+
+    o_f = direction(dec_f, dec_o, cf, c, c_last - c, False, range(NT))
+    o_r = direction(dec_fr, dec_or, cfr, cr, e, True, range(NT - 1, -1, -1))
+    return o_f, o_r
