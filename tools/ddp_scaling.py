@@ -2,35 +2,36 @@
 """Multi-GPU scaling check: the same short training with torchrun on N processes and on 1, same global batch.
 
     python tools/ddp_scaling.py --data-dir DIGITS_IMAGEFOLDER --gpus 2 --epochs 20 --out scaling/
-    python tools/ddp_scaling.py --make-digits /tmp/digits224 --gpus 2 --epochs 30 --global-batch 128 --out scaling/
+    python tools/ddp_scaling.py --make-digits /tmp/digits224 --digits-copies 10 --gpus 2 --epochs 4 \\
+        --global-batch 256 --workers 15 --out scaling/
     python tools/ddp_scaling.py --task tracker --data-dir /data/got10k --gpus 2 --epochs 5 --out trk_scaling/
     python tools/ddp_scaling.py --task tracker --make-synthetic-got10k /tmp/got --gpus 2 --epochs 5 \\
         --samples-per-epoch 3200 --global-batch 64 --out trk_scaling/
 
-``--task imagenet`` (the default) runs ``tools/train_imagenet.py`` (``configs/comba_tiny_in1k.yaml`` by
-default; repeated augmentation off in both runs so that they sample alike) on the ImageFolder ``--data-dir``;
+``--task imagenet`` (the default) runs ``tools/train_imagenet.py`` (``configs/comba_tiny_in1k.yaml`` by default;
+repeated augmentation off in both runs so that they sample alike) on the ImageFolder ``--data-dir``;
 ``--make-digits DIR`` first writes scikit-learn's digits there as one (``--digits-size`` px, 224 by default;
-kept if already complete; ``--digits-copies K`` links each training image K times for longer epochs) and uses it. ``--task tracker`` runs ``tools/train_tracker.py``
-(``configs/tracking/got10k_comba_tiny.yaml`` by default) with ``--data-dir`` as the GOT-10k root
-(``--data-root-got10k``) and ``--samples-per-epoch`` pairs an epoch (3200 by default; the tracker's
-``RankSampler`` gives the N-process run the same pairs in the same global batches as the 1-process run);
-``--make-synthetic-got10k DIR`` first writes a small synthetic GOT-10k train split there (24 sequences of 60
-frames, 320x240, a textured object moving and changing scale over scikit-image photographs; kept if
-``DIR/train/list.txt`` exists). The package
-has no such generator, so it comes from the test helpers: ``tests.tracking.layouts.make_got10k_layout``
-(importable because this script puts the repository root on ``sys.path``).
+kept if already complete; ``--digits-copies K`` links each training image K times for longer epochs) and uses
+it. ``--task tracker`` runs ``tools/train_tracker.py`` (``configs/tracking/got10k_comba_tiny.yaml`` by default)
+with ``--data-dir`` as the GOT-10k root (``--data-root-got10k``) and ``--samples-per-epoch`` pairs an epoch
+(3200 by default; the tracker's ``RankSampler`` gives the N-process run the same pairs in the same global
+batches as the 1-process run); ``--make-synthetic-got10k DIR`` first writes a small synthetic GOT-10k train
+split there (24 sequences of 60 frames, 320x240, a textured object moving and changing scale over scikit-image
+photographs; kept if ``DIR/train/list.txt`` exists). The package has no such generator, so it comes from the
+test helpers: ``tests.tracking.layouts.make_got10k_layout`` (importable because this script puts the repository
+root on ``sys.path``).
 
 Each task runs under ``torchrun --standalone --nproc_per_node N`` and then ``--nproc_per_node 1`` with the
 per-process batch scaled so that the global batch is the same, logging the loss every step. Then reads both
-runs' TensorBoard logs and reports: images/s (tracker: pairs/s) of each run (median over epochs after the
-first, from ``summary.csv``) and their ratio, whether all ranks ended with identical weights (both trainers
-check this with ``check_ranks_agree`` and log it), the steady-state rate of each run (median over consecutive
-steps after the first epoch of global batch / step time, from the TensorBoard wall times: it leaves out the
-per-epoch evaluation and data-loader start-up, large on a small data set) and its ratio, and how far apart the two loss curves (``train/loss``) are
-(mean absolute difference of 20-step moving averages, relative to the single-process curve's mean). Writes
-``scaling.json`` in --out. NVLink multicast (NVLS) is left off (``NCCL_NVLS_ENABLE=0``). Extra arguments go to
-the training script (config overrides such as ``--backbone comba_micro``).
-"""
+runs' TensorBoard logs and reports: images/s (tracker: pairs/s) of each run (median over epochs after the first,
+from ``summary.csv``) and their ratio, whether all ranks ended with identical weights (both trainers check this
+with ``check_ranks_agree`` and log it), the steady-state rate of each run (median over consecutive steps after
+the first epoch of global batch / step time, from the TensorBoard wall times: it leaves out the per-epoch
+evaluation and data-loader start-up, large on a small data set) and its ratio, and how far apart the two loss
+curves (``train/loss``) are (mean absolute difference of 20-step moving averages, relative to the single-process
+curve's mean). Writes ``scaling.json`` in --out. NVLink multicast is left off (``NCCL_NVLS_ENABLE=0``,
+``TORCH_SYMM_MEM_DISABLE_MULTICAST=1``, ``NVSHMEM_DISABLE_NVLS=1``).
+Extra arguments go to the training script (config overrides such as ``--backbone comba_micro``)."""
 from __future__ import annotations
 
 import argparse
@@ -160,7 +161,8 @@ def run(nproc: int, args, extra: list[str]) -> dict:
            "--batch-size", str(args.global_batch // nproc), "--epochs", str(args.epochs),
            "--log-interval", "1", "--output", str(args.out), "--experiment", name, "--workers", str(args.workers),
            *extra]
-    env = dict(os.environ, NCCL_NVLS_ENABLE="0", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env = dict(os.environ, NCCL_NVLS_ENABLE="0", TORCH_SYMM_MEM_DISABLE_MULTICAST="1", NVSHMEM_DISABLE_NVLS="1",
+               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     print("$ " + " ".join(cmd), flush=True)
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     log = res.stdout + res.stderr
@@ -217,7 +219,10 @@ def main(argv=None) -> int:
         ap.error(f"--global-batch {args.global_batch} is not divisible by --gpus {args.gpus}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if make:
-        made = make_digits(make, args.digits_size, args.digits_copies) if args.task == "imagenet" else make_synthetic_got10k(make)
+        if args.task == "imagenet":
+            made = make_digits(make, args.digits_size, args.digits_copies)
+        else:
+            made = make_synthetic_got10k(make)
         args.data_dir = str(made)
     multi, single = run(args.gpus, args, extra), run(1, args, extra)
     rate = task["rate"]
