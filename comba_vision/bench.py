@@ -43,6 +43,21 @@ def _time(fn, device: torch.device, reps: int = 50, grad_to_none=None) -> float:
     return statistics.median(times)
 
 
+def _time_interleaved(steps: dict, rounds: int) -> dict:
+    """Median milliseconds of each callable in ``steps``, timed in alternating rounds (one call of each per
+    round, after one untimed call each). On a shared host whose load drifts, timing one callable's calls in a
+    block and then the next's gives each a different share of the drift; alternating gives all the same."""
+    for fn in steps.values():
+        fn()
+    times = {key: [] for key in steps}
+    for _ in range(rounds):
+        for key, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append((time.perf_counter() - t0) * 1e3)
+    return {key: statistics.median(ts) for key, ts in times.items()}
+
+
 def _finish(rec: dict, records: list, device: torch.device, log) -> None:
     log(json.dumps(rec))
     records.append(rec)
@@ -312,7 +327,10 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
     """Images per second (and peak GPU memory) of timm models at one input size.
 
     CUDA: a bf16-autocast training step (forward, backward, AdamW step) by default; CPU: inference.
-    The batch defaults to MODEL_BATCHES on CUDA (64 / 8 at other sizes) and 8 on the CPU. ``comba_kwargs``
+    The batch defaults to MODEL_BATCHES on CUDA (64 / 8 at other sizes) and 8 on the CPU. On the CPU the
+    models are timed together, alternating one step of each for ``2 * reps`` rounds (median per model), so
+    that their ratio holds on a host whose load drifts; on CUDA one after the other (each model's peak
+    memory is its own). ``comba_kwargs``
     go to the Comba models only (e.g. ``{"mixer_recompute": True}``) and into their records. ``compile``:
     every model runs as ``torch.compile(model)``. ``profile``: after the timing, one more step under
     torch.profiler; the record gets the step's device time per kernel (top 15), the summed device time
@@ -323,7 +341,7 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
     train = device.type == "cuda" if train is None else train
     if batch is None:
         batch = MODEL_BATCHES.get(img_size, (64, 64))[int(train)] if device.type == "cuda" else 8
-    records = []
+    records, together = [], []
     for name in names:
         kwargs = _comba_only(name, comba_kwargs)
         rec = dict(model=name, img_size=img_size, batch=batch, mode="train" if train else "infer")
@@ -337,20 +355,31 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
                 model = torch.compile(model)
             step = _model_step(model, torch.randn(batch, 3, img_size, img_size, device=device), train)
             step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            ms = _time(step, device, reps=reps * 10)
-            rec["ms_per_batch"] = ms
-            rec["images_per_s"] = batch / ms * 1e3
-            if device.type == "cuda":
-                rec["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+            if device.type == "cpu":
+                together.append((rec, step))  # timed below, alternating with the others
+                continue
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            _record_time(rec, _time(step, device, reps=reps * 10), batch)
+            rec["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
             if profile:
                 rec["profile"] = profile_step(step, device, log)
         except Exception as e:  # reported, not fatal (e.g. out of memory at a large size)
             rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
         _finish(rec, records, device, log)
+    if together:
+        ms = _time_interleaved({i: step for i, (_, step) in enumerate(together)}, rounds=max(3, 2 * reps))
+        for i, (rec, step) in enumerate(together):
+            _record_time(rec, ms[i], batch)
+            if profile:
+                rec["profile"] = profile_step(step, device, log)
+            _finish(rec, records, device, log)
     return records
+
+
+def _record_time(rec: dict, ms: float, batch: int) -> None:
+    rec["ms_per_batch"] = ms
+    rec["images_per_s"] = batch / ms * 1e3
 
 
 def profile_step(step, device: torch.device, log=print, top: int = 15) -> dict:

@@ -1,9 +1,11 @@
-"""The benchmark module on the CPU: records, tables and the plot (timings themselves are not asserted)."""
+"""The benchmark module on the CPU: records, tables and the plot (timings themselves are not asserted, only the
+medians of known sleeps)."""
 from __future__ import annotations
 
 import json
 import math
 import os
+import time
 
 import pytest
 import torch
@@ -42,6 +44,19 @@ def test_models_records_table_and_plot(tmp_path):
                               log=lambda *_: None, comba_kwargs={"mixer_recompute": True})
     assert [r.get("model_kwargs") for r in both] == [{"mixer_recompute": True}, None]
     assert all(r["images_per_s"] > 0 and "error" not in r for r in both)
+
+
+def test_time_interleaved_alternates_and_takes_medians():
+    calls = []
+
+    def sleeper(key, ms):
+        def fn():
+            calls.append(key)
+            time.sleep(ms / 1e3)
+        return fn
+    ms = bench._time_interleaved({"a": sleeper("a", 2), "b": sleeper("b", 20)}, rounds=5)
+    assert calls == ["a", "b"] * 6  # one untimed call each, then 5 alternating rounds
+    assert 2 <= ms["a"] < 20 <= ms["b"]  # each callable's own median
 
 
 def test_ops_shapes_with_a_value_head_size():
