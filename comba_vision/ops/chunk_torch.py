@@ -21,6 +21,29 @@ import torch.nn.functional as F
 CHUNK_SIZE = 64
 
 
+def _chunked(q, k, v, p, g, beta, scale: float, chunk_size: int, reverse: bool = False):
+    """The inputs in the compute dtype (float32, float64 for float64 inputs), in chunks: [B, H, NT, C, D]
+    (g, beta [B, H, NT, C]), q scaled, the last chunk padded with zeros. Returns (tensors, C, NT)."""
+    B, T, H, _ = q.shape
+    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    xs = [x.to(cdt) for x in (q, k, v, p, g, beta)]
+    if reverse:
+        xs = [x.flip(1) for x in xs]
+    C = chunk_size if T >= chunk_size else max(T, 1)
+    NT = (T + C - 1) // C
+    pad = NT * C - T
+
+    def prep(x):  # [B, T, H, D] -> [B, H, NT, C, D]
+        x = x.transpose(1, 2)
+        if pad:
+            x = F.pad(x, (0, 0, 0, pad))
+        return x.reshape(B, H, NT, C, x.shape[-1])
+
+    q, k, v, p = (prep(x) for x in xs[:4])
+    g, beta = (prep(x[..., None])[..., 0] for x in xs[4:])
+    return (q * scale, k, v, p, g, beta), C, NT
+
+
 def comba_chunk_torch(
     q, k, v, p, g, beta,
     scale: float,
@@ -33,28 +56,8 @@ def comba_chunk_torch(
     B, T, H, K = q.shape
     V = v.shape[-1]
     out_dtype = v.dtype
-    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
-    q, k, v, p, g, beta = (x.to(cdt) for x in (q, k, v, p, g, beta))
-    if reverse:
-        q, k, v, p, g, beta = (x.flip(1) for x in (q, k, v, p, g, beta))
-    C = chunk_size if T >= chunk_size else max(T, 1)
-    NT = (T + C - 1) // C
-    pad = NT * C - T
-
-    def prep(x):  # [B, T, H, D] -> [B, H, NT, C, D]
-        x = x.transpose(1, 2)
-        if pad:
-            x = F.pad(x, (0, 0, 0, pad))
-        return x.reshape(B, H, NT, C, x.shape[-1])
-
-    def prep_s(x):  # [B, T, H] -> [B, H, NT, C]
-        x = x.transpose(1, 2)
-        if pad:
-            x = F.pad(x, (0, pad))
-        return x.reshape(B, H, NT, C)
-
-    q, k, v, p = prep(q) * scale, prep(k), prep(v), prep(p)
-    g, beta = prep_s(g), prep_s(beta)
+    (q, k, v, p, g, beta), C, NT = _chunked(q, k, v, p, g, beta, scale, chunk_size, reverse)
+    cdt = q.dtype
     c = g.cumsum(-1)
     if variant == "iplr":
         cf = c
@@ -116,20 +119,8 @@ def comba_chunk_torch_bidir(q, k, v, p, g, beta, scale: float, variant: str = "s
     B, T, H, K = q.shape
     V = v.shape[-1]
     out_dtype = v.dtype
-    cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
-    q, k, v, p, g, beta = (x.to(cdt) for x in (q, k, v, p, g, beta))
-    C = chunk_size if T >= chunk_size else max(T, 1)
-    NT = (T + C - 1) // C
-    pad = NT * C - T
-
-    def prep(x):  # [B, T, H, D] -> [B, H, NT, C, D]
-        x = x.transpose(1, 2)
-        if pad:
-            x = F.pad(x, (0, 0, 0, pad))
-        return x.reshape(B, H, NT, C, x.shape[-1])
-
-    q, k, v, p = prep(q) * scale, prep(k), prep(v), prep(p)
-    g, beta = prep(g[..., None])[..., 0], prep(beta[..., None])[..., 0]
+    (q, k, v, p, g, beta), C, NT = _chunked(q, k, v, p, g, beta, scale, chunk_size)
+    cdt = q.dtype
     if variant == "iplr":
         p = 2.0 * p
     c = g.cumsum(-1)            # forward: log decay from the chunk start through token i
