@@ -66,11 +66,6 @@ def scalar_events(log_dir: Path, tag: str) -> list[tuple[int, float, float]]:
     return [(s, v, t) for s, (v, t) in sorted(out.items())]
 
 
-def scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
-    """(step, value) pairs of a TensorBoard scalar under log_dir (every event file, sorted by step)."""
-    return [(s, v) for s, v, _ in scalar_events(log_dir, tag)]
-
-
 def step_rate(events: list[tuple[int, float, float]], global_batch: int, skip_steps: int = 0) -> float:
     """Steady-state samples/s: the median over consecutive logged steps (s, s+1) of global_batch / their wall-time
     gap, after the first skip_steps steps. Both trainers synchronise every step (the non-finite loss check), so a

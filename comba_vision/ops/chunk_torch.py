@@ -44,6 +44,35 @@ def _chunked(q, k, v, p, g, beta, scale: float, chunk_size: int, reverse: bool =
     return (q * scale, k, v, p, g, beta), C, NT
 
 
+def _scan(q, k, v, p, beta, PK, QK, dec_f, dec_o, cf, cq, ck_end, decay_last, upper: bool, chunks, h):
+    """One scan direction over chunked inputs ([B, H, NT, C, *], from _chunked). ``dec_f`` / ``dec_o`` are the
+    feedback and output decay matrices (strict / inclusive triangles, lower for the forward scan, upper for the
+    reverse), ``cf`` the feedback decay of W, ``cq`` the queries' decay from where the scan enters the chunk,
+    ``ck_end`` the keys' decay to where it leaves it, ``chunks`` the order it walks them, ``h`` the state
+    before the first [B * H, K, V]. Returns (o [B, T', H, V] with T' = NT * C, final state [B * H, K, V])."""
+    B, H, NT, C, V = v.shape
+    K = k.shape[-1]
+    eye = torch.eye(C, dtype=q.dtype, device=q.device)
+    # A^-1 itself (a solve against I) and then products: faster on the CPU than one solve against both
+    # right-hand sides
+    Ainv = torch.linalg.solve_triangular(eye + beta[..., None] * (PK * dec_f), eye.expand_as(PK), upper=upper,
+                                         unitriangular=True)
+    U0 = Ainv @ (beta[..., None] * v)
+    W = Ainv @ ((beta * cf.exp())[..., None] * p)
+    k_end_t = (k * ck_end.exp()[..., None]).transpose(-1, -2)
+    # the state pass on [B * H, ...] views (B and H are adjacent in every operand), multiply-adds fused: only
+    # what the next state needs walks the chunks; the outputs then come from the states at the chunk starts
+    # in two batched products
+    hs, us = [None] * NT, [None] * NT
+    for n in chunks:
+        u = torch.baddbmm(U0[:, :, n].flatten(0, 1), W[:, :, n].flatten(0, 1), h, alpha=-1.0)
+        hs[n], us[n] = h, u
+        h = torch.baddbmm(decay_last[:, :, n].flatten(0, 1) * h, k_end_t[:, :, n].flatten(0, 1), u)
+    hs, us = (torch.stack(x, dim=1).unflatten(0, (B, H)) for x in (hs, us))
+    o = (q * cq.exp()[..., None]) @ hs + (QK * dec_o) @ us
+    return o.reshape(B, H, NT * C, V).transpose(1, 2), h.reshape(B, H, K, V)
+
+
 def comba_chunk_torch(
     q, k, v, p, g, beta,
     scale: float,
@@ -58,47 +87,24 @@ def comba_chunk_torch(
     out_dtype = v.dtype
     (q, k, v, p, g, beta), C, NT = _chunked(q, k, v, p, g, beta, scale, chunk_size, reverse)
     cdt = q.dtype
-    c = g.cumsum(-1)
     if variant == "iplr":
-        cf = c
         p = 2.0 * p
-    else:
-        cf = c - g
+    c = g.cumsum(-1)
     idx = torch.arange(C, device=q.device)
     incl = idx[:, None] >= idx[None, :]
     # exp(c_i - c_j) on and below the diagonal, 0 above; the entries above are set to 0 before the exp
     # (an exp of the most negative float, the obvious mask, takes a slow path on the CPU: 6x the time)
     dec_o = torch.where(incl, c[..., :, None] - c[..., None, :], 0.0).exp() * incl
     if variant == "iplr":
-        dec_f = dec_o.tril(-1)
+        dec_f, cf = dec_o.tril(-1), c
     else:
         # exp(c_{i-1} - c_j) for j < i is row i-1 of dec_o: shift the rows down instead of a second exp
-        dec_f = F.pad(dec_o[..., :-1, :], (0, 0, 1, 0))
-    L = (p @ k.transpose(-1, -2)) * dec_f
-    eye = torch.eye(C, dtype=cdt, device=q.device)
-    # A^-1 itself (a solve against I, C columns) and then products: faster on the CPU than one solve
-    # against the V + K columns of both right-hand sides
-    Ainv = torch.linalg.solve_triangular(eye + beta[..., None] * L, eye.expand_as(L), upper=False,
-                                         unitriangular=True)
-    U0 = Ainv @ (beta[..., None] * v)
-    W = Ainv @ ((beta * cf.exp())[..., None] * p)
-    Aqk = (q @ k.transpose(-1, -2)) * dec_o
-    c_last = c[..., -1]                                   # [B, H, NT]
-    k_end = k * (c_last[..., None] - c).exp()[..., None]  # keys decayed to the chunk end
-    q_dec = q * c.exp()[..., None]
-    decay_last = c_last.exp()[..., None, None]
-
-    # the state pass: only what the next state needs walks the chunks; the outputs then come from the
-    # states at the chunk starts in two batched products
-    h = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(cdt)
-    hs, us = [], []
-    for n in range(NT):
-        u = U0[:, :, n] - W[:, :, n] @ h
-        hs.append(h)
-        us.append(u)
-        h = decay_last[:, :, n] * h + k_end[:, :, n].transpose(-1, -2) @ u
-    o = q_dec @ torch.stack(hs, dim=2) + Aqk @ torch.stack(us, dim=2)
-    o = o.reshape(B, H, NT * C, V)[:, :, :T].transpose(1, 2)
+        dec_f, cf = F.pad(dec_o[..., :-1, :], (0, 0, 1, 0)), c - g
+    c_last = c[..., -1:]
+    h = q.new_zeros(B * H, K, V) if initial_state is None else initial_state.to(cdt).reshape(B * H, K, V)
+    o, h = _scan(q, k, v, p, beta, p @ k.transpose(-1, -2), q @ k.transpose(-1, -2), dec_f, dec_o, cf, c,
+                 c_last - c, c_last.exp()[..., None], False, range(NT), h)
+    o = o[:, :T]
     if reverse:
         o = o.flip(1)
     final = None
@@ -120,7 +126,6 @@ def comba_chunk_torch_bidir(q, k, v, p, g, beta, scale: float, variant: str = "s
     V = v.shape[-1]
     out_dtype = v.dtype
     (q, k, v, p, g, beta), C, NT = _chunked(q, k, v, p, g, beta, scale, chunk_size)
-    cdt = q.dtype
     if variant == "iplr":
         p = 2.0 * p
     c = g.cumsum(-1)            # forward: log decay from the chunk start through token i
@@ -142,29 +147,9 @@ def comba_chunk_torch_bidir(q, k, v, p, g, beta, scale: float, variant: str = "s
         cf, cfr = e, cr - g
     PK = p @ k.transpose(-1, -2)
     QK = q @ k.transpose(-1, -2)
-    eye = torch.eye(C, dtype=cdt, device=q.device)
-    bv = beta[..., None] * v
     decay_last = c_last.exp()[..., None]  # [B, H, NT, 1, 1]
-
-    def direction(dec_f, dec_o, cf, cq, ck_end, upper, chunks):
-        # A^-1 itself (a solve against I) and then products: faster on the CPU than one solve against both
-        # right-hand sides
-        Ainv = torch.linalg.solve_triangular(eye + beta[..., None] * (PK * dec_f), eye.expand_as(PK), upper=upper,
-                                             unitriangular=True)
-        U0 = Ainv @ bv
-        W = Ainv @ ((beta * cf.exp())[..., None] * p)
-        k_end_t = (k * ck_end.exp()[..., None]).transpose(-1, -2)  # keys decayed to where the scan leaves the chunk
-        # the state pass on [B * H, ...] views (B and H are adjacent in every operand), multiply-adds fused
-        h = q.new_zeros(B * H, K, V)
-        hs, us = [None] * NT, [None] * NT
-        for n in chunks:
-            u = torch.baddbmm(U0[:, :, n].flatten(0, 1), W[:, :, n].flatten(0, 1), h, alpha=-1.0)
-            hs[n], us[n] = h, u
-            h = torch.baddbmm(decay_last[:, :, n].flatten(0, 1) * h, k_end_t[:, :, n].flatten(0, 1), u)
-        hs, us = (torch.stack(x, dim=1).unflatten(0, (B, H)) for x in (hs, us))
-        o = (q * cq.exp()[..., None]) @ hs + (QK * dec_o) @ us
-        return o.reshape(B, H, NT * C, V)[:, :, :T].transpose(1, 2).to(out_dtype)
-
-    o_f = direction(dec_f, dec_o, cf, c, c_last - c, False, range(NT))
-    o_r = direction(dec_fr, dec_or, cfr, cr, e, True, range(NT - 1, -1, -1))
-    return o_f, o_r
+    h0 = q.new_zeros(B * H, K, V)
+    common = (q, k, v, p, beta, PK, QK)
+    o_f, _ = _scan(*common, dec_f, dec_o, cf, c, c_last - c, decay_last, False, range(NT), h0)
+    o_r, _ = _scan(*common, dec_fr, dec_or, cfr, cr, e, decay_last, True, range(NT - 1, -1, -1), h0)
+    return o_f[:, :T].to(out_dtype), o_r[:, :T].to(out_dtype)

@@ -21,8 +21,10 @@ def test_scalars_round_trip(tmp_path):
         for step in range(5):
             w.add_scalar("train/loss", 2.0 - 0.25 * step, step)
             w.add_scalar("train/lr", 0.1, step)
-    assert ddp_scaling.scalars(tmp_path, "train/loss") == [(s, 2.0 - 0.25 * s) for s in range(5)]
-    assert ddp_scaling.scalars(tmp_path, "missing") == []
+    events = ddp_scaling.scalar_events(tmp_path, "train/loss")
+    assert [(s, v) for s, v, _ in events] == [(s, 2.0 - 0.25 * s) for s in range(5)]
+    assert all(t0 <= t1 for (_, _, t0), (_, _, t1) in zip(events, events[1:]))  # wall times, in step order
+    assert ddp_scaling.scalar_events(tmp_path, "missing") == []
 
 
 def test_curve_gap():
