@@ -27,13 +27,23 @@ PROVIDERS = ("comba", "comba_bidir", "fla_comba", "fla_gdn", "sdpa")
 # comba_bidir: both scan directions summed (comba_bidirectional), the operator of the image blocks
 
 
-def _time(fn, device: torch.device, reps: int = 50, grad_to_none=None) -> float:
+def _time(fn, device: torch.device, reps: int = 50, grad_to_none=None, cuda_graph: bool = False) -> float:
     """Median milliseconds of fn() (gradients of grad_to_none are reset between calls, so that timing a
-    backward does not also time the accumulation into .grad)."""
+    backward does not also time the accumulation into .grad). ``cuda_graph`` (CUDA): the calls are
+    captured once as a CUDA graph (``_captured``) and its replays are timed: the device work without the
+    host's dispatch and launches."""
     if device.type == "cuda":
         import triton.testing
+        if cuda_graph:
+            def reset():
+                for x in grad_to_none or ():
+                    x.grad = None
+            # the captured backward then writes the gradients rather than adding to them
+            fn, grad_to_none = _captured(fn, before_capture=reset), None
         return float(triton.testing.do_bench(fn, warmup=25, rep=reps * 4, grad_to_none=grad_to_none,
                                              return_mode="median"))
+    if cuda_graph:
+        raise ValueError(f"cuda_graph needs a CUDA device, got {device}")
     fn()
     times = []
     for _ in range(max(3, reps // 10)):
@@ -106,7 +116,8 @@ def _provider_fn(name, xs):
     raise ValueError(f"unknown provider {name!r}; choose from {PROVIDERS}")
 
 
-def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=None, reps=50, log=print):
+def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=None, reps=50, log=print,
+              cuda_graph=False):
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
         dtype = torch.float32
@@ -115,18 +126,20 @@ def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=Non
     for shape in shapes:
         for name in providers:
             rec = dict(shape=list(shape), provider=name, dtype=str(dtype).replace("torch.", ""))
+            if cuda_graph:
+                rec["cuda_graph"] = True
             try:
                 xs = make_op_inputs(shape, dtype, device)
                 fn, leaves = _provider_fn(name, xs)
                 with torch.no_grad():
-                    rec["fwd_ms"] = _time(fn, device, reps)
+                    rec["fwd_ms"] = _time(fn, device, reps, cuda_graph=cuda_graph)
                 out = fn()
                 do = torch.randn_like(out)
 
                 def fwd_bwd(fn=fn, do=do):
                     o = fn()
                     o.backward(do)
-                rec["fwdbwd_ms"] = _time(fwd_bwd, device, reps, grad_to_none=leaves)
+                rec["fwdbwd_ms"] = _time(fwd_bwd, device, reps, grad_to_none=leaves, cuda_graph=cuda_graph)
             except Exception as e:  # a provider that is missing or fails is reported, not fatal
                 rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
             _finish(rec, records, device, log)
@@ -286,22 +299,27 @@ def prune_fla_autotune(max_configs: int) -> int:
 MODEL_PAIRS = [("comba_tiny", "deit_tiny_patch16_224"), ("comba_small", "deit_small_patch16_224")]
 
 
-def _model_step(model, x, train: bool):
-    """One timed step: a bf16-autocast training step (CUDA) or an inference pass."""
+def _model_step(model, x, train: bool, cuda_graph: bool = False):
+    """One timed step: a bf16-autocast training step (CUDA) or an inference pass. ``cuda_graph``: the
+    whole step (forward, backward and AdamW, or the inference pass) is captured once as a CUDA graph and
+    each call replays it, so the step costs its device time without the host's launches."""
     cuda = x.device.type == "cuda"
+    if cuda_graph and not cuda:
+        raise ValueError(f"cuda_graph needs a CUDA device, got {x.device}")
 
     def amp():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+        # a captured graph must not reuse autocast's cast cache across replays
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not cuda_graph) if cuda else nullcontext()
 
     if not train:
         model.eval()
 
         def infer():
-            with torch.inference_mode(), amp():
+            with torch.no_grad() if cuda_graph else torch.inference_mode(), amp():
                 model(x)
-        return infer
+        return _captured(infer) if cuda_graph else infer
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=cuda_graph)
     y = torch.randint(0, 1000, (x.shape[0],), device=x.device)
 
     def step():
@@ -309,8 +327,38 @@ def _model_step(model, x, train: bool):
             loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
-        opt.zero_grad(set_to_none=True)
+        if not cuda_graph:
+            opt.zero_grad(set_to_none=True)
+
+    if cuda_graph:
+        opt.zero_grad(set_to_none=True)  # the captured backward then writes the gradients, not adds to them
+        return _captured(step, before_capture=lambda: opt.zero_grad(set_to_none=True))
     return step
+
+
+def _captured(fn, warmup: int = 3, before_capture=None):
+    """fn captured as a CUDA graph after ``warmup`` calls on a side stream (kernels compile and the
+    allocator settles); returns a callable that replays the graph. Inputs and outputs are the tensors fn
+    closes over; the callable holds fn, so that they (labels, optimizer state) live as long as the graph
+    that reads and writes their memory."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            if before_capture is not None:
+                before_capture()
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    if before_capture is not None:
+        before_capture()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+
+    def replay():
+        graph.replay()
+    replay.captured = fn
+    return replay
 
 
 # batch per input size: (inference, training), as the models issue specifies
@@ -323,7 +371,7 @@ def _comba_only(name: str, comba_kwargs: dict | None) -> dict:
 
 
 def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=5, log=print, comba_kwargs=None,
-                 compile=False, profile=False):
+                 compile=False, profile=False, cuda_graph=False, profile_top=15):
     """Images per second (and peak GPU memory) of timm models at one input size.
 
     CUDA: a bf16-autocast training step (forward, backward, AdamW step) by default; CPU: inference.
@@ -333,8 +381,9 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
     memory is its own). ``comba_kwargs``
     go to the Comba models only (e.g. ``{"mixer_recompute": True}``) and into their records. ``compile``:
     every model runs as ``torch.compile(model)``. ``profile``: after the timing, one more step under
-    torch.profiler; the record gets the step's device time per kernel (top 15), the summed device time
-    and the number of launches, and the table is logged.
+    torch.profiler; the record gets the step's device time per kernel (top ``profile_top``), the summed
+    device time and the number of launches, and the table is logged. ``cuda_graph`` (CUDA): every model's
+    whole step is captured once and replayed (``_model_step``), which times the device work alone.
     """
     import timm
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -349,21 +398,26 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
             rec["model_kwargs"] = kwargs
         if compile:
             rec["compiled"] = True
+        if cuda_graph:
+            rec["cuda_graph"] = True
         try:
+            if cuda_graph:  # the graph's memory pool is taken at capture, inside _model_step
+                torch.cuda.reset_peak_memory_stats()
             model = timm.create_model(name, img_size=img_size, **kwargs).to(device)
             if compile:
                 model = torch.compile(model)
-            step = _model_step(model, torch.randn(batch, 3, img_size, img_size, device=device), train)
+            step = _model_step(model, torch.randn(batch, 3, img_size, img_size, device=device), train, cuda_graph)
             step()
             if device.type == "cpu":
                 together.append((rec, step))  # timed below, alternating with the others
                 continue
             torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+            if not cuda_graph:
+                torch.cuda.reset_peak_memory_stats()
             _record_time(rec, _time(step, device, reps=reps * 10), batch)
             rec["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
             if profile:
-                rec["profile"] = profile_step(step, device, log)
+                rec["profile"] = profile_step(step, device, log, profile_top)
         except Exception as e:  # reported, not fatal (e.g. out of memory at a large size)
             rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
         _finish(rec, records, device, log)

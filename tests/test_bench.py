@@ -82,6 +82,53 @@ def test_models_profile_and_compile_options(monkeypatch):
     assert any("conv" in k for k in prof["top"])  # the depthwise conv is among the top ops on the CPU
 
 
+def test_ops_cuda_graph_needs_cuda():
+    rec = bench.bench_ops([(1, 4, 1, 16)], ["comba"], device="cpu", reps=1, log=lambda *_: None, cuda_graph=True)[0]
+    assert rec["cuda_graph"] and "cuda_graph needs a CUDA device" in rec["error"]
+
+
+def test_models_cuda_graph_needs_cuda():
+    rec = bench.bench_models(["comba_micro"], img_size=32, batch=2, train=True, device="cpu", reps=1,
+                             log=lambda *_: None, cuda_graph=True)[0]
+    assert rec["cuda_graph"] and "cuda_graph needs a CUDA device" in rec["error"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["comba_micro", "vit_tiny_patch16_224"])
+def test_graphed_training_step_matches_eager(name):
+    """The captured whole training step (forward, backward, AdamW) updates the weights as the eager step
+    does, replay after replay: two replays against two eager steps from the same start."""
+    import copy
+
+    import timm
+
+    import comba_vision  # noqa: F401  (registers the Comba models)
+    torch.manual_seed(0)
+    kw = dict(depth=2) if name.startswith("vit") else {}
+    eager = timm.create_model(name, img_size=64, **kw).cuda()
+    graphed = copy.deepcopy(eager)
+    x = torch.randn(4, 3, 64, 64, device="cuda")
+    torch.manual_seed(1)
+    step_e = bench._model_step(eager, x, train=True)
+    torch.manual_seed(1)  # the same labels
+    step_g = bench._model_step(graphed, x, train=True, cuda_graph=True)
+    start = [p.detach().clone() for p in graphed.parameters()]
+    # _model_step ran 3 warm-up steps before the capture (which records, not runs): the eager model catches up
+    for _ in range(3):
+        step_e()
+    for _ in range(2):
+        step_e()
+        step_g()
+    torch.cuda.synchronize()
+    # the updates since the capture, all parameters together: AdamW moves each weight by about lr a step
+    # whatever its gradient's size, so a per-tensor comparison would weigh bf16 noise in tiny gradients
+    d_g = torch.cat([(a - b).flatten() for a, b in zip(graphed.parameters(), start)])
+    d_e = torch.cat([(a - b).flatten() for a, b in zip(eager.parameters(), start)])
+    err = ((d_g - d_e).norm() / d_e.norm()).item()
+    assert d_e.norm() > 0 and err < 0.05, err
+
+
 def test_tracker_records_and_table(tmp_path):
     """The tracker benchmark on the CPU: a Comba and a timm ViT backbone (2 blocks, never pretrained), the
     network forward and the end-to-end CombaTracker frames, float32."""

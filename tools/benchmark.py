@@ -38,6 +38,8 @@ def main(argv=None):
     op.add_argument("--out", default="benchmark_ops.json", help="JSON file for the records")
     op.add_argument("--no-check", action="store_true", help="skip the correctness check")
     op.add_argument("--profile", action="store_true", help="per-kernel CUDA times of our operator instead")
+    op.add_argument("--cuda-graph", action="store_true",
+                    help="time replays of CUDA graphs of the calls (device time, no host launches), every provider")
     op.add_argument("--fla-max-configs", type=int, default=0,
                     help="keep only this many configs per fla autotuner (0: all); reported in the JSON")
     md = sub.add_parser("models", help="images/s (and peak GPU memory) of Comba vs DeiT models")
@@ -51,6 +53,9 @@ def main(argv=None):
     md.add_argument("--compile", action="store_true", help="time torch.compile(model) for every model")
     md.add_argument("--profile", action="store_true",
                     help="also profile one step per model: device time by kernel, launches, wall time")
+    md.add_argument("--cuda-graph", action="store_true",
+                    help="capture each model's whole step (forward, backward, AdamW) as a CUDA graph; time replays")
+    md.add_argument("--profile-top", type=int, default=15, help="kernels listed by --profile")
     md.add_argument("--out", default="benchmark_models.json")
     md.add_argument("--plot", default=None, help="PNG of images/s against input size (default: next to --out)")
     tr = sub.add_parser("tracker", help="frames/s of the one-stream tracker on Comba and ViT backbones")
@@ -118,7 +123,8 @@ def main(argv=None):
         for size in args.img_size:
             for train in ([False, True] if mode == "both" else [mode == "train"]):
                 records += bench.bench_models(names, size, args.batch, train, comba_kwargs=args.comba_kwargs,
-                                              compile=args.compile, profile=args.profile)
+                                              compile=args.compile, profile=args.profile,
+                                              cuda_graph=args.cuda_graph, profile_top=args.profile_top)
                 with open(args.out, "w") as f:  # after every size, so a cut-short run keeps what it measured
                     json.dump(dict(environment=env, records=records), f, indent=1)
         print(bench.models_table(records))
@@ -139,7 +145,8 @@ def main(argv=None):
         print(f"pruned {bench.prune_fla_autotune(args.fla_max_configs)} fla autotuners")
     if not args.no_check:
         bench.check_op()
-    records = bench.bench_ops(args.shapes, args.providers, getattr(torch, args.dtype), reps=args.reps)
+    records = bench.bench_ops(args.shapes, args.providers, getattr(torch, args.dtype), reps=args.reps,
+                              cuda_graph=args.cuda_graph)
     with open(args.out, "w") as f:
         json.dump(dict(environment=env, records=records), f, indent=1)
     print(bench.ops_table(records))
