@@ -129,7 +129,10 @@ class CombaViT(nn.Module):
         if (H, W) != tuple(self.patch_embed.grid_size):
             pos = resample_abs_pos_embed(pos, new_size=(H, W), old_size=self.patch_embed.grid_size,
                                          num_prefix_tokens=0)
-        x = x.reshape(B, H * W, C) + pos
+        # the patch embedding's NHWC output is a permuted view of its convolution's NCHW output; made dense
+        # here, once, so that the residual stream is not carried through every block in that transposed
+        # layout (each LayerNorm then copied it and each residual add ran as a strided kernel)
+        x = (x.reshape(B, H * W, C) + pos).contiguous()
         return self.pos_drop(x), [(H, W)]
 
     def _run_block(self, blk: nn.Module, x: torch.Tensor, segments: Segments) -> torch.Tensor:

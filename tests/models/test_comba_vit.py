@@ -98,6 +98,18 @@ def test_grad_checkpointing_matches():
         torch.testing.assert_close(p.grad, g_ref[n], rtol=1e-4, atol=1e-6, msg=n)
 
 
+def test_blocks_get_a_dense_residual_stream():
+    """The blocks see [B, N, C] tokens in row-major memory, at the training size and at another size (the
+    patch embedding's NHWC output is a permuted view; carried as such, every LayerNorm copied it)."""
+    seen = []
+    model = timm.create_model("comba_micro", img_size=IMG, dynamic_img_size=True)
+    for blk in model.blocks:
+        blk.register_forward_pre_hook(lambda mod, args: seen.append(args[0].is_contiguous()))
+    model(torch.randn(2, 3, IMG, IMG))
+    model(torch.randn(1, 3, 48, 80))
+    assert seen == [True] * (2 * len(model.blocks))
+
+
 def test_any_input_size():
     x = torch.randn(1, 3, 96, 128)
     model = timm.create_model("comba_micro", img_size=(96, 128))
@@ -187,6 +199,7 @@ def test_torch_compile_traces():
     torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     model = _micro().eval()
