@@ -33,8 +33,10 @@ import triton.language as tl
 BT = 64
 # Two choices kept switchable for comparison (both on by default; checked on the H100 in bf16 and fp32):
 # COMBA_SPLIT_BWD (default 1): from padded head size 128, split the gradient kernel in two (C x C part,
-# then K-blocked dq/dk/dp) so that its K-wide tiles and accumulators do not spill registers.
-SPLIT_BWD_MIN_BK = 128 if os.environ.get("COMBA_SPLIT_BWD", "1") == "1" else 1 << 30
+# then K-blocked dq/dk/dp) so that its K-wide tiles and accumulators do not spill registers;
+# COMBA_SPLIT_BWD_MIN_BK moves that threshold.
+SPLIT_BWD_MIN_BK = (int(os.environ.get("COMBA_SPLIT_BWD_MIN_BK", "128"))
+                    if os.environ.get("COMBA_SPLIT_BWD", "1") == "1" else 1 << 30)
 # COMBA_BLOCKED_INVERSE (default 1): invert the in-chunk triangular matrix blockwise (four 16x16 diagonal
 # blocks by row substitution, the rest by products) instead of 63 row-substitution steps on a 64x64 tile.
 BLOCKED_INVERSE = os.environ.get("COMBA_BLOCKED_INVERSE", "1") == "1"
@@ -47,6 +49,13 @@ FUSED_FWD = os.environ.get("COMBA_FUSED_FWD", "0") == "1"
 # them in the gradient kernel: P h0 and the Q h0 term of dc in _bwd_dv_local (which has q and dO), the K dh
 # and <h0, dh> terms in _bwd_state (which holds dh). The split gradient kernel then holds no K-wide tile.
 PRE_MIN_BK = int(os.environ.get("COMBA_PRE_MIN_BK", "128"))
+# COMBA_PRE_BKS (default "32"): padded head sizes below PRE_MIN_BK that also take the precomputed products.
+# At 32 (Comba-T/S) the gradient kernel otherwise needs 120 KB of shared memory and spills 212 registers,
+# so one program fits a multiprocessor (ncu: 6% occupancy). With them, both directions' forward+backward
+# kernels on the H200 (2026-11-29, bf16, V = 64): 0.66 against 0.89 ms at (128, 197, 3, 32), 0.79 against
+# 1.02 at (32, 1025, 3, 32), 0.93 against 1.12 at (8, 4097, 3, 32), 1.87 against 1.88 at (2, 16385, 3, 32).
+# At 64 it gained 2% (1.16 against 1.19 ms at (128, 197, 3, 64)) and stays off.
+PRE_BKS = {int(b) for b in os.environ.get("COMBA_PRE_BKS", "32").split(",") if b.strip().isdigit()}  # "none": {}
 # COMBA_BIDIR_ONE_LAUNCH (default 1): comba_bidirectional runs both scan directions in the same launches (the
 # direction folded into the batch axis of every grid, REVERSE = BOTH) instead of two calls of the operator.
 # On the H200 (session 5) correct (tests/ops -m gpu) and 1.25x-1.8x faster forward+backward at image shapes.
@@ -1034,6 +1043,12 @@ KERNEL_CONFIGS: dict[tuple[str, int], dict] = {
 # (docs/bench/2026-11-29-h200/sweep128.json)
 KERNEL_CONFIGS.update({("_bwd_dv_local", 128): _kc(4, 2), ("_bwd_grads_cc", 128): _kc(4, 1),
                        ("_bwd_state_halves", 128): _kc(2, 1)})  # 0.70 ms (4 warps 0.91, 8 warps 1.58)
+# H200, bf16, 2026-11-29 sweep at (256, 197, 3, 32, 64), Comba-T's mixer with both directions' programs
+# (docs/bench/2026-11-29-h200-s5/call2_sweep32.json); the default 4 warps had the prepare at 0.213 ms, 2 warps 0.126
+KERNEL_CONFIGS.update({
+    ("_fwd_prepare_blocked", 32): _kc(2, 1), ("_fwd_state", 32): _kc(4, 2), ("_fwd_output", 32): _kc(2, 1),
+    ("_bwd_dv_local", 32): _kc(2, 1), ("_bwd_state", 32): _kc(4, 2), ("_bwd_grads", 32): _kc(4, 1),
+})
 
 
 def _env_kernel_configs() -> dict[tuple[str, int], dict]:
@@ -1176,7 +1191,7 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
                 num_warps=warps)
     split = BK >= SPLIT_BWD_MIN_BK
-    pre = split or BK >= PRE_MIN_BK  # the split gradient kernel needs the precomputed products
+    pre = split or BK >= PRE_MIN_BK or BK in PRE_BKS  # the split gradient kernel needs the precomputed products
     f32 = dict(device=q.device, dtype=torch.float32)
     dU = torch.empty_like(U)
     dh = torch.empty_like(h)
