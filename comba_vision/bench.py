@@ -401,7 +401,7 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
         if cuda_graph:
             rec["cuda_graph"] = True
         try:
-            if cuda_graph:  # the graph's memory pool is taken at capture, inside _model_step
+            if cuda_graph and device.type == "cuda":  # the graph's memory pool is taken at capture (_model_step)
                 torch.cuda.reset_peak_memory_stats()
             model = timm.create_model(name, img_size=img_size, **kwargs).to(device)
             if compile:
