@@ -20,6 +20,7 @@ on the paper's parameter and MAC budgets (docs/ARCHITECTURE.md).
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
 
 import torch
@@ -32,6 +33,14 @@ from ..ops import comba_bidirectional
 from ..ops.mixer_fused import fused_applies, mixer_out, mixer_out_torch, mixer_prep, mixer_prep_torch
 
 Segments = list[tuple[int, int]]
+# the joint input projection's output width is padded to a multiple of this on CUDA (see CombaMixer._in_proj);
+# COMBA_IN_PROJ_ALIGN=1 turns the padding off
+IN_PROJ_ALIGN = int(os.environ.get("COMBA_IN_PROJ_ALIGN", "8"))
+
+
+def _in_proj_pad(width: int, x: torch.Tensor) -> int:
+    """Zero rows appended to the joint input projection of this width for input x (CUDA only)."""
+    return (-width) % IN_PROJ_ALIGN if x.is_cuda else 0
 
 # MAC counting mode (see comba_vision.models.comba_vit.count_macs): the recurrence is then not run but
 # counted by formula, so that a FLOP counter sees only the projections, convolutions and MLPs.
@@ -125,11 +134,21 @@ class CombaMixer(nn.Module):
 
     def _in_proj(self, x: torch.Tensor, out_gate: bool = True):
         """W_qkv x, the gate logits W_[a;b] x and (out_gate) the output-gate logits W_g x as one GEMM: the
-        Linear modules' weights side by side (one launch and one pass over x, forward and backward)."""
+        Linear modules' weights side by side (one launch and one pass over x, forward and backward).
+
+        On CUDA the joint width is padded with zero rows to a multiple of IN_PROJ_ALIGN: Comba-T's 582 output
+        columns made rows 1164 bytes apart, which cuBLAS cannot feed to Hopper's tensor-memory kernels, so
+        all three GEMMs ran as Ampere-generation kernels (H200 profile, session 7)."""
         lins = (self.qkv, self.gates, self.out_gate)[:3 if out_gate else 2]
-        w = torch.cat([m.weight for m in lins])
-        b = torch.cat([m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in lins])
-        return F.linear(x, w, b).split([m.out_features for m in lins], dim=-1)
+        widths = [m.out_features for m in lins]
+        ws = [m.weight for m in lins]
+        bs = [m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in lins]
+        pad = _in_proj_pad(sum(widths), x)
+        if pad:
+            ws.append(ws[0].new_zeros(pad, ws[0].shape[1]))
+            bs.append(bs[0].new_zeros(pad))
+        out = F.linear(x, torch.cat(ws), torch.cat(bs)).split(widths + ([pad] if pad else []), dim=-1)
+        return out[:len(lins)]
 
     def _prepare(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):
         """(q~, k, v, p, g, beta[, output-gate logits]). On CUDA everything after the conv and the projection

@@ -127,3 +127,25 @@ def test_fused_kernels_give_the_mixer_the_same_outputs_and_gradients(monkeypatch
     assert rel_err(outs[1][0], outs[0][0]) <= 1e-5 and rel_err(outs[1][1], outs[0][1]) <= 1e-5
     for n, g in outs[0][2].items():
         assert rel_err(outs[1][2][n], g) <= 1e-5, n
+
+
+def test_padded_joint_projection_changes_nothing(monkeypatch):
+    """The joint input projection padded to an aligned width (what CUDA runs): the same outputs and the same
+    gradients as unpadded, and the padding columns are not returned."""
+    import comba_vision.layers.comba_mixer as cm
+    torch.manual_seed(0)
+    mixer = cm.CombaMixer(64, 2)
+    x = torch.randn(2, 9, 64, requires_grad=True)
+    runs = []
+    for align in (1, 64):
+        monkeypatch.setattr(cm, "_in_proj_pad", lambda width, x, a=align: (-width) % a)
+        mixer.zero_grad()
+        x.grad = None
+        outs = mixer._in_proj(x)
+        sum(((o.float() * (i + 1)) ** 2).sum() for i, o in enumerate(outs)).backward()
+        runs.append(([o.detach() for o in outs], x.grad.clone(), [p.grad.clone() for p in mixer.parameters()
+                                                                 if p.grad is not None]))
+    (o1, gx1, gp1), (o2, gx2, gp2) = runs
+    assert [o.shape for o in o1] == [o.shape for o in o2] and o1[0].shape[-1] == sum(mixer.qkv_dims)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(o1 + [gx1] + gp1, o2 + [gx2] + gp2))
+    assert len(gp1) == len(gp2) == 6  # the weight and bias of qkv, gates, out_gate
