@@ -401,7 +401,9 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
         if cuda_graph:
             rec["cuda_graph"] = True
         try:
+            step = model = None  # the previous model, its optimizer state and graph pool are not counted here
             if cuda_graph and device.type == "cuda":  # the graph's memory pool is taken at capture (_model_step)
+                torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
             model = timm.create_model(name, img_size=img_size, **kwargs).to(device)
             if compile:
@@ -426,7 +428,7 @@ def bench_models(names, img_size=224, batch=None, train=None, device=None, reps=
         for i, (rec, step) in enumerate(together):
             _record_time(rec, ms[i], batch)
             if profile:
-                rec["profile"] = profile_step(step, device, log)
+                rec["profile"] = profile_step(step, device, log, profile_top)
             _finish(rec, records, device, log)
     return records
 

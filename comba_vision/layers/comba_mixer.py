@@ -35,7 +35,7 @@ from ..ops.mixer_fused import fused_applies, mixer_out, mixer_out_torch, mixer_p
 Segments = list[tuple[int, int]]
 # the joint input projection's output width is padded to a multiple of this on CUDA (see CombaMixer._in_proj);
 # COMBA_IN_PROJ_ALIGN=1 turns the padding off
-IN_PROJ_ALIGN = int(os.environ.get("COMBA_IN_PROJ_ALIGN", "8"))
+IN_PROJ_ALIGN = max(1, int(os.environ.get("COMBA_IN_PROJ_ALIGN", "8")))
 
 
 def _in_proj_pad(width: int, x: torch.Tensor) -> int:

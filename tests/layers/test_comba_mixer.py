@@ -142,6 +142,8 @@ def test_padded_joint_projection_changes_nothing(monkeypatch):
         mixer.zero_grad()
         x.grad = None
         outs = mixer._in_proj(x)
+        width = sum(o.shape[-1] for o in outs)
+        assert outs[0].stride(1) == width + (-width) % align  # the GEMM's output rows are the padded width
         sum(((o.float() * (i + 1)) ** 2).sum() for i, o in enumerate(outs)).backward()
         runs.append(([o.detach() for o in outs], x.grad.clone(), [p.grad.clone() for p in mixer.parameters()
                                                                  if p.grad is not None]))

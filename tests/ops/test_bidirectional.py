@@ -99,6 +99,7 @@ def test_fused_forward_not_used_when_gradients_are_needed(monkeypatch):
     (2, 1, 1, 16, 16, "splr", "sum", False, torch.float32), (1, 65, 2, 16, 32, "iplr", "none", False, torch.float32),
     (2, 130, 1, 32, 16, "splr", "mean", True, torch.float32),
     (1, 70, 1, 128, 128, "splr", "none", False, torch.float32),
+    (1, 70, 2, 32, 96, "iplr", "none", False, torch.float32),  # head 32: precomputed products, one kernel
     pytest.param(4, 197, 3, 32, 64, "splr", "none", False, torch.bfloat16, marks=pytest.mark.gpu),
     pytest.param(2, 300, 2, 128, 128, "iplr", "sum", False, torch.bfloat16, marks=pytest.mark.gpu)])
 def test_one_launch_matches_reference(monkeypatch, B, T, H, K, V, variant, merge, split, dtype):
