@@ -35,11 +35,12 @@ def _time(fn, device: torch.device, reps: int = 50, grad_to_none=None, cuda_grap
     if device.type == "cuda":
         import triton.testing
         if cuda_graph:
-            def reset():
-                for x in grad_to_none or ():
+            leaves, grad_to_none = tuple(grad_to_none or ()), None
+
+            def reset():  # the captured backward then writes the gradients rather than adding to them
+                for x in leaves:
                     x.grad = None
-            # the captured backward then writes the gradients rather than adding to them
-            fn, grad_to_none = _captured(fn, before_capture=reset), None
+            fn = _captured(fn, before_capture=reset)
         return float(triton.testing.do_bench(fn, warmup=25, rep=reps * 4, grad_to_none=grad_to_none,
                                              return_mode="median"))
     if cuda_graph:
@@ -330,8 +331,7 @@ def _model_step(model, x, train: bool, cuda_graph: bool = False):
         if not cuda_graph:
             opt.zero_grad(set_to_none=True)
 
-    if cuda_graph:
-        opt.zero_grad(set_to_none=True)  # the captured backward then writes the gradients, not adds to them
+    if cuda_graph:  # gradients None before the capture: the captured backward writes them, not adds to them
         return _captured(step, before_capture=lambda: opt.zero_grad(set_to_none=True))
     return step
 

@@ -84,13 +84,12 @@ def _(q, k, v, p, g, beta, M, W, U, h, do, dht, scale, need_dh0, iplr, reverse):
 
 def _setup_context(ctx, inputs, output):
     q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse = inputs
-    o, ht, M, W, U, h = output
+    _, _, M, W, U, h = output
     # the work buffers are outputs only so that the backward gets them: no gradient flows into them, and
     # an output that took no part in the loss gets None rather than a tensor of zeros (by default autograd
     # fills one for each: for M, W, U, h that was about 150 MB of float32 zeros per Comba-T layer and step)
     ctx.mark_non_differentiable(M, W, U, h)
     ctx.set_materialize_grads(False)
-    ctx.o_meta = (o.shape, o.dtype)
     # RECOMPUTE_BUFFERS: keep the initial state instead of M, W, U, h (rebuilt in the backward)
     ctx.recompute = triton_chunk.RECOMPUTE_BUFFERS
     ctx.save_for_backward(q, k, v, p, g, beta, *((initial_state,) if ctx.recompute else (M, W, U, h)))
@@ -106,8 +105,8 @@ def _backward(ctx, do, dht, dM, dW, dU, dh):
         q, k, v, p, g, beta, M, W, U, h = ctx.saved_tensors
     if dht is not None and dht.numel() == 0:
         dht = None
-    if do is None:  # only the final state took part in the loss
-        do = v.new_zeros(*ctx.o_meta[0], dtype=ctx.o_meta[1])
+    if do is None:  # only the final state took part in the loss (o is v-shaped, [2, *v.shape] for BOTH)
+        do = v.new_zeros((2, *v.shape) if ctx.reverse == BOTH else v.shape)
     need_dh0 = ctx.h0_dtype is not None and ctx.needs_input_grad[7]
     dq, dk, dv, dp, dg, dbeta, dh0 = chunk_bwd(
         q, k, v, p, g, beta, M, W, U, h, do.contiguous(),
