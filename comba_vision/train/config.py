@@ -39,6 +39,7 @@ class TrainConfig:
     drop: float = 0.0
     grad_checkpointing: bool = False
     compile: bool = False
+    cuda_graph: bool = False                  # capture the whole training step as one CUDA graph (train.step)
     # data
     data_dir: str | None = None
     dataset: str = ""                         # "" (ImageFolder / tar shards) or "sklearn-digits" (built-in demo)

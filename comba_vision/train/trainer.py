@@ -31,12 +31,18 @@ import comba_vision  # noqa: F401  (registers the models)
 
 from .config import TrainConfig, to_yaml
 from .data import SkipCounter, _classes, check_layout, write_digits_imagefolder
+from .step import (
+    CAPTURABLE_OPTIMIZERS,
+    GraphedTrainStep,
+    NonFiniteLossError,
+    check_finite_count,
+    fused_optimizer_kwargs,
+    guarded_update,
+    guards_on_device,
+    nonfinite_loss,
+)
 
 log = logging.getLogger("comba_vision.train")
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 def clip_and_step(model: nn.Module, optimizer, scaler, clip_grad: float | None, where: str) -> torch.Tensor:
@@ -56,6 +62,36 @@ def clip_and_step(model: nn.Module, optimizer, scaler, clip_grad: float | None, 
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return grad_norm
+
+
+def check_loss_on_host(loss: torch.Tensor, world: int, where: str, out_dir) -> None:
+    """The host-side NaN guard (one synchronisation a micro-batch): raises NonFiniteLossError before the
+    backward if the loss is not finite on any rank."""
+    bad = torch.tensor(float(not torch.isfinite(loss.detach())), device=loss.device)
+    if _all_reduce(bad, dist.ReduceOp.MAX if world > 1 else None).item() > 0:
+        raise NonFiniteLossError(
+            f"non-finite loss ({loss.item()}) at {where}: stopping before the optimizer step; the last good "
+            f"checkpoint in {out_dir} is intact. Lower the learning rate or enable clip_grad.")
+
+
+def check_cuda_graph(cfg: TrainConfig, device: torch.device, world: int, use_amp: bool) -> None:
+    """ValueError naming what a CUDA-graph training step (config key cuda_graph) cannot run with."""
+    problems = []
+    if device.type != "cuda":
+        problems.append(f"a CUDA device (this process has {device})")
+    if world > 1:
+        problems.append(f"a single process (this run has {world}; the eager step of a torchrun run keeps its NaN "
+                        f"guard on the device too)")
+    if cfg.accum_steps != 1:
+        problems.append(f"accum_steps 1 (got {cfg.accum_steps})")
+    if cfg.opt.lower() not in CAPTURABLE_OPTIMIZERS:
+        problems.append(f"opt one of {list(CAPTURABLE_OPTIMIZERS)} (got {cfg.opt!r})")
+    if use_amp and cfg.amp_dtype == "float16":
+        problems.append("amp_dtype bfloat16 or amp off (fp16 loss scaling synchronises every step)")
+    if cfg.compile:
+        problems.append("compile off")
+    if problems:
+        raise ValueError("cuda_graph needs " + "; ".join(problems))
 
 
 # ------------------------------------------------------------------ distributed helpers
@@ -205,8 +241,8 @@ def evaluate(model, loader, device, amp_ctx, max_steps=None) -> dict:
         with amp_ctx():
             out = model(x)
         top1, top5 = accuracy(out.float(), y, topk=(1, min(5, out.shape[-1])))
-        n = x.shape[0]
-        stats += torch.tensor([top1.item() * n / 100, top5.item() * n / 100, n], dtype=torch.float64, device=device)
+        n = x.shape[0]  # summed on the device: no synchronisation a batch
+        stats += torch.stack([top1 * n / 100, top5 * n / 100, top1.new_tensor(n)]).double()
     _all_reduce(stats)
     n = max(stats[2].item(), 1)
     return dict(top1=100 * stats[0].item() / n, top5=100 * stats[1].item() / n)
@@ -247,6 +283,8 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
     torch.manual_seed(seed)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = getattr(torch, cfg.amp_dtype)
+    if cfg.cuda_graph and not eval_only:
+        check_cuda_graph(cfg, device, world, use_amp)
     amp_ctx = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
 
     if eval_only:
@@ -268,9 +306,11 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
     train_loader, val_loader, _ = build_loaders(cfg, model, data_dir, world, device)
     global_batch = cfg.batch_size * world * cfg.accum_steps
     lr = cfg.lr if cfg.lr is not None else cfg.lr_base * global_batch / cfg.lr_base_size
+    # a fused torch optimizer where there is one: it skips a non-finite update on the device (train.step)
+    fused = fused_optimizer_kwargs(cfg.opt, device, cfg.cuda_graph)
     optimizer = create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps,
-                                    betas=tuple(cfg.opt_betas)) if cfg.opt in ("adamw", "adam", "lamb") else \
-        create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+                                    betas=tuple(cfg.opt_betas), **fused) if cfg.opt in ("adamw", "adam", "lamb") else \
+        create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, **fused)
     steps_per_epoch = len(train_loader)
     if cfg.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
@@ -324,6 +364,10 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
                  f"{world} process(es), global batch {global_batch}, lr {lr:.3g}, output {out_dir}")
 
     from tqdm import tqdm
+    # the NaN guard: on the device (a fused optimizer skips the update; train.step), read at the log interval,
+    # or on the host before every update (other optimizers, fp16 loss scaling)
+    on_device = guards_on_device(optimizer, scaler)
+    graphed = None
     run_start = time.time()
     end_epoch = num_epochs if cfg.stop_after_epochs is None else min(num_epochs, start_epoch + cfg.stop_after_epochs)
     metrics = {}
@@ -337,6 +381,9 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
         t0, seen = time.time(), 0
         loss_sum = torch.zeros((), device=device)
         grad_norm = torch.zeros((), device=device)
+        bad = torch.zeros((), device=device)        # a micro-batch of this update had a non-finite loss
+        n_skip = torch.zeros((), device=device)     # updates skipped on the device since the last check
+        checked_at = step
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{num_epochs}", disable=not is_main,
                    dynamic_ncols=True, leave=False)
         for i, (x, y) in enumerate(train_loader):
@@ -349,36 +396,54 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
             group = i // cfg.accum_steps
             # micro-batches in this accumulation group (the epoch's last group may be shorter)
             n_micro = min(cfg.accum_steps, steps_per_epoch - group * cfg.accum_steps)
-            sync = nullcontext() if last_micro or world == 1 else train_model.no_sync()
-            with sync:
-                with amp_ctx():
-                    loss = criterion(train_model(x), y)
-                bad = torch.tensor(float(not torch.isfinite(loss.detach())), device=device)
-                if _all_reduce(bad, dist.ReduceOp.MAX if world > 1 else None).item() > 0:
-                    raise NonFiniteLossError(
-                        f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {i}: stopping before the "
-                        f"optimizer step; the last good checkpoint in {out_dir} is intact. Lower the learning "
-                        f"rate or enable clip_grad.")
-                (scaler.scale(loss / n_micro) if scaler else loss / n_micro).backward()
+            if cfg.cuda_graph:
+                if graphed is None:  # captured on the first batch (and again after a resume, in a new process)
+                    graphed = GraphedTrainStep(model, criterion, optimizer, x, y, cfg.clip_grad,
+                                               amp_dtype if use_amp else None)
+                loss, grad_norm, flag = graphed(x, y)
+                n_skip += flag
+            else:
+                sync = nullcontext() if last_micro or world == 1 else train_model.no_sync()
+                with sync:
+                    with amp_ctx():
+                        loss = criterion(train_model(x), y)
+                    if on_device:
+                        bad = torch.maximum(bad, nonfinite_loss(loss))
+                    else:
+                        check_loss_on_host(loss, world, f"epoch {epoch + 1}, step {i}", out_dir)
+                    (scaler.scale(loss / n_micro) if scaler else loss / n_micro).backward()
+                if last_micro and on_device:
+                    grad_norm, flag = guarded_update(model, optimizer, cfg.clip_grad, bad, distributed=world > 1)
+                    optimizer.zero_grad(set_to_none=True)
+                    n_skip += flag
+                    bad = torch.zeros((), device=device)
+                elif last_micro:
+                    grad_norm = clip_and_step(model, optimizer, scaler, cfg.clip_grad,
+                                              f"epoch {epoch + 1}, step {i}")
             if last_micro:
-                grad_norm = clip_and_step(model, optimizer, scaler, cfg.clip_grad, f"epoch {epoch + 1}, step {i}")
                 step += 1
                 scheduler.step_update(num_updates=step)
                 if ema is not None:
                     ema.update(model, step=step)
             loss_sum += loss.detach()
             seen += x.shape[0] * world
+            logging_step = last_micro and step % cfg.log_interval == 0
+            if logging_step and on_device:  # the loop synchronises here anyway (the logged loss)
+                check_finite_count(n_skip, checked_at, step, f"epoch {epoch + 1}")
+                checked_at = step
             if is_main:
-                ips = seen / max(time.time() - t0, 1e-9)
-                cur_lr = optimizer.param_groups[0]["lr"]
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{cur_lr:.2e}", img_s=f"{ips:.0f}")
                 bar.update(1)
-                if step % cfg.log_interval == 0 and last_micro:
+                if logging_step:
+                    ips = seen / max(time.time() - t0, 1e-9)
+                    cur_lr = optimizer.param_groups[0]["lr"]
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{cur_lr:.2e}", img_s=f"{ips:.0f}")
                     writer.add_scalar("train/loss", loss.item(), step)
                     writer.add_scalar("train/lr", cur_lr, step)
                     writer.add_scalar("train/grad_norm", float(grad_norm), step)
                     writer.add_scalar("train/images_per_s", ips, step)
         bar.close()
+        if on_device:  # before evaluating and writing a checkpoint
+            check_finite_count(n_skip, checked_at, step, f"epoch {epoch + 1}")
         scheduler.step(epoch + 1)
         n_steps = max(1, min(steps_per_epoch, i + 1))
         train_loss = _all_reduce(loss_sum.clone()).item() / n_steps / world
