@@ -22,6 +22,7 @@ from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
 from ..layers.comba_mixer import CombaBlock, Segments, count_recurrence_macs
+from ..layers.norm import FusedLayerNorm
 
 __all__ = ["CombaViT", "count_macs", "unwrap_checkpoint"]
 
@@ -67,7 +68,7 @@ class CombaViT(nn.Module):
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList([
             CombaBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, proj_drop=proj_drop_rate,
-                       drop_path=dpr[i], norm_layer=partial(nn.LayerNorm, eps=1e-6), head_dim_k=head_dim_k,
+                       drop_path=dpr[i], norm_layer=partial(FusedLayerNorm, eps=1e-6), head_dim_k=head_dim_k,
                        variant=variant, d_init=d_init, recompute=mixer_recompute)
             for i in range(depth)])
         reduction = self.patch_embed.feat_ratio() if hasattr(self.patch_embed, "feat_ratio") else patch_size

@@ -210,6 +210,22 @@ def test_cuda_matches_cpu():
     torch.compile(model)(x.cuda())
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_gradients_match_cpu():
+    """A float32 training step's gradients on CUDA (Triton operator, fused mixer and LayerNorm kernels, padded
+    joint projection) against the CPU model's (PyTorch ops)."""
+    model = _micro(drop_path_rate=0.0).train()
+    x = torch.randn(4, 3, IMG, IMG)
+    model(x).square().sum().backward()
+    ref = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    model.cuda()(x.cuda()).square().sum().backward()
+    for n, p in model.named_parameters():
+        err = ((p.grad.cpu() - ref[n]).norm() / ref[n].norm().clamp_min(1e-30)).item()
+        assert err <= 1e-3, f"{n}: {err:.2e}"
+
+
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") != "1", reason="runs the Triton kernels interpreted")
 def test_torch_compile_with_triton_custom_ops(monkeypatch):
     """The CUDA path's custom ops (here run by Triton's interpreter) trace under torch.compile, forward and
@@ -221,6 +237,7 @@ def test_torch_compile_with_triton_custom_ops(monkeypatch):
     g_ref = model.blocks[0].mixer.qkv.weight.grad.clone()
     model.zero_grad()
     monkeypatch.setenv("COMBA_BACKEND", "triton")
+    monkeypatch.setattr("comba_vision.layers.norm.fused_norm_applies", lambda x: True)  # the fused LayerNorm too
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     out = compiled(x)
     out.sum().backward()

@@ -1,0 +1,104 @@
+"""The fused LayerNorm kernels (comba_vision.ops.layer_norm) against F.layer_norm in float64."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from comba_vision.layers import FusedLayerNorm
+from comba_vision.ops.layer_norm import layer_norm
+from tests.ops.helpers import rel_err
+
+TRITON_OK = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _inputs(shape, dtype, device, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    D = shape[-1]
+    x = 3 * torch.randn(shape, generator=gen) + 1.5  # an offset: the mean matters
+    w, b = 1 + 0.5 * torch.randn(D, generator=gen), 0.5 * torch.randn(D, generator=gen)
+    return x.to(device, dtype), w.to(device), b.to(device)
+
+
+def _run(fn, xs, seed=1):
+    xs = [x.detach().clone().requires_grad_() for x in xs]
+    y = fn(*xs)
+    gen = torch.Generator().manual_seed(seed)
+    (y.double() * torch.randn(y.shape, generator=gen, dtype=torch.float64).to(y.device)).sum().backward()
+    return y, [x.grad for x in xs]
+
+
+def _ref(x, w, b, eps=1e-6):
+    return F.layer_norm(x, (x.shape[-1],), w, b, eps)
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("shape", [(2, 37, 192), (3, 50, 100), (1, 300, 384), (5, 64)])
+def test_fused_layer_norm_matches_float64(shape):
+    """Forward and the gradients of x, weight and bias; rows that end inside a row block and inside a
+    backward program's run of blocks (300 rows: 8 x 16 = 128 rows a program), widths that are not powers
+    of two."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    xs = _inputs(shape, torch.float32, dev)
+    y, grads = _run(lambda x, w, b: layer_norm(x, w, b, 1e-6), xs)
+    y_ref, ref = _run(_ref, [x.double() for x in xs])
+    assert y.dtype == torch.float32 and y.shape == y_ref.shape
+    assert rel_err(y, y_ref) <= 1e-5
+    for name, g, r in zip(("dx", "dweight", "dbias"), grads, ref):
+        assert rel_err(g, r) <= 1e-5, name
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_output_dtype_follows_autocast():
+    """Under autocast the result is in the autocast dtype, rounded once from float32 (what autocast's own
+    float32 LayerNorm followed by the next Linear's cast gives)."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    x, w, b = _inputs((4, 20, 96), torch.float32, dev)
+    with torch.autocast(dev, dtype=torch.bfloat16):
+        y = layer_norm(x, w, b, 1e-6)
+    assert y.dtype == torch.bfloat16
+    ref = _ref(x.double(), w.double(), b.double())
+    assert rel_err(y, ref) <= 4e-3  # bf16 rounding, once
+    assert (y.double() - ref.to(torch.bfloat16).double()).abs().max().item() <= 2 ** -7 * ref.abs().max().item()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 on the GPU")
+def test_fused_layer_norm_bf16_on_gpu():
+    """A Comba-T block's shape: float32 residual stream in, bf16 out under autocast, bf16 output gradient."""
+    xs = _inputs((16, 197, 192), torch.float32, "cuda")
+
+    def fused(x, w, b):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return layer_norm(x, w, b, 1e-6)
+    y, grads = _run(fused, xs)
+    y_ref, ref = _run(_ref, [x.double() for x in xs])
+    assert y.dtype == torch.bfloat16 and grads[0].dtype == torch.float32
+    assert rel_err(y, y_ref) <= 1e-2
+    for name, g, r in zip(("dx", "dweight", "dbias"), grads, ref):
+        assert rel_err(g, r) <= 1e-2, name
+
+
+def test_fused_layer_norm_is_a_layer_norm():
+    """Same parameters and state dict as nn.LayerNorm; on the CPU it is nn.LayerNorm."""
+    ln, fused = nn.LayerNorm(48, eps=1e-6), FusedLayerNorm(48, eps=1e-6)
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+    fused.load_state_dict(ln.state_dict())
+    x = torch.randn(3, 7, 48)
+    assert list(fused.state_dict()) == ["weight", "bias"]
+    assert torch.equal(fused(x), ln(x))
+
+
+def test_bad_inputs_are_named():
+    x = torch.randn(2, 5, 8)
+    with pytest.raises(ValueError, match=r"contiguous weight of shape \(8,\)"):
+        layer_norm(x, torch.ones(7), torch.zeros(8))
+    with pytest.raises(ValueError, match="bias"):
+        layer_norm(x, torch.ones(8), None)
+    with pytest.raises(ValueError, match="floating-point"):
+        layer_norm(x.long(), torch.ones(8), torch.zeros(8))
