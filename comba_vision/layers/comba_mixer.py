@@ -30,7 +30,9 @@ from timm.layers import DropPath, Mlp
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import comba_bidirectional
+from ..ops.linear import fused_linear_applies, linear
 from ..ops.mixer_fused import fused_applies, mixer_out, mixer_out_torch, mixer_prep, mixer_prep_torch
+from .fused import FusedLinear, fuse_linears
 
 Segments = list[tuple[int, int]]
 # the joint input projection's output width is padded to a multiple of this on CUDA (see CombaMixer._in_proj);
@@ -107,9 +109,9 @@ class CombaMixer(nn.Module):
         self.qkv = nn.Linear(dim, width, bias=qkv_bias)
         self.conv = nn.Conv2d(width, width, conv_size, padding=conv_size // 2, groups=width, bias=True)
         self.gates = nn.Linear(dim, 2 * H, bias=True)  # W_a x (forget) and W_b x (input gate)
-        self.out_gate = nn.Linear(dim, dim, bias=True)
+        self.out_gate = FusedLinear(dim, dim, bias=True)
         self.o_norm = nn.RMSNorm(V, eps=1e-5)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = FusedLinear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.A_log = nn.Parameter(torch.zeros(H))
         dt = torch.exp(torch.linspace(math.log(dt_min), math.log(dt_max), H))
@@ -147,7 +149,8 @@ class CombaMixer(nn.Module):
         if pad:
             ws.append(ws[0].new_zeros(pad, ws[0].shape[1]))
             bs.append(bs[0].new_zeros(pad))
-        out = F.linear(x, torch.cat(ws), torch.cat(bs)).split(widths + ([pad] if pad else []), dim=-1)
+        lin = linear if fused_linear_applies(x) else F.linear
+        out = lin(x, torch.cat(ws), torch.cat(bs)).split(widths + ([pad] if pad else []), dim=-1)
         return out[:len(lins)]
 
     def _prepare(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):
@@ -219,6 +222,7 @@ class CombaBlock(nn.Module):
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
+        fuse_linears(self.mlp.fc1, self.mlp.fc2)  # the Triton bias gradient on CUDA
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:

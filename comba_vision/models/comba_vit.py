@@ -22,7 +22,7 @@ from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
 from ..layers.comba_mixer import CombaBlock, Segments, count_recurrence_macs
-from ..layers.norm import FusedLayerNorm
+from ..layers.fused import FusedLayerNorm
 
 __all__ = ["CombaViT", "count_macs", "unwrap_checkpoint"]
 

@@ -237,7 +237,8 @@ def test_torch_compile_with_triton_custom_ops(monkeypatch):
     g_ref = model.blocks[0].mixer.qkv.weight.grad.clone()
     model.zero_grad()
     monkeypatch.setenv("COMBA_BACKEND", "triton")
-    monkeypatch.setattr("comba_vision.layers.norm.fused_norm_applies", lambda x: True)  # the fused LayerNorm too
+    monkeypatch.setattr("comba_vision.layers.fused.fused_norm_applies", lambda x: True)  # the fused LayerNorm,
+    monkeypatch.setattr("comba_vision.layers.fused.fused_linear_applies", lambda x: True)  # Linear
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     out = compiled(x)
     out.sum().backward()

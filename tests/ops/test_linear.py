@@ -1,0 +1,83 @@
+"""The Linear layer with the Triton bias gradient (comba_vision.ops.linear) against float64 references."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from comba_vision.layers import FusedLinear, fuse_linears
+from comba_vision.ops.linear import bias_grad, linear
+from tests.ops.helpers import rel_err
+
+TRITON_OK = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("shape", [(3, 77, 200), (1000, 5), (2, 33, 128), (1, 1, 7)])
+def test_bias_grad_is_the_column_sum(shape):
+    """Rows that end inside a tile and inside a program's run, columns that end inside a column block."""
+    dy = torch.randn(shape, generator=torch.Generator().manual_seed(0)) + 0.5
+    out = bias_grad(dy.to(DEV))
+    ref = dy.double().reshape(-1, shape[-1]).sum(0)
+    assert out.dtype == torch.float32 and out.shape == (shape[-1],)
+    assert rel_err(out, ref) <= 1e-6
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_float64(bias):
+    gen = torch.Generator().manual_seed(1)
+    x, w = torch.randn(4, 45, 24, generator=gen), torch.randn(40, 24, generator=gen) / 5
+    b = torch.randn(40, generator=gen) if bias else None
+    xs = [t.to(DEV).clone().requires_grad_() for t in (x, w, b) if t is not None]
+    refs = [t.double().requires_grad_() for t in (x, w, b) if t is not None]
+    y, y_ref = linear(*xs), F.linear(*refs)
+    dy = torch.randn(y_ref.shape, generator=gen, dtype=torch.float64)
+    y.backward(dy.to(DEV, torch.float32))
+    y_ref.backward(dy)
+    assert rel_err(y, y_ref) <= 1e-5
+    for name, a, r in zip(("dx", "dw", "db"), xs, refs):
+        assert rel_err(a.grad, r.grad) <= 1e-5, name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 on the GPU")
+def test_linear_under_autocast_on_gpu():
+    """Comba-T's MLP input shape under bf16 autocast: bf16 out, float32 parameter gradients, errors of bf16
+    rounding against float64, and the bias gradient as PyTorch's own (bf16 sum) gives it."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(16, 197, 192, generator=gen)
+    lin = nn.Linear(192, 768)
+    fused = FusedLinear(192, 768).cuda()
+    fused.load_state_dict(lin.state_dict())
+    ref = lin.double()
+    xg = x.cuda().requires_grad_()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = fused(xg)
+    dy = torch.randn(y.shape, generator=gen)
+    y.backward(dy.cuda().to(y.dtype))
+    xr = x.double().requires_grad_()
+    y_ref = ref(xr)
+    y_ref.backward(dy.double())
+    assert y.dtype == torch.bfloat16 and fused.weight.grad.dtype == torch.float32
+    assert rel_err(y, y_ref) <= 1e-2
+    for name, a, r in (("dx", xg.grad, xr.grad), ("dw", fused.weight.grad, ref.weight.grad),
+                       ("db", fused.bias.grad, ref.bias.grad)):
+        assert rel_err(a, r) <= 1e-2, name
+
+
+def test_fuse_linears_keeps_the_module():
+    mlp = nn.Sequential(nn.Linear(6, 12), nn.GELU(), nn.Linear(12, 6))
+    sd = {k: v.clone() for k, v in mlp.state_dict().items()}
+    x = torch.randn(2, 6)
+    y = mlp(x)
+    fuse_linears(mlp[0], mlp[2])
+    assert isinstance(mlp[0], FusedLinear) and isinstance(mlp[2], nn.Linear)
+    assert all(torch.equal(v, sd[k]) for k, v in mlp.state_dict().items())
+    assert torch.equal(mlp(x), y)  # on the CPU it is nn.Linear
+    with pytest.raises(TypeError, match="plain nn.Linear"):
+        fuse_linears(mlp[1])
