@@ -13,7 +13,7 @@ Here, per row x of width D (arithmetic in float32):
 
 The forward writes y once in ``out_dtype`` (the autocast dtype under autocast, else x's), keeping nothing
 but x for the backward, which recomputes mean and rstd. Each backward program walks ``ITERS`` blocks of rows
-and keeps its share of dw and db in registers; one ``sum(0)`` over the programs' rows finishes them.
+and keeps its share of dw and db in registers; one ``sum(0)`` over the programs' rows finishes both.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _ln_fwd(X, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS: tl.co
 
 
 @triton.jit
-def _ln_bwd(X, W, DY, DX, DWP, DBP, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, ITERS: tl.constexpr,
+def _ln_bwd(X, W, DY, DX, DWBP, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, ITERS: tl.constexpr,
             EPS: tl.constexpr):
     pid = tl.program_id(0)
     dw = tl.zeros([BD], dtype=tl.float32)
@@ -70,8 +70,8 @@ def _ln_bwd(X, W, DY, DX, DWP, DBP, NROWS, D, BN: tl.constexpr, BD: tl.constexpr
         dw += tl.sum(dy * xh, axis=0)
         db += tl.sum(dy, axis=0)
     cols = tl.arange(0, BD)
-    tl.store(DWP + pid * D + cols, dw, mask=cols < D)
-    tl.store(DBP + pid * D + cols, db, mask=cols < D)
+    tl.store(DWBP + pid * 2 * D + cols, dw, mask=cols < D)  # this program's row of the [programs, 2, D] partials
+    tl.store(DWBP + pid * 2 * D + D + cols, db, mask=cols < D)
 
 
 def _meta(D: int):
@@ -101,22 +101,22 @@ def _(x, weight, bias, eps, out_dtype):
 
 
 @torch.library.custom_op("comba_vision::layer_norm_bwd", mutates_args=())
-def _ln_bwd_op(x: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(dx in x's dtype, dw and db in float32)."""
+def _ln_bwd_op(x: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """(dx in x's dtype, [dw; db] as one [2, D] float32 tensor)."""
     D = x.shape[-1]
     x2, dy2 = x.reshape(-1, D).contiguous(), dy.reshape(-1, D).contiguous()
     meta = _meta(D)
     programs = triton.cdiv(x2.shape[0], meta["BN"] * _ITERS)
     dx = torch.empty_like(x2)
-    dwp, dbp = (torch.empty(programs, D, device=x.device, dtype=torch.float32) for _ in range(2))
-    _ln_bwd[(programs,)](x2, weight, dy2, dx, dwp, dbp, x2.shape[0], D, ITERS=_ITERS, EPS=eps, **meta)
-    return dx.view(x.shape), dwp.sum(0), dbp.sum(0)
+    part = torch.empty(programs, 2, D, device=x.device, dtype=torch.float32)
+    _ln_bwd[(programs,)](x2, weight, dy2, dx, part, x2.shape[0], D, ITERS=_ITERS, EPS=eps, **meta)
+    return dx.view(x.shape), part.sum(0)  # one reduction for both
 
 
 @_ln_bwd_op.register_fake
 def _(x, weight, dy, eps):
     D = x.shape[-1]
-    return x.new_empty(x.shape), *(x.new_empty(D, dtype=torch.float32) for _ in range(2))
+    return x.new_empty(x.shape), x.new_empty(2, D, dtype=torch.float32)
 
 
 def _setup(ctx, inputs, output):
@@ -128,8 +128,8 @@ def _setup(ctx, inputs, output):
 
 def _backward(ctx, dy):
     x, weight = ctx.saved_tensors
-    dx, dw, db = _ln_bwd_op(x, weight, dy, ctx.eps)
-    return dx, dw.to(weight.dtype), db.to(ctx.bias_dtype), None, None
+    dx, dwb = _ln_bwd_op(x, weight, dy, ctx.eps)
+    return dx, dwb[0].to(weight.dtype), dwb[1].to(ctx.bias_dtype), None, None
 
 
 _ln_op.register_autograd(_backward, setup_context=_setup)
