@@ -115,11 +115,13 @@ def test_graphed_training_step_matches_eager(name):
     step_g = bench._model_step(graphed, x, train=True, cuda_graph=True)
     start = [p.detach().clone() for p in graphed.parameters()]
     # _model_step ran 3 warm-up steps before the capture (which records, not runs): the eager model catches up
-    for _ in range(3):
-        step_e()
-    for _ in range(2):
-        step_e()
-        step_g()
+    from comba_vision.ops import fused_block_kernels
+    with fused_block_kernels():  # the kernels the graph was captured with (ops.block_kernels)
+        for _ in range(3):
+            step_e()
+        for _ in range(2):
+            step_e()
+            step_g()
     torch.cuda.synchronize()
     # the updates since the capture, all parameters together: AdamW moves each weight by about lr a step
     # whatever its gradient's size, so a per-tensor comparison would weigh bf16 noise in tiny gradients

@@ -1,5 +1,6 @@
 """Drop-in nn.LayerNorm and nn.Linear for the Comba blocks: the same parameters and state dicts, the fused
-Triton kernels of comba_vision.ops on CUDA (COMBA_FUSED_NORM=0 / COMBA_FUSED_LINEAR=0 turn them off),
+Triton kernels of comba_vision.ops where ops.block_kernels says so (by default on CUDA inside the package's
+CUDA graphs, where they save device time; an eager step is host-bound and keeps PyTorch's kernels),
 PyTorch's modules elsewhere."""
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from ..ops.linear import fused_linear_applies, linear
 
 
 class FusedLayerNorm(nn.LayerNorm):
-    """nn.LayerNorm over the last dimension. On CUDA (with weight and bias) one Triton kernel forward and one
-    backward; under autocast the output is then in the autocast dtype, which is what the Linear layers that
-    read it cast it to anyway."""
+    """nn.LayerNorm over the last dimension. Fused (see the module docstring; with weight and bias): one Triton
+    kernel forward and one backward; under autocast the output is then in the autocast dtype, which is what
+    the Linear layers that read it cast it to anyway."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (fused_norm_applies(x) and len(self.normalized_shape) == 1 and self.weight is not None
@@ -23,8 +24,9 @@ class FusedLayerNorm(nn.LayerNorm):
 
 
 class FusedLinear(nn.Linear):
-    """nn.Linear whose bias gradient on CUDA is one Triton column sum (comba_vision.ops.linear) instead of
-    PyTorch's reduction kernel; the forward and the other gradients are the same cuBLAS GEMMs."""
+    """nn.Linear whose bias gradient, fused (see the module docstring), is one Triton column sum
+    (comba_vision.ops.linear) instead of PyTorch's reduction kernel; the forward and the other gradients are
+    the same cuBLAS GEMMs."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if fused_linear_applies(x):

@@ -17,15 +17,13 @@ and keeps its share of dw and db in registers; one ``sum(0)`` over the programs'
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-# COMBA_FUSED_NORM (default 1): on CUDA the Comba blocks' LayerNorms run these kernels
-FUSED_NORM = os.environ.get("COMBA_FUSED_NORM", "1") == "1"
+from .block_kernels import applies
+
 _TILE = 4096  # elements of one [rows, BD] tile a program holds
 _ITERS = 2    # row blocks per backward program (8 left 196 programs at Comba-T's 25088 rows: 56 us; H200)
 
@@ -155,5 +153,6 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5,
 
 
 def fused_norm_applies(x: Tensor) -> bool:
-    """Whether the blocks' LayerNorms take these kernels for this activation (CUDA and COMBA_FUSED_NORM)."""
-    return FUSED_NORM and x.is_cuda
+    """Whether the blocks' LayerNorms take these kernels for this activation (COMBA_FUSED_NORM; see
+    ops.block_kernels: by default on CUDA inside fused_block_kernels(), i.e. in the package's CUDA graphs)."""
+    return applies("COMBA_FUSED_NORM", x)

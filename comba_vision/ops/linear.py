@@ -12,16 +12,14 @@ Under autocast the inputs are cast to the autocast dtype first, as autocast does
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
 from torch import Tensor
 
-# COMBA_FUSED_LINEAR (default 1): on CUDA the Comba blocks' Linear layers take this bias gradient
-FUSED_LINEAR = os.environ.get("COMBA_FUSED_LINEAR", "1") == "1"
+from .block_kernels import applies
+
 _BR, _BC = 32, 128   # tile of one step of a program: rows x columns
 _PROGRAMS = 1024     # about this many programs a launch (H200: 132 multiprocessors)
 
@@ -97,5 +95,6 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 
 
 def fused_linear_applies(x: Tensor) -> bool:
-    """Whether the blocks' Linear layers take ``linear`` for this activation (CUDA and COMBA_FUSED_LINEAR)."""
-    return FUSED_LINEAR and x.is_cuda
+    """Whether the blocks' Linear layers take ``linear`` for this activation (COMBA_FUSED_LINEAR; see
+    ops.block_kernels: by default on CUDA inside fused_block_kernels(), i.e. in the package's CUDA graphs)."""
+    return applies("COMBA_FUSED_LINEAR", x)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..ops import fused_block_kernels
 from .datasets import Sequence, TrackingDataset, load_frame
 from .model import decode
 from .processing import box_from_crop, crop_around, normalize_crop
@@ -116,13 +117,14 @@ class GraphedForward:
         self._inputs = (template.clone(), search.clone())
         side = torch.cuda.Stream(template.device)
         side.wait_stream(torch.cuda.current_stream(template.device))
-        with torch.cuda.stream(side), torch.no_grad(), self._context():
-            for _ in range(2):
-                self.model(*self._inputs)
-        torch.cuda.current_stream(template.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), self._context(), torch.cuda.graph(graph):
-            self._out = self.model(*self._inputs)
+        with fused_block_kernels():  # the blocks' fused LayerNorm / Linear kernels, compiled in the warm-up
+            with torch.cuda.stream(side), torch.no_grad(), self._context():
+                for _ in range(2):
+                    self.model(*self._inputs)
+            torch.cuda.current_stream(template.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.no_grad(), self._context(), torch.cuda.graph(graph):
+                self._out = self.model(*self._inputs)
         self.graph = graph
 
     @torch.no_grad()

@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from ..ops.block_kernels import fused_block_kernels
+
 # timm optimizer names whose torch.optim class has a fused step that honours found_inf
 FUSED_OPTIMIZERS = ("adamw", "adam", "sgd", "momentum")
 # ... and of those, the ones whose fused step can also be captured in a CUDA graph (capturable=True)
@@ -117,17 +119,18 @@ class GraphedTrainStep:
                        for p in params if p in optimizer.state}
         rng = torch.cuda.get_rng_state(x.device)
         try:
-            side = torch.cuda.Stream(x.device)
-            side.wait_stream(torch.cuda.current_stream(x.device))
-            with torch.cuda.stream(side):
-                for _ in range(warmup):
-                    optimizer.zero_grad(set_to_none=True)
-                    self._step()
-            torch.cuda.current_stream(x.device).wait_stream(side)
-            optimizer.zero_grad(set_to_none=True)  # the captured backward writes the gradients, never adds
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.out = self._step()
+            with fused_block_kernels():  # the blocks' fused LayerNorm / Linear kernels, compiled in the warm-up
+                side = torch.cuda.Stream(x.device)
+                side.wait_stream(torch.cuda.current_stream(x.device))
+                with torch.cuda.stream(side):
+                    for _ in range(warmup):
+                        optimizer.zero_grad(set_to_none=True)
+                        self._step()
+                torch.cuda.current_stream(x.device).wait_stream(side)
+                optimizer.zero_grad(set_to_none=True)  # the captured backward writes the gradients, never adds
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph):
+                    self.out = self._step()
             with torch.no_grad():
                 for t, s in zip(tensors, saved):
                     t.copy_(s)

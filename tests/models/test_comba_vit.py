@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 
 import pytest
 import timm
@@ -212,15 +213,19 @@ def test_cuda_matches_cpu():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_gradients_match_cpu():
-    """A float32 training step's gradients on CUDA (Triton operator, fused mixer and LayerNorm kernels, padded
-    joint projection) against the CPU model's (PyTorch ops)."""
+@pytest.mark.parametrize("fused_blocks", [False, True])
+def test_cuda_gradients_match_cpu(fused_blocks):
+    """A float32 training step's gradients on CUDA (Triton operator, fused mixer kernels, padded joint
+    projection; with fused_blocks also the fused LayerNorm and Linear kernels of the package's CUDA graphs)
+    against the CPU model's (PyTorch ops)."""
+    from comba_vision.ops import fused_block_kernels
     model = _micro(drop_path_rate=0.0).train()
     x = torch.randn(4, 3, IMG, IMG)
     model(x).square().sum().backward()
     ref = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
-    model.cuda()(x.cuda()).square().sum().backward()
+    with fused_block_kernels() if fused_blocks else nullcontext():
+        model.cuda()(x.cuda()).square().sum().backward()
     for n, p in model.named_parameters():
         err = ((p.grad.cpu() - ref[n]).norm() / ref[n].norm().clamp_min(1e-30)).item()
         assert err <= 1e-3, f"{n}: {err:.2e}"

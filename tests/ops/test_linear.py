@@ -81,3 +81,28 @@ def test_fuse_linears_keeps_the_module():
     assert torch.equal(mlp(x), y)  # on the CPU it is nn.Linear
     with pytest.raises(TypeError, match="plain nn.Linear"):
         fuse_linears(mlp[1])
+
+
+def test_block_kernel_policy(monkeypatch):
+    """ops.block_kernels: by default the fused LayerNorm / Linear run on CUDA inside fused_block_kernels()
+    only; "1" always on CUDA, "0" never; never for CPU tensors; a bad value is named."""
+    from types import SimpleNamespace
+
+    from comba_vision.ops import fused_block_kernels
+    from comba_vision.ops.block_kernels import applies
+    cuda_x, cpu_x = SimpleNamespace(is_cuda=True), torch.zeros(1)
+    monkeypatch.delenv("COMBA_FUSED_NORM", raising=False)
+    assert not applies("COMBA_FUSED_NORM", cuda_x)
+    with fused_block_kernels():
+        with fused_block_kernels():
+            assert applies("COMBA_FUSED_NORM", cuda_x) and not applies("COMBA_FUSED_NORM", cpu_x)
+        assert applies("COMBA_FUSED_NORM", cuda_x)
+    assert not applies("COMBA_FUSED_NORM", cuda_x)
+    monkeypatch.setenv("COMBA_FUSED_NORM", "1")
+    assert applies("COMBA_FUSED_NORM", cuda_x) and not applies("COMBA_FUSED_NORM", cpu_x)
+    monkeypatch.setenv("COMBA_FUSED_NORM", "0")
+    with fused_block_kernels():
+        assert not applies("COMBA_FUSED_NORM", cuda_x)
+    monkeypatch.setenv("COMBA_FUSED_NORM", "yes")
+    with pytest.raises(ValueError, match="COMBA_FUSED_NORM must be one of"):
+        applies("COMBA_FUSED_NORM", cuda_x)

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from comba_vision.ops import fused_block_kernels
 from comba_vision.train import trainer
 from comba_vision.train.config import load_config
 from comba_vision.train.data import write_digits_imagefolder
@@ -141,7 +142,7 @@ def test_graphed_step_matches_eager_guarded_steps():
     for i in range(4):
         for g in (*opt_e.param_groups, *opt_g.param_groups):
             g["lr"] = 1e-2 / (i + 1)  # as a scheduler would: the graph reads the groups' current rates
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast("cuda", dtype=torch.bfloat16), fused_block_kernels():  # the graph's kernels
             loss_e = crit(eager(xs[i]), ys[i])
         loss_e.backward()
         norm_e, _ = guarded_update(eager, opt_e, 1.0, nonfinite_loss(loss_e))
