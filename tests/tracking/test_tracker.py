@@ -233,6 +233,7 @@ def test_cuda_graph_tracks_like_eager(got10k_val):
     """CombaTracker(cuda_graph=True) replays a captured graph of the network: the same maps as the eager
     forward on the same inputs (first call captures, later calls copy into the static inputs), the same boxes
     over a sequence, and a new capture when the input shape changes."""
+    from comba_vision.ops import fused_block_kernels
     from comba_vision.tracking.tracker import GraphedForward
     torch.manual_seed(0)
     model = OneStreamTracker("comba_micro", template_size=T, search_size=S, head_channels=32).cuda().eval()
@@ -240,8 +241,8 @@ def test_cuda_graph_tracks_like_eager(got10k_val):
     for seed in (1, 2):  # capture, then replay on new inputs
         torch.manual_seed(seed)
         template, search = torch.randn(1, 3, T, T, device="cuda"), torch.randn(1, 3, S, S, device="cuda")
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-            ref = model(template, search)
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), fused_block_kernels():
+            ref = model(template, search)  # the kernels the graph holds (ops.block_kernels)
         out = graphed(template, search)
         for key in ("score_map", "size_map", "offset_map"):
             err = (out[key].float() - ref[key].float()).norm() / ref[key].float().norm()
@@ -250,6 +251,7 @@ def test_cuda_graph_tracks_like_eager(got10k_val):
     graphed(torch.randn(2, 3, T, T, device="cuda"), torch.randn(2, 3, S, S, device="cuda"))
     assert graphed.graph is not first and graphed._out["score_map"].shape[0] == 2
     seq = got10k_val.get_sequence(0)
-    eager, _ = CombaTracker(model, device="cuda").run_sequence(seq)
+    with fused_block_kernels():
+        eager, _ = CombaTracker(model, device="cuda").run_sequence(seq)
     boxes, _ = CombaTracker(model, device="cuda", cuda_graph=True).run_sequence(seq)
     assert np.isfinite(boxes).all() and np.abs(boxes - eager).max() <= 1.0, np.abs(boxes - eager).max()
