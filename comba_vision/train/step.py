@@ -23,10 +23,11 @@ import torch.nn as nn
 
 from ..ops.block_kernels import fused_block_kernels
 
-# timm optimizer names whose torch.optim class has a fused step that honours found_inf
-FUSED_OPTIMIZERS = ("adamw", "adam", "sgd", "momentum")
-# ... and of those, the ones whose fused step can also be captured in a CUDA graph (capturable=True)
-CAPTURABLE_OPTIMIZERS = ("adamw", "adam")
+# timm optimizer names whose torch.optim class has a fused step that honours found_inf and can be captured in a
+# CUDA graph (capturable=True). Fused SGD honours found_inf too, but a skipped first step leaves its momentum
+# buffer uninitialised (torch creates it empty and the kernel returns early): SGD keeps the host-side guard.
+FUSED_OPTIMIZERS = ("adamw", "adam")
+CAPTURABLE_OPTIMIZERS = FUSED_OPTIMIZERS
 
 
 class NonFiniteLossError(RuntimeError):

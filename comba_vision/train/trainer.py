@@ -375,7 +375,7 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
         train_model.train()
-        if device.type == "cuda":
+        if device.type == "cuda" and graphed is None:  # a CUDA graph's pool stays allocated: keep its capture's peak
             torch.cuda.reset_peak_memory_stats(device)
         skips.reset()
         t0, seen = time.time(), 0
