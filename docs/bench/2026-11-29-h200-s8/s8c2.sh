@@ -7,8 +7,8 @@ t gpu tests
 timeout 200 python3 -m pytest -q -n 8 -p no:cacheprovider tests/ops/test_layer_norm.py tests/models tests/layers -m gpu -rf 2>&1 | grep -v "^  \|^$" | tail -8 | tee -a $L
 pkill -f pytest; sleep 1
 t opprof
-timeout 60 python3 docs/bench/2026-11-29-h200-s7/opprof.py comba_tiny 2>&1 | grep -v Warn | head -48 | tee -a $L
-timeout 40 python3 docs/bench/2026-11-29-h200-s7/opprof.py deit_tiny_patch16_224 2>&1 | grep -v Warn | head -25 | tee -a $L
+timeout 60 python3 .devdata/opprof.py comba_tiny 2>&1 | grep -v Warn | head -48 | tee -a $L
+timeout 40 python3 .devdata/opprof.py deit_tiny_patch16_224 2>&1 | grep -v Warn | head -25 | tee -a $L
 t models graphed
 timeout 100 python3 tools/benchmark.py models --img-size 224 --mode train --cuda-graph --out $OUT/m224_graph.json 2>&1 | grep "^|\|rror" | tee -a $L
 t comba graphed without the fused norm
