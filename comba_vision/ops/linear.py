@@ -57,7 +57,7 @@ def _(dy):
 
 def bias_grad(dy: Tensor) -> Tensor:
     """dy summed over every dimension but the last, in float32: a Linear layer's bias gradient."""
-    if dy.shape[-1] == 0 or dy.numel() >= 2**31:
+    if dy.numel() == 0 or dy.numel() >= 2**31:
         return dy.reshape(-1, dy.shape[-1]).float().sum(0)
     return _bias_grad_op(dy)
 

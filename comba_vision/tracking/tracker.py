@@ -123,7 +123,8 @@ class GraphedForward:
                     self.model(*self._inputs)
             torch.cuda.current_stream(template.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.no_grad(), self._context(), torch.cuda.graph(graph):
+            # thread_local: a loader's pin-memory thread may call CUDA while this thread captures
+            with torch.no_grad(), self._context(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self._out = self.model(*self._inputs)
         self.graph = graph
 

@@ -8,8 +8,8 @@ on the device:
 - the gradient norm and a 0/1 flag "loss or norm not finite" are computed on the device;
 - the flag goes to a *fused* torch optimizer as ``found_inf`` (the mechanism GradScaler uses): the fused
   kernel then leaves the weights, the moments and the step count exactly as they were;
-- the trainer adds the flags up on the device and reads the count only where it synchronises anyway (at its
-  log interval and before every checkpoint), then stops the run with :class:`NonFiniteLossError`. The
+- the trainer adds the flags up on the device and reads the count once a log interval (where the main rank
+  logs the loss anyway) and before every checkpoint, then stops the run with :class:`NonFiniteLossError`. The
   skipped updates never touched the weights, so nothing non-finite reaches a checkpoint.
 
 :class:`GraphedTrainStep` captures forward, loss, backward, gradient norm and this guarded update once as a
@@ -130,7 +130,8 @@ class GraphedTrainStep:
                 torch.cuda.current_stream(x.device).wait_stream(side)
                 optimizer.zero_grad(set_to_none=True)  # the captured backward writes the gradients, never adds
                 self.graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self.graph):
+                # thread_local: the DataLoader's pin-memory thread may call CUDA while this thread captures
+                with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                     self.out = self._step()
             with torch.no_grad():
                 for t, s in zip(tensors, saved):

@@ -90,6 +90,9 @@ def check_cuda_graph(cfg: TrainConfig, device: torch.device, world: int, use_amp
         problems.append("amp_dtype bfloat16 or amp off (fp16 loss scaling synchronises every step)")
     if cfg.compile:
         problems.append("compile off")
+    if cfg.grad_checkpointing or cfg.model_kwargs.get("mixer_recompute"):
+        problems.append("grad_checkpointing and mixer_recompute off (torch.utils.checkpoint reads the CUDA RNG state, "
+                        "which a capture does not allow)")
     if problems:
         raise ValueError("cuda_graph needs " + "; ".join(problems))
 
@@ -308,9 +311,11 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
     lr = cfg.lr if cfg.lr is not None else cfg.lr_base * global_batch / cfg.lr_base_size
     # a fused torch optimizer where there is one: it skips a non-finite update on the device (train.step)
     fused = fused_optimizer_kwargs(cfg.opt, device, cfg.cuda_graph)
-    optimizer = create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps,
-                                    betas=tuple(cfg.opt_betas), **fused) if cfg.opt in ("adamw", "adam", "lamb") else \
-        create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, **fused)
+    if cfg.opt.lower() in ("adamw", "adam", "lamb"):
+        extra = dict(eps=cfg.opt_eps, betas=tuple(cfg.opt_betas))
+    else:
+        extra = dict(momentum=cfg.momentum)
+    optimizer = create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay, **extra, **fused)
     steps_per_epoch = len(train_loader)
     if cfg.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
@@ -375,7 +380,8 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
         train_model.train()
-        if device.type == "cuda" and graphed is None:  # a CUDA graph's pool stays allocated: keep its capture's peak
+        # a CUDA graph's pool stays allocated: once captured, the peak is kept over the run (capture included)
+        if device.type == "cuda" and graphed is None:
             torch.cuda.reset_peak_memory_stats(device)
         skips.reset()
         t0, seen = time.time(), 0
@@ -428,7 +434,7 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
             loss_sum += loss.detach()
             seen += x.shape[0] * world
             logging_step = last_micro and step % cfg.log_interval == 0
-            if logging_step and on_device:  # the loop synchronises here anyway (the logged loss)
+            if logging_step and on_device:  # one sync a log interval (the main rank logs the loss here anyway)
                 check_finite_count(n_skip, checked_at, step, f"epoch {epoch + 1}")
                 checked_at = step
             if is_main:

@@ -243,7 +243,8 @@ def test_torch_compile_with_triton_custom_ops(monkeypatch):
     model.zero_grad()
     monkeypatch.setenv("COMBA_BACKEND", "triton")
     monkeypatch.setattr("comba_vision.layers.fused.fused_norm_applies", lambda x: True)  # the fused LayerNorm,
-    monkeypatch.setattr("comba_vision.layers.fused.fused_linear_applies", lambda x: True)  # Linear
+    monkeypatch.setattr("comba_vision.layers.fused.fused_linear_applies", lambda x: True)  # Linear,
+    monkeypatch.setattr("comba_vision.layers.comba_mixer.fused_linear_applies", lambda x: True)  # joint projection
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     out = compiled(x)
     out.sum().backward()

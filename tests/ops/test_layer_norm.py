@@ -39,7 +39,7 @@ def _ref(x, w, b, eps=1e-6):
 @pytest.mark.parametrize("shape", [(2, 37, 192), (3, 50, 100), (1, 300, 384), (5, 64)])
 def test_fused_layer_norm_matches_float64(shape):
     """Forward and the gradients of x, weight and bias; rows that end inside a row block and inside a
-    backward program's run of blocks (300 rows: 2 x 16 = 32 rows a program), widths that are not powers
+    backward program's run of blocks (300 rows of 384: 2 x 8 = 16 rows a program), widths that are not powers
     of two."""
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     xs = _inputs(shape, torch.float32, dev)

@@ -17,9 +17,12 @@ DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("shape", [(3, 77, 200), (1000, 5), (2, 33, 128), (1, 1, 7)])
-def test_bias_grad_is_the_column_sum(shape):
-    """Rows that end inside a tile and inside a program's run, columns that end inside a column block."""
+@pytest.mark.parametrize("programs", [1024, 2])
+@pytest.mark.parametrize("shape", [(3, 77, 200), (1000, 5), (2, 33, 128), (1, 1, 7), (0, 9)])
+def test_bias_grad_is_the_column_sum(shape, programs, monkeypatch):
+    """Rows that end inside a tile and inside a program's run, columns that end inside a column block, no rows;
+    with few programs each walks many tiles (Comba-T's shapes do: 25088 rows, 64 a program)."""
+    monkeypatch.setattr("comba_vision.ops.linear._PROGRAMS", programs)
     dy = torch.randn(shape, generator=torch.Generator().manual_seed(0)) + 0.5
     out = bias_grad(dy.to(DEV))
     ref = dy.double().reshape(-1, shape[-1]).sum(0)

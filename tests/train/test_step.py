@@ -112,9 +112,13 @@ def test_cuda_graph_refused_where_it_cannot_run(digits, tmp_path):
         pytest.skip("checks the CPU refusal")
     with pytest.raises(ValueError, match="cuda_graph needs a CUDA device"):
         trainer.train(_cfg(digits, tmp_path, cuda_graph=True))
-    with pytest.raises(ValueError, match=r"accum_steps 1 \(got 2\).*opt one of"):
-        trainer.check_cuda_graph(_cfg(digits, tmp_path, cuda_graph=True, accum_steps=2, opt="lamb"),
+    with pytest.raises(ValueError, match=r"accum_steps 1 \(got 2\).*opt one of.*grad_checkpointing"):
+        trainer.check_cuda_graph(_cfg(digits, tmp_path, cuda_graph=True, accum_steps=2, opt="lamb",
+                                      grad_checkpointing=True), torch.device("cuda"), 1, True)
+    with pytest.raises(ValueError, match="mixer_recompute"):
+        trainer.check_cuda_graph(_cfg(digits, tmp_path, cuda_graph=True, model_kwargs=dict(mixer_recompute=True)),
                                  torch.device("cuda"), 1, True)
+    trainer.check_cuda_graph(_cfg(digits, tmp_path, cuda_graph=True, opt="AdamW"), torch.device("cuda"), 1, True)
 
 
 # ------------------------------------------------------------------------------------------------ GPU
@@ -196,15 +200,7 @@ def test_graphed_training_resumes_exactly_and_learns(digits, tmp_path):
 
 @pytest.mark.gpu
 @cuda
-def test_graphed_training_stops_on_nan(digits, tmp_path, monkeypatch):
-    real = trainer.create_model
-
-    def poisoned(*a, **k):
-        m = real(*a, **k)
-        m.register_forward_hook(lambda mod, inp, out: out * float("nan"))
-        return m
-
-    monkeypatch.setattr(trainer, "create_model", poisoned)
+def test_graphed_training_stops_on_nan(digits, tmp_path, nan_models):
     with pytest.raises(NonFiniteLossError, match="updates 1..2"):
         trainer.train(_cfg(digits, tmp_path, cuda_graph=True))
     assert not (tmp_path / "run" / "last.pth").exists()

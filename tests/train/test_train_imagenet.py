@@ -133,22 +133,16 @@ def test_unreadable_images_are_skipped_and_counted(digits, tmp_path):
     assert metrics["skipped_images"] >= 2
 
 
-def test_non_finite_loss_stops_and_keeps_checkpoint(digits, tmp_path, monkeypatch):
-    cfg = _small_cfg(digits, tmp_path / "out", stop_after_epochs=1)
+@pytest.mark.parametrize("opt", ["adamw", "sgd"])  # the NaN guard on the device (fused AdamW), on the host (SGD)
+def test_non_finite_loss_stops_and_keeps_checkpoint(digits, tmp_path, request, opt):
+    cfg = _small_cfg(digits, tmp_path / "out", stop_after_epochs=1, opt=opt)
     trainer.train(cfg)
     last = tmp_path / "out" / "run" / "last.pth"
     digest = hashlib.sha256(last.read_bytes()).hexdigest()
 
-    real = trainer.create_model
-
-    def poisoned(*a, **k):
-        m = real(*a, **k)
-        m.register_forward_hook(lambda mod, inp, out: out * float("nan"))
-        return m
-
-    monkeypatch.setattr(trainer, "create_model", poisoned)
+    request.getfixturevalue("nan_models")  # from here on the models output NaN
     with pytest.raises(trainer.NonFiniteLossError, match="non-finite loss"):
-        trainer.train(_small_cfg(digits, tmp_path / "out"), resume=str(last))
+        trainer.train(_small_cfg(digits, tmp_path / "out", opt=opt), resume=str(last))
     assert hashlib.sha256(last.read_bytes()).hexdigest() == digest
     assert not list(last.parent.glob("*.tmp"))
 
