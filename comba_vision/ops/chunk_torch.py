@@ -44,12 +44,14 @@ def _chunked(q, k, v, p, g, beta, scale: float, chunk_size: int, reverse: bool =
     return (q * scale, k, v, p, g, beta), C, NT
 
 
-def _scan(q, k, v, p, beta, PK, QK, dec_f, dec_o, cf, cq, ck_end, decay_last, upper: bool, chunks, h):
+def _scan(q, k, v, p, beta, PK, QK, dec_f, dec_o, cf, cq, ck_end, decay_last, upper: bool, chunks, h, acc=None):
     """One scan direction over chunked inputs ([B, H, NT, C, *], from _chunked). ``dec_f`` / ``dec_o`` are the
     feedback and output decay matrices (strict / inclusive triangles, lower for the forward scan, upper for the
     reverse), ``cf`` the feedback decay of W, ``cq`` the queries' decay from where the scan enters the chunk,
     ``ck_end`` the keys' decay to where it leaves it, ``chunks`` the order it walks them, ``h`` the state
-    before the first [B * H, K, V]. Returns (o [B, T', H, V] with T' = NT * C, final state [B * H, K, V])."""
+    before the first [B * H, K, V]. Returns (o [B, T', H, V] with T' = NT * C, final state [B * H, K, V]).
+    ``acc``: another scan's output in the raw [B, H, NT, C, V] layout (``_scan(..., acc=True)`` returns that
+    layout), to which this scan's output is added in place by the products themselves."""
     B, H, NT, C, V = v.shape
     K = k.shape[-1]
     eye = torch.eye(C, dtype=q.dtype, device=q.device)
@@ -69,7 +71,14 @@ def _scan(q, k, v, p, beta, PK, QK, dec_f, dec_o, cf, cq, ck_end, decay_last, up
         hs[n], us[n] = h, u
         h = torch.baddbmm(decay_last[:, :, n].flatten(0, 1) * h, k_end_t[:, :, n].flatten(0, 1), u)
     hs, us = (torch.stack(x, dim=1).unflatten(0, (B, H)) for x in (hs, us))
-    o = (q * cq.exp()[..., None]) @ hs + (QK * dec_o) @ us
+    if acc is None or acc is True:
+        o = (QK * dec_o) @ us
+    else:
+        o = acc
+        o.flatten(0, 2).baddbmm_((QK * dec_o).flatten(0, 2), us.flatten(0, 2))
+    o.flatten(0, 2).baddbmm_((q * cq.exp()[..., None]).flatten(0, 2), hs.flatten(0, 2))  # the multiply-add fused
+    if acc is True:
+        return o, h.reshape(B, H, K, V)
     return o.reshape(B, H, NT * C, V).transpose(1, 2), h.reshape(B, H, K, V)
 
 
@@ -113,8 +122,10 @@ def comba_chunk_torch(
     return o.to(out_dtype), final
 
 
-def comba_chunk_torch_bidir(q, k, v, p, g, beta, scale: float, variant: str = "splr", chunk_size: int = CHUNK_SIZE):
-    """Both scan directions (no initial states): (o_fwd, o_rev), without flipped copies of the inputs.
+def comba_chunk_torch_bidir(q, k, v, p, g, beta, scale: float, variant: str = "splr", chunk_size: int = CHUNK_SIZE,
+                            merge_sum: bool = False):
+    """Both scan directions (no initial states): (o_fwd, o_rev), without flipped copies of the inputs; with
+    ``merge_sum`` their sum, accumulated by the output products in place (no separate adds).
 
     The reverse scan runs over the same chunks in the other order, each walked from its last token to its
     first. Its in-chunk matrices are the upper triangles of the same products: P K^T and Q K^T are computed
@@ -150,6 +161,12 @@ def comba_chunk_torch_bidir(q, k, v, p, g, beta, scale: float, variant: str = "s
     decay_last = c_last.exp()[..., None]  # [B, H, NT, 1, 1]
     h0 = q.new_zeros(B * H, K, V)
     common = (q, k, v, p, beta, PK, QK)
-    o_f, _ = _scan(*common, dec_f, dec_o, cf, c, c_last - c, decay_last, False, range(NT), h0)
-    o_r, _ = _scan(*common, dec_fr, dec_or, cfr, cr, e, decay_last, True, range(NT - 1, -1, -1), h0)
+    fwd = (dec_f, dec_o, cf, c, c_last - c, decay_last, False, range(NT), h0)
+    rev = (dec_fr, dec_or, cfr, cr, e, decay_last, True, range(NT - 1, -1, -1), h0)
+    if merge_sum:
+        o, _ = _scan(*common, *fwd, acc=True)
+        o, _ = _scan(*common, *rev, acc=o)
+        return o[:, :T].to(out_dtype)
+    o_f, _ = _scan(*common, *fwd)
+    o_r, _ = _scan(*common, *rev)
     return o_f[:, :T].to(out_dtype), o_r[:, :T].to(out_dtype)

@@ -205,6 +205,10 @@ def comba_bidirectional(
         if merge == "stack":
             return o2
         o_f, o_r = o2.unbind(0)
+    elif be == "torch" and merge in ("sum", "mean"):  # the sum accumulated by the output products in place
+        o = comba_chunk_torch_bidir(q, k, v, p, g, beta, _query_scale(q, scale), variant,
+                                    _torch_chunk_size(q.device), merge_sum=True)
+        return o * 0.5 if merge == "mean" else o
     elif be == "torch":
         o_f, o_r = comba_chunk_torch_bidir(q, k, v, p, g, beta, _query_scale(q, scale), variant,
                                            _torch_chunk_size(q.device))
