@@ -51,7 +51,7 @@ def _scan(q, k, v, p, beta, PK, QK, dec_f, dec_o, cf, cq, ck_end, decay_last, up
     ``ck_end`` the keys' decay to where it leaves it, ``chunks`` the order it walks them, ``h`` the state
     before the first [B * H, K, V]. Returns (o [B, T', H, V] with T' = NT * C, final state [B * H, K, V]).
     ``acc``: another scan's output in the raw [B, H, NT, C, V] layout (``_scan(..., acc=True)`` returns that
-    layout), to which this scan's output is added in place by the products themselves."""
+    layout), to which this scan's output is added by the products themselves (baddbmm)."""
     B, H, NT, C, V = v.shape
     K = k.shape[-1]
     eye = torch.eye(C, dtype=q.dtype, device=q.device)
@@ -71,12 +71,16 @@ def _scan(q, k, v, p, beta, PK, QK, dec_f, dec_o, cf, cq, ck_end, decay_last, up
         hs[n], us[n] = h, u
         h = torch.baddbmm(decay_last[:, :, n].flatten(0, 1) * h, k_end_t[:, :, n].flatten(0, 1), u)
     hs, us = (torch.stack(x, dim=1).unflatten(0, (B, H)) for x in (hs, us))
-    if acc is None or acc is True:
-        o = (QK * dec_o) @ us
-    else:
-        o = acc
-        o.flatten(0, 2).baddbmm_((QK * dec_o).flatten(0, 2), us.flatten(0, 2))
-    o.flatten(0, 2).baddbmm_((q * cq.exp()[..., None]).flatten(0, 2), hs.flatten(0, 2))  # the multiply-add fused
+    # the multiply-adds fused: in place into the buffer, or out of place under autocast (whose baddbmm casts
+    # all three operands alike; an in-place one would mix a bf16 buffer with float32 products)
+    inplace = not torch.is_autocast_enabled(q.device.type)
+
+    def madd(o, a, b):
+        return o.baddbmm_(a, b) if inplace else torch.baddbmm(o, a, b)
+
+    QKd, us3 = (QK * dec_o).flatten(0, 2), us.flatten(0, 2)
+    o = QKd @ us3 if acc is None or acc is True else madd(acc.flatten(0, 2), QKd, us3)
+    o = madd(o, (q * cq.exp()[..., None]).flatten(0, 2), hs.flatten(0, 2)).view(B, H, NT, C, V)
     if acc is True:
         return o, h.reshape(B, H, K, V)
     return o.reshape(B, H, NT * C, V).transpose(1, 2), h.reshape(B, H, K, V)
@@ -125,7 +129,7 @@ def comba_chunk_torch(
 def comba_chunk_torch_bidir(q, k, v, p, g, beta, scale: float, variant: str = "splr", chunk_size: int = CHUNK_SIZE,
                             merge_sum: bool = False):
     """Both scan directions (no initial states): (o_fwd, o_rev), without flipped copies of the inputs; with
-    ``merge_sum`` their sum, accumulated by the output products in place (no separate adds).
+    ``merge_sum`` their sum, accumulated by the output products (baddbmm; no separate adds).
 
     The reverse scan runs over the same chunks in the other order, each walked from its last token to its
     first. Its in-chunk matrices are the upper triangles of the same products: P K^T and Q K^T are computed
