@@ -49,9 +49,9 @@ def _scan(q, k, v, p, beta, PK, QK, dec_f, dec_o, cf, cq, ck_end, decay_last, up
     feedback and output decay matrices (strict / inclusive triangles, lower for the forward scan, upper for the
     reverse), ``cf`` the feedback decay of W, ``cq`` the queries' decay from where the scan enters the chunk,
     ``ck_end`` the keys' decay to where it leaves it, ``chunks`` the order it walks them, ``h`` the state
-    before the first [B * H, K, V]. Returns (o [B, T', H, V] with T' = NT * C, final state [B * H, K, V]).
-    ``acc``: another scan's output in the raw [B, H, NT, C, V] layout (``_scan(..., acc=True)`` returns that
-    layout), to which this scan's output is added by the products themselves (baddbmm)."""
+    before the first [B * H, K, V]. Returns (o in the chunked layout [B, H, NT, C, V] (``_token_major`` turns
+    it into [B, T', H, V], T' = NT * C), final state [B, H, K, V]). ``acc``: another scan's output in the
+    chunked layout, to which this scan's output is added by the products themselves (baddbmm)."""
     B, H, NT, C, V = v.shape
     K = k.shape[-1]
     eye = torch.eye(C, dtype=q.dtype, device=q.device)
@@ -79,11 +79,15 @@ def _scan(q, k, v, p, beta, PK, QK, dec_f, dec_o, cf, cq, ck_end, decay_last, up
         return o.baddbmm_(a, b) if inplace else torch.baddbmm(o, a, b)
 
     QKd, us3 = (QK * dec_o).flatten(0, 2), us.flatten(0, 2)
-    o = QKd @ us3 if acc is None or acc is True else madd(acc.flatten(0, 2), QKd, us3)
+    o = QKd @ us3 if acc is None else madd(acc.flatten(0, 2), QKd, us3)
     o = madd(o, (q * cq.exp()[..., None]).flatten(0, 2), hs.flatten(0, 2)).view(B, H, NT, C, V)
-    if acc is True:
-        return o, h.reshape(B, H, K, V)
-    return o.reshape(B, H, NT * C, V).transpose(1, 2), h.reshape(B, H, K, V)
+    return o, h.reshape(B, H, K, V)
+
+
+def _token_major(o):
+    """[B, H, NT, C, V] chunked outputs as [B, NT * C, H, V] (a view)."""
+    B, H, NT, C, V = o.shape
+    return o.reshape(B, H, NT * C, V).transpose(1, 2)
 
 
 def comba_chunk_torch(
@@ -117,7 +121,7 @@ def comba_chunk_torch(
     h = q.new_zeros(B * H, K, V) if initial_state is None else initial_state.to(cdt).reshape(B * H, K, V)
     o, h = _scan(q, k, v, p, beta, p @ k.transpose(-1, -2), q @ k.transpose(-1, -2), dec_f, dec_o, cf, c,
                  c_last - c, c_last.exp()[..., None], False, range(NT), h)
-    o = o[:, :T]
+    o = _token_major(o)[:, :T]
     if reverse:
         o = o.flip(1)
     final = None
@@ -168,9 +172,9 @@ def comba_chunk_torch_bidir(q, k, v, p, g, beta, scale: float, variant: str = "s
     fwd = (dec_f, dec_o, cf, c, c_last - c, decay_last, False, range(NT), h0)
     rev = (dec_fr, dec_or, cfr, cr, e, decay_last, True, range(NT - 1, -1, -1), h0)
     if merge_sum:
-        o, _ = _scan(*common, *fwd, acc=True)
+        o, _ = _scan(*common, *fwd)
         o, _ = _scan(*common, *rev, acc=o)
-        return o[:, :T].to(out_dtype)
+        return _token_major(o)[:, :T].to(out_dtype)
     o_f, _ = _scan(*common, *fwd)
     o_r, _ = _scan(*common, *rev)
-    return o_f[:, :T].to(out_dtype), o_r[:, :T].to(out_dtype)
+    return _token_major(o_f)[:, :T].to(out_dtype), _token_major(o_r)[:, :T].to(out_dtype)
