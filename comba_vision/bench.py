@@ -17,7 +17,8 @@ from datetime import date
 import torch
 import torch.nn.functional as F
 
-from .ops import comba, comba_bidirectional, comba_recurrent_reference, fused_block_kernels
+from .cuda_graph import capture
+from .ops import comba, comba_bidirectional, comba_recurrent_reference
 
 # (B, T, H, K): one Comba-T / Comba-S layer at 224px, larger images, and a language-model shape
 OP_SHAPES = [(128, 197, 3, 64), (128, 197, 6, 64), (32, 1025, 3, 64), (8, 4097, 3, 64), (2, 16385, 3, 64),
@@ -340,21 +341,8 @@ def _captured(fn, warmup: int = 3, before_capture=None):
     """fn captured as a CUDA graph after ``warmup`` calls on a side stream (kernels compile and the
     allocator settles); returns a callable that replays the graph. Inputs and outputs are the tensors fn
     closes over; the callable holds fn, so that they (labels, optimizer state) live as long as the graph
-    that reads and writes their memory."""
-    with fused_block_kernels():  # the Comba blocks' fused LayerNorm / Linear kernels (ops.block_kernels)
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(warmup):
-                if before_capture is not None:
-                    before_capture()
-                fn()
-        torch.cuda.current_stream().wait_stream(stream)
-        if before_capture is not None:
-            before_capture()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
+    that reads and writes their memory (cuda_graph.capture: the blocks' fused kernels, thread_local)."""
+    graph, _ = capture(fn, warmup, before_capture)
 
     def replay():
         graph.replay()

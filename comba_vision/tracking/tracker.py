@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..ops import fused_block_kernels
+from ..cuda_graph import capture
 from .datasets import Sequence, TrackingDataset, load_frame
 from .model import decode
 from .processing import box_from_crop, crop_around, normalize_crop
@@ -115,18 +115,11 @@ class GraphedForward:
     def _capture(self, template: torch.Tensor, search: torch.Tensor) -> None:
         self.graph = None  # frees the previous graph's pool before capturing anew
         self._inputs = (template.clone(), search.clone())
-        side = torch.cuda.Stream(template.device)
-        side.wait_stream(torch.cuda.current_stream(template.device))
-        with fused_block_kernels():  # the blocks' fused LayerNorm / Linear kernels, compiled in the warm-up
-            with torch.cuda.stream(side), torch.no_grad(), self._context():
-                for _ in range(2):
-                    self.model(*self._inputs)
-            torch.cuda.current_stream(template.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            # thread_local: a loader's pin-memory thread may call CUDA while this thread captures
-            with torch.no_grad(), self._context(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self._out = self.model(*self._inputs)
-        self.graph = graph
+
+        def forward():
+            with torch.no_grad(), self._context():
+                return self.model(*self._inputs)
+        self.graph, self._out = capture(forward, 2, device=template.device)
 
     @torch.no_grad()
     def __call__(self, template: torch.Tensor, search: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..ops.block_kernels import fused_block_kernels
+from ..cuda_graph import capture
 
 # timm optimizer names whose torch.optim class has a fused step that honours found_inf and can be captured in a
 # CUDA graph (capturable=True). Fused SGD honours found_inf too, but a skipped first step leaves its momentum
@@ -120,19 +120,10 @@ class GraphedTrainStep:
                        for p in params if p in optimizer.state}
         rng = torch.cuda.get_rng_state(x.device)
         try:
-            with fused_block_kernels():  # the blocks' fused LayerNorm / Linear kernels, compiled in the warm-up
-                side = torch.cuda.Stream(x.device)
-                side.wait_stream(torch.cuda.current_stream(x.device))
-                with torch.cuda.stream(side):
-                    for _ in range(warmup):
-                        optimizer.zero_grad(set_to_none=True)
-                        self._step()
-                torch.cuda.current_stream(x.device).wait_stream(side)
-                optimizer.zero_grad(set_to_none=True)  # the captured backward writes the gradients, never adds
-                self.graph = torch.cuda.CUDAGraph()
-                # thread_local: the DataLoader's pin-memory thread may call CUDA while this thread captures
-                with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-                    self.out = self._step()
+            # gradients None before every warm-up step and the capture: the captured backward writes them, never
+            # adds to them
+            self.graph, self.out = capture(self._step, warmup, lambda: optimizer.zero_grad(set_to_none=True),
+                                           x.device)
             with torch.no_grad():
                 for t, s in zip(tensors, saved):
                     t.copy_(s)
