@@ -442,8 +442,9 @@ def train(cfg: TrainConfig, resume: str | None = None, eval_only: bool = False, 
                 if logging_step:
                     ips = seen / max(time.time() - t0, 1e-9)
                     cur_lr = optimizer.param_groups[0]["lr"]
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{cur_lr:.2e}", img_s=f"{ips:.0f}")
-                    writer.add_scalar("train/loss", loss.item(), step)
+                    loss_v = loss.item()
+                    bar.set_postfix(loss=f"{loss_v:.3f}", lr=f"{cur_lr:.2e}", img_s=f"{ips:.0f}")
+                    writer.add_scalar("train/loss", loss_v, step)
                     writer.add_scalar("train/lr", cur_lr, step)
                     writer.add_scalar("train/grad_norm", float(grad_norm), step)
                     writer.add_scalar("train/images_per_s", ips, step)
