@@ -30,6 +30,7 @@ from timm.layers import DropPath, Mlp
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import comba_bidirectional
+from ..ops.dwconv import dwconv_applies, dwconv_tokens
 from ..ops.linear import fused_linear_applies, linear
 from ..ops.mixer_fused import fused_applies, mixer_out, mixer_out_torch, mixer_prep, mixer_prep_torch
 from .fused import FusedLinear, fuse_linears
@@ -124,7 +125,11 @@ class CombaMixer(nn.Module):
                 nn.init.zeros_(lin.bias)
 
     def _conv(self, x: torch.Tensor, segments: Segments | None) -> torch.Tensor:
-        """Depthwise conv on each segment's patch grid; a sequence with no grid is treated as one row."""
+        """Depthwise conv on each segment's patch grid; a sequence with no grid is treated as one row. On CUDA
+        inside the package's CUDA graphs (COMBA_FUSED_CONV) one Triton kernel on the token-major x
+        (comba_vision.ops.dwconv), else nn.Conv2d on each grid."""
+        if dwconv_applies(x, self.conv):
+            return dwconv_tokens(x, self.conv.weight, self.conv.bias, segments)
         B, N, C = x.shape
         segments = segments or [(1, N)]
         outs, start = [], 0

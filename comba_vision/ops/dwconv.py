@@ -1,0 +1,205 @@
+"""The mixer's depthwise conv on token-major activations, as one Triton kernel forward and one backward.
+
+Why: in the CUDA-graphed Comba-T training step (H200, 224px, batch 128, session 8) cuDNN's depthwise 3x3 conv
+took about 1.9 of 22.4 device-ms: forward, data and weight gradients 1.0 ms, the channels-last copies around
+them 0.5 ms and the bias gradient 0.39 ms. The mixer's activations are token-major ([B, N, C], the conv's
+input a column slice of the joint input projection's output), so every call transposed into the conv's
+layout and back.
+
+Here the conv reads the token-major input in place. Tokens form one or more row-major patch grids
+("segments", as CombaMixer takes them: (height, width) each, one after the other); each grid is one launch,
+whose programs take BLOCK_TOKENS tokens x BLOCK_CHANNELS channels and compute each token's grid position, so
+the k x k window's taps are plain offsets n + dy * width + dx, masked at the grid's borders (zero padding).
+With w[c, t] the weight of tap t = (dy + k // 2) * k + dx + k // 2 and n + t the token at that offset:
+
+    out[n, c]  = bias[c] + sum_t w[c, t] a[n + t, c]
+    da[n, c]   = sum_t w[c, k*k - 1 - t] dout[n + t, c]        (tap k*k - 1 - t is the offset -(dy, dx))
+    dw[c, t]   = sum_n dout[n, c] a[n + t, c],    dbias[c] = sum_n dout[n, c]
+
+Arithmetic is float32; out and da are rounded once to a's dtype. The backward writes each program's share of
+dw and dbias to a [programs, k*k + 1, C] float32 buffer that one ``sum(0)`` finishes. The input's rows may be
+any uniform stride apart (the projection's output is 584 wide for Comba-T): a stride that is a multiple of 8
+is declared to the compiler, which otherwise loads element by element.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .block_kernels import applies
+
+BLOCK_TOKENS = 64
+BLOCK_CHANNELS = 64
+_INT32 = 2**31
+
+
+@triton.jit
+def _grid_rows(i_n, NSEG, N, START, GH, GW, BN: tl.constexpr):
+    """Program i_n's BN rows of one grid (GH x GW tokens from token START of each of the batch's N-token
+    sequences, NSEG = batch * GH * GW rows in all): their rows in the [batch * N] token rows, mask, y, x."""
+    r = i_n * BN + tl.arange(0, BN)
+    m_r = r < NSEG
+    b = r // (GH * GW)
+    i = r - b * (GH * GW)
+    y = i // GW
+    return b * N + START + i, m_r, y, i - y * GW
+
+
+@triton.jit
+def _tap(X, SX, row, m_r, y, x, cols, m_c, GH, GW, t: tl.constexpr, K: tl.constexpr, ALIGNED: tl.constexpr):
+    """Rows of X (rows SX elements apart) at tap t = (dy + K // 2) * K + dx + K // 2 of the tokens (zeros
+    outside their grid), float32."""
+    dy: tl.constexpr = t // K - K // 2
+    dx: tl.constexpr = t % K - K // 2
+    ok = m_r & (y + dy >= 0) & (y + dy < GH) & (x + dx >= 0) & (x + dx < GW)
+    off = (row + dy * GW + dx) * SX
+    if ALIGNED:  # rows a multiple of 8 elements apart: 16-byte vector loads of the bf16 rows
+        off = tl.multiple_of(off, 8)
+    v = tl.load(X + off[:, None] + cols[None, :], mask=ok[:, None] & m_c[None, :], other=0.0)
+    return v.to(tl.float32)
+
+
+@triton.jit
+def _dw_fwd(A, SA, Wt, BIAS, OUT, NSEG, N, START, GH, GW, C, K: tl.constexpr, HAS_BIAS: tl.constexpr,
+            ALIGNED: tl.constexpr, BN: tl.constexpr, BC: tl.constexpr):
+    i_n, i_c = tl.program_id(0), tl.program_id(1)
+    row, m_r, y, x = _grid_rows(i_n, NSEG, N, START, GH, GW, BN)
+    cols = i_c * BC + tl.arange(0, BC)
+    m_c = cols < C
+    acc = tl.zeros([BN, BC], dtype=tl.float32)
+    for t in tl.static_range(K * K):
+        w = tl.load(Wt + cols * (K * K) + t, mask=m_c, other=0.0).to(tl.float32)
+        acc += _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, t, K, ALIGNED) * w[None, :]
+    if HAS_BIAS:
+        acc += tl.load(BIAS + cols, mask=m_c, other=0.0).to(tl.float32)[None, :]
+    tl.store(OUT + row[:, None] * C + cols[None, :], acc.to(OUT.dtype.element_ty), mask=m_r[:, None] & m_c[None, :])
+
+
+@triton.jit
+def _dw_bwd(A, SA, Wt, DOUT, DA, DWP, NSEG, N, START, GH, GW, C, K: tl.constexpr, ALIGNED: tl.constexpr,
+            ALIGNED_C: tl.constexpr, BN: tl.constexpr, BC: tl.constexpr):
+    i_n, i_c = tl.program_id(0), tl.program_id(1)
+    row, m_r, y, x = _grid_rows(i_n, NSEG, N, START, GH, GW, BN)
+    cols = i_c * BC + tl.arange(0, BC)
+    m_c = cols < C
+    m = m_r[:, None] & m_c[None, :]
+    dout = tl.load(DOUT + row[:, None] * C + cols[None, :], mask=m, other=0.0).to(tl.float32)
+    da = tl.zeros([BN, BC], dtype=tl.float32)
+    part = DWP + i_n * (K * K + 1) * C + cols
+    for t in tl.static_range(K * K):
+        tl.store(part + t * C, tl.sum(dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, t, K, ALIGNED), axis=0),
+                 mask=m_c)
+        w = tl.load(Wt + cols * (K * K) + (K * K - 1 - t), mask=m_c, other=0.0).to(tl.float32)
+        da += _tap(DOUT, C, row, m_r, y, x, cols, m_c, GH, GW, t, K, ALIGNED_C) * w[None, :]
+    tl.store(part + K * K * C, tl.sum(dout, axis=0), mask=m_c)
+    tl.store(DA + row[:, None] * C + cols[None, :], da.to(DA.dtype.element_ty), mask=m)
+
+
+def _uniform_rows(t: Tensor) -> bool:
+    return t.dim() == 3 and t.stride(-1) == 1 and t.stride(0) == t.shape[1] * t.stride(1)
+
+
+def _launches(B: int, C: int, segments: list[int]):
+    """Per grid: (program grid, first partial row, start token, height, width); and the partial rows in all."""
+    out, start, p0 = [], 0, 0
+    for h, w in zip(segments[::2], segments[1::2]):
+        n = triton.cdiv(B * h * w, BLOCK_TOKENS)
+        out.append(((n, triton.cdiv(C, BLOCK_CHANNELS)), p0, start, h, w))
+        start, p0 = start + h * w, p0 + n
+    return out, p0
+
+
+def _meta(a: Tensor, k: int) -> dict:
+    return dict(K=k, ALIGNED=a.stride(1) % 8 == 0, BN=BLOCK_TOKENS, BC=BLOCK_CHANNELS, num_warps=4)
+
+
+@torch.library.custom_op("comba_vision::dwconv_tokens", mutates_args=())
+def _dw_op(a: Tensor, weight: Tensor, bias: Tensor | None, segments: list[int]) -> Tensor:
+    a = a if _uniform_rows(a) else a.contiguous()
+    B, N, C = a.shape
+    out = a.new_empty(B, N, C)
+    meta = _meta(a, weight.shape[-1])
+    for grid, _, start, h, w in _launches(B, C, segments)[0]:
+        _dw_fwd[grid](a, a.stride(1), weight, bias if bias is not None else weight, out, B * h * w, N, start, h, w, C,
+                      HAS_BIAS=bias is not None, **meta)
+    return out
+
+
+@_dw_op.register_fake
+def _(a, weight, bias, segments):
+    return a.new_empty(a.shape)
+
+
+@torch.library.custom_op("comba_vision::dwconv_tokens_bwd", mutates_args=())
+def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> tuple[Tensor, Tensor]:
+    """(da, [k*k + 1, C] float32: the weight gradient by tap, then the bias gradient)."""
+    a = a if _uniform_rows(a) else a.contiguous()
+    dout = dout.contiguous()
+    B, N, C = a.shape
+    k = weight.shape[-1]
+    launches, parts = _launches(B, C, segments)
+    da = a.new_empty(B, N, C)
+    dwp = torch.empty(parts, k * k + 1, C, device=a.device, dtype=torch.float32)
+    meta = _meta(a, k)
+    for grid, p0, start, h, w in launches:
+        _dw_bwd[grid](a, a.stride(1), weight, dout, da, dwp[p0:], B * h * w, N, start, h, w, C, ALIGNED_C=C % 8 == 0,
+                      **meta)
+    return da, dwp.sum(0)
+
+
+@_dw_bwd_op.register_fake
+def _(a, weight, dout, segments):
+    k = weight.shape[-1]
+    return a.new_empty(a.shape), a.new_empty(k * k + 1, a.shape[-1], dtype=torch.float32)
+
+
+def _setup(ctx, inputs, output):
+    a, weight, bias, segments = inputs
+    ctx.save_for_backward(a, weight)
+    ctx.has_bias = bias is not None
+    ctx.segments = segments
+
+
+def _backward(ctx, dout):
+    a, weight = ctx.saved_tensors
+    da, dwb = _dw_bwd_op(a, weight, dout, ctx.segments)
+    taps = weight.shape[-1] ** 2
+    dw = dwb[:taps].t().reshape(weight.shape).to(weight.dtype)
+    return da, dw, dwb[taps].to(weight.dtype) if ctx.has_bias else None, None
+
+
+_dw_op.register_autograd(_backward, setup_context=_setup)
+
+
+def dwconv_tokens(a: Tensor, weight: Tensor, bias: Tensor | None, segments) -> Tensor:
+    """Depthwise k x k conv (stride 1, zero padding k // 2, as nn.Conv2d(C, C, k, padding=k // 2, groups=C))
+    of token-major a [B, N, C] laid out as the row-major grids ``segments`` ([(h, w), ...] covering N; None:
+    one row of N tokens). weight [C, 1, k, k], bias [C] or None. Returns [B, N, C] in a's dtype."""
+    if a.dim() != 3:
+        raise ValueError(f"a must be [B, N, C], got shape {tuple(a.shape)}")
+    B, N, C = a.shape
+    k = weight.shape[-1]
+    if weight.dim() != 4 or tuple(weight.shape) != (C, 1, k, k) or k % 2 != 1:
+        raise ValueError(f"weight must be a depthwise [C, 1, k, k] = [{C}, 1, k, k] kernel with odd k, "
+                         f"got {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (C,):
+        raise ValueError(f"bias must be [C] = [{C}], got {tuple(bias.shape)}")
+    segments = [(int(h), int(w)) for h, w in (segments or [(1, N)])]
+    if sum(h * w for h, w in segments) != N:
+        raise ValueError(f"segments {list(segments)} do not cover the {N} tokens")
+    span = B * N * (a.stride(1) if _uniform_rows(a) else C)
+    if span >= _INT32:
+        raise ValueError(f"a spans {span} elements, more than the conv kernel's 32-bit offsets reach (2**31); "
+                         "split the batch, or set COMBA_FUSED_CONV=0")
+    return _dw_op(a, weight.contiguous(), bias, [x for hw in segments for x in hw])
+
+
+def dwconv_applies(x: Tensor, conv: torch.nn.Conv2d) -> bool:
+    """Whether the mixer's conv takes this kernel: CUDA, a depthwise odd-sized stride-1 'same' conv, and
+    ``COMBA_FUSED_CONV`` (graph | 1 | 0, as the blocks' other fused kernels: see ops.block_kernels)."""
+    k = conv.kernel_size
+    return (applies("COMBA_FUSED_CONV", x) and conv.groups == conv.in_channels == conv.out_channels
+            and k[0] == k[1] and k[0] % 2 == 1 and conv.stride == (1, 1) and conv.padding == (k[0] // 2,) * 2
+            and conv.dilation == (1, 1) and conv.padding_mode == "zeros")
