@@ -33,7 +33,7 @@ from ..ops import comba_bidirectional
 from ..ops.dwconv import dwconv_applies, dwconv_tokens
 from ..ops.linear import fused_linear_applies, linear
 from ..ops.mixer_fused import fused_applies, mixer_out, mixer_out_torch, mixer_prep, mixer_prep_torch
-from .fused import FusedLinear, fuse_linears
+from .fused import FusedLayerNorm, FusedLinear, fuse_linears
 
 Segments = list[tuple[int, int]]
 # the joint input projection's output width is padded to a multiple of this (see CombaMixer._in_proj);
@@ -232,5 +232,10 @@ class CombaBlock(nn.Module):
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
-        x = x + self.drop_path1(self.mixer(self.norm1(x), segments))
-        return x + self.drop_path2(self.mlp(self.norm2(x)))
+        r = self.drop_path1(self.mixer(self.norm1(x), segments))
+        if isinstance(self.norm2, FusedLayerNorm):  # the residual add and norm2 in one kernel where fused
+            x, y = self.norm2.residual(x, r)
+        else:
+            x = x + r
+            y = self.norm2(x)
+        return x + self.drop_path2(self.mlp(y))

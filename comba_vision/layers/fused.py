@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..ops.layer_norm import fused_norm_applies, layer_norm
+from ..ops.layer_norm import add_layer_norm, fused_norm_applies, layer_norm
 from ..ops.linear import fused_linear_applies, linear
 
 
@@ -16,11 +16,22 @@ class FusedLayerNorm(nn.LayerNorm):
     kernel forward and one backward; under autocast the output is then in the autocast dtype, which is what
     the Linear layers that read it cast it to anyway."""
 
+    def _fused(self, x: torch.Tensor) -> bool:
+        return (fused_norm_applies(x) and len(self.normalized_shape) == 1 and self.weight is not None
+                and self.bias is not None)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (fused_norm_applies(x) and len(self.normalized_shape) == 1 and self.weight is not None
-                and self.bias is not None):
+        if self._fused(x):
             return layer_norm(x, self.weight, self.bias, self.eps)
         return super().forward(x)
+
+    def residual(self, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x + r, self(x + r)): a residual add and this norm, fused into one kernel each way where the norm
+        is fused (ops.layer_norm.add_layer_norm)."""
+        if self._fused(x) and r.shape == x.shape:
+            return add_layer_norm(x, r, self.weight, self.bias, self.eps)
+        s = x + r
+        return s, self(s)
 
 
 class FusedLinear(nn.Linear):

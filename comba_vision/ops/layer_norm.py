@@ -11,6 +11,11 @@ Here, per row x of width D (arithmetic in float32):
     dx = rstd * (g - mean(g) - x^ * mean(g * x^)),   g = dy * w,   x^ = (x - mean) * rstd
     dw = sum_rows dy * x^,   db = sum_rows dy
 
+``add_layer_norm`` also takes the residual add before the norm, s = x + r and y = LN(s), in the same pass
+(forward: s is stored and normalised as stored; backward: the sum's own gradient ds joins dx, which is written
+in s's dtype and, when the branch r has another dtype, in r's too). A pre-norm block then runs its residual
+add and its second norm as one kernel each way instead of two.
+
 The forward writes y once in ``out_dtype`` (the autocast dtype under autocast, else x's), keeping nothing
 but x for the backward, which recomputes mean and rstd. Each backward program walks ``ITERS`` blocks of rows
 and keeps its share of dw and db in registers; one ``sum(0)`` over the programs' rows finishes both.
@@ -23,51 +28,65 @@ import triton.language as tl
 from torch import Tensor
 
 from .block_kernels import applies
+from .reduce import sum_rows
 
 _TILE = 4096  # elements of one [rows, BD] tile a program holds
 _ITERS = 2    # row blocks per backward program (8 left 196 programs at Comba-T's 25088 rows: 56 us; H200)
 
 
 @triton.jit
-def _ln_rows(X, W, rows, D, BN: tl.constexpr, BD: tl.constexpr, NROWS, EPS: tl.constexpr):
-    """(x^, rstd, w, mask, column offsets) of the rows."""
-    cols = tl.arange(0, BD)
-    m = (rows[:, None] < NROWS) & (cols[None, :] < D)
-    x = tl.load(X + rows[:, None] * D + cols[None, :], mask=m, other=0.0).to(tl.float32)
+def _ln_stats(x, m, W, cols, D, EPS: tl.constexpr):
+    """(x^, rstd, w) of the loaded rows x (float32, zeros where not m)."""
     mean = tl.sum(x, axis=1) / D
     xc = tl.where(m, x - mean[:, None], 0.0)
     rstd = 1.0 / tl.sqrt(tl.sum(xc * xc, axis=1) / D + EPS)
     w = tl.load(W + cols, mask=cols < D, other=0.0).to(tl.float32)
-    return xc * rstd[:, None], rstd, w, m, cols
+    return xc * rstd[:, None], rstd, w
 
 
 @triton.jit
-def _ln_fwd(X, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS: tl.constexpr):
+def _ln_fwd(X, R, S, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS: tl.constexpr,
+            HAS_RES: tl.constexpr):
+    """y = LN(x), or with HAS_RES s = x + r (stored in S's dtype, which the norm then reads) and y = LN(s)."""
     rows = tl.program_id(0) * BN + tl.arange(0, BN)
-    xh, _, w, m, cols = _ln_rows(X, W, rows, D, BN, BD, NROWS, EPS)
+    cols = tl.arange(0, BD)
+    m = (rows[:, None] < NROWS) & (cols[None, :] < D)
+    offs = rows[:, None] * D + cols[None, :]
+    x = tl.load(X + offs, mask=m, other=0.0)
+    if HAS_RES:
+        x = (x.to(tl.float32) + tl.load(R + offs, mask=m, other=0.0).to(tl.float32)).to(S.dtype.element_ty)
+        tl.store(S + offs, x, mask=m)
+    xh, _, w = _ln_stats(x.to(tl.float32), m, W, cols, D, EPS)
     b = tl.load(B + cols, mask=cols < D, other=0.0).to(tl.float32)
-    tl.store(Y + rows[:, None] * D + cols[None, :], (xh * w[None, :] + b[None, :]).to(Y.dtype.element_ty), mask=m)
+    tl.store(Y + offs, (xh * w[None, :] + b[None, :]).to(Y.dtype.element_ty), mask=m)
 
 
 @triton.jit
-def _ln_bwd(X, W, DY, DX, DWBP, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, ITERS: tl.constexpr,
-            EPS: tl.constexpr):
+def _ln_bwd(X, W, DY, DX, DWBP, DS, DR, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, ITERS: tl.constexpr,
+            EPS: tl.constexpr, HAS_RES: tl.constexpr, STORE_DR: tl.constexpr):
+    """dx of y = LN(x); with HAS_RES (x = s = x0 + r) the sum's own gradient ds is added, and with STORE_DR
+    the result is also stored in r's dtype (DR) for the residual branch."""
     pid = tl.program_id(0)
     dw = tl.zeros([BD], dtype=tl.float32)
     db = tl.zeros([BD], dtype=tl.float32)
+    cols = tl.arange(0, BD)
     for it in range(ITERS):
         rows = (pid * ITERS + it) * BN + tl.arange(0, BN)
-        xh, rstd, w, m, cols = _ln_rows(X, W, rows, D, BN, BD, NROWS, EPS)
+        m = (rows[:, None] < NROWS) & (cols[None, :] < D)
         offs = rows[:, None] * D + cols[None, :]
+        xh, rstd, w = _ln_stats(tl.load(X + offs, mask=m, other=0.0).to(tl.float32), m, W, cols, D, EPS)
         dy = tl.load(DY + offs, mask=m, other=0.0).to(tl.float32)
         g = dy * w[None, :]
         c1 = tl.sum(g, axis=1) / D
         c2 = tl.sum(g * xh, axis=1) / D
         dx = rstd[:, None] * (g - c1[:, None] - xh * c2[:, None])
+        if HAS_RES:
+            dx += tl.load(DS + offs, mask=m, other=0.0).to(tl.float32)
         tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=m)
+        if STORE_DR:
+            tl.store(DR + offs, dx.to(DR.dtype.element_ty), mask=m)
         dw += tl.sum(dy * xh, axis=0)
         db += tl.sum(dy, axis=0)
-    cols = tl.arange(0, BD)
     tl.store(DWBP + pid * 2 * D + cols, dw, mask=cols < D)  # this program's row of the [programs, 2, D] partials
     tl.store(DWBP + pid * 2 * D + D + cols, db, mask=cols < D)
 
@@ -89,7 +108,8 @@ def _ln_op(x: Tensor, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch
     x2 = x.reshape(-1, D).contiguous()
     y = torch.empty(x2.shape, dtype=out_dtype, device=x.device)
     meta = _meta(D)
-    _ln_fwd[(triton.cdiv(x2.shape[0], meta["BN"]),)](x2, weight, bias, y, x2.shape[0], D, EPS=eps, **meta)
+    _ln_fwd[(triton.cdiv(x2.shape[0], meta["BN"]),)](x2, x2, x2, weight, bias, y, x2.shape[0], D, EPS=eps,
+                                                      HAS_RES=False, **meta)
     return y.view(x.shape)
 
 
@@ -107,8 +127,9 @@ def _ln_bwd_op(x: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tenso
     programs = triton.cdiv(x2.shape[0], meta["BN"] * _ITERS)
     dx = torch.empty_like(x2)
     part = torch.empty(programs, 2, D, device=x.device, dtype=torch.float32)
-    _ln_bwd[(programs,)](x2, weight, dy2, dx, part, x2.shape[0], D, ITERS=_ITERS, EPS=eps, **meta)
-    return dx.view(x.shape), part.sum(0)  # one reduction for both
+    _ln_bwd[(programs,)](x2, weight, dy2, dx, part, dx, dx, x2.shape[0], D, ITERS=_ITERS, EPS=eps, HAS_RES=False,
+                         STORE_DR=False, **meta)
+    return dx.view(x.shape), sum_rows(part)  # one reduction for both
 
 
 @_ln_bwd_op.register_fake
@@ -133,11 +154,77 @@ def _backward(ctx, dy):
 _ln_op.register_autograd(_backward, setup_context=_setup)
 
 
+@torch.library.custom_op("comba_vision::add_layer_norm", mutates_args=())
+def _add_ln_op(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: float,
+               out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    D = x.shape[-1]
+    x2, r2 = x.reshape(-1, D).contiguous(), r.reshape(-1, D).contiguous()
+    s = torch.empty(x2.shape, dtype=torch.promote_types(x.dtype, r.dtype), device=x.device)
+    y = torch.empty(x2.shape, dtype=out_dtype, device=x.device)
+    meta = _meta(D)
+    _ln_fwd[(triton.cdiv(x2.shape[0], meta["BN"]),)](x2, r2, s, weight, bias, y, x2.shape[0], D, EPS=eps,
+                                                      HAS_RES=True, **meta)
+    return s.view(x.shape), y.view(x.shape)
+
+
+@_add_ln_op.register_fake
+def _(x, r, weight, bias, eps, out_dtype):
+    return (x.new_empty(x.shape, dtype=torch.promote_types(x.dtype, r.dtype)),
+            x.new_empty(x.shape, dtype=out_dtype))
+
+
+@torch.library.custom_op("comba_vision::add_layer_norm_bwd", mutates_args=())
+def _add_ln_bwd_op(s: Tensor, weight: Tensor, ds: Tensor, dy: Tensor, eps: float,
+                   r_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """(d(x + r) in s's dtype, the same in r's dtype, [dw; db] as one [2, D] float32 tensor)."""
+    D = s.shape[-1]
+    s2, ds2, dy2 = (t.reshape(-1, D).contiguous() for t in (s, ds, dy))
+    meta = _meta(D)
+    programs = triton.cdiv(s2.shape[0], meta["BN"] * _ITERS)
+    dx = torch.empty_like(s2)
+    dr = dx if r_dtype == s.dtype else torch.empty(s2.shape, dtype=r_dtype, device=s.device)
+    part = torch.empty(programs, 2, D, device=s.device, dtype=torch.float32)
+    _ln_bwd[(programs,)](s2, weight, dy2, dx, part, ds2, dr, s2.shape[0], D, ITERS=_ITERS, EPS=eps, HAS_RES=True,
+                         STORE_DR=r_dtype != s.dtype, **meta)
+    # the same tensor twice when the dtypes agree: custom ops may not return aliases, so clone that rare case
+    return dx.view(s.shape), (dr.clone() if dr is dx else dr).view(s.shape), sum_rows(part)
+
+
+@_add_ln_bwd_op.register_fake
+def _(s, weight, ds, dy, eps, r_dtype):
+    D = s.shape[-1]
+    return s.new_empty(s.shape), s.new_empty(s.shape, dtype=r_dtype), s.new_empty(2, D, dtype=torch.float32)
+
+
+def _add_setup(ctx, inputs, output):
+    x, r, weight, bias, eps, out_dtype = inputs
+    ctx.save_for_backward(output[0], weight)
+    ctx.eps = eps
+    ctx.dtypes = (x.dtype, r.dtype, bias.dtype)
+
+
+def _add_backward(ctx, ds, dy):
+    s, weight = ctx.saved_tensors
+    x_dtype, r_dtype, bias_dtype = ctx.dtypes
+    ds = ds if ds is not None else torch.zeros_like(s)
+    dy = dy if dy is not None else torch.zeros_like(s)
+    dx, dr, dwb = _add_ln_bwd_op(s, weight, ds, dy, ctx.eps, r_dtype)
+    return dx.to(x_dtype), dr, dwb[0].to(weight.dtype), dwb[1].to(bias_dtype), None, None
+
+
+_add_ln_op.register_autograd(_add_backward, setup_context=_add_setup)
+
+
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5,
                out_dtype: torch.dtype | None = None) -> Tensor:
     """F.layer_norm(x, (D,), weight, bias, eps) from the Triton kernels (CUDA, or the CPU under
     TRITON_INTERPRET=1). The result is in ``out_dtype``: by default the autocast dtype where autocast is on
     for x's device (what the next Linear would cast it to), else x's dtype."""
+    _check_args(x, weight, bias)
+    return _ln_op(x, weight, bias, float(eps), _out_dtype(x, out_dtype))
+
+
+def _check_args(x: Tensor, weight: Tensor, bias: Tensor) -> None:
     D = x.shape[-1]
     for name, t in (("weight", weight), ("bias", bias)):
         if t is None or tuple(t.shape) != (D,) or not t.is_contiguous():
@@ -146,10 +233,27 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5,
     if not x.is_floating_point():
         raise ValueError(f"layer_norm needs a floating-point input, got {x.dtype}")
     _check_offsets(x.numel())
+
+
+def _out_dtype(x: Tensor, out_dtype: torch.dtype | None) -> torch.dtype:
+    """The norm's output dtype: out_dtype, else the autocast dtype where autocast is on for x's device."""
     if out_dtype is None:
         dev = x.device.type
         out_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
-    return _ln_op(x, weight, bias, float(eps), out_dtype)
+    return out_dtype
+
+
+def add_layer_norm(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5,
+                   out_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """(s, LN(s)) for the residual sum s = x + r (in the promoted dtype of x and r, as ``x + r``), from one
+    Triton kernel forward and one backward: a pre-norm block's residual add and the next norm in one pass. The
+    norm's output dtype is chosen as layer_norm's."""
+    if r.shape != x.shape:
+        raise ValueError(f"add_layer_norm: x {tuple(x.shape)} and r {tuple(r.shape)} differ in shape")
+    if not r.is_floating_point():
+        raise ValueError(f"add_layer_norm needs a floating-point residual branch, got {r.dtype}")
+    _check_args(x, weight, bias)
+    return _add_ln_op(x, r, weight, bias, float(eps), _out_dtype(x, out_dtype))
 
 
 def fused_norm_applies(x: Tensor) -> bool:

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from comba_vision.layers import FusedLayerNorm
-from comba_vision.ops.layer_norm import layer_norm
+from comba_vision.ops.layer_norm import add_layer_norm, layer_norm
 from tests.ops.helpers import rel_err
 
 TRITON_OK = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
@@ -80,6 +80,65 @@ def test_fused_layer_norm_bf16_on_gpu():
     assert rel_err(y, y_ref) <= 1e-2
     for name, g, r in zip(("dx", "dweight", "dbias"), grads, ref):
         assert rel_err(g, r) <= 1e-2, name
+
+
+def _add_ref(x, r, w, b):
+    s = x + r
+    return s, _ref(s, w, b)
+
+
+def _run_add(fn, xs, seed=1):
+    """Both outputs (s, y) of fn, each weighted by its own random cotangent, and the inputs' gradients."""
+    xs = [x.detach().clone().requires_grad_() for x in xs]
+    s, y = fn(*xs)
+    gen = torch.Generator().manual_seed(seed)
+    ds, dy = (torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.device) for t in (s, y))
+    ((s.double() * ds).sum() + (y.double() * dy).sum()).backward()
+    return (s, y), [x.grad for x in xs]
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("shape", [(2, 37, 192), (3, 50, 100)])
+def test_add_layer_norm_matches_float64(shape):
+    """The residual add and the norm in one kernel: both outputs, and the gradients of x, r, weight and bias
+    with a cotangent on each output (the block's residual stream goes on past the norm)."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    x, w, b = _inputs(shape, torch.float32, dev)
+    r = _inputs(shape, torch.float32, dev, seed=5)[0]
+    (s, y), grads = _run_add(lambda x, r, w, b: add_layer_norm(x, r, w, b, 1e-6), [x, r, w, b])
+    (s_ref, y_ref), ref = _run_add(_add_ref, [t.double() for t in (x, r, w, b)])
+    assert s.dtype == y.dtype == torch.float32
+    assert rel_err(s, s_ref) <= 1e-6 and rel_err(y, y_ref) <= 1e-5
+    for name, g, gr in zip(("dx", "dr", "dweight", "dbias"), grads, ref):
+        assert rel_err(g, gr) <= 1e-5, name
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_add_layer_norm_mixed_dtypes():
+    """A float32 residual stream plus a half-precision branch (a Linear's output under autocast): the sum
+    is float32 as x + r is, the branch's gradient comes back in its own dtype."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    half = torch.bfloat16 if dev == "cuda" else torch.float16
+    x, w, b = _inputs((4, 20, 96), torch.float32, dev)
+    r = _inputs((4, 20, 96), half, dev, seed=5)[0]
+    (s, y), grads = _run_add(lambda x, r, w, b: add_layer_norm(x, r, w, b, 1e-6, out_dtype=half), [x, r, w, b])
+    (s_ref, y_ref), ref = _run_add(_add_ref, [t.double() for t in (x, r, w, b)])
+    assert s.dtype == torch.float32 and y.dtype == half
+    assert grads[0].dtype == torch.float32 and grads[1].dtype == half
+    assert rel_err(s, s_ref) <= 1e-6 and rel_err(y, y_ref) <= 4e-3
+    # the norm's output gradient arrives rounded to the half dtype (autograd casts it to y's dtype)
+    for name, g, gr in zip(("dx", "dr", "dweight", "dbias"), grads, ref):
+        assert rel_err(g, gr) <= (4e-3 if name == "dr" else 1e-3), name
+
+
+def test_fused_block_residual_matches_unfused(monkeypatch):
+    """FusedLayerNorm.residual is (x + r, norm(x + r)) with or without the fused kernel."""
+    norm = FusedLayerNorm(32, eps=1e-6)
+    x, r = torch.randn(2, 9, 32), torch.randn(2, 9, 32)
+    s, y = norm.residual(x, r)
+    assert torch.equal(s, x + r) and torch.equal(y, norm(x + r))
+    with pytest.raises(ValueError, match="differ in shape"):
+        add_layer_norm(x, r[:, :3], norm.weight, norm.bias)
 
 
 def test_fused_layer_norm_is_a_layer_norm():
