@@ -1,4 +1,4 @@
-"""The mixer's depthwise conv on token-major activations, as one Triton kernel forward and one backward.
+"""The mixer's depthwise conv on token-major activations, as Triton kernels (one forward, two backward).
 
 Why: in the CUDA-graphed Comba-T training step (H200, 224px, batch 128, session 8) cuDNN's depthwise 3x3 conv
 took about 1.9 of 22.4 device-ms: forward, data and weight gradients 1.0 ms, the channels-last copies around
@@ -16,12 +16,22 @@ With w[c, t] the weight of tap t = (dy + k // 2) * k + dx + k // 2 and n + t the
     da[n, c]   = sum_t w[c, k*k - 1 - t] dout[n + t, c]        (tap k*k - 1 - t is the offset -(dy, dx))
     dw[c, t]   = sum_n dout[n, c] a[n + t, c],    dbias[c] = sum_n dout[n, c]
 
-Arithmetic is float32; out and da are rounded once to a's dtype. The backward writes each program's share of
-dw and dbias to a [programs, k*k + 1, C] float32 buffer that one ``sum(0)`` finishes. The input's rows may be
-any uniform stride apart (the projection's output is 584 wide for Comba-T): a stride that is a multiple of 8
-is declared to the compiler, which otherwise loads element by element.
+Arithmetic is float32; out and da are rounded once to a's dtype. The backward of the 3 x 3 window is two
+kernels: da is the forward kernel run on dout with the window flipped, and ``_dw_wgrad3`` keeps the nine taps'
+products as elementwise accumulators over a run of token blocks, reducing over tokens once; other window sizes
+take ``_dw_bwd`` (both gradients in one kernel, one reduction per tap and block). Each program's share of dw and
+dbias goes to a [programs, k*k + 1, C] float32 buffer that one ``sum(0)`` finishes. The input's rows may be any
+uniform stride apart (the projection's output is 584 wide for Comba-T): a stride that is a multiple of 8 is
+declared to the compiler, which otherwise loads element by element.
+
+H200 (session 9), Comba-T at 224px, batch 128, graphed training step: forward 30 us a layer, backward 95 us
+(da 29, weight gradient 67), where cuDNN's forward, gradients, layout copies and bias gradient took about 158
+(session 8). The whole step: 5698 images/s with cuDNN's conv against 5785 with the first Triton backward (one
+call), then 5814 with _dw_bwd against 5905 with the two-kernel backward (a later call).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -32,6 +42,10 @@ from .block_kernels import applies
 
 BLOCK_TOKENS = 64
 BLOCK_CHANNELS = 64
+# the 3 x 3 backward (COMBA_CONV_BWD3=0: the general kernel _dw_bwd instead): da from _dw_fwd with the window
+# flipped, the weight gradient from _dw_wgrad3 in blocks of BWD3_TOKENS tokens, BWD3_ITERS of them a program
+BWD3 = os.environ.get("COMBA_CONV_BWD3", "1") == "1"
+BWD3_TOKENS, BWD3_ITERS = 16, 16
 _INT32 = 2**31
 
 
@@ -97,15 +111,54 @@ def _dw_bwd(A, SA, Wt, DOUT, DA, DWP, NSEG, N, START, GH, GW, C, K: tl.constexpr
     tl.store(DA + row[:, None] * C + cols[None, :], da.to(DA.dtype.element_ty), mask=m)
 
 
+@triton.jit
+def _dw_wgrad3(A, SA, DOUT, DWP, NSEG, N, START, GH, GW, C, ALIGNED: tl.constexpr, BN: tl.constexpr,
+               BC: tl.constexpr, ITERS: tl.constexpr):
+    """The 3 x 3 window's weight and bias gradients: each program walks ITERS blocks of BN tokens and keeps the
+    nine taps' products dout * a (and dout) as elementwise [BN, BC] accumulators, reducing over its tokens once
+    at the end. (The data gradient is _dw_fwd run on dout with the window flipped.)"""
+    i_p, i_c = tl.program_id(0), tl.program_id(1)
+    cols = i_c * BC + tl.arange(0, BC)
+    m_c = cols < C
+    z = tl.zeros([BN, BC], dtype=tl.float32)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, sb = z, z, z, z, z, z, z, z, z, z
+    for it in range(ITERS):
+        row, m_r, y, x = _grid_rows(i_p * ITERS + it, NSEG, N, START, GH, GW, BN)
+        m = m_r[:, None] & m_c[None, :]
+        dout = tl.load(DOUT + row[:, None] * C + cols[None, :], mask=m, other=0.0).to(tl.float32)
+        sb += dout
+        s0 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 0, 3, ALIGNED)
+        s1 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 1, 3, ALIGNED)
+        s2 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 2, 3, ALIGNED)
+        s3 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 3, 3, ALIGNED)
+        s4 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 4, 3, ALIGNED)
+        s5 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 5, 3, ALIGNED)
+        s6 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 6, 3, ALIGNED)
+        s7 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 7, 3, ALIGNED)
+        s8 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 8, 3, ALIGNED)
+    part = DWP + i_p * 10 * C + cols
+    tl.store(part, tl.sum(s0, axis=0), mask=m_c)
+    tl.store(part + C, tl.sum(s1, axis=0), mask=m_c)
+    tl.store(part + 2 * C, tl.sum(s2, axis=0), mask=m_c)
+    tl.store(part + 3 * C, tl.sum(s3, axis=0), mask=m_c)
+    tl.store(part + 4 * C, tl.sum(s4, axis=0), mask=m_c)
+    tl.store(part + 5 * C, tl.sum(s5, axis=0), mask=m_c)
+    tl.store(part + 6 * C, tl.sum(s6, axis=0), mask=m_c)
+    tl.store(part + 7 * C, tl.sum(s7, axis=0), mask=m_c)
+    tl.store(part + 8 * C, tl.sum(s8, axis=0), mask=m_c)
+    tl.store(part + 9 * C, tl.sum(sb, axis=0), mask=m_c)
+
+
 def _uniform_rows(t: Tensor) -> bool:
     return t.dim() == 3 and t.stride(-1) == 1 and t.stride(0) == t.shape[1] * t.stride(1)
 
 
-def _launches(B: int, C: int, segments: list[int]):
-    """Per grid: (program grid, first partial row, start token, height, width); and the partial rows in all."""
+def _launches(B: int, C: int, segments: list[int], tokens: int = BLOCK_TOKENS):
+    """Per grid: (program grid, first partial row, start token, height, width), with programs of ``tokens``
+    tokens; and the partial rows in all."""
     out, start, p0 = [], 0, 0
     for h, w in zip(segments[::2], segments[1::2]):
-        n = triton.cdiv(B * h * w, BLOCK_TOKENS)
+        n = triton.cdiv(B * h * w, tokens)
         out.append(((n, triton.cdiv(C, BLOCK_CHANNELS)), p0, start, h, w))
         start, p0 = start + h * w, p0 + n
     return out, p0
@@ -139,13 +192,23 @@ def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> 
     dout = dout.contiguous()
     B, N, C = a.shape
     k = weight.shape[-1]
-    launches, parts = _launches(B, C, segments)
+    three = k == 3 and BWD3
+    launches, parts = _launches(B, C, segments, BWD3_TOKENS * BWD3_ITERS if three else BLOCK_TOKENS)
     da = a.new_empty(B, N, C)
     dwp = torch.empty(parts, k * k + 1, C, device=a.device, dtype=torch.float32)
     meta = _meta(a, k)
+    if three:  # da: the forward kernel on dout with the window flipped; then the weight gradient on its own
+        wflip = weight.flip(-1, -2).contiguous()
+        for grid, _, start, h, w in _launches(B, C, segments)[0]:
+            _dw_fwd[grid](dout, C, wflip, wflip, da, B * h * w, N, start, h, w, C, HAS_BIAS=False,
+                          **_meta(dout, k))
     for grid, p0, start, h, w in launches:
-        _dw_bwd[grid](a, a.stride(1), weight, dout, da, dwp[p0:], B * h * w, N, start, h, w, C, ALIGNED_C=C % 8 == 0,
-                      **meta)
+        args = (a, a.stride(1), weight, dout, da, dwp[p0:], B * h * w, N, start, h, w, C)
+        if three:
+            _dw_wgrad3[grid](a, a.stride(1), dout, dwp[p0:], B * h * w, N, start, h, w, C, ALIGNED=meta["ALIGNED"],
+                             BN=BWD3_TOKENS, BC=BLOCK_CHANNELS, ITERS=BWD3_ITERS, num_warps=4)
+        else:
+            _dw_bwd[grid](*args, ALIGNED_C=C % 8 == 0, **meta)
     return da, dwp.sum(0)
 
 

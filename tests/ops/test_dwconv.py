@@ -48,14 +48,17 @@ def _check(segments, k, C, dtype, bound, bias=True, extra_cols=0, B=3, seed=0):
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("segments, k, C, extra, bias", [
-    ([(5, 7)], 3, 40, 10, True),           # one grid, channels not a multiple of the block, strided rows
-    ([(4, 4), (6, 3)], 3, 70, 0, False),   # template + search grids, as the tracker lays them out
-    ([(1, 9)], 3, 16, 0, True),            # no grid: one row of tokens
-    ([(5, 6)], 5, 24, 3, True),            # 5 x 5 window
-    ([(14, 14)], 3, 130, 2, True),         # more tokens than one block
+@pytest.mark.parametrize("segments, k, C, extra, bias, bwd3", [
+    ([(5, 7)], 3, 40, 10, True, True),           # one grid, channels not a multiple of the block, strided rows
+    ([(5, 7)], 3, 40, 10, True, False),          # the same through the general backward kernel
+    ([(4, 4), (6, 3)], 3, 70, 0, False, True),   # template + search grids, as the tracker lays them out
+    ([(1, 9)], 3, 16, 0, True, True),            # no grid: one row of tokens
+    ([(5, 6)], 5, 24, 3, True, True),            # 5 x 5 window (general backward)
+    ([(9, 11)], 3, 70, 2, True, True),           # more tokens than one backward program walks
 ])
-def test_dwconv_matches_conv2d_float64(segments, k, C, extra, bias):
+def test_dwconv_matches_conv2d_float64(monkeypatch, segments, k, C, extra, bias, bwd3):
+    import comba_vision.ops.dwconv as dw
+    monkeypatch.setattr(dw, "BWD3", bwd3)
     _check(segments, k, C, torch.float32, 1e-5, bias=bias, extra_cols=extra)
 
 
