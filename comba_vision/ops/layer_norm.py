@@ -28,7 +28,6 @@ import triton.language as tl
 from torch import Tensor
 
 from .block_kernels import applies
-from .reduce import sum_rows
 
 _TILE = 4096  # elements of one [rows, BD] tile a program holds
 _ITERS = 2    # row blocks per backward program (8 left 196 programs at Comba-T's 25088 rows: 56 us; H200)
@@ -129,7 +128,7 @@ def _ln_bwd_op(x: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tenso
     part = torch.empty(programs, 2, D, device=x.device, dtype=torch.float32)
     _ln_bwd[(programs,)](x2, weight, dy2, dx, part, dx, dx, x2.shape[0], D, ITERS=_ITERS, EPS=eps, HAS_RES=False,
                          STORE_DR=False, **meta)
-    return dx.view(x.shape), sum_rows(part)  # one reduction for both
+    return dx.view(x.shape), part.sum(0)  # one reduction for both
 
 
 @_ln_bwd_op.register_fake
@@ -187,7 +186,7 @@ def _add_ln_bwd_op(s: Tensor, weight: Tensor, ds: Tensor, dy: Tensor, eps: float
     _ln_bwd[(programs,)](s2, weight, dy2, dx, part, ds2, dr, s2.shape[0], D, ITERS=_ITERS, EPS=eps, HAS_RES=True,
                          STORE_DR=r_dtype != s.dtype, **meta)
     # the same tensor twice when the dtypes agree: custom ops may not return aliases, so clone that rare case
-    return dx.view(s.shape), (dr.clone() if dr is dx else dr).view(s.shape), sum_rows(part)
+    return dx.view(s.shape), (dr.clone() if dr is dx else dr).view(s.shape), part.sum(0)
 
 
 @_add_ln_bwd_op.register_fake

@@ -30,8 +30,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .reduce import sum_rows
-
 EPS = 1e-12  # F.normalize's default
 # COMBA_FUSED_MIXER (default 1): on CUDA the mixer runs the fused kernels of this module
 FUSED_MIXER = os.environ.get("COMBA_FUSED_MIXER", "1") == "1"
@@ -249,7 +247,7 @@ def _prep_bwd_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: 
     dpar = torch.empty(grid[0], 4, H, device=c.device, dtype=torch.float32)
     _prep_bwd[grid](c, z, sz, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, dc, dz, dpar, B * N, H, K, V,
                     **meta)
-    return dc, dz, sum_rows(dpar)
+    return dc, dz, dpar.sum(0)
 
 
 @_prep_bwd_op.register_fake
@@ -374,7 +372,7 @@ def _out_bwd_op(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float)
     do2, dyg = torch.empty_like(o2), y_g.new_empty(y_g.shape)
     dwp = torch.empty(grid[0], H, V, device=o2.device, dtype=torch.float32)
     _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, dwp, B * N, H, V, **meta)
-    return do2, dyg, sum_rows(dwp.view(-1, V))
+    return do2, dyg, dwp.sum((0, 1))
 
 
 @_out_bwd_op.register_fake
