@@ -195,8 +195,9 @@ class CombaMixer(nn.Module):
             q, k, v, p, g, beta = checkpoint(self._prepare, x, segments, False, use_reentrant=False)
         else:
             q, k, v, p, g, beta, y_g = self._prepare(x, segments)
-        # both scans as one [2, B, N, H, V] tensor for the fused output kernel, else already summed
-        stack = fused_applies(v)
+        # both scans as one [2, B, N, H, V] tensor for the fused output kernel (no pass to sum them), else, and
+        # under recompute (whose checkpoint keeps the output kernel's input: the sum is half the memory), summed
+        stack = fused_applies(v) and not recompute
         if _COUNTER is not None:
             _COUNTER[0] += recurrence_macs(B, N, self.num_heads, self.head_dim_k, self.head_dim_v)
             o2 = torch.stack((v, v)) if stack else v + v

@@ -301,10 +301,13 @@ def mixer_out_torch(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float | None) 
 
 
 @triton.jit
-def _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV: tl.constexpr, EPS: tl.constexpr):
-    """(normalised sum of both scans, 1 / rms, weight, output gate) of head i_h for the rows."""
+def _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV: tl.constexpr, EPS: tl.constexpr, TWO: tl.constexpr):
+    """(normalised sum of both scans, 1 / rms, weight, output gate) of head i_h for the rows. TWO: O2 holds both
+    scans' outputs one after the other, else their sum."""
     p, m = _head_rows(O2, rows, m_r, i_h, H, V, BV)
-    o = tl.load(p, mask=m, other=0.0).to(tl.float32) + tl.load(p + NTOK * H * V, mask=m, other=0.0).to(tl.float32)
+    o = tl.load(p, mask=m, other=0.0).to(tl.float32)
+    if TWO:
+        o += tl.load(p + NTOK * H * V, mask=m, other=0.0).to(tl.float32)
     r = 1.0 / tl.sqrt(tl.sum(o * o, axis=1) / V + EPS)
     cols = tl.arange(0, BV)
     w = tl.load(WN + cols, mask=cols < V, other=0.0).to(tl.float32)
@@ -314,21 +317,23 @@ def _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV: tl.constexpr, EP
 
 
 @triton.jit
-def _out_fwd(O2, YG, SYG, WN, Y, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr):
+def _out_fwd(O2, YG, SYG, WN, Y, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr,
+             TWO: tl.constexpr):
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
     m_r = rows < NTOK
-    n, _, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS)
+    n, _, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS, TWO)
     py, _ = _head_rows(Y, rows, m_r, i_h, H, V, BV)
     tl.store(py, (n * w[None, :] * sg).to(Y.dtype.element_ty), mask=m)
 
 
 @triton.jit
-def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, DWP, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr):
+def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, DWP, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr,
+             TWO: tl.constexpr):
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
     m_r = rows < NTOK
-    n, r, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS)
+    n, r, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS, TWO)
     pdy, _ = _head_rows(DY, rows, m_r, i_h, H, V, BV)
     dy = tl.load(pdy, mask=m, other=0.0).to(tl.float32)
     dn = dy * w[None, :] * sg
@@ -337,7 +342,8 @@ def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, DWP, NTOK, H, V, BN: tl.constexpr, B
     do = r[:, None] * (dn - n * (tl.sum(dn * n, axis=1) / V)[:, None])
     po, _ = _head_rows(DO2, rows, m_r, i_h, H, V, BV)
     tl.store(po, do.to(DO2.dtype.element_ty), mask=m)  # the sum's gradient: the same for both scans
-    tl.store(po + NTOK * H * V, do.to(DO2.dtype.element_ty), mask=m)
+    if TWO:
+        tl.store(po + NTOK * H * V, do.to(DO2.dtype.element_ty), mask=m)
     cols = tl.arange(0, BV)
     tl.store(DWP + (i_n * H + i_h) * V + cols, tl.sum(dy * n * sg, axis=0), mask=cols < V)  # this program's dw
 
@@ -350,16 +356,16 @@ def _out_meta(H: int, V: int, ntok: int, eps: float):
 @torch.library.custom_op("comba_vision::mixer_out", mutates_args=())
 def _out_op(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
     o2, (y_g, syg) = o2.contiguous(), _rows(y_g)
-    _, B, N, H, V = o2.shape
+    B, N, H, V = o2.shape[-4:]
     y = o2.new_empty(B, N, H * V)
     grid, meta = _out_meta(H, V, B * N, eps)
-    _out_fwd[grid](o2, y_g, syg, weight, y, B * N, H, V, **meta)
+    _out_fwd[grid](o2, y_g, syg, weight, y, B * N, H, V, TWO=o2.dim() == 5, **meta)
     return y
 
 
 @_out_op.register_fake
 def _(o2, y_g, weight, eps):
-    _, B, N, H, V = o2.shape
+    B, N, H, V = o2.shape[-4:]
     return o2.new_empty(B, N, H * V)
 
 
@@ -367,11 +373,11 @@ def _(o2, y_g, weight, eps):
 def _out_bwd_op(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     """(d o2, d y_g, d weight as float32)."""
     o2, (y_g, syg), dy = o2.contiguous(), _rows(y_g), dy.contiguous()
-    _, B, N, H, V = o2.shape
+    B, N, H, V = o2.shape[-4:]
     grid, meta = _out_meta(H, V, B * N, eps)
     do2, dyg = torch.empty_like(o2), y_g.new_empty(y_g.shape)
     dwp = torch.empty(grid[0], H, V, device=o2.device, dtype=torch.float32)
-    _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, dwp, B * N, H, V, **meta)
+    _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, dwp, B * N, H, V, TWO=o2.dim() == 5, **meta)
     return do2, dyg, dwp.sum((0, 1))
 
 
@@ -396,10 +402,13 @@ _out_op.register_autograd(_out_backward, setup_context=_out_setup_ctx)
 
 
 def mixer_out(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float | None) -> Tensor:
-    """mixer_out_torch's result from the fused Triton kernels (CUDA, or the CPU under TRITON_INTERPRET=1)."""
-    if o2.dim() != 5 or o2.shape[0] != 2:
-        raise ValueError(f"o2 must be both scans' outputs [2, B, N, H, V], got {tuple(o2.shape)}")
-    _, B, N, H, V = o2.shape
+    """mixer_out_torch's result from the fused Triton kernels (CUDA, or the CPU under TRITON_INTERPRET=1). o2:
+    both scans' outputs [2, B, N, H, V], or their sum [B, N, H, V] (what the recompute mode keeps: half the
+    memory)."""
+    if not (o2.dim() == 5 and o2.shape[0] == 2 or o2.dim() == 4):
+        raise ValueError(f"o2 must be both scans' outputs [2, B, N, H, V] or their sum [B, N, H, V], "
+                         f"got {tuple(o2.shape)}")
+    B, N, H, V = o2.shape[-4:]
     if tuple(y_g.shape) != (B, N, H * V):
         raise ValueError(f"y_g must be [B, N, H*V] = {(B, N, H * V)}, got {tuple(y_g.shape)}")
     if tuple(weight.shape) != (V,) or not weight.is_contiguous():

@@ -19,9 +19,10 @@ def _inputs(B, N, H, K, V, dtype, device, seed=0, strided=False):
     gen = torch.Generator().manual_seed(seed)
     c = 2 * torch.randn(B, N, 2 * H * K + H * V, generator=gen)
     off = 2 if strided else 0
-    z = (3 * torch.randn(B, N, 2 * H + (5 if strided else 0), generator=gen))[..., off:off + 2 * H]
+    # sliced on the device: moving a column slice to another device makes it contiguous
+    z = (3 * torch.randn(B, N, 2 * H + (5 if strided else 0), generator=gen)).to(device, dtype)[..., off:off + 2 * H]
     params = [0.5 * torch.randn(H, generator=gen) for _ in range(4)]  # A_log, dt_bias, b_logit, d
-    return [c.to(device, dtype), z.to(device, dtype)] + [x.to(device) for x in params]
+    return [c.to(device, dtype), z] + [x.to(device) for x in params]
 
 
 def _run(fn, xs, H, K, V, used, seed=1):
@@ -92,10 +93,10 @@ def _out_inputs(B, N, H, V, dtype, device, seed=0):
     """Both scans' outputs o2, the output-gate logits (a column slice of a wider tensor) and the norm weight."""
     gen = torch.Generator().manual_seed(seed)
     o2 = torch.randn(2, B, N, H, V, generator=gen)
-    y_g = (2 * torch.randn(B, N, H * V + 7, generator=gen))[..., 3:3 + H * V]
+    y_g = (2 * torch.randn(B, N, H * V + 7, generator=gen)).to(device, dtype)[..., 3:3 + H * V]  # sliced there
     assert not y_g.is_contiguous()
     w = 1 + 0.3 * torch.randn(V, generator=gen)
-    return o2.to(device, dtype), y_g.to(device, dtype), w.to(device)
+    return o2.to(device, dtype), y_g, w.to(device)
 
 
 def _run_out(fn, xs, eps=1e-5, seed=1):
@@ -118,6 +119,22 @@ def test_fused_out_matches_float64(B, N, H, V):
         assert gr.shape == r.shape and rel_err(gr, r) <= 1e-5, name
     # the sum's gradient reaches both scans alike
     assert torch.equal(grads[0][0], grads[0][1])
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_fused_out_takes_the_sum_of_both_scans():
+    """The recompute mode hands the output kernel o_fwd + o_rev [B, N, H, V] instead of both scans: the same
+    result as from the pair, and the sum's gradient is the pair's (either scan's) gradient."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    o2, y_g, w = _out_inputs(2, 23, 2, 24, torch.float32, dev)
+    y2, g2 = _run_out(mixer_out, [o2, y_g, w])
+    y1, g1 = _run_out(mixer_out, [o2[0] + o2[1], y_g, w])
+    ref, ref_grads = _run_out(mixer_out_torch, [(o2[0] + o2[1]).double(), y_g.double(), w.double()])
+    assert g1[0].shape == o2.shape[1:]
+    assert rel_err(y1, ref) <= 1e-5 and rel_err(y1, y2) <= 1e-6
+    for name, gr, r in zip(("do", "dy_g", "dweight"), g1, ref_grads):
+        assert rel_err(gr, r) <= 1e-5, name
+    assert torch.equal(g1[0], g2[0][0])
 
 
 @pytest.mark.gpu
@@ -146,7 +163,7 @@ def test_fused_out_takes_eps_none_like_rms_norm():
 def test_bad_output_shapes_are_named():
     o2, y_g, w = _out_inputs(1, 5, 2, 8, torch.float32, "cpu")
     with pytest.raises(ValueError, match=r"o2 must be both scans' outputs \[2, B, N, H, V\]"):
-        mixer_out(o2[0], y_g, w, 1e-5)
+        mixer_out(o2[:1], y_g, w, 1e-5)
     with pytest.raises(ValueError, match=r"y_g must be \[B, N, H\*V\]"):
         mixer_out(o2, y_g[..., :-1], w, 1e-5)
     with pytest.raises(ValueError, match=r"weight must be a contiguous \[V\]"):
