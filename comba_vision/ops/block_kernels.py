@@ -1,4 +1,5 @@
-"""When the Comba blocks' LayerNorm and Linear layers take the fused Triton kernels (ops.layer_norm, ops.linear).
+"""When the Comba blocks' LayerNorm, Linear and depthwise conv layers take the fused Triton kernels (ops.layer_norm,
+ops.linear, ops.dwconv).
 
 Those kernels save device time (H200, session 8: a CUDA-graphed Comba-T training step at 224px went from 4792
 to 5653 images/s with both) but each call costs more host time than PyTorch's native kernels: a
@@ -9,7 +10,10 @@ only where the host is out of the loop, inside ``fused_block_kernels()``, which 
 builders enter for their warm-up and capture (GraphedTrainStep, the benchmark's --cuda-graph, the
 tracker's GraphedForward).
 
-``COMBA_FUSED_NORM`` / ``COMBA_FUSED_LINEAR``: ``graph`` (default) as above, ``1`` always on CUDA, ``0`` never.
+``COMBA_FUSED_NORM`` / ``COMBA_FUSED_LINEAR`` / ``COMBA_FUSED_CONV``: ``graph`` (default) as above, ``1`` always on
+CUDA, ``0`` never. (The conv's eager A/B on the H200, session 9, with its first and slower kernels: 1130 / 2249
+images/s with PyTorch's conv against 1871 / 2078 with the Triton one, within the host's noise; so it follows
+the others.)
 """
 from __future__ import annotations
 
