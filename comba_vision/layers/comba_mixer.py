@@ -196,7 +196,9 @@ class CombaMixer(nn.Module):
         else:
             q, k, v, p, g, beta, y_g = self._prepare(x, segments)
         # both scans as one [2, B, N, H, V] tensor for the fused output kernel (no pass to sum them), else, and
-        # under recompute (whose checkpoint keeps the output kernel's input: the sum is half the memory), summed
+        # under recompute (whose checkpoint keeps the output kernel's input: the sum is half the memory), summed;
+        # the sum is then rounded to the scans' dtype (bf16 under autocast) before the norm, where the
+        # two-scan kernel adds in float32: recompute and plain runs differ by that rounding
         stack = fused_applies(v) and not recompute
         if _COUNTER is not None:
             _COUNTER[0] += recurrence_macs(B, N, self.num_heads, self.head_dim_k, self.head_dim_v)

@@ -73,6 +73,8 @@ class CombaViT(nn.Module):
             for i in range(depth)])
         reduction = self.patch_embed.feat_ratio() if hasattr(self.patch_embed, "feat_ratio") else patch_size
         self.feature_info = [dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=reduction) for i in range(depth)]
+        # fused inside the package's CUDA graphs: under autocast its output is then in the autocast dtype (the
+        # head and the tracker's layers cast to it anyway), where nn.LayerNorm returns float32
         self.norm = FusedLayerNorm(embed_dim, eps=1e-6)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()

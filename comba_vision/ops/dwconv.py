@@ -149,8 +149,23 @@ def _dw_wgrad3(A, SA, DOUT, DWP, NSEG, N, START, GH, GW, C, ALIGNED: tl.constexp
     tl.store(part + 9 * C, tl.sum(sb, axis=0), mask=m_c)
 
 
-def _uniform_rows(t: Tensor) -> bool:
-    return t.dim() == 3 and t.stride(-1) == 1 and t.stride(0) == t.shape[1] * t.stride(1)
+def _row_stride(t: Tensor) -> int | None:
+    """The stride of t [B, N, C]'s B * N rows if they are uniformly spaced and dense along C, else None. (With
+    one token a sequence the rows are stride(0) apart, whatever stride(1) says.)"""
+    if t.dim() != 3 or (t.stride(-1) != 1 and t.shape[-1] > 1):
+        return None
+    if t.shape[1] == 1:
+        return t.stride(0)
+    return t.stride(1) if t.shape[0] == 1 or t.stride(0) == t.shape[1] * t.stride(1) else None
+
+
+def _rows(t: Tensor) -> tuple[Tensor, int]:
+    """t, or a dense copy of it, and its row stride."""
+    stride = _row_stride(t)
+    if stride is None:  # a contiguous tensor always has uniform rows by the test above
+        t = t.contiguous()
+        stride = _row_stride(t)
+    return t, stride
 
 
 def _launches(B: int, C: int, segments: list[int], tokens: int = BLOCK_TOKENS):
@@ -164,18 +179,18 @@ def _launches(B: int, C: int, segments: list[int], tokens: int = BLOCK_TOKENS):
     return out, p0
 
 
-def _meta(a: Tensor, k: int) -> dict:
-    return dict(K=k, ALIGNED=a.stride(1) % 8 == 0, BN=BLOCK_TOKENS, BC=BLOCK_CHANNELS, num_warps=4)
+def _meta(row_stride: int, k: int) -> dict:
+    return dict(K=k, ALIGNED=row_stride % 8 == 0, BN=BLOCK_TOKENS, BC=BLOCK_CHANNELS, num_warps=4)
 
 
 @torch.library.custom_op("comba_vision::dwconv_tokens", mutates_args=())
 def _dw_op(a: Tensor, weight: Tensor, bias: Tensor | None, segments: list[int]) -> Tensor:
-    a = a if _uniform_rows(a) else a.contiguous()
+    a, sa = _rows(a)
     B, N, C = a.shape
     out = a.new_empty(B, N, C)
-    meta = _meta(a, weight.shape[-1])
+    meta = _meta(sa, weight.shape[-1])
     for grid, _, start, h, w in _launches(B, C, segments)[0]:
-        _dw_fwd[grid](a, a.stride(1), weight, bias if bias is not None else weight, out, B * h * w, N, start, h, w, C,
+        _dw_fwd[grid](a, sa, weight, bias if bias is not None else weight, out, B * h * w, N, start, h, w, C,
                       HAS_BIAS=bias is not None, **meta)
     return out
 
@@ -188,24 +203,24 @@ def _(a, weight, bias, segments):
 @torch.library.custom_op("comba_vision::dwconv_tokens_bwd", mutates_args=())
 def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> tuple[Tensor, Tensor]:
     """(da, [k*k + 1, C] float32: the weight gradient by tap, then the bias gradient)."""
-    a = a if _uniform_rows(a) else a.contiguous()
-    dout = dout.contiguous()
+    a, sa = _rows(a)
+    dout = dout.contiguous()  # read as rows C apart
     B, N, C = a.shape
     k = weight.shape[-1]
     three = k == 3 and BWD3
     launches, parts = _launches(B, C, segments, BWD3_TOKENS * BWD3_ITERS if three else BLOCK_TOKENS)
     da = a.new_empty(B, N, C)
     dwp = torch.empty(parts, k * k + 1, C, device=a.device, dtype=torch.float32)
-    meta = _meta(a, k)
+    meta = _meta(sa, k)
     if three:  # da: the forward kernel on dout with the window flipped; then the weight gradient on its own
         wflip = weight.flip(-1, -2).contiguous()
         for grid, _, start, h, w in _launches(B, C, segments)[0]:
             _dw_fwd[grid](dout, C, wflip, wflip, da, B * h * w, N, start, h, w, C, HAS_BIAS=False,
-                          **_meta(dout, k))
+                          **_meta(C, k))
     for grid, p0, start, h, w in launches:
-        args = (a, a.stride(1), weight, dout, da, dwp[p0:], B * h * w, N, start, h, w, C)
+        args = (a, sa, weight, dout, da, dwp[p0:], B * h * w, N, start, h, w, C)
         if three:
-            _dw_wgrad3[grid](a, a.stride(1), dout, dwp[p0:], B * h * w, N, start, h, w, C, ALIGNED=meta["ALIGNED"],
+            _dw_wgrad3[grid](a, sa, dout, dwp[p0:], B * h * w, N, start, h, w, C, ALIGNED=meta["ALIGNED"],
                              BN=BWD3_TOKENS, BC=BLOCK_CHANNELS, ITERS=BWD3_ITERS, num_warps=4)
         else:
             _dw_bwd[grid](*args, ALIGNED_C=C % 8 == 0, **meta)
@@ -252,7 +267,8 @@ def dwconv_tokens(a: Tensor, weight: Tensor, bias: Tensor | None, segments) -> T
     segments = [(int(h), int(w)) for h, w in (segments or [(1, N)])]
     if sum(h * w for h, w in segments) != N:
         raise ValueError(f"segments {list(segments)} do not cover the {N} tokens")
-    span = B * N * (a.stride(1) if _uniform_rows(a) else C)
+    stride = _row_stride(a)
+    span = B * N * (stride if stride is not None else C)
     if span >= _INT32:
         raise ValueError(f"a spans {span} elements, more than the conv kernel's 32-bit offsets reach (2**31); "
                          "split the batch, or set COMBA_FUSED_CONV=0")

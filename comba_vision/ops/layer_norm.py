@@ -175,24 +175,26 @@ def _(x, r, weight, bias, eps, out_dtype):
 @torch.library.custom_op("comba_vision::add_layer_norm_bwd", mutates_args=())
 def _add_ln_bwd_op(s: Tensor, weight: Tensor, ds: Tensor, dy: Tensor, eps: float,
                    r_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-    """(d(x + r) in s's dtype, the same in r's dtype, [dw; db] as one [2, D] float32 tensor)."""
+    """(d(x + r) in s's dtype, the same in r's dtype where that differs (else an empty placeholder: the caller
+    hands dx to both), [dw; db] as one [2, D] float32 tensor)."""
     D = s.shape[-1]
     s2, ds2, dy2 = (t.reshape(-1, D).contiguous() for t in (s, ds, dy))
     meta = _meta(D)
     programs = triton.cdiv(s2.shape[0], meta["BN"] * _ITERS)
     dx = torch.empty_like(s2)
-    dr = dx if r_dtype == s.dtype else torch.empty(s2.shape, dtype=r_dtype, device=s.device)
+    same = r_dtype == s.dtype
+    dr = s2.new_empty(0, dtype=r_dtype) if same else torch.empty(s2.shape, dtype=r_dtype, device=s.device)
     part = torch.empty(programs, 2, D, device=s.device, dtype=torch.float32)
     _ln_bwd[(programs,)](s2, weight, dy2, dx, part, ds2, dr, s2.shape[0], D, ITERS=_ITERS, EPS=eps, HAS_RES=True,
-                         STORE_DR=r_dtype != s.dtype, **meta)
-    # the same tensor twice when the dtypes agree: custom ops may not return aliases, so clone that rare case
-    return dx.view(s.shape), (dr.clone() if dr is dx else dr).view(s.shape), part.sum(0)
+                         STORE_DR=not same, **meta)
+    return dx.view(s.shape), (dr if same else dr.view(s.shape)), part.sum(0)
 
 
 @_add_ln_bwd_op.register_fake
 def _(s, weight, ds, dy, eps, r_dtype):
     D = s.shape[-1]
-    return s.new_empty(s.shape), s.new_empty(s.shape, dtype=r_dtype), s.new_empty(2, D, dtype=torch.float32)
+    dr = s.new_empty(0, dtype=r_dtype) if r_dtype == s.dtype else s.new_empty(s.shape, dtype=r_dtype)
+    return s.new_empty(s.shape), dr, s.new_empty(2, D, dtype=torch.float32)
 
 
 def _add_setup(ctx, inputs, output):
@@ -208,6 +210,8 @@ def _add_backward(ctx, ds, dy):
     ds = ds if ds is not None else torch.zeros_like(s)
     dy = dy if dy is not None else torch.zeros_like(s)
     dx, dr, dwb = _add_ln_bwd_op(s, weight, ds, dy, ctx.eps, r_dtype)
+    if r_dtype == s.dtype:  # one gradient for both summands, as x + r's own backward hands out
+        dr = dx
     return dx.to(x_dtype), dr, dwb[0].to(weight.dtype), dwb[1].to(bias_dtype), None, None
 
 
@@ -234,11 +238,12 @@ def _check_args(x: Tensor, weight: Tensor, bias: Tensor) -> None:
     _check_offsets(x.numel())
 
 
-def _out_dtype(x: Tensor, out_dtype: torch.dtype | None) -> torch.dtype:
-    """The norm's output dtype: out_dtype, else the autocast dtype where autocast is on for x's device."""
+def _out_dtype(x: Tensor, out_dtype: torch.dtype | None, normed: torch.dtype | None = None) -> torch.dtype:
+    """The norm's output dtype: out_dtype, else the autocast dtype where autocast is on for x's device, else the
+    dtype of what is normalised (normed, by default x's)."""
     if out_dtype is None:
         dev = x.device.type
-        out_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+        out_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else (normed or x.dtype)
     return out_dtype
 
 
@@ -252,7 +257,7 @@ def add_layer_norm(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: floa
     if not r.is_floating_point():
         raise ValueError(f"add_layer_norm needs a floating-point residual branch, got {r.dtype}")
     _check_args(x, weight, bias)
-    return _add_ln_op(x, r, weight, bias, float(eps), _out_dtype(x, out_dtype))
+    return _add_ln_op(x, r, weight, bias, float(eps), _out_dtype(x, out_dtype, torch.promote_types(x.dtype, r.dtype)))
 
 
 def fused_norm_applies(x: Tensor) -> bool:

@@ -51,6 +51,7 @@ def _check(segments, k, C, dtype, bound, bias=True, extra_cols=0, B=3, seed=0):
 @pytest.mark.parametrize("segments, k, C, extra, bias, bwd3", [
     ([(5, 7)], 3, 40, 10, True, True),           # one grid, channels not a multiple of the block, strided rows
     ([(5, 7)], 3, 40, 10, True, False),          # the same through the general backward kernel
+    ([(4, 4), (6, 3)], 3, 70, 0, True, False),   # the general backward on a second grid (its partial rows)
     ([(4, 4), (6, 3)], 3, 70, 0, False, True),   # template + search grids, as the tracker lays them out
     ([(1, 9)], 3, 16, 0, True, True),            # no grid: one row of tokens
     ([(5, 6)], 5, 24, 3, True, True),            # 5 x 5 window (general backward)
@@ -68,6 +69,19 @@ def test_dwconv_half_precision():
     _check([(8, 8), (3, 5)], 3, 96, dtype, 1e-2, extra_cols=8)
 
 
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_dwconv_one_token_rows_with_odd_strides():
+    """[B, 1, C] with a stride(1) that is not the rows' spacing (PyTorch calls such a tensor contiguous): the
+    rows are stride(0) apart, and the kernels must read them there."""
+    fm = torch.randn(3, 8, 1, 1, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    a = fm.flatten(2).transpose(1, 2)  # [3, 1, 8], strides (8, 1, 1)
+    assert a.stride(1) != a.stride(0)
+    w = torch.randn(8, 1, 3, 3, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    out = dwconv_tokens(a, w, None, [(1, 1)])
+    ref = _conv_ref(a.double().cpu(), w.double().cpu(), None, [(1, 1)])
+    assert rel_err(out, ref) <= 1e-6
+
+
 def test_dwconv_bad_inputs():
     a = torch.zeros(2, 12, 8)
     with pytest.raises(ValueError, match="segments"):
@@ -78,6 +92,10 @@ def test_dwconv_bad_inputs():
         dwconv_tokens(a, torch.zeros(8, 1, 3, 3), torch.zeros(7), [(3, 4)])
     with pytest.raises(ValueError, match="odd"):
         dwconv_tokens(a, torch.zeros(8, 1, 4, 4), None, [(3, 4)])
+    with pytest.raises(ValueError, match=r"\[8, 1, k, k\]"):  # channels differ from a's
+        dwconv_tokens(a, torch.zeros(6, 1, 3, 3), None, [(3, 4)])
+    with pytest.raises(ValueError, match="weight"):  # not square
+        dwconv_tokens(a, torch.zeros(8, 1, 3, 5), None, [(3, 4)])
     with pytest.raises(ValueError, match=r"\[B, N, C\]"):
         dwconv_tokens(a[0], torch.zeros(8, 1, 3, 3), None, [(3, 4)])
 

@@ -131,14 +131,68 @@ def test_add_layer_norm_mixed_dtypes():
         assert rel_err(g, gr) <= (4e-3 if name == "dr" else 1e-3), name
 
 
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("used", ["s", "y"])
+def test_add_layer_norm_one_output_used(used):
+    """Only the sum or only the norm takes part in the loss (the other output's gradient is None)."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    x, w, b = _inputs((2, 30, 64), torch.float32, dev)
+    r = _inputs((2, 30, 64), torch.float32, dev, seed=5)[0]
+    grads = []
+    for fn in (lambda *t: add_layer_norm(*t, 1e-6), _add_ref):
+        xs = [t.detach().clone().double().requires_grad_() if fn is _add_ref else t.detach().clone().requires_grad_()
+              for t in (x, r, w, b)]
+        s, y = fn(*xs)
+        out = s if used == "s" else y
+        weights = torch.linspace(-1, 1, out.numel(), dtype=torch.float64, device=dev).view(out.shape)
+        (out.double() * weights).sum().backward()
+        grads.append([t.grad for t in xs])
+    for name, g, gr in zip(("dx", "dr", "dweight", "dbias"), *grads):
+        if gr is None or not gr.any():
+            assert g is None or not g.any(), name
+        else:
+            assert rel_err(g, gr) <= 1e-5, name
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_add_layer_norm_output_dtype_follows_the_sum():
+    """Without autocast the norm's output has the sum's dtype (x + r promoted), as the unfused form gives."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    x, w, b = _inputs((2, 5, 32), torch.float16, dev)
+    r = _inputs((2, 5, 32), torch.float32, dev, seed=5)[0]
+    s, y = add_layer_norm(x, r, w, b, 1e-6)
+    assert s.dtype == y.dtype == torch.float32
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 def test_fused_block_residual_matches_unfused(monkeypatch):
-    """FusedLayerNorm.residual is (x + r, norm(x + r)) with or without the fused kernel."""
-    norm = FusedLayerNorm(32, eps=1e-6)
+    """A Comba block whose norms take the fused kernels (the residual add with norm2 included) against the same
+    block on PyTorch's: output and every gradient, float32."""
+    import comba_vision.layers.fused as fused
+    from comba_vision.layers.comba_mixer import CombaBlock
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    block = CombaBlock(32, 2, mlp_ratio=2.0, norm_layer=FusedLayerNorm).to(dev)
+    with torch.no_grad():
+        for norm in (block.norm1, block.norm2):
+            norm.weight.add_(0.2 * torch.randn_like(norm.weight))
+            norm.bias.add_(0.2 * torch.randn_like(norm.bias))
+    x = torch.randn(2, 12, 32, device=dev)
+    runs = []
+    for on in (False, True):
+        monkeypatch.setattr(fused, "fused_norm_applies", lambda t, on=on: on)
+        block.zero_grad()
+        xi = x.clone().requires_grad_()
+        y = block(xi, [(3, 4)])
+        (y * torch.linspace(-1, 1, y.numel(), device=dev).view(y.shape)).sum().backward()
+        runs.append([y.detach(), xi.grad] + [p.grad.clone() for p in block.parameters()])
+    names = ["output", "dx"] + [n for n, _ in block.named_parameters()]
+    for name, a, b in zip(names, *runs):
+        assert rel_err(a, b) <= 1e-5, name
     x, r = torch.randn(2, 9, 32), torch.randn(2, 9, 32)
-    s, y = norm.residual(x, r)
-    assert torch.equal(s, x + r) and torch.equal(y, norm(x + r))
     with pytest.raises(ValueError, match="differ in shape"):
-        add_layer_norm(x, r[:, :3], norm.weight, norm.bias)
+        add_layer_norm(x, r[:, :3], block.norm2.weight, block.norm2.bias)
 
 
 def test_fused_layer_norm_is_a_layer_norm():
