@@ -39,6 +39,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .block_kernels import applies
+from .mixer_fused import _row_stride, _rows
 
 BLOCK_TOKENS = 64
 BLOCK_CHANNELS = 64
@@ -149,25 +150,6 @@ def _dw_wgrad3(A, SA, DOUT, DWP, NSEG, N, START, GH, GW, C, ALIGNED: tl.constexp
     tl.store(part + 9 * C, tl.sum(sb, axis=0), mask=m_c)
 
 
-def _row_stride(t: Tensor) -> int | None:
-    """The stride of t [B, N, C]'s B * N rows if they are uniformly spaced and dense along C, else None. (With
-    one token a sequence the rows are stride(0) apart, whatever stride(1) says.)"""
-    if t.dim() != 3 or (t.stride(-1) != 1 and t.shape[-1] > 1):
-        return None
-    if t.shape[1] == 1:
-        return t.stride(0)
-    return t.stride(1) if t.shape[0] == 1 or t.stride(0) == t.shape[1] * t.stride(1) else None
-
-
-def _rows(t: Tensor) -> tuple[Tensor, int]:
-    """t, or a dense copy of it, and its row stride."""
-    stride = _row_stride(t)
-    if stride is None:  # a contiguous tensor always has uniform rows by the test above
-        t = t.contiguous()
-        stride = _row_stride(t)
-    return t, stride
-
-
 def _launches(B: int, C: int, segments: list[int], tokens: int = BLOCK_TOKENS):
     """Per grid: (program grid, first partial row, start token, height, width), with programs of ``tokens``
     tokens; and the partial rows in all."""
@@ -218,12 +200,12 @@ def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> 
             _dw_fwd[grid](dout, C, wflip, wflip, da, B * h * w, N, start, h, w, C, HAS_BIAS=False,
                           **_meta(C, k))
     for grid, p0, start, h, w in launches:
-        args = (a, sa, weight, dout, da, dwp[p0:], B * h * w, N, start, h, w, C)
         if three:
             _dw_wgrad3[grid](a, sa, dout, dwp[p0:], B * h * w, N, start, h, w, C, ALIGNED=meta["ALIGNED"],
                              BN=BWD3_TOKENS, BC=BLOCK_CHANNELS, ITERS=BWD3_ITERS, num_warps=4)
         else:
-            _dw_bwd[grid](*args, ALIGNED_C=C % 8 == 0, **meta)
+            _dw_bwd[grid](a, sa, weight, dout, da, dwp[p0:], B * h * w, N, start, h, w, C, ALIGNED_C=C % 8 == 0,
+                          **meta)
     return da, dwp.sum(0)
 
 

@@ -36,18 +36,24 @@ FUSED_MIXER = os.environ.get("COMBA_FUSED_MIXER", "1") == "1"
 BLOCK_TOKENS = 32
 
 
-def _uniform_rows(t: Tensor) -> bool:
-    """Whether t [B, N, D] is B * N rows a uniform number of elements apart (t.stride(1)), dense along D."""
-    return t.stride(-1) == 1 and t.stride(0) == t.shape[1] * t.stride(1)
+def _row_stride(t: Tensor) -> int | None:
+    """The stride of t [B, N, D]'s B * N rows if they are uniformly spaced and dense along D, else None. (With
+    one token a sequence the rows are stride(0) apart, whatever stride(1) says; with one sequence, stride(1).)"""
+    if t.dim() != 3 or (t.stride(-1) != 1 and t.shape[-1] > 1):
+        return None
+    if t.shape[1] == 1:
+        return t.stride(0)
+    return t.stride(1) if t.shape[0] == 1 or t.stride(0) == t.shape[1] * t.stride(1) else None
 
 
 def _rows(t: Tensor) -> tuple[Tensor, int]:
     """t [B, N, D] as such rows: (t, or a dense copy of it, the row stride). The gate logits are column
     slices of one projection's output: read in place."""
-    if _uniform_rows(t):
-        return t, t.stride(1)
-    t = t.contiguous()
-    return t, t.shape[-1]
+    stride = _row_stride(t)
+    if stride is None:  # a contiguous tensor always has uniform rows by the test above
+        t = t.contiguous()
+        stride = _row_stride(t)
+    return t, stride
 
 
 # ----------------------------------------------------------------------------------------------- input side
@@ -198,7 +204,8 @@ def _check_offsets(n: int, what: str) -> None:
 
 def _check_rows(t: Tensor, what: str) -> None:
     """The span of t [B, N, D] as the kernels read it: B * N rows of the stride _rows gives them."""
-    _check_offsets(t.shape[0] * t.shape[1] * (t.stride(1) if _uniform_rows(t) else t.shape[-1]), what)
+    stride = _row_stride(t)
+    _check_offsets(t.shape[0] * t.shape[1] * (stride if stride is not None else t.shape[-1]), what)
 
 
 def _check(c: Tensor, z: Tensor, params: tuple[Tensor, ...], H: int, K: int, V: int) -> None:
