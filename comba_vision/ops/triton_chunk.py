@@ -72,6 +72,10 @@ STATE_HALVES_MIN_BK = 128 if os.environ.get("COMBA_STATE_HALVES", "1") == "1" el
 # the whole GPU suite passed with it on the H200 (bf16 and fp32) and the forward got faster (docs/KERNELS.md);
 # COMBA_DOUBLING_INVERSE=0 gives the row substitution back.
 DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "1") == "1"
+# COMBA_TAIL_TILE (default 1): a short last chunk (at most 32 of its 64 positions used, e.g. 196 = 3 * 64 + 4
+# tokens at 224px) runs on a 16- or 32-row tile: the chunk-parallel kernels take it in a launch of its own,
+# the state kernels in a last (first, backwards) step of their own; below head size 128 (_tail_rows).
+TAIL_TILE = os.environ.get("COMBA_TAIL_TILE", "1") == "1"
 
 
 def _interpreting() -> bool:
@@ -107,15 +111,16 @@ def _sub_rows(i_t, j, i_b, T, H, i_h, BT: tl.constexpr, BC: tl.constexpr, REVERS
 
 
 @triton.jit
-def _rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr):
-    """Row index into a [B, T, H, ...] input for each scan position of chunk i_t, and its mask."""
-    return _scan_rows(i_t, 0, i_b, T, H, i_h, BT, BT, REVERSE, False)
+def _rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr, CS: tl.constexpr):
+    """Row index into a [B, T, H, ...] input for each of the first BT scan positions of chunk i_t (chunks are
+    CS positions apart; BT < CS for a short last chunk's tile), and its mask."""
+    return _scan_rows(i_t, 0, i_b, T, H, i_h, CS, BT, REVERSE, False)
 
 
 @triton.jit
-def _out_rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr):
+def _out_rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr, CS: tl.constexpr):
     """Row index into the output / dO / gradient tensors (the same as _rows unless REVERSE == 2)."""
-    return _scan_rows(i_t, 0, i_b, T, H, i_h, BT, BT, REVERSE, True)[0]
+    return _scan_rows(i_t, 0, i_b, T, H, i_h, CS, BT, REVERSE, True)[0]
 
 
 @triton.jit
@@ -271,21 +276,21 @@ def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: 
 def _fwd_prepare_blocked(
     k, p, v, g, beta, M, W, U,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
 ):
     """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse)."""
     BC: tl.constexpr = 16
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
+    NT = tl.cdiv(T, CS)
     o = tl.arange(0, BC)
     o_k = tl.arange(0, BK)
     m_k = o_k < K
     (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
      r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
         g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC, DOUBLING)
-    base_c = (i_bh * NT + i_t) * BT
+    base_c = (i_bh * NT + i_t) * CS
     zero = tl.zeros([BC, BC], dtype=tl.float32)
     _store_m_block(M, base_c, X00, 0, 0, BT, BC)
     _store_m_block(M, base_c, zero, 0, 1, BT, BC)
@@ -442,16 +447,16 @@ def _fused_bidir_fwd(
 def _fwd_prepare(
     k, p, v, g, beta, M, W, U,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
+    NT = tl.cdiv(T, CS)
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     m_k = o_k < K
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
@@ -469,8 +474,8 @@ def _fwd_prepare(
         b_row = b_row + tl.sum(b_row[:, None] * b_X, 0) * (o_c < i)
         b_X = tl.where(m_row[:, None], b_row[None, :], b_X)
     b_M = b_X + tl.where(o_c[:, None] == o_c[None, :], 1., 0.)
-    base_c = (i_bh * NT + i_t) * BT
-    tl.store(M + (base_c + o_c)[:, None] * BT + o_c[None, :], b_M)
+    base_c = (i_bh * NT + i_t) * CS
+    tl.store(M + (base_c + o_c)[:, None] * CS + o_c[None, :], b_M)
     b_W = tl.dot(b_M, b_p * (b_beta * tl.exp(b_cf))[:, None], input_precision=PREC)
     tl.store(W + (base_c + o_c)[:, None] * K + o_k[None, :], b_W, mask=m_k[None, :])
     for i_v in range(0, tl.cdiv(V, BV)):
@@ -482,37 +487,51 @@ def _fwd_prepare(
 
 
 @triton.jit
+def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
+                     BT: tl.constexpr, BK: tl.constexpr, CS: tl.constexpr, REVERSE: tl.constexpr,
+                     IPLR: tl.constexpr, PREC: tl.constexpr):
+    """One chunk of _fwd_state on a BT-row tile: stores the state at the chunk start, completes u, returns
+    the state at the chunk end."""
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    tl.store(h + (i_bh * NT + i_t) * K * V + kv, b_h, mask=m_kv)
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    base_c = (i_bh * NT + i_t) * CS
+    b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=(o_k < K)[None, :], other=0.)
+    p_U = U + (base_c + o_c)[:, None] * V + o_v[None, :]
+    b_u = tl.load(p_U, mask=m_v[None, :], other=0.) - tl.dot(b_W, b_h, input_precision=PREC)
+    tl.store(p_U, b_u, mask=m_v[None, :])
+    b_k = _load_rows(k, rows, m_t, K, BK, 0)
+    b_k = b_k * tl.exp(b_clast - b_c)[:, None]
+    return b_h * tl.exp(b_clast) + tl.dot(tl.trans(b_k), b_u, input_precision=PREC)
+
+
+@triton.jit
 def _fwd_state(
     k, g, W, U, h, h0, ht,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
-    USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, TAIL: tl.constexpr,
 ):
+    """TAIL < CS: the last chunk is short and its buffers were written on a TAIL-row tile (see _tail_rows)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
-    o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
+    NT = tl.cdiv(T, CS)
     o_v = i_v * BV + tl.arange(0, BV)
-    m_k = o_k < K
     m_v = o_v < V
     kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_H0:
         b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
-    for i_t in range(0, NT):
-        tl.store(h + (i_bh * NT + i_t) * K * V + kv, b_h, mask=m_kv)
-        rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
-        b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-        base_c = (i_bh * NT + i_t) * BT
-        b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.)
-        p_U = U + (base_c + o_c)[:, None] * V + o_v[None, :]
-        b_u = tl.load(p_U, mask=m_v[None, :], other=0.) - tl.dot(b_W, b_h, input_precision=PREC)
-        tl.store(p_U, b_u, mask=m_v[None, :])
-        b_k = _load_rows(k, rows, m_t, K, BK, 0)
-        b_k = b_k * tl.exp(b_clast - b_c)[:, None]
-        b_h = b_h * tl.exp(b_clast) + tl.dot(tl.trans(b_k), b_u, input_precision=PREC)
+    n_full = NT - 1 if TAIL < CS else NT
+    for i_t in range(0, n_full):
+        b_h = _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
+                               CS, BK, CS, REVERSE, IPLR, PREC)
+    if TAIL < CS:
+        b_h = _fwd_state_chunk(k, g, W, U, h, b_h, NT - 1, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
+                               TAIL, BK, CS, REVERSE, IPLR, PREC)
     if STORE_HT:
         tl.store(ht + i_bh * K * V + kv, b_h, mask=m_kv)
 
@@ -521,17 +540,17 @@ def _fwd_state(
 def _fwd_output(
     q, k, g, U, h, o, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
+    NT = tl.cdiv(T, CS)
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     m_k = o_k < K
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
-    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
@@ -539,7 +558,7 @@ def _fwd_output(
     b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC)
     b_A = tl.where(incl, b_A * tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
     b_qd = b_q * tl.exp(b_c)[:, None]
-    base_c = (i_bh * NT + i_t) * BT
+    base_c = (i_bh * NT + i_t) * CS
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
@@ -555,17 +574,17 @@ def _fwd_output(
 def _bwd_dv_local(
     q, k, p, g, do, dU, h, PH, DCQ, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
+    NT = tl.cdiv(T, CS)
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     m_k = o_k < K
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
-    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
@@ -580,7 +599,7 @@ def _bwd_dv_local(
     else:
         b_p = b_k
     b_dcq = tl.zeros([BT], dtype=tl.float32)
-    base_c = (i_bh * NT + i_t) * BT
+    base_c = (i_bh * NT + i_t) * CS
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
@@ -598,67 +617,81 @@ def _bwd_dv_local(
 
 
 @triton.jit
-def _pre_slices(i_v, i_bh, i_t, NT, base_c, BT: tl.constexpr):
+def _pre_slices(i_v, i_bh, i_t, NT, base_c, BT: tl.constexpr, CS: tl.constexpr):
     """Offsets, in KDH and DCL, of state V block i_v's entries for chunk i_t: one float per token of the
     chunk in KDH, one per chunk in DCL (each V block of the state kernel writes its own slice)."""
     n_bh = tl.num_programs(1)
-    return i_v * n_bh * NT * BT + base_c + tl.arange(0, BT), i_v * n_bh * NT + i_bh * NT + i_t
+    return i_v * n_bh * NT * CS + base_c + tl.arange(0, BT), i_v * n_bh * NT + i_bh * NT + i_t
 
 
 @triton.jit
 def _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, b_inner, b_clast, i_v, i_bh, i_t, NT, base_c,
-                     BT: tl.constexpr):
+                     BT: tl.constexpr, CS: tl.constexpr):
     """The state kernels' part of dc and dc_last for this V block (h_end = e^c_last h0 + K^T Diag(e^(c_last
     - c)) u): sum_v u * (Diag(e^(c_last - c)) K dh) per token, and e^c_last <h0, dh> (b_inner)."""
-    o_kdh, o_dcl = _pre_slices(i_v, i_bh, i_t, NT, base_c, BT)
+    o_kdh, o_dcl = _pre_slices(i_v, i_bh, i_t, NT, base_c, BT, CS)
     b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
     tl.store(KDH + o_kdh, tl.sum(b_u * b_kdh, 1))
     tl.store(DCL + o_dcl, tl.exp(b_clast) * b_inner)
 
 
 @triton.jit
+def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i_v, i_b, i_h, i_bh, NT, kv, m_kv,
+                     o_v, m_v, T, H, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
+                     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr):
+    """One chunk of _bwd_state on a BT-row tile: stores dh at the chunk end, completes dU, returns dh at the
+    chunk start."""
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh, mask=m_kv)
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    base_c = (i_bh * NT + i_t) * CS
+    b_k = _load_rows(k, rows, m_t, K, BK, 0)
+    b_q = _load_rows(q, rows, m_t, K, BK, 0)
+    b_q = b_q * (scale * tl.exp(b_c))[:, None]
+    b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=(o_k < K)[None, :], other=0.)
+    b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
+    p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
+    b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
+    b_kdh = tl.dot(b_kd, b_dh, input_precision=PREC)
+    if PRE:
+        b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.)
+        _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, tl.sum(tl.sum(b_h0 * b_dh, 1), 0), b_clast,
+                         i_v, i_bh, i_t, NT, base_c, BT, CS)
+    b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
+    tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
+    return (b_dh * tl.exp(b_clast) + tl.dot(tl.trans(b_q), b_do, input_precision=PREC)
+            - tl.dot(tl.trans(b_W), b_dU, input_precision=PREC))
+
+
+@triton.jit
 def _bwd_state(
     q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
-    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr,
+    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr, TAIL: tl.constexpr,
 ):
+    """TAIL < CS: the last chunk (the first one walked here) runs on a TAIL-row tile, as in _fwd_state."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
-    o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
+    NT = tl.cdiv(T, CS)
     o_v = i_v * BV + tl.arange(0, BV)
-    m_k = o_k < K
     m_v = o_v < V
     kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_DHT:
         b_dh += tl.load(dht + i_bh * K * V + kv, mask=m_kv, other=0.)
-    for j in range(0, NT):
-        i_t = NT - 1 - j
-        tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh, mask=m_kv)
-        rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
-        orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
-        b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-        base_c = (i_bh * NT + i_t) * BT
-        b_k = _load_rows(k, rows, m_t, K, BK, 0)
-        b_q = _load_rows(q, rows, m_t, K, BK, 0)
-        b_q = b_q * (scale * tl.exp(b_c))[:, None]
-        b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.)
-        b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
-        p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
-        b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
-        b_kdh = tl.dot(b_kd, b_dh, input_precision=PREC)
-        if PRE:
-            b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.)
-            _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, tl.sum(tl.sum(b_h0 * b_dh, 1), 0), b_clast,
-                             i_v, i_bh, i_t, NT, base_c, BT)
-        b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
-        tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
-        b_dh = (b_dh * tl.exp(b_clast) + tl.dot(tl.trans(b_q), b_do, input_precision=PREC)
-                - tl.dot(tl.trans(b_W), b_dU, input_precision=PREC))
+    n_full = NT - 1 if TAIL < CS else NT
+    if TAIL < CS:
+        b_dh = _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, NT - 1, i_v, i_b, i_h, i_bh,
+                                NT, kv, m_kv, o_v, m_v, T, H, K, V, TAIL, BK, BV, CS, REVERSE, IPLR, PREC, PRE)
+    for j in range(0, n_full):
+        b_dh = _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, n_full - 1 - j, i_v, i_b,
+                                i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V, CS, BK, BV, CS, REVERSE, IPLR,
+                                PREC, PRE)
     if STORE_DH0:
         tl.store(dh0 + i_bh * K * V + kv, b_dh, mask=m_kv)
 
@@ -675,17 +708,18 @@ def _w_cols(W, base_c, K, BT: tl.constexpr, BD: tl.constexpr, off):
 def _bwd_state_halves(
     q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
-    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr,
+    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr, TAIL: tl.constexpr,
 ):
     """_bwd_state for large head sizes: dh and every K-wide tile in two K halves (rows 0..BK/2 and
     BK/2..BK), so that no [BT, BK] float32 tile is live at once (at BK = 128 those spill registers and
     limit how many programs share a multiprocessor)."""
+    tl.static_assert(TAIL == CS, "no short-tail tiles from head size 128 (_tail_rows)")
     KH: tl.constexpr = BK // 2
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
+    NT = tl.cdiv(T, CS)
     o_c = tl.arange(0, BT)
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < V
@@ -703,10 +737,10 @@ def _bwd_state_halves(
         s_base = (i_bh * NT + i_t) * K * V
         tl.store(dh + s_base + kv_a, b_dha, mask=m_a)
         tl.store(dh + s_base + kv_b, b_dhb, mask=m_b)
-        rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
-        orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+        rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+        orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
         b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-        base_c = (i_bh * NT + i_t) * BT
+        base_c = (i_bh * NT + i_t) * CS
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
         b_edl = tl.exp(b_clast - b_c)[:, None]
         b_kdh = (tl.dot(_load_rows(k, rows, m_t, K, KH, 0) * b_edl, b_dha, input_precision=PREC)
@@ -714,7 +748,7 @@ def _bwd_state_halves(
         if PRE:
             b_in = (tl.sum(tl.sum(tl.load(h + s_base + kv_a, mask=m_a, other=0.) * b_dha, 1), 0)
                     + tl.sum(tl.sum(tl.load(h + s_base + kv_b, mask=m_b, other=0.) * b_dhb, 1), 0))
-            _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, b_in, b_clast, i_v, i_bh, i_t, NT, base_c, BT)
+            _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, b_in, b_clast, i_v, i_bh, i_t, NT, base_c, BT, CS)
         b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
         b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
@@ -770,15 +804,15 @@ def _dg_from_dc(b_dc, b_dcf, b_dclast, BT: tl.constexpr, IPLR: tl.constexpr):
 @triton.jit
 def _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H: tl.constexpr, K: tl.constexpr,
                  BT: tl.constexpr, BK: tl.constexpr, REVERSE: tl.constexpr, IPLR: tl.constexpr,
-                 LOAD_QKP: tl.constexpr):
+                 LOAD_QKP: tl.constexpr, CS: tl.constexpr):
     """What both gradient kernels load for chunk i_t: rows, decays, beta, the chunk's inverse M, the decay
     factors e^c, e^cf, e^(c_last - c) and, when LOAD_QKP, q (scaled), k and p (doubled for IPLR); otherwise
     zeros in their place (the split kernel loads them after its V loop, so they hold no registers in it)."""
     i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
+    NT = tl.cdiv(T, CS)
     o_c = tl.arange(0, BT)
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
-    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
     if LOAD_QKP:
@@ -787,8 +821,8 @@ def _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H: tl.constexpr, K: t
         b_q = tl.zeros([BT, BK], dtype=tl.float32)
         b_k = b_q
         b_p = b_q
-    base_c = (i_bh * NT + i_t) * BT
-    b_M = tl.load(M + (base_c + o_c)[:, None] * BT + o_c[None, :])
+    base_c = (i_bh * NT + i_t) * CS
+    b_M = tl.load(M + (base_c + o_c)[:, None] * CS + o_c[None, :])
     return (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M,
             tl.exp(b_c), tl.exp(b_cf), tl.exp(b_clast - b_c))
 
@@ -861,12 +895,12 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
 
 
 @triton.jit
-def _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT: tl.constexpr):
+def _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT: tl.constexpr, CS: tl.constexpr):
     """Adds the dc / dc_last terms that _bwd_dv_local (Q h0) and _bwd_state (K dh, <h0, dh>, one slice per
     state V block, n_vs of them) computed."""
     b_kdh = tl.zeros([BT], dtype=tl.float32)
     for i in range(0, n_vs):
-        o_kdh, o_dcl = _pre_slices(i, i_bh, i_t, NT, base_c, BT)
+        o_kdh, o_dcl = _pre_slices(i, i_bh, i_t, NT, base_c, BT, CS)
         b_kdh += tl.load(KDH + o_kdh)
         b_dclast += tl.load(DCL + o_dcl)
     b_dc += tl.load(DCQ + base_c + tl.arange(0, BT)) - b_kdh
@@ -878,12 +912,12 @@ def _bwd_grads(
     q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
     dq, dk, dv, dp, dg, dbeta, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
-     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, True)
+     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, True, CS)
     o_k = tl.arange(0, BK)
     m_tk = m_t[:, None] & (o_k < K)[None, :]
     p_qk = orows[:, None] * K + o_k[None, :]
@@ -900,7 +934,7 @@ def _bwd_grads(
         b_dq += b_ec[:, None] * tl.dot(b_do, tl.trans(b_h0), input_precision=PREC)
         b_dk += b_edl[:, None] * tl.dot(b_u, tl.trans(b_dh), input_precision=PREC)
     if PRE:
-        b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT)
+        b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT, CS)
     b_dAraw, b_dAqk, b_dbeta, b_dc, b_dcf = _cc_grads(
         tl.dot(b_p, tl.trans(b_k), input_precision=PREC), tl.dot(b_q, tl.trans(b_k), input_precision=PREC),
         b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT)
@@ -923,25 +957,25 @@ def _bwd_grads_cc(
     q, k, v, p, g, beta, M, U, dU, do, PH, DCQ, KDH, DCL, n_vs,
     dv, dg, dbeta, dAf, dAo, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large head sizes, part 1 of 2: the C x C and per-token gradients of one chunk (dv, dg, dbeta) and
     the two masked C x C gradients dAf = dL * Df, dAo = dAqk * Do for part 2; overwrites dU with
     drhs = M^T dU. Its K-wide products were made by _bwd_dv_local and _bwd_state (PRE), so the V loop holds
     only [BT, BV] and [BT, BT] tiles; q, k, p are loaded after it for P K^T and Q K^T."""
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
-     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, False)
+     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, False, CS)
     o_c = tl.arange(0, BT)
-    p_cc = (base_c + o_c)[:, None] * BT + o_c[None, :]
+    p_cc = (base_c + o_c)[:, None] * CS + o_c[None, :]
     b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
         (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
             U, U, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
             b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
             PREC, True, True)
-    b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT)
+    b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT, CS)
     b_q, b_k, b_p = _load_qkp(q, k, p, scale, rows, m_t, K, BK, IPLR)
     b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(
         tl.dot(b_p, tl.trans(b_k), input_precision=PREC), tl.dot(b_q, tl.trans(b_k), input_precision=PREC),
@@ -958,21 +992,21 @@ def _bwd_grads_k(
     q, k, p, g, beta, U, drhs, h, dh, do, dAf, dAo,
     dq, dk, dp, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large head sizes, part 2 of 2: dq, dk, dp for one K block (grid axis 2) of one chunk."""
-    i_t, i_bh, i_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_t, i_bh, i_k = tl.program_id(0) + I0, tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
+    NT = tl.cdiv(T, CS)
     o_c = tl.arange(0, BT)
     o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE)
-    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE)
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
-    base_c = (i_bh * NT + i_t) * BT
+    base_c = (i_bh * NT + i_t) * CS
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)
     b_dk = tl.zeros([BT, BK], dtype=tl.float32)
     b_dp = tl.zeros([BT, BK], dtype=tl.float32)
@@ -993,7 +1027,7 @@ def _bwd_grads_k(
     b_dp = -(b_beta * tl.exp(b_cf))[:, None] * b_dp
     b_dq = tl.exp(b_c)[:, None] * b_dq
     b_dk = tl.exp(b_clast - b_c)[:, None] * b_dk
-    p_cc = (base_c + o_c)[:, None] * BT + o_c[None, :]
+    p_cc = (base_c + o_c)[:, None] * CS + o_c[None, :]
     b_dAf = tl.load(dAf + p_cc)
     b_dAo = tl.load(dAo + p_cc)
     b_q = _load_rows(q, rows, m_t, K, BK, i_k * BK) * scale
@@ -1086,7 +1120,7 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool 
         chosen = _env_kernel_configs().get((name, meta["BK"])) or KERNEL_CONFIGS.get((name, meta["BK"]))
         if chosen:
             meta = dict(meta, **chosen)
-    key = (name, meta["K"], meta["V"], meta["PREC"], meta["BV"], meta.get("num_warps"))
+    key = (name, meta["K"], meta["V"], meta["PREC"], meta["BT"], meta["BV"], meta.get("num_warps"))
     bv, stages = _FITTED.get(key, (meta["BV"], meta.get("num_stages")))
     while True:
         m = dict(meta, BV=bv)
@@ -1104,6 +1138,24 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool 
                 bv //= 2
             else:
                 raise
+
+
+def _tail_rows(T: int, BK: int) -> int:
+    """Rows of the tile the last chunk runs on: BT, or (TAIL_TILE) 16 or 32 when that chunk holds at most
+    that many positions. Not from head size 128, whose split gradient and state kernels take whole chunks."""
+    if not TAIL_TILE or BK >= min(SPLIT_BWD_MIN_BK, STATE_HALVES_MIN_BK):
+        return BT
+    return max(16, triton.next_power_of_2(T - (triton.cdiv(T, BT) - 1) * BT))
+
+
+def _launch_chunks(kernel, NT: int, tail: int, BH: int, args, meta, tail_kernel=None, tail_meta=None) -> None:
+    """A chunk-parallel kernel over grid (chunks, BH): the chunks on BT-row tiles and, when tail < BT, the
+    last chunk in a launch of its own on a tail-row tile (tail_kernel with tail_meta, by default the same)."""
+    n_full = NT - 1 if tail < BT else NT
+    if n_full:
+        _launch(kernel, (n_full, BH), args, meta)
+    if tail < BT:
+        _launch(tail_kernel or kernel, (1, BH), args, dict(tail_meta or meta, BT=tail, I0=NT - 1))
 
 
 BOTH = 2  # the ``reverse`` value that runs both scan directions in the same launches
@@ -1141,17 +1193,21 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     M, W, U, h = (torch.empty(s, device=dev, dtype=f32) for s in work_buffer_shapes(B, T, H, K, V, nd).values())
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
     o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
-    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
+    tail = _tail_rows(T, BK)
+    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, CS=BT, I0=0, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
                 num_warps=warps)
-    if BLOCKED_INVERSE:
-        _launch(_fwd_prepare_blocked, (NT, BH), (k, p, v, g, beta, M, W, U), dict(meta, DOUBLING=DOUBLING_INVERSE))
+    prep_args = (k, p, v, g, beta, M, W, U)
+    if BLOCKED_INVERSE:  # a short last chunk's inverse by row substitution on its small tile
+        _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, prep_args, dict(meta, DOUBLING=DOUBLING_INVERSE),
+                       tail_kernel=_fwd_prepare, tail_meta=meta)
     else:
-        _launch(_fwd_prepare, (NT, BH), (k, p, v, g, beta, M, W, U), meta)
+        _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, meta)
     bv_state = _state_block_v(BH, V, BV, dev)
     _launch(_fwd_state, (None, BH), (k, g, W, U, h, initial_state, ht),
-            dict(meta, BV=bv_state, USE_H0=initial_state is not None, STORE_HT=ht is not None), per_v_block=True)
+            dict(meta, BV=bv_state, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail),
+            per_v_block=True)
     if need_output:
-        _launch(_fwd_output, (NT, BH), (q, k, g, U, h, o, scale), meta)
+        _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, U, h, o, scale), meta)
     return o, ht, (M, W, U, h)
 
 
@@ -1176,9 +1232,10 @@ def comba_bidir_fwd_fused(q, k, v, p, g, beta, scale, iplr, mean):
     return o
 
 
-def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr, reverse):
+def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr, reverse, sum_directions=True):
     """Gradients of the inputs (and of the initial state when need_dh0). With reverse == BOTH, do is
-    [2, B, T, H, V] (one per direction) and each gradient is the sum of both directions'."""
+    [2, B, T, H, V] (one per direction) and each gradient is the sum of both directions', or with
+    sum_directions=False both directions' gradients, [2, *input.shape] (dg, dbeta float32)."""
     M, W, U, h = saved
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -1188,7 +1245,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     BH = nd * B * H
     NT = triton.cdiv(T, BT)
     BK, BV, prec, warps = _config(K, V, q.dtype)
-    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
+    tail = _tail_rows(T, BK)
+    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, CS=BT, I0=0, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
                 num_warps=warps)
     split = BK >= SPLIT_BWD_MIN_BK
     pre = split or BK >= PRE_MIN_BK or BK in PRE_BKS  # the split gradient kernel needs the precomputed products
@@ -1204,20 +1262,20 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
         DCL = torch.empty(triton.cdiv(V, 16), BH * NT, **f32)
     else:
         PH = DCQ = KDH = DCL = U  # not read
-    _launch(_bwd_dv_local, (NT, BH), (q, k, p, g, do, dU, h, PH, DCQ, scale), dict(meta, PRE=pre))
+    _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, scale), dict(meta, PRE=pre))
     # from head size 128 the state kernel works in K halves (COMBA_STATE_HALVES=0: whole K tiles)
     state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
     bv_state = _launch(state_kernel, (None, BH), (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
                        dict(meta, BV=_state_block_v(BH, V, BV, q.device), USE_DHT=dht is not None,
-                            STORE_DH0=need_dh0, PRE=pre), per_v_block=True)
+                            STORE_DH0=need_dh0, PRE=pre, TAIL=tail), per_v_block=True)
     n_vs = triton.cdiv(V, bv_state)
     dq, dk, dp, dv = (x.new_empty(nd, *x.shape) for x in (q, k, p, v))
     dg = torch.empty(nd, *g.shape, **f32)
     dbeta = torch.empty(nd, *beta.shape, **f32)
     if not split:
-        _launch(_bwd_grads, (NT, BH),
-                (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
-                 dq, dk, dv, dp, dg, dbeta, scale), dict(meta, PRE=pre))
+        _launch_chunks(_bwd_grads, NT, tail, BH,
+                       (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
+                        dq, dk, dv, dp, dg, dbeta, scale), dict(meta, PRE=pre))
     else:
         dAf, dAo = torch.empty_like(M), torch.empty_like(M)
         # no K-wide tile in its V loop: wider V blocks than the other kernels at this head size
@@ -1227,6 +1285,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
         bk = min(BK, 64)
         _launch(_bwd_grads_k, (NT, BH, triton.cdiv(K, bk)),
                 (q, k, p, g, beta, U, dU, h, dh, do, dAf, dAo, dq, dk, dp, scale), dict(meta, BK=bk))
+    if nd == 2 and not sum_directions:
+        return dq, dk, dv, dp, dg, dbeta, dh0
     # both directions: one reduction per gradient (each direction's part was rounded to the input dtype)
     dq, dk, dv, dp, dg, dbeta = (x.sum(0) if nd == 2 else x[0] for x in (dq, dk, dv, dp, dg, dbeta))
     return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0

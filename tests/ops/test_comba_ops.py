@@ -331,3 +331,27 @@ def test_recomputed_work_buffers_give_the_same_gradients(monkeypatch, T, K, V, v
         assert torch.equal(a, b), name
     buffers = sum(4 * math.prod(s) for s in tc.work_buffer_shapes(B, T, H, K, V).values())
     assert kept_bytes[0] - kept_bytes[1] == buffers - h0.numel() * 4
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("T, K, V, variant, reverse, row_sub", [
+    (17, 16, 16, "splr", False, False), (196, 32, 64, "splr", True, False), (90, 32, 48, "iplr", False, True),
+    (160, 64, 32, "iplr", True, False)])
+def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
+    """A last chunk of at most 32 positions on its own 16- or 32-row tile (COMBA_TAIL_TILE, the default):
+    the tile size is the one intended, and output, state and every gradient match the float64 reference,
+    as they do on the whole-tile path (one short chunk alone, and after whole ones; the blocked and the
+    row-substitution prepare kernels)."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "BLOCKED_INVERSE", not row_sub)
+    tail = T - (T - 1) // 64 * 64
+    assert tc._tail_rows(T, max(16, 1 << (K - 1).bit_length())) == (16 if tail <= 16 else 32)
+    xs, h0 = make_inputs(2, T, 2, K, V, init=True, seed=9)
+    if HAS_CUDA:
+        xs, h0 = [x.cuda() for x in xs], h0.cuda()
+    errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
+    assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
+    monkeypatch.setattr(tc, "TAIL_TILE", False)
+    assert tc._tail_rows(T, 32) == 64
+    whole = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
+    assert max(whole.values()) <= (1e-4 if INTERPRETING else 1e-3), whole

@@ -87,12 +87,15 @@ def _add_ref(x, r, w, b):
     return s, _ref(s, w, b)
 
 
-def _run_add(fn, xs, seed=1):
-    """Both outputs (s, y) of fn, each weighted by its own random cotangent, and the inputs' gradients."""
+def _run_add(fn, xs, seed=1, dy_dtype=None):
+    """Both outputs (s, y) of fn, each weighted by its own random cotangent, and the inputs' gradients.
+    dy_dtype: y's cotangent rounded to that dtype first (what autograd hands a half-precision y)."""
     xs = [x.detach().clone().requires_grad_() for x in xs]
     s, y = fn(*xs)
     gen = torch.Generator().manual_seed(seed)
     ds, dy = (torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.device) for t in (s, y))
+    if dy_dtype is not None:
+        dy = dy.to(dy_dtype).double()
     ((s.double() * ds).sum() + (y.double() * dy).sum()).backward()
     return (s, y), [x.grad for x in xs]
 
@@ -122,11 +125,12 @@ def test_add_layer_norm_mixed_dtypes():
     x, w, b = _inputs((4, 20, 96), torch.float32, dev)
     r = _inputs((4, 20, 96), half, dev, seed=5)[0]
     (s, y), grads = _run_add(lambda x, r, w, b: add_layer_norm(x, r, w, b, 1e-6, out_dtype=half), [x, r, w, b])
-    (s_ref, y_ref), ref = _run_add(_add_ref, [t.double() for t in (x, r, w, b)])
+    # the norm's output gradient arrives rounded to the half dtype (autograd casts it to y's dtype): the
+    # reference gets the same rounded cotangent
+    (s_ref, y_ref), ref = _run_add(_add_ref, [t.double() for t in (x, r, w, b)], dy_dtype=half)
     assert s.dtype == torch.float32 and y.dtype == half
     assert grads[0].dtype == torch.float32 and grads[1].dtype == half
     assert rel_err(s, s_ref) <= 1e-6 and rel_err(y, y_ref) <= 4e-3
-    # the norm's output gradient arrives rounded to the half dtype (autograd casts it to y's dtype)
     for name, g, gr in zip(("dx", "dr", "dweight", "dbias"), grads, ref):
         assert rel_err(g, gr) <= (4e-3 if name == "dr" else 1e-3), name
 
