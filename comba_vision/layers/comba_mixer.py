@@ -32,7 +32,15 @@ from torch.utils.checkpoint import checkpoint
 from ..ops import comba_bidirectional
 from ..ops.dwconv import dwconv_applies, dwconv_tokens
 from ..ops.linear import fused_linear_applies, linear
-from ..ops.mixer_fused import fused_applies, mixer_out, mixer_out_torch, mixer_prep, mixer_prep_torch
+from ..ops.mixer_fused import (
+    fused_applies,
+    mixer_out,
+    mixer_out_torch,
+    mixer_prep,
+    mixer_prep_torch,
+    mixer_scan,
+    mixer_scan_applies,
+)
 from .fused import FusedLayerNorm, FusedLinear, fuse_linears
 
 Segments = list[tuple[int, int]]
@@ -159,13 +167,19 @@ class CombaMixer(nn.Module):
         out = lin(x, torch.cat(ws), torch.cat(bs)).split(widths + ([pad] if pad else []), dim=-1)
         return out[:len(lins)]
 
+    def _conv_and_gates(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):
+        """The prep's inputs: (conv output c, the gate logits z, its per-head parameters and sizes), and the
+        output-gate logits when out_gate."""
+        a, z, *y_g = self._in_proj(x, out_gate)
+        c = self._conv(a, _check_segments(x.shape[1], segments))
+        return (c, z, self.A_log, self.dt_bias, self.b_logit, self.d, self.num_heads, self.head_dim_k,
+                self.head_dim_v), y_g
+
     def _prepare(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):
         """(q~, k, v, p, g, beta[, output-gate logits]). On CUDA everything after the conv and the projection
         is one fused kernel (comba_vision.ops.mixer_fused; COMBA_FUSED_MIXER=0 gives the PyTorch ops back)."""
-        a, z, *y_g = self._in_proj(x, out_gate)
-        c = self._conv(a, _check_segments(x.shape[1], segments))
-        args = (c, z, self.A_log, self.dt_bias, self.b_logit, self.d, self.num_heads, self.head_dim_k, self.head_dim_v)
-        return (*(mixer_prep(*args) if fused_applies(c) else mixer_prep_torch(*args)), *y_g)
+        args, y_g = self._conv_and_gates(x, segments, out_gate)
+        return (*(mixer_prep(*args) if fused_applies(args[0]) else mixer_prep_torch(*args)), *y_g)
 
     def scan_inputs(self, x: torch.Tensor, segments: Segments | None = None):
         """q~, k, v, p, g, beta for the operator, each [B, N, H, *] or [B, N, H] (g, beta float32: the log
@@ -194,7 +208,11 @@ class CombaMixer(nn.Module):
         if recompute:
             q, k, v, p, g, beta = checkpoint(self._prepare, x, segments, False, use_reentrant=False)
         else:
-            q, k, v, p, g, beta, y_g = self._prepare(x, segments)
+            args, (y_g,) = self._conv_and_gates(x, segments)
+            # training on CUDA: the prep and both scans as one autograd node (mixer_fused.mixer_scan)
+            if torch.is_grad_enabled() and _COUNTER is None and mixer_scan_applies(args[0]):
+                return self._output(mixer_scan(*args, variant=self.variant), y_g)
+            q, k, v, p, g, beta = mixer_prep(*args) if fused_applies(args[0]) else mixer_prep_torch(*args)
         # both scans as one [2, B, N, H, V] tensor for the fused output kernel (no pass to sum them), else, and
         # under recompute (whose checkpoint keeps the output kernel's input: the sum is half the memory), summed;
         # the sum is then rounded to the scans' dtype (bf16 under autocast) before the norm, where the

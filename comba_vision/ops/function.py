@@ -67,19 +67,25 @@ def _(q, k, v, p, g, beta, initial_state, iplr, reverse):
 @torch.library.custom_op("comba_vision::chunk_bwd", mutates_args=())
 def chunk_bwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, M: Tensor, W: Tensor,
               U: Tensor, h: Tensor, do: Tensor, dht: Tensor | None, scale: float, need_dh0: bool, iplr: bool,
-              reverse: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+              reverse: int, sum_directions: bool = True
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """sum_directions=False with reverse == BOTH: each input's gradient per direction, [2, *input.shape]."""
     q, k, v, p, g, beta, do = (x.contiguous() for x in (q, k, v, p, g, beta, do))
     dht = dht.contiguous() if dht is not None else None
-    grads = comba_bwd_triton(q, k, v, p, g, beta, scale, (M, W, U, h), do, dht, need_dh0, iplr, reverse)
+    grads = comba_bwd_triton(q, k, v, p, g, beta, scale, (M, W, U, h), do, dht, need_dh0, iplr, reverse,
+                             sum_directions)
     dh0 = grads[-1]
     return (*grads[:-1], dh0 if dh0 is not None else _empty(q))
 
 
 @chunk_bwd.register_fake
-def _(q, k, v, p, g, beta, M, W, U, h, do, dht, scale, need_dh0, iplr, reverse):
+def _(q, k, v, p, g, beta, M, W, U, h, do, dht, scale, need_dh0, iplr, reverse, sum_directions=True):
     B, T, H, K = q.shape
     dh0 = q.new_empty(B, H, K, v.shape[-1], dtype=torch.float32) if need_dh0 else _empty(q)
-    return (*(x.new_empty(x.shape) for x in (q, k, v, p)), g.new_empty(g.shape), beta.new_empty(beta.shape), dh0)
+    lead = (2,) if reverse == BOTH and not sum_directions else ()
+    g32 = dict(dtype=torch.float32)
+    return (*(x.new_empty(*lead, *x.shape) for x in (q, k, v, p)), g.new_empty(*lead, *g.shape, **g32),
+            beta.new_empty(*lead, *beta.shape, **g32), dh0)
 
 
 def _setup_context(ctx, inputs, output):

@@ -30,6 +30,10 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from . import triton_chunk
+from .function import chunk_buffers, chunk_bwd
+from .triton_chunk import BOTH, comba_fwd_triton, work_buffer_shapes
+
 EPS = 1e-12  # F.normalize's default
 # COMBA_FUSED_MIXER (default 1): on CUDA the mixer runs the fused kernels of this module
 FUSED_MIXER = os.environ.get("COMBA_FUSED_MIXER", "1") == "1"
@@ -143,8 +147,18 @@ def _prep_fwd(C, Z, SZ, A_LOG, DT, BLOG, DD, Q, KO, VO, P, G, BETA, NTOK, H, K, 
 
 
 @triton.jit
+def _ld2(ptr, mask, S, TWO: tl.constexpr):
+    """A float32 tile of a gradient; TWO: the sum of both scan directions' gradients, S elements apart."""
+    x = tl.load(ptr, mask=mask, other=0.0).to(tl.float32)
+    if TWO:
+        x += tl.load(ptr + S, mask=mask, other=0.0).to(tl.float32)
+    return x
+
+
+@triton.jit
 def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, DPAR, NTOK, H, K, V,
-              BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr):
+              BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr, TWO: tl.constexpr):
+    """TWO: the six gradients are [2, B, N, H, *], both scan directions' (summed here, in float32)."""
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
     m_r = rows < NTOK
@@ -152,10 +166,10 @@ def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, 
     s = tl.sigmoid(tl.load(BLOG + i_h).to(tl.float32))
     d = tl.load(DD + i_h).to(tl.float32)
     pq, mk = _head_rows(DQ, rows, m_r, i_h, H, K, BK)
-    dqt = tl.load(pq, mask=mk, other=0.0).to(tl.float32)
+    dqt = _ld2(pq, mk, NTOK * H * K, TWO)
     pk, _ = _head_rows(DK, rows, m_r, i_h, H, K, BK)
     pp, _ = _head_rows(DP, rows, m_r, i_h, H, K, BK)
-    dp = tl.load(pp, mask=mk, other=0.0).to(tl.float32)
+    dp = _ld2(pp, mk, NTOK * H * K, TWO)
     cols_k = tl.arange(0, BK)
     ptr_c = DC + rows[:, None] * W + cols_k[None, :]
     # q~ = q^ - d k^ and p = s k^: the normalised key's gradient gathers all three outputs' gradients
@@ -164,17 +178,17 @@ def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, 
     daq = (dqh - qh * tl.sum(qh * dqh, axis=1)[:, None]) * invq[:, None]
     tl.store(ptr_c + i_h * K, _dsilu(xq, daq).to(DC.dtype.element_ty), mask=mk)
     xk, _, kh, invk = _silu_norm(C, rows, m_r, H * K + i_h * K, W, K, BK, True, EPS)
-    dkh = tl.load(pk, mask=mk, other=0.0).to(tl.float32) + s * dp - d * dqt
+    dkh = _ld2(pk, mk, NTOK * H * K, TWO) + s * dp - d * dqt
     dak = (dkh - kh * tl.sum(kh * dkh, axis=1)[:, None]) * invk[:, None]
     tl.store(ptr_c + H * K + i_h * K, _dsilu(xk, dak).to(DC.dtype.element_ty), mask=mk)
     xv, _, _, _ = _silu_norm(C, rows, m_r, 2 * H * K + i_h * V, W, V, BV, False, EPS)
     pv, mv = _head_rows(DV, rows, m_r, i_h, H, V, BV)
     cols_v = tl.arange(0, BV)
     tl.store(DC + rows[:, None] * W + 2 * H * K + i_h * V + cols_v[None, :],
-             _dsilu(xv, tl.load(pv, mask=mv, other=0.0).to(tl.float32)).to(DC.dtype.element_ty), mask=mv)
+             _dsilu(xv, _ld2(pv, mv, NTOK * H * V, TWO)).to(DC.dtype.element_ty), mask=mv)
     za, ea, g, beta = _gates(Z, SZ, A_LOG, DT, rows, m_r, i_h, H)
-    dg = tl.load(DG + rows * H + i_h, mask=m_r, other=0.0).to(tl.float32)
-    dbeta = tl.load(DBETA + rows * H + i_h, mask=m_r, other=0.0).to(tl.float32)
+    dg = _ld2(DG + rows * H + i_h, m_r, NTOK * H, TWO)
+    dbeta = _ld2(DBETA + rows * H + i_h, m_r, NTOK * H, TWO)
     dza = -dg * ea * tl.sigmoid(za)
     tl.store(DZ + rows * (2 * H) + i_h, dza.to(DZ.dtype.element_ty), mask=m_r)
     tl.store(DZ + rows * (2 * H) + H + i_h, (dbeta * beta * (1.0 - beta)).to(DZ.dtype.element_ty), mask=m_r)
@@ -220,9 +234,8 @@ def _check(c: Tensor, z: Tensor, params: tuple[Tensor, ...], H: int, K: int, V: 
     _check_rows(z, "z")
 
 
-@torch.library.custom_op("comba_vision::mixer_prep", mutates_args=())
-def _prep_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
-             H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _prep_launch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
+                 H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     c, (z, sz) = c.contiguous(), _rows(z)
     B, N, _ = c.shape
     q, k, p = (c.new_empty(B, N, H, K) for _ in range(3))
@@ -233,19 +246,30 @@ def _prep_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tens
     return q, k, v, p, g, beta
 
 
-@_prep_op.register_fake
-def _(c, z, A_log, dt_bias, b_logit, d, H, K, V):
+@torch.library.custom_op("comba_vision::mixer_prep", mutates_args=())
+def _prep_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
+             H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return _prep_launch(c, z, A_log, dt_bias, b_logit, d, H, K, V)
+
+
+def _prep_fake(c: Tensor, H: int, K: int, V: int) -> tuple[Tensor, ...]:
     B, N, _ = c.shape
     f32 = dict(dtype=torch.float32)
     return (*(c.new_empty(B, N, H, K) for _ in range(2)), c.new_empty(B, N, H, V), c.new_empty(B, N, H, K),
             c.new_empty(B, N, H, **f32), c.new_empty(B, N, H, **f32))
 
 
+@_prep_op.register_fake
+def _(c, z, A_log, dt_bias, b_logit, d, H, K, V):
+    return _prep_fake(c, H, K, V)
+
+
 @torch.library.custom_op("comba_vision::mixer_prep_bwd", mutates_args=())
 def _prep_bwd_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
                  dq: Tensor, dk: Tensor, dv: Tensor, dp: Tensor, dg: Tensor, dbeta: Tensor,
                  H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(dc, dz, the four per-head parameter gradients as [4, H] float32)."""
+    """(dc, dz, the four per-head parameter gradients as [4, H] float32). The six output gradients are
+    [B, N, H, *], or [2, B, N, H, *]: both scan directions' gradients, summed here (mixer_scan)."""
     c, (z, sz) = c.contiguous(), _rows(z)
     dq, dk, dv, dp, dg, dbeta = (x.contiguous() for x in (dq, dk, dv, dp, dg, dbeta))
     B, N, _ = c.shape
@@ -253,7 +277,7 @@ def _prep_bwd_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: 
     dc, dz = torch.empty_like(c), z.new_empty(z.shape)
     dpar = torch.empty(grid[0], 4, H, device=c.device, dtype=torch.float32)
     _prep_bwd[grid](c, z, sz, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, dc, dz, dpar, B * N, H, K, V,
-                    **meta)
+                    TWO=dq.dim() == 5, **meta)
     return dc, dz, dpar.sum(0)
 
 
@@ -293,6 +317,78 @@ def mixer_prep(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Te
 def fused_applies(x: Tensor) -> bool:
     """Whether the mixer takes the fused kernels for this activation (CUDA and COMBA_FUSED_MIXER)."""
     return FUSED_MIXER and x.is_cuda
+
+
+# ------------------------------------------------------------------------------ input side and both scans
+# The prep kernel and both scan directions of the operator (comba_bidirectional, merge="stack") as one autograd
+# node. The operator's backward then hands both directions' gradients, [2, B, N, H, *], straight to the prep's
+# backward kernel, which adds them as it reads them: no reduction per input (six a layer) in between.
+# COMBA_MIXER_SCAN=0 gives the two nodes back.
+MIXER_SCAN = os.environ.get("COMBA_MIXER_SCAN", "1") == "1"
+
+
+@torch.library.custom_op("comba_vision::mixer_scan", mutates_args=())
+def _scan_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
+             H: int, K: int, V: int, scale: float, iplr: bool
+             ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(both scans' outputs [2, B, N, H, V], then what the backward keeps: q~, k, v, p, g, beta and the
+    operator's work buffers M, W, U, h)."""
+    qkvpgb = _prep_launch(c, z, A_log, dt_bias, b_logit, d, H, K, V)
+    o2, _, bufs = comba_fwd_triton(*qkvpgb, scale, None, False, iplr, BOTH)
+    return (o2, *qkvpgb, *bufs)
+
+
+@_scan_op.register_fake
+def _(c, z, A_log, dt_bias, b_logit, d, H, K, V, scale, iplr):
+    B, N, _ = c.shape
+    bufs = (c.new_empty(s, dtype=torch.float32) for s in work_buffer_shapes(B, N, H, K, V, 2).values())
+    return (c.new_empty(2, B, N, H, V), *_prep_fake(c, H, K, V), *bufs)
+
+
+def _scan_setup(ctx, inputs, output):
+    c, z, A_log, dt_bias, b_logit, d, H, K, V, scale, iplr = inputs
+    _, *kept = output
+    ctx.mark_non_differentiable(*kept)
+    ctx.set_materialize_grads(False)
+    # RECOMPUTE_BUFFERS: the backward rebuilds M, W, U, h from q~, k, v, p, g, beta (as the operator's own does)
+    ctx.recompute = triton_chunk.RECOMPUTE_BUFFERS
+    ctx.save_for_backward(c, z, A_log, dt_bias, b_logit, d, *(kept[:6] if ctx.recompute else kept))
+    ctx.dims, ctx.scale, ctx.iplr = (H, K, V), scale, iplr
+
+
+def _scan_backward(ctx, do2, *_):
+    if do2 is None:
+        return (None,) * 11
+    c, z, A_log, dt_bias, b_logit, d, *kept = ctx.saved_tensors
+    H, K, V = ctx.dims
+    if ctx.recompute:
+        kept += list(chunk_buffers(*kept, None, ctx.iplr, BOTH))
+    dq, dk, dv, dp, dg, dbeta, _ = chunk_bwd(*kept, do2.contiguous(), None, ctx.scale, False, ctx.iplr, BOTH, False)
+    dc, dz, dpar = _prep_bwd_op(c, z, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, H, K, V)
+    params = (A_log, dt_bias, b_logit, d)
+    return (dc, dz, *(dpar[i].to(x.dtype) for i, x in enumerate(params)), None, None, None, None, None)
+
+
+_scan_op.register_autograd(_scan_backward, setup_context=_scan_setup)
+
+
+def mixer_scan_applies(c: Tensor) -> bool:
+    """Whether mixer_scan runs for this conv output: the fused kernels apply, the operator runs on Triton with
+    both directions in one launch, and the sequence is not empty (COMBA_MIXER_SCAN)."""
+    from .comba import _one_launch_applies, _pick_backend
+    return MIXER_SCAN and fused_applies(c) and c.shape[1] > 0 and _one_launch_applies(_pick_backend(None, c.device))
+
+
+def mixer_scan(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
+               H: int, K: int, V: int, variant: str = "splr", scale: float | None = None) -> Tensor:
+    """comba_bidirectional(*mixer_prep(c, z, ...), variant=variant, scale=scale, merge="stack"), both scans'
+    outputs [2, B, N, H, V], as one autograd node (no direction sums in its backward; see MIXER_SCAN).
+    Triton only (CUDA, or the CPU under TRITON_INTERPRET=1)."""
+    if variant not in ("splr", "iplr"):
+        raise ValueError(f"variant must be 'splr' or 'iplr', got {variant!r}")
+    _check(c, z, (A_log, dt_bias, b_logit, d), H, K, V)
+    scale = float(K ** -0.5 if scale is None else scale)
+    return _scan_op(c, z, A_log, dt_bias, b_logit, d, H, K, V, scale, variant == "iplr")[0]
 
 
 # ---------------------------------------------------------------------------------------------- output side

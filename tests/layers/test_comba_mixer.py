@@ -105,8 +105,9 @@ def test_operator_inputs_keep_the_autocast_dtype_on_cuda():
 @pytest.mark.parametrize("recompute", [False, True])
 def test_fused_kernels_give_the_mixer_the_same_outputs_and_gradients(monkeypatch, recompute):
     """The mixer on the fused kernels (what CUDA runs: input preparation, output norm and gate) against the
-    PyTorch ops: output and the gradients of the input and of every parameter, float32; also with
-    recompute, whose output side then projects the output gate from x on its own."""
+    PyTorch ops: output and the gradients of the input and of every parameter, float32; also with the prep
+    and both scans as one autograd node, and with recompute, whose output side then projects the output
+    gate from x on its own."""
     import comba_vision.layers.comba_mixer as cm
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
@@ -117,16 +118,20 @@ def test_fused_kernels_give_the_mixer_the_same_outputs_and_gradients(monkeypatch
     x = torch.randn(2, 35, 48, device=dev)  # 70 tokens: three programs of 32, the last one partial
     w = torch.randn(2, 35, 48, device=dev)
     outs = []
-    for fused in (False, True):
+    # PyTorch ops; fused prep and output kernels; with the prep and both scans as one node (mixer_scan, what
+    # CUDA training runs; not under recompute)
+    for fused, scan in ((False, False), (True, False), (True, not recompute)):
         monkeypatch.setattr(cm, "fused_applies", lambda t, fused=fused: fused)
+        monkeypatch.setattr(cm, "mixer_scan_applies", lambda t, scan=scan: scan)
         m.zero_grad()
         xi = x.clone().requires_grad_()
         y = m(xi, [(5, 7)])
         (y * w).sum().backward()
         outs.append((y.detach(), xi.grad, {n: p.grad.clone() for n, p in m.named_parameters()}))
-    assert rel_err(outs[1][0], outs[0][0]) <= 1e-5 and rel_err(outs[1][1], outs[0][1]) <= 1e-5
-    for n, g in outs[0][2].items():
-        assert rel_err(outs[1][2][n], g) <= 1e-5, n
+    for out in outs[1:]:
+        assert rel_err(out[0], outs[0][0]) <= 1e-5 and rel_err(out[1], outs[0][1]) <= 1e-5
+        for n, g in outs[0][2].items():
+            assert rel_err(out[2][n], g) <= 1e-5, n
 
 
 def test_padded_joint_projection_changes_nothing(monkeypatch):

@@ -168,3 +168,8 @@ def test_one_launch_custom_ops_schema_and_fake_shapes():
     assert o.shape == (2, *xs[2].shape)
     bwd_args = (*xs, M, W, U, h, torch.randn_like(o), None, 0.25, False, False, BOTH)
     assert set(torch.library.opcheck(chunk_bwd, bwd_args, test_utils=checks).values()) == {"SUCCESS"}
+    # both directions' gradients unsummed (what mixer_scan's backward takes): [2, *input.shape]
+    split = chunk_bwd(*bwd_args, False)
+    assert set(torch.library.opcheck(chunk_bwd, (*bwd_args, False), test_utils=checks).values()) == {"SUCCESS"}
+    for a, b, x in zip(split[:6], chunk_bwd(*bwd_args)[:6], xs):
+        assert a.shape == (2, *x.shape) and rel_err(a.sum(0), b) <= 1e-6
