@@ -78,14 +78,15 @@ def _tap(X, SX, row, m_r, y, x, cols, m_c, GH, GW, t: tl.constexpr, K: tl.conste
 
 @triton.jit
 def _dw_fwd(A, SA, Wt, BIAS, OUT, NSEG, N, START, GH, GW, C, K: tl.constexpr, HAS_BIAS: tl.constexpr,
-            ALIGNED: tl.constexpr, BN: tl.constexpr, BC: tl.constexpr):
+            ALIGNED: tl.constexpr, BN: tl.constexpr, BC: tl.constexpr, FLIP: tl.constexpr = False):
+    """FLIP: the window turned by 180 degrees (tap t takes weight K * K - 1 - t): the data gradient."""
     i_n, i_c = tl.program_id(0), tl.program_id(1)
     row, m_r, y, x = _grid_rows(i_n, NSEG, N, START, GH, GW, BN)
     cols = i_c * BC + tl.arange(0, BC)
     m_c = cols < C
     acc = tl.zeros([BN, BC], dtype=tl.float32)
     for t in tl.static_range(K * K):
-        w = tl.load(Wt + cols * (K * K) + t, mask=m_c, other=0.0).to(tl.float32)
+        w = tl.load(Wt + cols * (K * K) + (K * K - 1 - t if FLIP else t), mask=m_c, other=0.0).to(tl.float32)
         acc += _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, t, K, ALIGNED) * w[None, :]
     if HAS_BIAS:
         acc += tl.load(BIAS + cols, mask=m_c, other=0.0).to(tl.float32)[None, :]
@@ -93,7 +94,7 @@ def _dw_fwd(A, SA, Wt, BIAS, OUT, NSEG, N, START, GH, GW, C, K: tl.constexpr, HA
 
 
 @triton.jit
-def _dw_bwd(A, SA, Wt, DOUT, DA, DWP, NSEG, N, START, GH, GW, C, K: tl.constexpr, ALIGNED: tl.constexpr,
+def _dw_bwd(A, SA, Wt, DOUT, DA, DWP, PARTS, NSEG, N, START, GH, GW, C, K: tl.constexpr, ALIGNED: tl.constexpr,
             ALIGNED_C: tl.constexpr, BN: tl.constexpr, BC: tl.constexpr):
     i_n, i_c = tl.program_id(0), tl.program_id(1)
     row, m_r, y, x = _grid_rows(i_n, NSEG, N, START, GH, GW, BN)
@@ -102,18 +103,18 @@ def _dw_bwd(A, SA, Wt, DOUT, DA, DWP, NSEG, N, START, GH, GW, C, K: tl.constexpr
     m = m_r[:, None] & m_c[None, :]
     dout = tl.load(DOUT + row[:, None] * C + cols[None, :], mask=m, other=0.0).to(tl.float32)
     da = tl.zeros([BN, BC], dtype=tl.float32)
-    part = DWP + i_n * (K * K + 1) * C + cols
+    part = DWP + cols * PARTS + i_n  # column i_n of the [K * K + 1, C, PARTS] partials
     for t in tl.static_range(K * K):
-        tl.store(part + t * C, tl.sum(dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, t, K, ALIGNED), axis=0),
-                 mask=m_c)
+        tap = _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, t, K, ALIGNED)
+        tl.store(part + t * C * PARTS, tl.sum(dout * tap, axis=0), mask=m_c)
         w = tl.load(Wt + cols * (K * K) + (K * K - 1 - t), mask=m_c, other=0.0).to(tl.float32)
         da += _tap(DOUT, C, row, m_r, y, x, cols, m_c, GH, GW, t, K, ALIGNED_C) * w[None, :]
-    tl.store(part + K * K * C, tl.sum(dout, axis=0), mask=m_c)
+    tl.store(part + K * K * C * PARTS, tl.sum(dout, axis=0), mask=m_c)
     tl.store(DA + row[:, None] * C + cols[None, :], da.to(DA.dtype.element_ty), mask=m)
 
 
 @triton.jit
-def _dw_wgrad3(A, SA, DOUT, DWP, NSEG, N, START, GH, GW, C, ALIGNED: tl.constexpr, BN: tl.constexpr,
+def _dw_wgrad3(A, SA, DOUT, DWP, PARTS, NSEG, N, START, GH, GW, C, ALIGNED: tl.constexpr, BN: tl.constexpr,
                BC: tl.constexpr, ITERS: tl.constexpr):
     """The 3 x 3 window's weight and bias gradients: each program walks ITERS blocks of BN tokens and keeps the
     nine taps' products dout * a (and dout) as elementwise [BN, BC] accumulators, reducing over its tokens once
@@ -137,22 +138,23 @@ def _dw_wgrad3(A, SA, DOUT, DWP, NSEG, N, START, GH, GW, C, ALIGNED: tl.constexp
         s6 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 6, 3, ALIGNED)
         s7 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 7, 3, ALIGNED)
         s8 += dout * _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, 8, 3, ALIGNED)
-    part = DWP + i_p * 10 * C + cols
+    part = DWP + cols * PARTS + i_p  # column i_p of the [10, C, PARTS] partials
+    CP = C * PARTS
     tl.store(part, tl.sum(s0, axis=0), mask=m_c)
-    tl.store(part + C, tl.sum(s1, axis=0), mask=m_c)
-    tl.store(part + 2 * C, tl.sum(s2, axis=0), mask=m_c)
-    tl.store(part + 3 * C, tl.sum(s3, axis=0), mask=m_c)
-    tl.store(part + 4 * C, tl.sum(s4, axis=0), mask=m_c)
-    tl.store(part + 5 * C, tl.sum(s5, axis=0), mask=m_c)
-    tl.store(part + 6 * C, tl.sum(s6, axis=0), mask=m_c)
-    tl.store(part + 7 * C, tl.sum(s7, axis=0), mask=m_c)
-    tl.store(part + 8 * C, tl.sum(s8, axis=0), mask=m_c)
-    tl.store(part + 9 * C, tl.sum(sb, axis=0), mask=m_c)
+    tl.store(part + CP, tl.sum(s1, axis=0), mask=m_c)
+    tl.store(part + 2 * CP, tl.sum(s2, axis=0), mask=m_c)
+    tl.store(part + 3 * CP, tl.sum(s3, axis=0), mask=m_c)
+    tl.store(part + 4 * CP, tl.sum(s4, axis=0), mask=m_c)
+    tl.store(part + 5 * CP, tl.sum(s5, axis=0), mask=m_c)
+    tl.store(part + 6 * CP, tl.sum(s6, axis=0), mask=m_c)
+    tl.store(part + 7 * CP, tl.sum(s7, axis=0), mask=m_c)
+    tl.store(part + 8 * CP, tl.sum(s8, axis=0), mask=m_c)
+    tl.store(part + 9 * CP, tl.sum(sb, axis=0), mask=m_c)
 
 
 def _launches(B: int, C: int, segments: list[int], tokens: int = BLOCK_TOKENS):
-    """Per grid: (program grid, first partial row, start token, height, width), with programs of ``tokens``
-    tokens; and the partial rows in all."""
+    """Per grid: (program grid, its first program's partial column, start token, height, width), with programs
+    of ``tokens`` tokens; and the programs (partial columns) in all."""
     out, start, p0 = [], 0, 0
     for h, w in zip(segments[::2], segments[1::2]):
         n = triton.cdiv(B * h * w, tokens)
@@ -192,21 +194,24 @@ def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> 
     three = k == 3 and BWD3
     launches, parts = _launches(B, C, segments, BWD3_TOKENS * BWD3_ITERS if three else BLOCK_TOKENS)
     da = a.new_empty(B, N, C)
-    dwp = torch.empty(parts, k * k + 1, C, device=a.device, dtype=torch.float32)
+    # [taps + bias, C, programs]: each program writes one column; one row sum at the end (a column sum of the
+    # transposed layout is several times slower in a CUDA graph)
+    dwp = torch.empty(k * k + 1, C, parts, device=a.device, dtype=torch.float32)
     meta = _meta(sa, k)
     if three:  # da: the forward kernel on dout with the window flipped; then the weight gradient on its own
-        wflip = weight.flip(-1, -2).contiguous()
         for grid, _, start, h, w in _launches(B, C, segments)[0]:
-            _dw_fwd[grid](dout, C, wflip, wflip, da, B * h * w, N, start, h, w, C, HAS_BIAS=False,
+            _dw_fwd[grid](dout, C, weight, weight, da, B * h * w, N, start, h, w, C, HAS_BIAS=False, FLIP=True,
                           **_meta(C, k))
     for grid, p0, start, h, w in launches:
         if three:
-            _dw_wgrad3[grid](a, sa, dout, dwp[p0:], B * h * w, N, start, h, w, C, ALIGNED=meta["ALIGNED"],
+            _dw_wgrad3[grid](a, sa, dout, dwp[..., p0:], parts, B * h * w, N, start, h, w, C,
+                             ALIGNED=meta["ALIGNED"],
                              BN=BWD3_TOKENS, BC=BLOCK_CHANNELS, ITERS=BWD3_ITERS, num_warps=4)
         else:
-            _dw_bwd[grid](a, sa, weight, dout, da, dwp[p0:], B * h * w, N, start, h, w, C, ALIGNED_C=C % 8 == 0,
+            _dw_bwd[grid](a, sa, weight, dout, da, dwp[..., p0:], parts, B * h * w, N, start, h, w, C,
+                          ALIGNED_C=C % 8 == 0,
                           **meta)
-    return da, dwp.sum(0)
+    return da, dwp.sum(-1)
 
 
 @_dw_bwd_op.register_fake

@@ -448,7 +448,8 @@ def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, DWP, NTOK, H, V, BN: tl.constexpr, B
     if TWO:
         tl.store(po + NTOK * H * V, do.to(DO2.dtype.element_ty), mask=m)
     cols = tl.arange(0, BV)
-    tl.store(DWP + (i_n * H + i_h) * V + cols, tl.sum(dy * n * sg, axis=0), mask=cols < V)  # this program's dw
+    # this program's dw: column (i_n, i_h) of the [V, programs * H] partials (a row sum ends it)
+    tl.store(DWP + cols * (tl.num_programs(0) * H) + i_n * H + i_h, tl.sum(dy * n * sg, axis=0), mask=cols < V)
 
 
 def _out_meta(H: int, V: int, ntok: int, eps: float):
@@ -479,9 +480,9 @@ def _out_bwd_op(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float)
     B, N, H, V = o2.shape[-4:]
     grid, meta = _out_meta(H, V, B * N, eps)
     do2, dyg = torch.empty_like(o2), y_g.new_empty(y_g.shape)
-    dwp = torch.empty(grid[0], H, V, device=o2.device, dtype=torch.float32)
+    dwp = torch.empty(V, grid[0] * H, device=o2.device, dtype=torch.float32)
     _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, dwp, B * N, H, V, TWO=o2.dim() == 5, **meta)
-    return do2, dyg, dwp.sum((0, 1))
+    return do2, dyg, dwp.sum(-1)
 
 
 @_out_bwd_op.register_fake
