@@ -72,8 +72,8 @@ def test_models_profile_and_compile_options(monkeypatch):
     torch.compile's (a stand-in here: compiling on the CPU needs a C compiler and minutes)."""
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda m: compiled.append(m) or m)
-    rec = bench.bench_models(["comba_micro"], img_size=32, batch=2, train=False, reps=1, log=lambda *_: None,
-                             compile=True, profile=True)[0]
+    rec = bench.bench_models(["comba_micro"], img_size=32, batch=2, train=False, device="cpu", reps=1,
+                             log=lambda *_: None, compile=True, profile=True)[0]
     assert rec["compiled"] and len(compiled) == 1 and "error" not in rec
     prof = rec["profile"]
     tops = list(prof["top"].values())
@@ -169,15 +169,16 @@ def test_tracker_records_and_table(tmp_path):
     ok, bad = data["records"]
     assert ok["batch"] == 2 and ok["model_fps"] > 0 and "full_fps" not in ok
     assert "not a Comba backbone" in bad["error"]
-    assert "| resnet10t | 64 / 128 | 2 | float32 | no | error |" in bench.tracker_table(data["records"])
+    # the command line takes the GPU where there is one (bf16 there; the CPU runs float32)
+    assert f"| resnet10t | 64 / 128 | 2 | {bad['dtype']} | no | error |" in bench.tracker_table(data["records"])
 
 
 def test_saved_activations_grouped_and_table():
     """Saved-for-backward accounting on the CPU: a Comba and a ViT model, groups summing to the total, the
     operator's float32 work buffers as their shapes say, and the per-image figure independent of the batch."""
     from comba_vision.ops.triton_chunk import work_buffer_shapes
-    comba_rec = bench.saved_activations("comba_micro", img_size=64, batch=2)
-    vit_rec = bench.saved_activations("vit_tiny_patch16_224", img_size=64, batch=2)
+    comba_rec = bench.saved_activations("comba_micro", img_size=64, batch=2, device="cpu")
+    vit_rec = bench.saved_activations("vit_tiny_patch16_224", img_size=64, batch=2, device="cpu")
     for r in (comba_rec, vit_rec):
         assert r["mb_per_image"] == pytest.approx(sum(r["groups"].values()))
         assert r["groups"]["mlp"] > 0 and r["groups"]["norm1"] > 0
@@ -189,7 +190,7 @@ def test_saved_activations_grouped_and_table():
         1, T, mixer.num_heads, mixer.head_dim_k, mixer.head_dim_v, 2).values())
     assert comba_rec["op_buffers_mb"] == pytest.approx(len(model.blocks) * per_layer / 2**20)
     assert comba_rec["groups"]["mixer"] > comba_rec["op_buffers_mb"]
-    one = bench.saved_activations("comba_micro", img_size=64, batch=1)["mb_per_image"]
+    one = bench.saved_activations("comba_micro", img_size=64, batch=1, device="cpu")["mb_per_image"]
     assert one < 2 * comba_rec["mb_per_image"] < 2 * one  # per image, plus a fixed part (the bf16 weights)
     table = bench.saved_table([comba_rec, vit_rec]).splitlines()
     assert table[2].startswith("| comba_micro | 64 | ") and table[3].startswith("| vit_tiny_patch16_224 | 64 | ")
@@ -221,8 +222,9 @@ def test_saved_activations_model_of_the_triton_op_matches_the_op(monkeypatch):
 def test_saved_activations_with_mixer_recompute():
     """mixer_recompute=True keeps less for the backward in the mixers (the operator's own share unchanged)
     and nothing changes outside them."""
-    plain = bench.saved_activations("comba_micro", img_size=64, batch=2)
-    lean = bench.saved_activations("comba_micro", img_size=64, batch=2, comba_kwargs={"mixer_recompute": True})
+    plain = bench.saved_activations("comba_micro", img_size=64, batch=2, device="cpu")
+    lean = bench.saved_activations("comba_micro", img_size=64, batch=2, device="cpu",
+                                   comba_kwargs={"mixer_recompute": True})
     assert lean["model_kwargs"] == {"mixer_recompute": True}
     assert lean["op_buffers_mb"] == pytest.approx(plain["op_buffers_mb"])
     around_op = plain["groups"]["mixer"] - plain["op_buffers_mb"]  # all the mixer keeps but the work buffers
@@ -235,3 +237,19 @@ def test_saved_activations_with_mixer_recompute():
     for g in ("mlp", "norm1", "norm2"):
         assert lean["groups"][g] == pytest.approx(plain["groups"][g])
     assert "mixer_recompute=True" in bench.saved_table([lean])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_saved_activations_on_cuda_count_the_operator():
+    """On CUDA the real kernels run (the mixer's prep and scans as one node in training): the accounting still
+    sees the operator and counts its float32 work buffers as their shapes say."""
+    from comba_vision.ops.triton_chunk import work_buffer_shapes
+    rec = bench.saved_activations("comba_micro", img_size=64, batch=2, device="cuda")
+    model = __import__("timm").create_model("comba_micro", img_size=64)
+    mixer = model.blocks[0].mixer
+    T = model.patch_embed.num_patches + getattr(model, "num_prefix_tokens", 0)
+    per_layer = sum(4 * math.prod(s) for s in work_buffer_shapes(
+        2, T, mixer.num_heads, mixer.head_dim_k, mixer.head_dim_v, 2).values())
+    assert rec["op_buffers_mb"] == pytest.approx(len(model.blocks) * per_layer / 2**20 / 2)
+    assert rec["groups"]["mixer"] > rec["op_buffers_mb"]

@@ -56,6 +56,8 @@ def main(argv=None):
     md.add_argument("--cuda-graph", action="store_true",
                     help="capture each model's whole step (forward, backward, AdamW) as a CUDA graph; time replays")
     md.add_argument("--profile-top", type=int, default=15, help="kernels listed by --profile")
+    md.add_argument("--foreach-adamw", action="store_true",
+                    help="training steps use torch's foreach AdamW instead of the fused one the trainer uses")
     md.add_argument("--out", default="benchmark_models.json")
     md.add_argument("--plot", default=None, help="PNG of images/s against input size (default: next to --out)")
     tr = sub.add_parser("tracker", help="frames/s of the one-stream tracker on Comba and ViT backbones")
@@ -124,7 +126,8 @@ def main(argv=None):
             for train in ([False, True] if mode == "both" else [mode == "train"]):
                 records += bench.bench_models(names, size, args.batch, train, comba_kwargs=args.comba_kwargs,
                                               compile=args.compile, profile=args.profile,
-                                              cuda_graph=args.cuda_graph, profile_top=args.profile_top)
+                                              cuda_graph=args.cuda_graph, profile_top=args.profile_top,
+                                              fused_adamw=not args.foreach_adamw)
                 with open(args.out, "w") as f:  # after every size, so a cut-short run keeps what it measured
                     json.dump(dict(environment=env, records=records), f, indent=1)
         print(bench.models_table(records))
