@@ -82,10 +82,11 @@ def chunk_bwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tenso
 def _(q, k, v, p, g, beta, M, W, U, h, do, dht, scale, need_dh0, iplr, reverse, sum_directions=True):
     B, T, H, K = q.shape
     dh0 = q.new_empty(B, H, K, v.shape[-1], dtype=torch.float32) if need_dh0 else _empty(q)
+    # both directions unsummed: [2, ...], dg and dbeta float32; else each input's shape and dtype
     lead = (2,) if reverse == BOTH and not sum_directions else ()
-    g32 = dict(dtype=torch.float32)
-    return (*(x.new_empty(*lead, *x.shape) for x in (q, k, v, p)), g.new_empty(*lead, *g.shape, **g32),
-            beta.new_empty(*lead, *beta.shape, **g32), dh0)
+    gdt, bdt = (torch.float32, torch.float32) if lead else (g.dtype, beta.dtype)
+    return (*(x.new_empty(*lead, *x.shape) for x in (q, k, v, p)), g.new_empty(*lead, *g.shape, dtype=gdt),
+            beta.new_empty(*lead, *beta.shape, dtype=bdt), dh0)
 
 
 def _setup_context(ctx, inputs, output):

@@ -384,9 +384,13 @@ def mixer_scan(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Te
     """comba_bidirectional(*mixer_prep(c, z, ...), variant=variant, scale=scale, merge="stack"), both scans'
     outputs [2, B, N, H, V], as one autograd node (no direction sums in its backward; see MIXER_SCAN).
     Triton only (CUDA, or the CPU under TRITON_INTERPRET=1)."""
+    from .comba import MAX_HEAD_DIM
     if variant not in ("splr", "iplr"):
         raise ValueError(f"variant must be 'splr' or 'iplr', got {variant!r}")
+    if not (1 <= K <= MAX_HEAD_DIM and 1 <= V <= MAX_HEAD_DIM):
+        raise ValueError(f"unsupported head size K={K}, V={V}: both must be in [1, {MAX_HEAD_DIM}]")
     _check(c, z, (A_log, dt_bias, b_logit, d), H, K, V)
+    _check_offsets(2 * c.shape[0] * c.shape[1] * H * max(K, V), "both scans' outputs and gradients")
     scale = float(K ** -0.5 if scale is None else scale)
     return _scan_op(c, z, A_log, dt_bias, b_logit, d, H, K, V, scale, variant == "iplr")[0]
 

@@ -17,6 +17,9 @@ backward
   From head size 128: 4 and 5 also write the K-wide per-token products of the gradients (P h0, the Q h0,
   K dh and <h0, dh> terms of dg), 5 runs in two K halves (``_bwd_state_halves``), and 6 is split into
   ``_bwd_grads_cc`` (C x C and per-token gradients) and ``_bwd_grads_k`` (dq, dk, dp per K block).
+  Below head size 128 a last chunk of at most 32 positions runs on a 16- or 32-row tile (``_tail_rows``):
+  1, 3, 4 and 6 launch once more for it, grid (1, B*H) (1 as ``_fwd_prepare`` by row substitution), and 2 and
+  5 take it in a step of their own.
 
 ``REVERSE`` maps the scan position s to the token T - 1 - s inside the loads and stores, so the
 reverse scan reads the caller's tensors in place.  All arithmetic is float32 (inputs are converted
@@ -279,7 +282,8 @@ def _fwd_prepare_blocked(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
 ):
-    """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse)."""
+    """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only."""
+    tl.static_assert(BT == CS, "the blocked prepare takes whole chunks (a short one goes to _fwd_prepare)")
     BC: tl.constexpr = 16
     i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -964,6 +968,7 @@ def _bwd_grads_cc(
     the two masked C x C gradients dAf = dL * Df, dAo = dAqk * Do for part 2; overwrites dU with
     drhs = M^T dU. Its K-wide products were made by _bwd_dv_local and _bwd_state (PRE), so the V loop holds
     only [BT, BV] and [BT, BT] tiles; q, k, p are loaded after it for P K^T and Q K^T."""
+    tl.static_assert(BT == CS, "no short-tail tiles from head size 128 (_tail_rows)")
     i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
      b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, False, CS)
@@ -996,6 +1001,7 @@ def _bwd_grads_k(
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large head sizes, part 2 of 2: dq, dk, dp for one K block (grid axis 2) of one chunk."""
+    tl.static_assert(BT == CS, "no short-tail tiles from head size 128 (_tail_rows)")
     i_t, i_bh, i_k = tl.program_id(0) + I0, tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, CS)
@@ -1096,7 +1102,7 @@ def _env_kernel_configs() -> dict[tuple[str, int], dict]:
     return out
 
 
-# (kernel name, K, V, dtype) -> (BV, num_stages) that fitted the device's shared memory
+# (kernel name, K, V, precision, tile rows BT, BV, warps) -> (BV, num_stages) that fitted the device's shared memory
 _FITTED: dict = {}
 
 

@@ -173,3 +173,9 @@ def test_one_launch_custom_ops_schema_and_fake_shapes():
     assert set(torch.library.opcheck(chunk_bwd, (*bwd_args, False), test_utils=checks).values()) == {"SUCCESS"}
     for a, b, x in zip(split[:6], chunk_bwd(*bwd_args)[:6], xs):
         assert a.shape == (2, *x.shape) and rel_err(a.sum(0), b) <= 1e-6
+    # half-precision gates: summed gradients come back in their dtype, unsummed ones in float32 (fake as real)
+    half = [*xs[:4], xs[4].half(), xs[5].half()]
+    for rev, summed in ((0, True), (BOTH, True), (BOTH, False)):
+        do = torch.randn((2, *xs[2].shape) if rev == BOTH else xs[2].shape, device=xs[2].device)
+        args = (*half, M, W, U, h, do, None, 0.25, False, False, rev, summed)
+        assert set(torch.library.opcheck(chunk_bwd, args, test_utils=checks).values()) == {"SUCCESS"}
