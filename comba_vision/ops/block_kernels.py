@@ -45,6 +45,14 @@ def fused_block_kernels():
         _ACTIVE[0] -= 1
 
 
+def check_int32_span(n: int, what: str, kernels: str, switch: str) -> None:
+    """The fused kernels index with 32-bit offsets: n, the elements their offsets span in the tensor named
+    what, must stay below 2**31 (else a ValueError naming the kernels and the switch that turns them off)."""
+    if n >= 2**31:
+        raise ValueError(f"{what} has {n} elements, more than the {kernels}' 32-bit offsets reach (2**31); "
+                         f"split the batch, or set {switch}=0")
+
+
 def applies(var: str, x: Tensor) -> bool:
     """Whether the fused kernel switched by the environment variable ``var`` runs for activation x."""
     if not x.is_cuda:

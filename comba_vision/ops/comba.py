@@ -22,6 +22,14 @@ _BACKENDS = ("triton", "torch", "reference")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def check_sizes_and_variant(K: int, V: int, variant: str) -> None:
+    """The head sizes and the variant the kernels support (ValueError naming what is wrong)."""
+    if not (1 <= K <= MAX_HEAD_DIM) or not (1 <= V <= MAX_HEAD_DIM):
+        raise ValueError(f"unsupported head size K={K}, V={V}: both must be in [1, {MAX_HEAD_DIM}]")
+    if variant not in ("splr", "iplr"):
+        raise ValueError(f"variant must be 'splr' or 'iplr', got {variant!r}")
+
+
 def _check_inputs(q, k, v, p, g, beta, initial_state, variant):
     names = dict(q=q, k=k, v=v, p=p, g=g, beta=beta)
     for name, x in names.items():
@@ -46,10 +54,7 @@ def _check_inputs(q, k, v, p, g, beta, initial_state, variant):
     for name in ("g", "beta"):
         if tuple(names[name].shape) != (B, T, H):
             raise ValueError(f"{name} has shape {tuple(names[name].shape)}, expected [B, T, H] = {(B, T, H)}")
-    if not (1 <= K <= MAX_HEAD_DIM) or not (1 <= V <= MAX_HEAD_DIM):
-        raise ValueError(f"unsupported head size K={K}, V={V}: both must be in [1, {MAX_HEAD_DIM}]")
-    if variant not in ("splr", "iplr"):
-        raise ValueError(f"variant must be 'splr' or 'iplr', got {variant!r}")
+    check_sizes_and_variant(K, V, variant)
     devices = {x.device for x in names.values()}
     if initial_state is not None:
         if not isinstance(initial_state, torch.Tensor) or initial_state.dtype not in _FLOAT_DTYPES:

@@ -39,7 +39,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .block_kernels import applies
-from .mixer_fused import _row_stride, _rows
+from .mixer_fused import _check_rows, _rows
 
 BLOCK_TOKENS = 64
 BLOCK_CHANNELS = 64
@@ -47,7 +47,6 @@ BLOCK_CHANNELS = 64
 # flipped, the weight gradient from _dw_wgrad3 in blocks of BWD3_TOKENS tokens, BWD3_ITERS of them a program
 BWD3 = os.environ.get("COMBA_CONV_BWD3", "1") == "1"
 BWD3_TOKENS, BWD3_ITERS = 16, 16
-_INT32 = 2**31
 
 
 @triton.jit
@@ -254,11 +253,7 @@ def dwconv_tokens(a: Tensor, weight: Tensor, bias: Tensor | None, segments) -> T
     segments = [(int(h), int(w)) for h, w in (segments or [(1, N)])]
     if sum(h * w for h, w in segments) != N:
         raise ValueError(f"segments {list(segments)} do not cover the {N} tokens")
-    stride = _row_stride(a)
-    span = B * N * (stride if stride is not None else C)
-    if span >= _INT32:
-        raise ValueError(f"a spans {span} elements, more than the conv kernel's 32-bit offsets reach (2**31); "
-                         "split the batch, or set COMBA_FUSED_CONV=0")
+    _check_rows(a, "a", "conv kernels", "COMBA_FUSED_CONV")
     return _dw_op(a, weight.contiguous(), bias, [x for hw in segments for x in hw])
 
 

@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .block_kernels import applies
+from .block_kernels import applies, check_int32_span
 
 _TILE = 4096  # elements of one [rows, BD] tile a program holds
 _ITERS = 2    # row blocks per backward program (8 left 196 programs at Comba-T's 25088 rows: 56 us; H200)
@@ -97,12 +97,6 @@ def _ln_bwd(X, W, DY, DX, DWBP, DS, DR, NROWS, D, BN: tl.constexpr, BD: tl.const
 def _meta(D: int):
     BD = triton.next_power_of_2(D)
     return dict(BN=max(1, _TILE // BD), BD=BD, num_warps=4 if BD <= 1024 else 8)
-
-
-def _check_offsets(n: int) -> None:
-    if n >= 2**31:
-        raise ValueError(f"layer_norm: {n} elements are more than the kernels' 32-bit offsets reach (2**31); "
-                         f"set COMBA_FUSED_NORM=0")
 
 
 @torch.library.custom_op("comba_vision::layer_norm", mutates_args=())
@@ -239,7 +233,7 @@ def _check_args(x: Tensor, weight: Tensor, bias: Tensor) -> None:
                              f"{None if t is None else tuple(t.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"layer_norm needs a floating-point input, got {x.dtype}")
-    _check_offsets(x.numel())
+    check_int32_span(x.numel(), "x", "LayerNorm kernels", "COMBA_FUSED_NORM")
 
 
 def _out_dtype(x: Tensor, out_dtype: torch.dtype | None, normed: torch.dtype | None = None) -> torch.dtype:

@@ -31,6 +31,7 @@ import triton.language as tl
 from torch import Tensor
 
 from . import triton_chunk
+from .block_kernels import check_int32_span
 from .function import chunk_buffers, chunk_bwd
 from .triton_chunk import BOTH, comba_fwd_triton, work_buffer_shapes
 
@@ -206,20 +207,16 @@ def _meta(H: int, K: int, V: int, ntok: int):
     return (triton.cdiv(ntok, BLOCK_TOKENS), H), dict(BN=BLOCK_TOKENS, BK=BK, BV=BV, EPS=EPS, num_warps=4)
 
 
-_INT32 = 2**31  # the kernels index with 32-bit offsets
-
-
 def _check_offsets(n: int, what: str) -> None:
     """n: the elements a kernel's offsets span in the tensor named what."""
-    if n >= _INT32:
-        raise ValueError(f"{what} has {n} elements, more than the fused mixer kernels' 32-bit offsets reach "
-                         f"(2**31); split the batch, or set COMBA_FUSED_MIXER=0")
+    check_int32_span(n, what, "fused mixer kernels", "COMBA_FUSED_MIXER")
 
 
-def _check_rows(t: Tensor, what: str) -> None:
+def _check_rows(t: Tensor, what: str, kernels: str = "fused mixer kernels", switch: str = "COMBA_FUSED_MIXER") -> None:
     """The span of t [B, N, D] as the kernels read it: B * N rows of the stride _rows gives them."""
     stride = _row_stride(t)
-    _check_offsets(t.shape[0] * t.shape[1] * (stride if stride is not None else t.shape[-1]), what)
+    check_int32_span(t.shape[0] * t.shape[1] * (stride if stride is not None else t.shape[-1]), what, kernels,
+                     switch)
 
 
 def _check(c: Tensor, z: Tensor, params: tuple[Tensor, ...], H: int, K: int, V: int) -> None:
@@ -384,11 +381,8 @@ def mixer_scan(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Te
     """comba_bidirectional(*mixer_prep(c, z, ...), variant=variant, scale=scale, merge="stack"), both scans'
     outputs [2, B, N, H, V], as one autograd node (no direction sums in its backward; see MIXER_SCAN).
     Triton only (CUDA, or the CPU under TRITON_INTERPRET=1)."""
-    from .comba import MAX_HEAD_DIM
-    if variant not in ("splr", "iplr"):
-        raise ValueError(f"variant must be 'splr' or 'iplr', got {variant!r}")
-    if not (1 <= K <= MAX_HEAD_DIM and 1 <= V <= MAX_HEAD_DIM):
-        raise ValueError(f"unsupported head size K={K}, V={V}: both must be in [1, {MAX_HEAD_DIM}]")
+    from .comba import check_sizes_and_variant
+    check_sizes_and_variant(K, V, variant)
     _check(c, z, (A_log, dt_bias, b_logit, d), H, K, V)
     _check_offsets(2 * c.shape[0] * c.shape[1] * H * max(K, V), "both scans' outputs and gradients")
     scale = float(K ** -0.5 if scale is None else scale)

@@ -515,7 +515,7 @@ def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v,
 def _fwd_state(
     k, g, W, U, h, h0, ht,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, TAIL: tl.constexpr,
 ):
@@ -674,7 +674,7 @@ def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i
 def _bwd_state(
     q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr, TAIL: tl.constexpr,
 ):
@@ -712,7 +712,7 @@ def _w_cols(W, base_c, K, BT: tl.constexpr, BD: tl.constexpr, off):
 def _bwd_state_halves(
     q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr, TAIL: tl.constexpr,
 ):
@@ -961,7 +961,7 @@ def _bwd_grads_cc(
     q, k, v, p, g, beta, M, U, dU, do, PH, DCQ, KDH, DCL, n_vs,
     dv, dg, dbeta, dAf, dAo, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large head sizes, part 1 of 2: the C x C and per-token gradients of one chunk (dv, dg, dbeta) and
@@ -969,7 +969,7 @@ def _bwd_grads_cc(
     drhs = M^T dU. Its K-wide products were made by _bwd_dv_local and _bwd_state (PRE), so the V loop holds
     only [BT, BV] and [BT, BT] tiles; q, k, p are loaded after it for P K^T and Q K^T."""
     tl.static_assert(BT == CS, "no short-tail tiles from head size 128 (_tail_rows)")
-    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
     (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
      b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, False, CS)
     o_c = tl.arange(0, BT)
@@ -997,12 +997,12 @@ def _bwd_grads_k(
     q, k, p, g, beta, U, drhs, h, dh, do, dAf, dAo,
     dq, dk, dp, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large head sizes, part 2 of 2: dq, dk, dp for one K block (grid axis 2) of one chunk."""
     tl.static_assert(BT == CS, "no short-tail tiles from head size 128 (_tail_rows)")
-    i_t, i_bh, i_k = tl.program_id(0) + I0, tl.program_id(1), tl.program_id(2)
+    i_t, i_bh, i_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, CS)
     o_c = tl.arange(0, BT)
@@ -1156,12 +1156,21 @@ def _tail_rows(T: int, BK: int) -> int:
 
 def _launch_chunks(kernel, NT: int, tail: int, BH: int, args, meta, tail_kernel=None, tail_meta=None) -> None:
     """A chunk-parallel kernel over grid (chunks, BH): the chunks on BT-row tiles and, when tail < BT, the
-    last chunk in a launch of its own on a tail-row tile (tail_kernel with tail_meta, by default the same)."""
+    last chunk in a launch of its own on a tail-row tile (tail_kernel with tail_meta, by default the same).
+    I0 (the launch's first chunk) is the kernel's only argument not in meta."""
     n_full = NT - 1 if tail < BT else NT
     if n_full:
-        _launch(kernel, (n_full, BH), args, meta)
+        _launch(kernel, (n_full, BH), args, dict(meta, I0=0))
     if tail < BT:
         _launch(tail_kernel or kernel, (1, BH), args, dict(tail_meta or meta, BT=tail, I0=NT - 1))
+
+
+def _pipeline_meta(T: int, H: int, K: int, V: int, dtype: torch.dtype, reverse: int, iplr: bool) -> tuple[dict, int]:
+    """The launch options the forward and backward pipelines share, and the last chunk's tile rows."""
+    BK, BV, prec, warps = _config(K, V, dtype)
+    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, CS=BT, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
+                num_warps=warps)
+    return meta, _tail_rows(T, BK)
 
 
 BOTH = 2  # the ``reverse`` value that runs both scan directions in the same launches
@@ -1193,15 +1202,13 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
         raise ValueError("both directions in one launch take no initial state and return no final state")
     BH = nd * B * H
     NT = triton.cdiv(T, BT)
-    BK, BV, prec, warps = _config(K, V, q.dtype)
+    meta, tail = _pipeline_meta(T, H, K, V, q.dtype, reverse, iplr)
+    BV = meta["BV"]
     dev = q.device
     f32 = torch.float32
     M, W, U, h = (torch.empty(s, device=dev, dtype=f32) for s in work_buffer_shapes(B, T, H, K, V, nd).values())
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
     o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
-    tail = _tail_rows(T, BK)
-    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, CS=BT, I0=0, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
-                num_warps=warps)
     prep_args = (k, p, v, g, beta, M, W, U)
     if BLOCKED_INVERSE:  # a short last chunk's inverse by row substitution on its small tile
         _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, prep_args, dict(meta, DOUBLING=DOUBLING_INVERSE),
@@ -1250,10 +1257,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
         raise ValueError("both directions in one launch have no initial or final state to differentiate")
     BH = nd * B * H
     NT = triton.cdiv(T, BT)
-    BK, BV, prec, warps = _config(K, V, q.dtype)
-    tail = _tail_rows(T, BK)
-    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, CS=BT, I0=0, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
-                num_warps=warps)
+    meta, tail = _pipeline_meta(T, H, K, V, q.dtype, reverse, iplr)
+    BK, BV = meta["BK"], meta["BV"]
     split = BK >= SPLIT_BWD_MIN_BK
     pre = split or BK >= PRE_MIN_BK or BK in PRE_BKS  # the split gradient kernel needs the precomputed products
     f32 = dict(device=q.device, dtype=torch.float32)
