@@ -17,6 +17,9 @@ backward
   From head size 128: 4 and 5 also write the K-wide per-token products of the gradients (P h0, the Q h0,
   K dh and <h0, dh> terms of dg), 5 runs in two K halves (``_bwd_state_halves``), and 6 is split into
   ``_bwd_grads_cc`` (C x C and per-token gradients) and ``_bwd_grads_k`` (dq, dk, dp per K block).
+  Long sequences with few programs (``_state_group``): 2 and 5 walk groups of G chunks in parallel, in three
+  launches (each group's summary from zero, grid (V/BV + K/BV, B*H, NT/G); ``_state_carry`` over the groups,
+  grid (V/BV, B*H); each group again from its true start, grid (V/BV, B*H, NT/G)).
   Below head size 128 a last chunk of at most 32 positions runs on a 16- or 32-row tile (``_tail_rows``):
   1, 3, 4 and 6 launch once more for it, grid (1, B*H) (1 as ``_fwd_prepare`` by row substitution), and 2 and
   5 take it in a step of their own.
@@ -79,6 +82,14 @@ DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "1") == "1"
 # tokens at 224px) runs on a 16- or 32-row tile: the chunk-parallel kernels take it in a launch of its own,
 # the state kernels in a last (first, backwards) step of their own; below head size 128 (_tail_rows).
 TAIL_TILE = os.environ.get("COMBA_TAIL_TILE", "1") == "1"
+# COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
+# the sequential state kernels walk groups of chunks in parallel. A chunk's step is affine in the state
+# (h' = A h + b, A = e^(c_last) I - K~^T W [K, K]; backwards dh = A^T dh' + d), so each group is first walked
+# from zero, with the identity walked alongside for A's product over the group (its summary); one short
+# walk over the groups chains the summaries; then each group is walked again from its true start, storing
+# what the one long walk stores. Sequential steps 2 G + NT / G instead of NT, with B*H * groups programs.
+_STATE_GROUP_ENV = os.environ.get("COMBA_STATE_GROUP", "auto")
+STATE_GROUP: str | int = "auto" if _STATE_GROUP_ENV == "auto" else int(_STATE_GROUP_ENV)
 
 
 def _interpreting() -> bool:
@@ -493,50 +504,132 @@ def _fwd_prepare(
 @triton.jit
 def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
                      BT: tl.constexpr, BK: tl.constexpr, CS: tl.constexpr, REVERSE: tl.constexpr,
-                     IPLR: tl.constexpr, PREC: tl.constexpr):
+                     IPLR: tl.constexpr, PREC: tl.constexpr, STORE: tl.constexpr = True):
     """One chunk of _fwd_state on a BT-row tile: stores the state at the chunk start, completes u, returns
-    the state at the chunk end."""
+    the state at the chunk end. STORE=False (a group's summary walk): stores nothing, U0 is only read."""
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
-    tl.store(h + (i_bh * NT + i_t) * K * V + kv, b_h, mask=m_kv)
+    if STORE:
+        tl.store(h + (i_bh * NT + i_t) * K * V + kv, b_h, mask=m_kv)
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     base_c = (i_bh * NT + i_t) * CS
     b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=(o_k < K)[None, :], other=0.)
     p_U = U + (base_c + o_c)[:, None] * V + o_v[None, :]
     b_u = tl.load(p_U, mask=m_v[None, :], other=0.) - tl.dot(b_W, b_h, input_precision=PREC)
-    tl.store(p_U, b_u, mask=m_v[None, :])
+    if STORE:
+        tl.store(p_U, b_u, mask=m_v[None, :])
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     b_k = b_k * tl.exp(b_clast - b_c)[:, None]
     return b_h * tl.exp(b_clast) + tl.dot(tl.trans(b_k), b_u, input_precision=PREC)
 
 
 @triton.jit
-def _fwd_state(
-    k, g, W, U, h, h0, ht,
-    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
-    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, TAIL: tl.constexpr,
-):
-    """TAIL < CS: the last chunk is short and its buffers were written on a TAIL-row tile (see _tail_rows)."""
+def _group_bounds(NT, G: tl.constexpr, TAIL: tl.constexpr, CS: tl.constexpr):
+    """Chunks [c0, c1) of this program's group (G = 0: all NT chunks), the end of its whole chunks, and
+    whether it holds the short last chunk (TAIL < CS, taken in a step of its own)."""
+    if G == 0:
+        c0 = 0
+        c1 = NT
+    else:
+        c0 = tl.program_id(2) * G
+        c1 = tl.minimum(c0 + G, NT)
+    has_tail = c1 == NT
+    if TAIL < CS:
+        c_full = tl.where(has_tail, c1 - 1, c1)
+    else:
+        c_full = c1
+    return c0, c1, c_full, has_tail
+
+
+@triton.jit
+def _group_start(HS, S, i_bh, i_v, o_k, o_v, K, V, BK: tl.constexpr, BV: tl.constexpr, PHASE: tl.constexpr):
+    """A group walk's starting tile: PHASE 1 (summary), zero, or for the programs past V's blocks the
+    identity's columns (they walk the group's transition matrix, with zero input); PHASE 2, the group's
+    true starting state from HS (written by _state_carry)."""
+    NG = tl.num_programs(2)
+    i_g = tl.program_id(2)
+    if PHASE == 1:
+        j = o_v - tl.cdiv(V, BV) * BV
+        return tl.where((o_k[:, None] == j[None, :]) & (j < K)[None, :], 1., 0.)
+    else:
+        kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
+        return tl.load(HS + (i_bh * NG + i_g) * K * V + kv, mask=m_kv, other=0.)
+
+
+@triton.jit
+def _group_summary(S, b_h, i_bh, o_k, o_v, K, V, BV: tl.constexpr):
+    """Stores a summary walk's end tile in S [B*H, NG, K, V + K]: the group's state from zero in columns
+    0..V, its transition matrix in columns V..V + K."""
+    NG = tl.num_programs(2)
+    nV = tl.cdiv(V, BV) * BV
+    col = tl.where(o_v < nV, o_v, V + o_v - nV)
+    m_col = tl.where(o_v < nV, o_v < V, o_v - nV < K)
+    tl.store(S + (tl.program_id(1) * NG + tl.program_id(2)) * K * (V + K) + o_k[:, None] * (V + K) + col[None, :],
+             b_h, mask=(o_k < K)[:, None] & m_col[None, :])
+
+
+@triton.jit
+def _state_carry(S, HS, h0, ht, NG, K, V, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+                 USE_H0: tl.constexpr, STORE_HT: tl.constexpr, BACKWARD: tl.constexpr):
+    """Walks the groups (backwards: from the last) with their summaries, h_next = P_g h + s_g, storing each
+    group's starting state in HS [B*H, NG, K, V]; ht gets the end state (the backward's dh0)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, CS)
-    o_v = i_v * BV + tl.arange(0, BV)
-    m_v = o_v < V
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
     kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
+    o_v = i_v * BV + tl.arange(0, BV)
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_H0:
         b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
-    n_full = NT - 1 if TAIL < CS else NT
-    for i_t in range(0, n_full):
-        b_h = _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
-                               CS, BK, CS, REVERSE, IPLR, PREC)
-    if TAIL < CS:
-        b_h = _fwd_state_chunk(k, g, W, U, h, b_h, NT - 1, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
-                               TAIL, BK, CS, REVERSE, IPLR, PREC)
+    for j in range(0, NG):
+        i_g = NG - 1 - j if BACKWARD else j
+        base = (i_bh * NG + i_g) * K * (V + K)
+        tl.store(HS + (i_bh * NG + i_g) * K * V + kv, b_h, mask=m_kv)
+        b_P = tl.load(S + base + o_k[:, None] * (V + K) + V + o_k[None, :], mask=m_k[:, None] & m_k[None, :], other=0.)
+        b_s = tl.load(S + base + o_k[:, None] * (V + K) + o_v[None, :], mask=m_kv, other=0.)
+        b_h = tl.dot(b_P, b_h, input_precision=PREC) + b_s
     if STORE_HT:
+        tl.store(ht + i_bh * K * V + kv, b_h, mask=m_kv)
+
+
+@triton.jit
+def _fwd_state(
+    k, g, W, U, h, h0, ht, S, HS,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, TAIL: tl.constexpr, G: tl.constexpr, PHASE: tl.constexpr,
+):
+    """TAIL < CS: the last chunk is short and its buffers were written on a TAIL-row tile (see _tail_rows).
+    G = 0 (PHASE 0): one program per V block walks every chunk. G > 0, grid (V blocks, B*H, groups of G
+    chunks): PHASE 1 walks each group from zero without storing (its summary, in S; the programs past
+    V's blocks walk the identity), _state_carry chains the groups, PHASE 2 walks each group again from its
+    true starting state, storing h and u as PHASE 0 does."""
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, CS)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
+    c0, _, c_full, has_tail = _group_bounds(NT, G, TAIL, CS)
+    if PHASE == 0:
+        b_h = tl.zeros([BK, BV], dtype=tl.float32)
+        if USE_H0:
+            b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
+    else:
+        b_h = _group_start(HS, S, i_bh, i_v, o_k, o_v, K, V, BK, BV, PHASE)
+    for i_t in range(c0, c_full):
+        b_h = _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
+                               CS, BK, CS, REVERSE, IPLR, PREC, PHASE != 1)
+    if TAIL < CS:
+        if has_tail:
+            b_h = _fwd_state_chunk(k, g, W, U, h, b_h, NT - 1, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K,
+                                   V, TAIL, BK, CS, REVERSE, IPLR, PREC, PHASE != 1)
+    if PHASE == 1:
+        _group_summary(S, b_h, i_bh, o_k, o_v, K, V, BV)
+    if PHASE == 0 and STORE_HT:
         tl.store(ht + i_bh * K * V + kv, b_h, mask=m_kv)
 
 
@@ -642,12 +735,14 @@ def _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, b_inner, b_clast, i_v, i_bh,
 @triton.jit
 def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i_v, i_b, i_h, i_bh, NT, kv, m_kv,
                      o_v, m_v, T, H, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
-                     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr):
+                     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
+                     STORE: tl.constexpr = True):
     """One chunk of _bwd_state on a BT-row tile: stores dh at the chunk end, completes dU, returns dh at the
-    chunk start."""
+    chunk start. STORE=False (a group's summary walk): stores nothing, dU (its local part) is only read."""
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
-    tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh, mask=m_kv)
+    if STORE:
+        tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh, mask=m_kv)
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
@@ -660,43 +755,55 @@ def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i
     p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
     b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
     b_kdh = tl.dot(b_kd, b_dh, input_precision=PREC)
-    if PRE:
+    if PRE and STORE:
         b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.)
         _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, tl.sum(tl.sum(b_h0 * b_dh, 1), 0), b_clast,
                          i_v, i_bh, i_t, NT, base_c, BT, CS)
     b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
-    tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
+    if STORE:
+        tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
     return (b_dh * tl.exp(b_clast) + tl.dot(tl.trans(b_q), b_do, input_precision=PREC)
             - tl.dot(tl.trans(b_W), b_dU, input_precision=PREC))
 
 
 @triton.jit
 def _bwd_state(
-    q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL,
+    q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL, S, HS,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr, TAIL: tl.constexpr,
+    G: tl.constexpr, PHASE: tl.constexpr,
 ):
-    """TAIL < CS: the last chunk (the first one walked here) runs on a TAIL-row tile, as in _fwd_state."""
+    """TAIL < CS: the last chunk (the first one walked here) runs on a TAIL-row tile, as in _fwd_state.
+    G and PHASE as in _fwd_state, each group walked backwards from its last chunk (the transition of dh
+    over a chunk is the transpose of the state's)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, CS)
+    o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < V
     kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
-    b_dh = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_DHT:
-        b_dh += tl.load(dht + i_bh * K * V + kv, mask=m_kv, other=0.)
-    n_full = NT - 1 if TAIL < CS else NT
+    c0, _, c_full, has_tail = _group_bounds(NT, G, TAIL, CS)
+    if PHASE == 0:
+        b_dh = tl.zeros([BK, BV], dtype=tl.float32)
+        if USE_DHT:
+            b_dh += tl.load(dht + i_bh * K * V + kv, mask=m_kv, other=0.)
+    else:
+        b_dh = _group_start(HS, S, i_bh, i_v, o_k, o_v, K, V, BK, BV, PHASE)
     if TAIL < CS:
-        b_dh = _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, NT - 1, i_v, i_b, i_h, i_bh,
-                                NT, kv, m_kv, o_v, m_v, T, H, K, V, TAIL, BK, BV, CS, REVERSE, IPLR, PREC, PRE)
-    for j in range(0, n_full):
-        b_dh = _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, n_full - 1 - j, i_v, i_b,
+        if has_tail:
+            b_dh = _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, NT - 1, i_v, i_b, i_h,
+                                    i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V, TAIL, BK, BV, CS, REVERSE, IPLR, PREC,
+                                    PRE, PHASE != 1)
+    for j in range(0, c_full - c0):
+        b_dh = _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, c_full - 1 - j, i_v, i_b,
                                 i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V, CS, BK, BV, CS, REVERSE, IPLR,
-                                PREC, PRE)
-    if STORE_DH0:
+                                PREC, PRE, PHASE != 1)
+    if PHASE == 1:
+        _group_summary(S, b_dh, i_bh, o_k, o_v, K, V, BV)
+    if PHASE == 0 and STORE_DH0:
         tl.store(dh0 + i_bh * K * V + kv, b_dh, mask=m_kv)
 
 
@@ -710,16 +817,18 @@ def _w_cols(W, base_c, K, BT: tl.constexpr, BD: tl.constexpr, off):
 
 @triton.jit
 def _bwd_state_halves(
-    q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL,
+    q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL, S, HS,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr, TAIL: tl.constexpr,
+    G: tl.constexpr, PHASE: tl.constexpr,
 ):
     """_bwd_state for large head sizes: dh and every K-wide tile in two K halves (rows 0..BK/2 and
     BK/2..BK), so that no [BT, BK] float32 tile is live at once (at BK = 128 those spill registers and
     limit how many programs share a multiprocessor)."""
     tl.static_assert(TAIL == CS, "no short-tail tiles from head size 128 (_tail_rows)")
+    tl.static_assert(G == 0 and PHASE == 0, "no chunk groups from head size 128 (_state_group)")
     KH: tl.constexpr = BK // 2
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -1117,22 +1226,28 @@ def _state_block_v(BH: int, V: int, BV: int, device: torch.device) -> int:
     return BV
 
 
-def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool = False) -> int:
+def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool = False,
+            identity_blocks: bool = False) -> int:
     """Launches kernel; when a configuration needs more shared memory than the device has, retries with
     no software pipelining and then smaller V blocks (and remembers what fitted). A kernel that must see
-    all of V in one block (fixed_bv) is only retried without pipelining. Returns the V block used."""
+    all of V in one block (fixed_bv) is only retried without pipelining. per_v_block: grid[0] is the number
+    of V blocks (plus, identity_blocks, the K / BV blocks of a group summary's transition matrix). Returns
+    the V block used."""
     name = kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel)
     if not _interpreting():
         chosen = _env_kernel_configs().get((name, meta["BK"])) or KERNEL_CONFIGS.get((name, meta["BK"]))
         if chosen:
             meta = dict(meta, **chosen)
-    key = (name, meta["K"], meta["V"], meta["PREC"], meta["BT"], meta["BV"], meta.get("num_warps"))
+    key = (name, meta["K"], meta["V"], meta["PREC"], meta.get("BT"), meta["BV"], meta.get("num_warps"))
     bv, stages = _FITTED.get(key, (meta["BV"], meta.get("num_stages")))
     while True:
         m = dict(meta, BV=bv)
         if stages is not None:
             m["num_stages"] = stages
-        g = (triton.cdiv(meta["V"], bv), grid[1]) if per_v_block else grid
+        if per_v_block:
+            g = (triton.cdiv(meta["V"], bv) + (triton.cdiv(meta["K"], bv) if identity_blocks else 0), *grid[1:])
+        else:
+            g = grid
         try:
             kernel[g](*args, **m)
             _FITTED[key] = (bv, stages)
@@ -1152,6 +1267,46 @@ def _tail_rows(T: int, BK: int) -> int:
     if not TAIL_TILE or BK >= min(SPLIT_BWD_MIN_BK, STATE_HALVES_MIN_BK):
         return BT
     return max(16, triton.next_power_of_2(T - (triton.cdiv(T, BT) - 1) * BT))
+
+
+def _state_group(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int:
+    """Chunks per group of the state kernels' grouped walk, 0 for one walk over every chunk (see
+    STATE_GROUP). Grouped: when the walk is long (NT >= 32) and B*H (by 16-wide V blocks) leaves the GPU
+    short of programs; about sqrt(NT) / 2 chunks a group, which balances the two group walks against the
+    carry over NT / G groups. Not from head size 128 (_bwd_state_halves walks whole sequences)."""
+    if BK >= STATE_HALVES_MIN_BK:
+        return 0
+    if STATE_GROUP != "auto":
+        return STATE_GROUP if 0 < STATE_GROUP < NT else 0
+    if device.type != "cuda" or NT < 32:
+        return 0
+    if BH * triton.cdiv(V, 16) >= 4 * torch.cuda.get_device_properties(device).multi_processor_count:
+        return 0
+    return min(16, triton.next_power_of_2(round(NT ** 0.5 / 2)))
+
+
+def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool) -> int:
+    """A state kernel (_fwd_state, _bwd_state or _bwd_state_halves; args up to S, HS exclusive) over every
+    chunk, or in groups (_state_group): the groups' summaries (PHASE 1), the carry across groups
+    (_state_carry, which also takes h0 and writes ht: the initial state and final state, or dht and dh0
+    backwards), and each group walked from its starting state (PHASE 2). Returns the V block of the walk
+    that stores."""
+    K, V, BK, BV = meta["K"], meta["V"], meta["BK"], meta["BV"]
+    G = _state_group(NT, BH, V, BK, args[0].device)
+    if not G:
+        return _launch(kernel, (None, BH), (*args, None, None),
+                       dict(meta, BV=_state_block_v(BH, V, BV, args[0].device), G=0, PHASE=0), per_v_block=True)
+    NG = triton.cdiv(NT, G)
+    f32 = dict(device=args[0].device, dtype=torch.float32)
+    S = torch.empty(BH, NG, K, V + K, **f32)
+    HS = torch.empty(BH, NG, K, V, **f32)
+    bv = _state_block_v(BH * NG, V, BV, args[0].device)
+    _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=1), per_v_block=True,
+            identity_blocks=True)
+    _launch(_state_carry, (None, BH), (S, HS, h0, ht, NG),
+            dict(K=K, V=V, BK=BK, BV=bv, PREC=meta["PREC"], USE_H0=h0 is not None, STORE_HT=ht is not None,
+                 BACKWARD=backward), per_v_block=True)
+    return _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=2), per_v_block=True)
 
 
 def _launch_chunks(kernel, NT: int, tail: int, BH: int, args, meta, tail_kernel=None, tail_meta=None) -> None:
@@ -1203,7 +1358,6 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     BH = nd * B * H
     NT = triton.cdiv(T, BT)
     meta, tail = _pipeline_meta(T, H, K, V, q.dtype, reverse, iplr)
-    BV = meta["BV"]
     dev = q.device
     f32 = torch.float32
     M, W, U, h = (torch.empty(s, device=dev, dtype=f32) for s in work_buffer_shapes(B, T, H, K, V, nd).values())
@@ -1215,10 +1369,9 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
                        tail_kernel=_fwd_prepare, tail_meta=meta)
     else:
         _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, meta)
-    bv_state = _state_block_v(BH, V, BV, dev)
-    _launch(_fwd_state, (None, BH), (k, g, W, U, h, initial_state, ht),
-            dict(meta, BV=bv_state, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail),
-            per_v_block=True)
+    _launch_state(_fwd_state, BH, NT, (k, g, W, U, h, initial_state, ht),
+                  dict(meta, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail),
+                  initial_state, ht, backward=False)
     if need_output:
         _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, U, h, o, scale), meta)
     return o, ht, (M, W, U, h)
@@ -1258,7 +1411,7 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     BH = nd * B * H
     NT = triton.cdiv(T, BT)
     meta, tail = _pipeline_meta(T, H, K, V, q.dtype, reverse, iplr)
-    BK, BV = meta["BK"], meta["BV"]
+    BK = meta["BK"]
     split = BK >= SPLIT_BWD_MIN_BK
     pre = split or BK >= PRE_MIN_BK or BK in PRE_BKS  # the split gradient kernel needs the precomputed products
     f32 = dict(device=q.device, dtype=torch.float32)
@@ -1276,9 +1429,9 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, scale), dict(meta, PRE=pre))
     # from head size 128 the state kernel works in K halves (COMBA_STATE_HALVES=0: whole K tiles)
     state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
-    bv_state = _launch(state_kernel, (None, BH), (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
-                       dict(meta, BV=_state_block_v(BH, V, BV, q.device), USE_DHT=dht is not None,
-                            STORE_DH0=need_dh0, PRE=pre, TAIL=tail), per_v_block=True)
+    bv_state = _launch_state(state_kernel, BH, NT, (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
+                             dict(meta, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
+                             dht, dh0, backward=True)
     n_vs = triton.cdiv(V, bv_state)
     dq, dk, dp, dv = (x.new_empty(nd, *x.shape) for x in (q, k, p, v))
     dg = torch.empty(nd, *g.shape, **f32)

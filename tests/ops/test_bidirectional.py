@@ -101,7 +101,9 @@ def test_fused_forward_not_used_when_gradients_are_needed(monkeypatch):
     (1, 70, 1, 128, 128, "splr", "none", False, torch.float32),
     (1, 70, 2, 32, 96, "iplr", "none", False, torch.float32),  # head 32: precomputed products, one kernel
     pytest.param(4, 197, 3, 32, 64, "splr", "none", False, torch.bfloat16, marks=pytest.mark.gpu),
-    pytest.param(2, 300, 2, 128, 128, "iplr", "sum", False, torch.bfloat16, marks=pytest.mark.gpu)])
+    pytest.param(2, 300, 2, 128, 128, "iplr", "sum", False, torch.bfloat16, marks=pytest.mark.gpu),
+    # 33 chunks and few programs: the state kernels' grouped walk by default on the GPU
+    pytest.param(1, 2100, 2, 32, 64, "splr", "none", False, torch.bfloat16, marks=pytest.mark.gpu)])
 def test_one_launch_matches_reference(monkeypatch, B, T, H, K, V, variant, merge, split, dtype):
     """Both directions in the same kernel launches (COMBA_BIDIR_ONE_LAUNCH): outputs and every gradient
     against the float64 recurrence run in each direction. merge="none" back-propagates a different dO into

@@ -355,3 +355,44 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
     assert tc._tail_rows(T, 32) == 64
     whole = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(whole.values()) <= (1e-4 if INTERPRETING else 1e-3), whole
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("T, K, V, variant, reverse, G", [
+    (197, 32, 64, "splr", False, 2), (280, 16, 32, "iplr", True, 2), (330, 32, 48, "splr", True, 3),
+    (330, 16, 16, "iplr", False, 4)])
+def test_grouped_state_walk(monkeypatch, T, K, V, variant, reverse, G):
+    """The state kernels' grouped walk (COMBA_STATE_GROUP): groups of G chunks summarised from zero with
+    their transition matrix, chained, then walked again from their true start. With an initial and a final
+    state, both directions and variants, a short last chunk alone in its group (T = 280, G = 2) or after
+    whole ones (T = 330, G = 3), and a last group shorter than G (T = 330, G = 4); several V blocks (V = 48)
+    and a transition matrix wider than a V block (K = 32 over V blocks of 16 on the GPU)."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "STATE_GROUP", G)
+    xs, h0 = make_inputs(2, T, 2, K, V, init=True, seed=11)
+    if HAS_CUDA:
+        xs, h0 = [x.cuda() for x in xs], h0.cuda()
+    assert tc._state_group(-(-T // 64), 4, V, max(16, 1 << (K - 1).bit_length()), xs[0].device) == G
+    errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
+    assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
+
+
+def test_state_group_choice(monkeypatch):
+    """Grouped only where the walk is long and B*H leaves the GPU short of programs, never on the CPU or from
+    head size 128 by default; a forced size applies wherever the walk has more chunks than it."""
+    import comba_vision.ops.triton_chunk as tc
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(tc, "STATE_GROUP", "auto")
+    assert tc._state_group(256, 12, 64, 32, cpu) == 0
+    monkeypatch.setattr(tc, "STATE_GROUP", 8)
+    assert tc._state_group(256, 12, 64, 32, cpu) == 8
+    assert tc._state_group(8, 12, 64, 32, cpu) == 0
+    assert tc._state_group(256, 12, 128, 128, cpu) == 0
+    monkeypatch.setattr(tc, "STATE_GROUP", 0)
+    assert tc._state_group(256, 12, 64, 32, cpu) == 0
+    if HAS_CUDA:
+        monkeypatch.setattr(tc, "STATE_GROUP", "auto")
+        dev = torch.device("cuda")
+        assert tc._state_group(256, 12, 64, 32, dev) == 8
+        assert tc._state_group(64, 48, 64, 32, dev) == 4
+        assert tc._state_group(4, 768, 64, 32, dev) == 0
