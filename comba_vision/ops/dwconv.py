@@ -47,6 +47,8 @@ BLOCK_CHANNELS = 64
 # flipped, the weight gradient from _dw_wgrad3 in blocks of BWD3_TOKENS tokens, BWD3_ITERS of them a program
 BWD3 = os.environ.get("COMBA_CONV_BWD3", "1") == "1"
 BWD3_TOKENS, BWD3_ITERS = 16, 16
+FWD_WARPS = 4                    # warps of _dw_fwd (and of the general _dw_bwd)
+BWD3_CHANNELS, BWD3_WARPS = 64, 4  # channels and warps of a _dw_wgrad3 program
 
 
 @triton.jit
@@ -151,19 +153,21 @@ def _dw_wgrad3(A, SA, DOUT, DWP, PARTS, NSEG, N, START, GH, GW, C, ALIGNED: tl.c
     tl.store(part + 9 * CP, tl.sum(sb, axis=0), mask=m_c)
 
 
-def _launches(B: int, C: int, segments: list[int], tokens: int = BLOCK_TOKENS):
+def _launches(B: int, C: int, segments: list[int], tokens: int | None = None, channels: int | None = None):
     """Per grid: (program grid, its first program's partial column, start token, height, width), with programs
-    of ``tokens`` tokens; and the programs (partial columns) in all."""
+    of ``tokens`` tokens (BLOCK_TOKENS) and ``channels`` channels (BLOCK_CHANNELS); and the programs (partial
+    columns) in all."""
+    tokens, channels = tokens or BLOCK_TOKENS, channels or BLOCK_CHANNELS
     out, start, p0 = [], 0, 0
     for h, w in zip(segments[::2], segments[1::2]):
         n = triton.cdiv(B * h * w, tokens)
-        out.append(((n, triton.cdiv(C, BLOCK_CHANNELS)), p0, start, h, w))
+        out.append(((n, triton.cdiv(C, channels)), p0, start, h, w))
         start, p0 = start + h * w, p0 + n
     return out, p0
 
 
 def _meta(row_stride: int, k: int) -> dict:
-    return dict(K=k, ALIGNED=row_stride % 8 == 0, BN=BLOCK_TOKENS, BC=BLOCK_CHANNELS, num_warps=4)
+    return dict(K=k, ALIGNED=row_stride % 8 == 0, BN=BLOCK_TOKENS, BC=BLOCK_CHANNELS, num_warps=FWD_WARPS)
 
 
 @torch.library.custom_op("comba_vision::dwconv_tokens", mutates_args=())
@@ -191,7 +195,8 @@ def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> 
     B, N, C = a.shape
     k = weight.shape[-1]
     three = k == 3 and BWD3
-    launches, parts = _launches(B, C, segments, BWD3_TOKENS * BWD3_ITERS if three else BLOCK_TOKENS)
+    launches, parts = (_launches(B, C, segments, BWD3_TOKENS * BWD3_ITERS, BWD3_CHANNELS) if three
+                       else _launches(B, C, segments))
     da = a.new_empty(B, N, C)
     # [taps + bias, C, programs]: each program writes one column; one row sum at the end (a column sum of the
     # transposed layout is several times slower in a CUDA graph)
@@ -205,7 +210,7 @@ def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> 
         if three:
             _dw_wgrad3[grid](a, sa, dout, dwp[..., p0:], parts, B * h * w, N, start, h, w, C,
                              ALIGNED=meta["ALIGNED"],
-                             BN=BWD3_TOKENS, BC=BLOCK_CHANNELS, ITERS=BWD3_ITERS, num_warps=4)
+                             BN=BWD3_TOKENS, BC=BWD3_CHANNELS, ITERS=BWD3_ITERS, num_warps=BWD3_WARPS)
         else:
             _dw_bwd[grid](a, sa, weight, dout, da, dwp[..., p0:], parts, B * h * w, N, start, h, w, C,
                           ALIGNED_C=C % 8 == 0,

@@ -31,7 +31,6 @@ from torch import Tensor
 from .block_kernels import applies, check_int32_span
 
 _TILE = 4096  # elements of one [rows, BD] tile a program holds
-_ITERS = 2    # row blocks per backward program (8 left 196 programs at Comba-T's 25088 rows: 56 us; H200)
 
 
 @triton.jit
@@ -99,6 +98,16 @@ def _meta(D: int):
     return dict(BN=max(1, _TILE // BD), BD=BD, num_warps=4 if BD <= 1024 else 8)
 
 
+def _bwd_meta(D: int):
+    """The backward's tiles: 16 rows, a warp per 128 padded columns (two at least), four row blocks a program
+    up to 256 columns, two above. H200, bf16 dy, float32 residual stream, 25088 rows, in a CUDA graph (session
+    11 sweep of tile, row blocks and warps): the residual-add backward 57 -> 40 us at D = 192 and 97 -> 78 us at
+    D = 384 against the forward's tiles with two row blocks and four warps."""
+    BD = triton.next_power_of_2(D)
+    return dict(BN=max(1, min(16, 8192 // BD)), BD=BD, num_warps=max(2, min(8, BD // 128)),
+                ITERS=4 if BD <= 256 else 2)
+
+
 @torch.library.custom_op("comba_vision::layer_norm", mutates_args=())
 def _ln_op(x: Tensor, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch.dtype) -> Tensor:
     D = x.shape[-1]
@@ -120,11 +129,11 @@ def _ln_bwd_op(x: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tenso
     """(dx in x's dtype, [dw; db] as one [2, D] float32 tensor)."""
     D = x.shape[-1]
     x2, dy2 = x.reshape(-1, D).contiguous(), dy.reshape(-1, D).contiguous()
-    meta = _meta(D)
-    programs = triton.cdiv(x2.shape[0], meta["BN"] * _ITERS)
+    meta = _bwd_meta(D)
+    programs = triton.cdiv(x2.shape[0], meta["BN"] * meta["ITERS"])
     dx = torch.empty_like(x2)
     part = torch.empty(2, D, programs, device=x.device, dtype=torch.float32)
-    _ln_bwd[(programs,)](x2, weight, dy2, dx, part, dx, dx, x2.shape[0], D, ITERS=_ITERS, EPS=eps, HAS_RES=False,
+    _ln_bwd[(programs,)](x2, weight, dy2, dx, part, dx, dx, x2.shape[0], D, EPS=eps, HAS_RES=False,
                          STORE_DR=False, **meta)
     return dx.view(x.shape), part.sum(-1)  # one reduction for both
 
@@ -177,13 +186,13 @@ def _add_ln_bwd_op(s: Tensor, weight: Tensor, ds: Tensor, dy: Tensor, eps: float
     hands dx to both), [dw; db] as one [2, D] float32 tensor)."""
     D = s.shape[-1]
     s2, ds2, dy2 = (t.reshape(-1, D).contiguous() for t in (s, ds, dy))
-    meta = _meta(D)
-    programs = triton.cdiv(s2.shape[0], meta["BN"] * _ITERS)
+    meta = _bwd_meta(D)
+    programs = triton.cdiv(s2.shape[0], meta["BN"] * meta["ITERS"])
     dx = torch.empty_like(s2)
     same = r_dtype == s.dtype
     dr = s2.new_empty(0, dtype=r_dtype) if same else torch.empty(s2.shape, dtype=r_dtype, device=s.device)
     part = torch.empty(2, D, programs, device=s.device, dtype=torch.float32)
-    _ln_bwd[(programs,)](s2, weight, dy2, dx, part, ds2, dr, s2.shape[0], D, ITERS=_ITERS, EPS=eps, HAS_RES=True,
+    _ln_bwd[(programs,)](s2, weight, dy2, dx, part, ds2, dr, s2.shape[0], D, EPS=eps, HAS_RES=True,
                          STORE_DR=not same, **meta)
     return dx.view(s.shape), (dr if same else dr.view(s.shape)), part.sum(-1)
 

@@ -22,6 +22,7 @@ from .block_kernels import applies
 
 _BR, _BC = 32, 128   # tile of one step of a program: rows x columns
 _PROGRAMS = 1024     # about this many programs a launch (H200: 132 multiprocessors)
+_WARPS = 4
 
 
 @triton.jit
@@ -46,7 +47,7 @@ def _bias_grad_op(dy: Tensor) -> Tensor:
     rows_per = triton.cdiv(triton.cdiv(R, splits), _BR) * _BR
     splits = triton.cdiv(R, rows_per)
     part = torch.empty(C, splits, device=dy.device, dtype=torch.float32)
-    _colsum[(col_blocks, splits)](dy2, part, R, C, ROWS_PER=rows_per, BR=_BR, BC=_BC, num_warps=4)
+    _colsum[(col_blocks, splits)](dy2, part, R, C, ROWS_PER=rows_per, BR=_BR, BC=_BC, num_warps=_WARPS)
     return part.sum(-1)  # a row sum: in a CUDA graph some 3 us where the column sum of [splits, C] took 11
 
 
