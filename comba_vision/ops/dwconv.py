@@ -41,14 +41,17 @@ from torch import Tensor
 from .block_kernels import applies
 from .mixer_fused import _check_rows, _rows
 
-BLOCK_TOKENS = 64
-BLOCK_CHANNELS = 64
+# H200, bf16, Comba-T / Comba-S at 224px (B = 128, 14 x 14 grid, C = 384 / 768), in CUDA graphs (session 11 sweep,
+# docs/bench/2026-11-30-h200-s11/call4_blksweep.txt): _dw_fwd 31.4 -> 23.0 us / 62.6 -> 43.5 us against 64 x 64
+# with four warps; the 3 x 3 backward 98.8 -> 78.4 / 165.0 -> 133.3 us with two warps for _dw_wgrad3
+BLOCK_TOKENS = 32
+BLOCK_CHANNELS = 128
 # the 3 x 3 backward (COMBA_CONV_BWD3=0: the general kernel _dw_bwd instead): da from _dw_fwd with the window
 # flipped, the weight gradient from _dw_wgrad3 in blocks of BWD3_TOKENS tokens, BWD3_ITERS of them a program
 BWD3 = os.environ.get("COMBA_CONV_BWD3", "1") == "1"
 BWD3_TOKENS, BWD3_ITERS = 16, 16
 FWD_WARPS = 4                    # warps of _dw_fwd (and of the general _dw_bwd)
-BWD3_CHANNELS, BWD3_WARPS = 64, 4  # channels and warps of a _dw_wgrad3 program
+BWD3_CHANNELS, BWD3_WARPS = 64, 2  # channels and warps of a _dw_wgrad3 program
 
 
 @triton.jit
