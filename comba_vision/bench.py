@@ -41,16 +41,7 @@ def _time(fn, device: torch.device, reps: int = 50, grad_to_none=None, cuda_grap
             def reset():  # the captured backward then writes the gradients rather than adding to them
                 for x in leaves:
                     x.grad = None
-            try:
-                graphed = _captured(fn, before_capture=reset)
-            except RuntimeError as e:
-                # H200, torch 2.11 (sessions 7 and 11): in an ops run the first capture of a forward+backward
-                # fails with "operation failed due to a previous error during capture", whichever provider comes
-                # first, and every later one succeeds; the same calls captured again then succeed too
-                if "capture" not in str(e):
-                    raise
-                graphed = _captured(fn, before_capture=reset)
-            fn = graphed
+            fn = _captured(fn, before_capture=reset)
         return float(triton.testing.do_bench(fn, warmup=25, rep=reps * 4, grad_to_none=grad_to_none,
                                              return_mode="median"))
     if cuda_graph:
