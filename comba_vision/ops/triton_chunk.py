@@ -1303,8 +1303,11 @@ def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool) 
     bv = _state_block_v(BH * NG, V, BV, args[0].device)
     _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=1), per_v_block=True,
             identity_blocks=True)
+    # the carry applies the groups' transitions to the whole state (its e^(c_last) part included, which the walks
+    # scale exactly): three-pass TF32 whatever the inputs, so that half-precision inputs' TF32 does not round
+    # the state once per group (a tiny kernel)
     _launch(_state_carry, (None, BH), (S, HS, h0, ht, NG),
-            dict(K=K, V=V, BK=BK, BV=bv, PREC=meta["PREC"], USE_H0=h0 is not None, STORE_HT=ht is not None,
+            dict(K=K, V=V, BK=BK, BV=bv, PREC="tf32x3", USE_H0=h0 is not None, STORE_HT=ht is not None,
                  BACKWARD=backward), per_v_block=True)
     return _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=2), per_v_block=True)
 

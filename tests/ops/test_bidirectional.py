@@ -118,6 +118,18 @@ def test_one_launch_matches_reference(monkeypatch, B, T, H, K, V, variant, merge
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("B, T, H, K, V, variant, merge", [
+    (1, 197, 2, 32, 64, "splr", "none"), (1, 300, 1, 16, 32, "iplr", "sum")])
+def test_one_launch_grouped_state_walk(monkeypatch, B, T, H, K, V, variant, merge):
+    """Both directions in the same launches with the state kernels' grouped walk forced (groups of two
+    chunks; a short last chunk at T = 197, a whole one at T = 300 alone in the last group)."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "BIDIR_ONE_LAUNCH", True)
+    monkeypatch.setattr(tc, "STATE_GROUP", 2)
+    _check_triton_bidir(B, T, H, K, V, variant, merge, torch.float32)
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 def test_two_calls_match_reference(monkeypatch):
     """COMBA_BIDIR_ONE_LAUNCH=0: the two directions as two calls of the single-direction operator."""
     import comba_vision.ops.function as fn

@@ -300,15 +300,18 @@ def test_diagonal_inverse_variants_prepare_kernel(monkeypatch, T, K, V, variant,
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, K, V, variant, reverse", [(70, 16, 32, "iplr", True), (130, 32, 16, "splr", False)])
-def test_recomputed_work_buffers_give_the_same_gradients(monkeypatch, T, K, V, variant, reverse):
+@pytest.mark.parametrize("T, K, V, variant, reverse, group", [
+    (70, 16, 32, "iplr", True, 0), (130, 32, 16, "splr", False, 0), (197, 16, 32, "iplr", True, 2)])
+def test_recomputed_work_buffers_give_the_same_gradients(monkeypatch, T, K, V, variant, reverse, group):
     """COMBA_RECOMPUTE_BUFFERS: the backward rebuilds M, W, U, h instead of keeping them. The outputs and
     gradients are those of the default path bit for bit (same kernels), and what autograd keeps shrinks by
-    exactly the work buffers (less the initial state, which it then keeps)."""
+    exactly the work buffers (less the initial state, which it then keeps). group: the state kernels'
+    grouped walk forced, in the forward, the rebuild and the backward."""
     import math
 
     import comba_vision.ops.triton_chunk as tc
     from tests.ops.helpers import GRAD_NAMES, run_with_grads
+    monkeypatch.setattr(tc, "STATE_GROUP", group)
     B, H = 2, 2
     xs, h0 = make_inputs(B, T, H, K, V, init=True, seed=9)
     if HAS_CUDA:
@@ -358,23 +361,36 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, K, V, variant, reverse, G", [
-    (197, 32, 64, "splr", False, 2), (280, 16, 32, "iplr", True, 2), (330, 32, 48, "splr", True, 3),
-    (330, 16, 16, "iplr", False, 4)])
-def test_grouped_state_walk(monkeypatch, T, K, V, variant, reverse, G):
+@pytest.mark.parametrize("T, K, V, variant, reverse, G, bv", [
+    (197, 32, 64, "splr", False, 2, None), (280, 16, 32, "iplr", True, 2, None), (330, 32, 48, "splr", True, 3, 16),
+    (330, 16, 16, "iplr", False, 4, None), (256, 32, 40, "iplr", True, 3, 16), (300, 48, 100, "splr", False, 2, 16)])
+def test_grouped_state_walk(monkeypatch, T, K, V, variant, reverse, G, bv):
     """The state kernels' grouped walk (COMBA_STATE_GROUP): groups of G chunks summarised from zero with
     their transition matrix, chained, then walked again from their true start. With an initial and a final
-    state, both directions and variants, a short last chunk alone in its group (T = 280, G = 2) or after
-    whole ones (T = 330, G = 3), and a last group shorter than G (T = 330, G = 4); several V blocks (V = 48)
-    and a transition matrix wider than a V block (K = 32 over V blocks of 16 on the GPU)."""
+    state, both directions and variants; a short last chunk alone in its group (T = 280, G = 2) or after
+    whole ones (T = 330, G = 3), a last group shorter than G (T = 330, G = 4), no short tile (T = 256: groups
+    of 3 and 1; T = 300: a last chunk of 44 on a whole tile); a head size below its tile (K = 48); and (bv)
+    V blocks of 16: several of them, the last one partial (V = 40, 100), and the transition matrix over two
+    or three blocks of identity columns (K = 32, 48). The grouped launches are checked to have run."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "STATE_GROUP", G)
+    if bv is not None:
+        monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
+    launched = []
+    launch = tc._launch
+
+    def spy(kernel, grid, args, meta, **kw):
+        launched.append((getattr(kernel, "fn", kernel).__name__, meta.get("PHASE")))
+        return launch(kernel, grid, args, meta, **kw)
+    monkeypatch.setattr(tc, "_launch", spy)
     xs, h0 = make_inputs(2, T, 2, K, V, init=True, seed=11)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
-    assert tc._state_group(-(-T // 64), 4, V, max(16, 1 << (K - 1).bit_length()), xs[0].device) == G
     errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
+    for name in ("_fwd_state", "_bwd_state"):
+        assert [(name, 1), (name, 2)] == [x for x in launched if x[0] == name]
+    assert [x[0] for x in launched].count("_state_carry") == 2
 
 
 def test_state_group_choice(monkeypatch):
@@ -382,6 +398,7 @@ def test_state_group_choice(monkeypatch):
     head size 128 by default; a forced size applies wherever the walk has more chunks than it."""
     import comba_vision.ops.triton_chunk as tc
     cpu = torch.device("cpu")
+    monkeypatch.setattr(tc, "STATE_HALVES_MIN_BK", 128)
     monkeypatch.setattr(tc, "STATE_GROUP", "auto")
     assert tc._state_group(256, 12, 64, 32, cpu) == 0
     monkeypatch.setattr(tc, "STATE_GROUP", 8)
@@ -393,6 +410,8 @@ def test_state_group_choice(monkeypatch):
     if HAS_CUDA:
         monkeypatch.setattr(tc, "STATE_GROUP", "auto")
         dev = torch.device("cuda")
-        assert tc._state_group(256, 12, 64, 32, dev) == 8
-        assert tc._state_group(64, 48, 64, 32, dev) == 4
-        assert tc._state_group(4, 768, 64, 32, dev) == 0
+        sms = torch.cuda.get_device_properties(dev).multi_processor_count
+        assert tc._state_group(256, 1, 64, 32, dev) == 8
+        assert tc._state_group(64, 1, 64, 32, dev) == 4
+        assert tc._state_group(16, 1, 64, 32, dev) == 0  # too short a walk
+        assert tc._state_group(256, sms, 64, 32, dev) == 0  # enough programs already

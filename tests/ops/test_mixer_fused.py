@@ -171,13 +171,17 @@ def test_bad_output_shapes_are_named():
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("B, N, H, K, V, variant", [(2, 70, 2, 16, 24, "splr"), (1, 23, 3, 32, 64, "iplr")])
-def test_mixer_scan_matches_float64(B, N, H, K, V, variant):
+@pytest.mark.parametrize("B, N, H, K, V, variant, group", [
+    (2, 70, 2, 16, 24, "splr", 0), (1, 23, 3, 32, 64, "iplr", 0), (1, 200, 2, 32, 64, "splr", 2)])
+def test_mixer_scan_matches_float64(monkeypatch, B, N, H, K, V, variant, group):
     """The prep and both scans as one node (its backward sums the directions' gradients in the prep
     kernel) against the PyTorch prep and the float64 step recurrence of each direction: both scans'
-    outputs, and the gradients of c, z and the four per-head parameters."""
+    outputs, and the gradients of c, z and the four per-head parameters (group: the state kernels' grouped
+    walk forced, with a short last chunk)."""
+    import comba_vision.ops.triton_chunk as tc
     from comba_vision.ops import comba_bidirectional
     from comba_vision.ops.mixer_fused import mixer_scan
+    monkeypatch.setattr(tc, "STATE_GROUP", group)
 
     def ref(c, z, *params_hkv):
         return comba_bidirectional(*mixer_prep_torch(c, z, *params_hkv), variant=variant, merge="stack",
