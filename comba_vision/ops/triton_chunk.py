@@ -543,7 +543,7 @@ def _group_bounds(NT, G: tl.constexpr, TAIL: tl.constexpr, CS: tl.constexpr):
 
 
 @triton.jit
-def _group_start(HS, S, i_bh, i_v, o_k, o_v, K, V, BK: tl.constexpr, BV: tl.constexpr, PHASE: tl.constexpr):
+def _group_start(HS, i_bh, i_v, o_k, o_v, K, V, BK: tl.constexpr, BV: tl.constexpr, PHASE: tl.constexpr):
     """A group walk's starting tile: PHASE 1 (summary), zero, or for the programs past V's blocks the
     identity's columns (they walk the group's transition matrix, with zero input); PHASE 2, the group's
     true starting state from HS (written by _state_carry)."""
@@ -555,6 +555,27 @@ def _group_start(HS, S, i_bh, i_v, o_k, o_v, K, V, BK: tl.constexpr, BV: tl.cons
     else:
         kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
         return tl.load(HS + (i_bh * NG + i_g) * K * V + kv, mask=m_kv, other=0.)
+
+
+@triton.jit
+def _walk_start(h0, HS, T, H, K, V, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, TAIL: tl.constexpr,
+                G: tl.constexpr, PHASE: tl.constexpr, USE_H0: tl.constexpr):
+    """What a state kernel's program starts from (the forward's and the backward's alike): its V block and
+    (batch * head) row, the chunk count, offsets and masks of its [BK, BV] tile, its chunks (_group_bounds)
+    and its starting tile: h0 (the backward's dht) or zero for PHASE 0, else _group_start's."""
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    NT = tl.cdiv(T, CS)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
+    c0, _, c_full, has_tail = _group_bounds(NT, G, TAIL, CS)
+    if PHASE == 0:
+        b_h = tl.zeros([BK, BV], dtype=tl.float32)
+        if USE_H0:
+            b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
+    else:
+        b_h = _group_start(HS, i_bh, i_v, o_k, o_v, K, V, BK, BV, PHASE)
+    return i_v, i_bh, i_bh // H, i_bh % H, NT, o_k, o_v, o_v < V, kv, m_kv, c0, c_full, has_tail, b_h
 
 
 @triton.jit
@@ -606,20 +627,8 @@ def _fwd_state(
     chunks): PHASE 1 walks each group from zero without storing (its summary, in S; the programs past
     V's blocks walk the identity), _state_carry chains the groups, PHASE 2 walks each group again from its
     true starting state, storing h and u as PHASE 0 does."""
-    i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, CS)
-    o_k = tl.arange(0, BK)
-    o_v = i_v * BV + tl.arange(0, BV)
-    m_v = o_v < V
-    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
-    c0, _, c_full, has_tail = _group_bounds(NT, G, TAIL, CS)
-    if PHASE == 0:
-        b_h = tl.zeros([BK, BV], dtype=tl.float32)
-        if USE_H0:
-            b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
-    else:
-        b_h = _group_start(HS, S, i_bh, i_v, o_k, o_v, K, V, BK, BV, PHASE)
+    (i_v, i_bh, i_b, i_h, NT, o_k, o_v, m_v, kv, m_kv, c0, c_full, has_tail,
+     b_h) = _walk_start(h0, HS, T, H, K, V, BK, BV, CS, TAIL, G, PHASE, USE_H0)
     for i_t in range(c0, c_full):
         b_h = _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
                                CS, BK, CS, REVERSE, IPLR, PREC, PHASE != 1)
@@ -778,20 +787,8 @@ def _bwd_state(
     """TAIL < CS: the last chunk (the first one walked here) runs on a TAIL-row tile, as in _fwd_state.
     G and PHASE as in _fwd_state, each group walked backwards from its last chunk (the transition of dh
     over a chunk is the transpose of the state's)."""
-    i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, CS)
-    o_k = tl.arange(0, BK)
-    o_v = i_v * BV + tl.arange(0, BV)
-    m_v = o_v < V
-    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
-    c0, _, c_full, has_tail = _group_bounds(NT, G, TAIL, CS)
-    if PHASE == 0:
-        b_dh = tl.zeros([BK, BV], dtype=tl.float32)
-        if USE_DHT:
-            b_dh += tl.load(dht + i_bh * K * V + kv, mask=m_kv, other=0.)
-    else:
-        b_dh = _group_start(HS, S, i_bh, i_v, o_k, o_v, K, V, BK, BV, PHASE)
+    (i_v, i_bh, i_b, i_h, NT, o_k, o_v, m_v, kv, m_kv, c0, c_full, has_tail,
+     b_dh) = _walk_start(dht, HS, T, H, K, V, BK, BV, CS, TAIL, G, PHASE, USE_DHT)
     if TAIL < CS:
         if has_tail:
             b_dh = _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, NT - 1, i_v, i_b, i_h,
