@@ -108,6 +108,19 @@ def _bwd_meta(D: int):
                 ITERS=4 if BD <= 256 else 2)
 
 
+def _run_ln_bwd(x2: Tensor, weight: Tensor, dy2: Tensor, dx: Tensor, ds2: Tensor, dr: Tensor, eps: float,
+                has_res: bool, store_dr: bool) -> Tensor:
+    """_ln_bwd over the rows of x2 [rows, D] on the backward's tiles (dx written; ds2 read with has_res, dr
+    written with store_dr): returns [dw; db] as one [2, D] float32 tensor (one reduction of the partials)."""
+    D = x2.shape[1]
+    meta = _bwd_meta(D)
+    programs = triton.cdiv(x2.shape[0], meta["BN"] * meta["ITERS"])
+    part = torch.empty(2, D, programs, device=x2.device, dtype=torch.float32)
+    _ln_bwd[(programs,)](x2, weight, dy2, dx, part, ds2, dr, x2.shape[0], D, EPS=eps, HAS_RES=has_res,
+                         STORE_DR=store_dr, **meta)
+    return part.sum(-1)
+
+
 @torch.library.custom_op("comba_vision::layer_norm", mutates_args=())
 def _ln_op(x: Tensor, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch.dtype) -> Tensor:
     D = x.shape[-1]
@@ -129,13 +142,8 @@ def _ln_bwd_op(x: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tenso
     """(dx in x's dtype, [dw; db] as one [2, D] float32 tensor)."""
     D = x.shape[-1]
     x2, dy2 = x.reshape(-1, D).contiguous(), dy.reshape(-1, D).contiguous()
-    meta = _bwd_meta(D)
-    programs = triton.cdiv(x2.shape[0], meta["BN"] * meta["ITERS"])
     dx = torch.empty_like(x2)
-    part = torch.empty(2, D, programs, device=x.device, dtype=torch.float32)
-    _ln_bwd[(programs,)](x2, weight, dy2, dx, part, dx, dx, x2.shape[0], D, EPS=eps, HAS_RES=False,
-                         STORE_DR=False, **meta)
-    return dx.view(x.shape), part.sum(-1)  # one reduction for both
+    return dx.view(x.shape), _run_ln_bwd(x2, weight, dy2, dx, dx, dx, eps, has_res=False, store_dr=False)
 
 
 @_ln_bwd_op.register_fake
@@ -186,15 +194,11 @@ def _add_ln_bwd_op(s: Tensor, weight: Tensor, ds: Tensor, dy: Tensor, eps: float
     hands dx to both), [dw; db] as one [2, D] float32 tensor)."""
     D = s.shape[-1]
     s2, ds2, dy2 = (t.reshape(-1, D).contiguous() for t in (s, ds, dy))
-    meta = _bwd_meta(D)
-    programs = triton.cdiv(s2.shape[0], meta["BN"] * meta["ITERS"])
     dx = torch.empty_like(s2)
     same = r_dtype == s.dtype
     dr = s2.new_empty(0, dtype=r_dtype) if same else torch.empty(s2.shape, dtype=r_dtype, device=s.device)
-    part = torch.empty(2, D, programs, device=s.device, dtype=torch.float32)
-    _ln_bwd[(programs,)](s2, weight, dy2, dx, part, ds2, dr, s2.shape[0], D, EPS=eps, HAS_RES=True,
-                         STORE_DR=not same, **meta)
-    return dx.view(s.shape), (dr if same else dr.view(s.shape)), part.sum(-1)
+    dwb = _run_ln_bwd(s2, weight, dy2, dx, ds2, dr, eps, has_res=True, store_dr=not same)
+    return dx.view(s.shape), (dr if same else dr.view(s.shape)), dwb
 
 
 @_add_ln_bwd_op.register_fake

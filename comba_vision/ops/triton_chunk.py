@@ -526,8 +526,8 @@ def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v,
 
 @triton.jit
 def _group_bounds(NT, G: tl.constexpr, TAIL: tl.constexpr, CS: tl.constexpr):
-    """Chunks [c0, c1) of this program's group (G = 0: all NT chunks), the end of its whole chunks, and
-    whether it holds the short last chunk (TAIL < CS, taken in a step of its own)."""
+    """The first chunk c0 of this program's group (chunks c0..c1, G = 0: all NT chunks), the end of its whole
+    chunks, and whether it holds the last chunk (a short one, TAIL < CS, is taken in a step of its own)."""
     if G == 0:
         c0 = 0
         c1 = NT
@@ -539,7 +539,7 @@ def _group_bounds(NT, G: tl.constexpr, TAIL: tl.constexpr, CS: tl.constexpr):
         c_full = tl.where(has_tail, c1 - 1, c1)
     else:
         c_full = c1
-    return c0, c1, c_full, has_tail
+    return c0, c_full, has_tail
 
 
 @triton.jit
@@ -568,7 +568,7 @@ def _walk_start(h0, HS, T, H, K, V, BK: tl.constexpr, BV: tl.constexpr, CS: tl.c
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
-    c0, _, c_full, has_tail = _group_bounds(NT, G, TAIL, CS)
+    c0, c_full, has_tail = _group_bounds(NT, G, TAIL, CS)
     if PHASE == 0:
         b_h = tl.zeros([BK, BV], dtype=tl.float32)
         if USE_H0:
