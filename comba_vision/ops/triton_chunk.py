@@ -8,7 +8,8 @@ forward
      M = (I + Diag(beta) L)^-1 by row substitution in registers, W = M Diag(beta e^cf) P, U0 = M Diag(beta) V.
   2. ``_fwd_state``    grid (V/BV, B*H): walks the chunks in order holding the state [K, BV] on chip;
      stores the state at each chunk start and turns U0 into u = U0 - W h in place.
-  3. ``_fwd_output``   grid (NT, B*H):   o = Diag(e^c) Q h + lower(Q K^T * decay) u.
+  3. ``_fwd_output``   grid (NT, B*H):   o = Diag(e^c) Q h + lower(Q K^T * decay) u; below head size 128
+     (``FUSED_OUTPUT``) ``_fwd_state`` writes o itself as it walks each chunk and 3 is not launched.
 backward
   4. ``_bwd_dv_local`` grid (NT, B*H):   dU = lower(Q K^T * decay)^T dO.
   5. ``_bwd_state``    grid (V/BV, B*H): walks the chunks backwards holding dh [K, BV]; completes
@@ -90,6 +91,14 @@ TAIL_TILE = os.environ.get("COMBA_TAIL_TILE", "1") == "1"
 # what the one long walk stores. Sequential steps 2 G + NT / G instead of NT, with B*H * groups programs.
 _STATE_GROUP_ENV = os.environ.get("COMBA_STATE_GROUP", "auto")
 STATE_GROUP: str | int = "auto" if _STATE_GROUP_ENV == "auto" else int(_STATE_GROUP_ENV)
+# COMBA_FUSED_OUTPUT (default 1): below head size 128 the forward state kernel's storing walk also writes the
+# output o = Diag(e^c) Q h0 + lower(Q K^T * decay) u of each chunk, in place of _fwd_output (it holds h0 and u on
+# chip already): the h and u round trips and a chunk-parallel launch pair go. H200, session 12, bf16, both
+# directions: the forward's state and output kernels 0.101 -> 0.080 ms at (128, 196, 3, 32, 64), 0.181 -> 0.151
+# at (128, 196, 6, 32, 64); 0.154 -> 0.160 at (32, 1025, 3, 32, 64). The same fusion backwards (dU's local part
+# in _bwd_state instead of _bwd_dv_local) was slower at every measured shape (0.167 -> 0.242 ms at Comba-T's
+# shape: the walk's programs are four times fewer than the chunk-parallel ones) and was not kept.
+FUSED_OUTPUT = os.environ.get("COMBA_FUSED_OUTPUT", "1") == "1"
 
 
 def _interpreting() -> bool:
@@ -502,11 +511,22 @@ def _fwd_prepare(
 
 
 @triton.jit
+def _attn_lower(b_q, b_k, b_c, BT: tl.constexpr, PREC: tl.constexpr):
+    """lower(Q K^T * exp(c_i - c_j)), inclusive, [BT, BT] (Q scaled by the caller)."""
+    o_c = tl.arange(0, BT)
+    incl = o_c[:, None] >= o_c[None, :]
+    b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC)
+    return tl.where(incl, b_A * tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
+
+
+@triton.jit
 def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
                      BT: tl.constexpr, BK: tl.constexpr, CS: tl.constexpr, REVERSE: tl.constexpr,
-                     IPLR: tl.constexpr, PREC: tl.constexpr, STORE: tl.constexpr = True):
+                     IPLR: tl.constexpr, PREC: tl.constexpr, STORE: tl.constexpr,
+                     q, o, scale, OUTPUT: tl.constexpr):
     """One chunk of _fwd_state on a BT-row tile: stores the state at the chunk start, completes u, returns
-    the state at the chunk end. STORE=False (a group's summary walk): stores nothing, U0 is only read."""
+    the state at the chunk end. STORE=False (a group's summary walk): stores nothing, U0 is only read.
+    OUTPUT (with STORE): also this V block's output o = Diag(e^c) Q h0 + lower(Q K^T * decay) u."""
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     if STORE:
@@ -520,6 +540,12 @@ def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v,
     if STORE:
         tl.store(p_U, b_u, mask=m_v[None, :])
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
+    if OUTPUT and STORE:
+        b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+        b_o = (tl.dot(b_q * tl.exp(b_c)[:, None], b_h, input_precision=PREC)
+               + tl.dot(_attn_lower(b_q, b_k, b_c, BT, PREC), b_u, input_precision=PREC))
+        orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+        tl.store(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
     b_k = b_k * tl.exp(b_clast - b_c)[:, None]
     return b_h * tl.exp(b_clast) + tl.dot(tl.trans(b_k), b_u, input_precision=PREC)
 
@@ -616,26 +642,28 @@ def _state_carry(S, HS, h0, ht, NG, K, V, BK: tl.constexpr, BV: tl.constexpr, PR
 
 @triton.jit
 def _fwd_state(
-    k, g, W, U, h, h0, ht, S, HS,
+    k, g, W, U, h, h0, ht, q, o, scale, S, HS,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, TAIL: tl.constexpr, G: tl.constexpr, PHASE: tl.constexpr,
+    OUTPUT: tl.constexpr,
 ):
     """TAIL < CS: the last chunk is short and its buffers were written on a TAIL-row tile (see _tail_rows).
     G = 0 (PHASE 0): one program per V block walks every chunk. G > 0, grid (V blocks, B*H, groups of G
     chunks): PHASE 1 walks each group from zero without storing (its summary, in S; the programs past
     V's blocks walk the identity), _state_carry chains the groups, PHASE 2 walks each group again from its
-    true starting state, storing h and u as PHASE 0 does."""
+    true starting state, storing h and u as PHASE 0 does. OUTPUT (FUSED_OUTPUT): the storing walk also writes
+    the output o (q, o and scale are only read then)."""
     (i_v, i_bh, i_b, i_h, NT, o_k, o_v, m_v, kv, m_kv, c0, c_full, has_tail,
      b_h) = _walk_start(h0, HS, T, H, K, V, BK, BV, CS, TAIL, G, PHASE, USE_H0)
     for i_t in range(c0, c_full):
         b_h = _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
-                               CS, BK, CS, REVERSE, IPLR, PREC, PHASE != 1)
+                               CS, BK, CS, REVERSE, IPLR, PREC, PHASE != 1, q, o, scale, OUTPUT)
     if TAIL < CS:
         if has_tail:
             b_h = _fwd_state_chunk(k, g, W, U, h, b_h, NT - 1, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K,
-                                   V, TAIL, BK, CS, REVERSE, IPLR, PREC, PHASE != 1)
+                                   V, TAIL, BK, CS, REVERSE, IPLR, PREC, PHASE != 1, q, o, scale, OUTPUT)
     if PHASE == 1:
         _group_summary(S, b_h, i_bh, o_k, o_v, K, V, BV)
     if PHASE == 0 and STORE_HT:
@@ -659,10 +687,7 @@ def _fwd_output(
     orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
-    b_k = _load_rows(k, rows, m_t, K, BK, 0)
-    incl = o_c[:, None] >= o_c[None, :]
-    b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC)
-    b_A = tl.where(incl, b_A * tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
+    b_A = _attn_lower(b_q, _load_rows(k, rows, m_t, K, BK, 0), b_c, BT, PREC)
     b_qd = b_q * tl.exp(b_c)[:, None]
     base_c = (i_bh * NT + i_t) * CS
     for i_v in range(0, tl.cdiv(V, BV)):
@@ -1172,7 +1197,8 @@ def _config(K: int, V: int, dtype: torch.dtype):
 
 # (kernel name, padded head size BK) -> launch options that replace _config's default warps (and let
 # Triton pick the stages) on CUDA; filled from `tools/benchmark.py sweep` on the H100.  Overridable at run
-# time through COMBA_KERNEL_CONFIG="name:BK:warps:stages,..." (what the sweep itself uses).
+# time through COMBA_KERNEL_CONFIG="name:BK:warps:stages[:BV],..." (what the sweep itself uses; the optional
+# BV replaces the kernel's V block).
 def _kc(warps: int, stages: int) -> dict:
     return dict(num_warps=warps, num_stages=stages)
 
@@ -1201,10 +1227,14 @@ def _env_kernel_configs() -> dict[tuple[str, int], dict]:
     out = {}
     for item in filter(None, os.environ.get("COMBA_KERNEL_CONFIG", "").split(",")):
         try:
-            name, bk, warps, stages = item.split(":")
-            out[(name, int(bk))] = dict(num_warps=int(warps), num_stages=int(stages))
+            name, bk, warps, stages, *bv = item.split(":")
+            out[(name, int(bk))] = dict(num_warps=int(warps), num_stages=int(stages), **(
+                dict(BV=int(bv[0])) if bv else {}))
+            if len(bv) > 1 or (bv and int(bv[0]) not in (16, 32, 64, 128)):
+                raise ValueError
         except ValueError:
-            raise ValueError(f"COMBA_KERNEL_CONFIG entries are name:BK:warps:stages, got {item!r}") from None
+            raise ValueError(f"COMBA_KERNEL_CONFIG entries are name:BK:warps:stages[:BV] (BV 16, 32, 64 or 128), "
+                             f"got {item!r}") from None
     return out
 
 
@@ -1214,7 +1244,8 @@ _FITTED: dict = {}
 
 def _state_block_v(BH: int, V: int, BV: int, device: torch.device) -> int:
     """V block of the sequential state kernels: the largest that still gives about two programs per
-    multiprocessor (B*H alone is small for long sequences), never below 16."""
+    multiprocessor (B*H alone is small for long sequences), never below 16. (Smaller blocks at short
+    sequences, which would ease the state kernels' register pressure, were slower on the H200: session 12.)"""
     if device.type != "cuda":
         return BV
     sms = torch.cuda.get_device_properties(device).multi_processor_count
@@ -1369,10 +1400,12 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
                        tail_kernel=_fwd_prepare, tail_meta=meta)
     else:
         _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, meta)
-    _launch_state(_fwd_state, BH, NT, (k, g, W, U, h, initial_state, ht),
-                  dict(meta, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail),
+    # the output made by the state walk below head size 128 (FUSED_OUTPUT), else by _fwd_output
+    fused = need_output and FUSED_OUTPUT and meta["BK"] < min(STATE_HALVES_MIN_BK, SPLIT_BWD_MIN_BK)
+    _launch_state(_fwd_state, BH, NT, (k, g, W, U, h, initial_state, ht, q, o, scale),
+                  dict(meta, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail, OUTPUT=fused),
                   initial_state, ht, backward=False)
-    if need_output:
+    if need_output and not fused:
         _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, U, h, o, scale), meta)
     return o, ht, (M, W, U, h)
 

@@ -415,3 +415,41 @@ def test_state_group_choice(monkeypatch):
         assert tc._state_group(64, 1, 64, 32, dev) == 4
         assert tc._state_group(16, 1, 64, 32, dev) == 0  # too short a walk
         assert tc._state_group(256, sms, 64, 32, dev) == 0  # enough programs already
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("fused", [True, False])
+def test_output_made_by_the_state_walk(monkeypatch, fused):
+    """COMBA_FUSED_OUTPUT (default on below head size 128): the forward state kernel writes the output and
+    _fwd_output is not launched; off, _fwd_output makes it. Both against the float64 reference, with a short
+    last chunk (T = 70) and the grouped walk (the output is written by its storing walk)."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "FUSED_OUTPUT", fused)
+    monkeypatch.setattr(tc, "STATE_GROUP", 1)
+    launched = []
+    launch = tc._launch
+
+    def spy(kernel, grid, args, meta, **kw):
+        launched.append((getattr(kernel, "fn", kernel).__name__, meta.get("OUTPUT")))
+        return launch(kernel, grid, args, meta, **kw)
+    monkeypatch.setattr(tc, "_launch", spy)
+    xs, h0 = make_inputs(1, 70, 2, 16, 32, init=True, seed=12)
+    if HAS_CUDA:
+        xs, h0 = [x.cuda() for x in xs], h0.cuda()
+    errs = compare_to_reference(xs, h0, variant="splr", reverse=True, backend="triton")
+    assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
+    names = [n for n, _ in launched]
+    assert ("_fwd_output" in names) != fused
+    assert {out for n, out in launched if n == "_fwd_state"} == {fused}
+
+
+def test_kernel_config_override_parsing(monkeypatch):
+    """COMBA_KERNEL_CONFIG: name:BK:warps:stages with an optional V block; malformed entries are named."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setenv("COMBA_KERNEL_CONFIG", "_bwd_grads:32:4:1:32,_fwd_state:64:8:2")
+    assert tc._env_kernel_configs() == {("_bwd_grads", 32): dict(num_warps=4, num_stages=1, BV=32),
+                                        ("_fwd_state", 64): dict(num_warps=8, num_stages=2)}
+    for bad in ("_bwd_grads:32:4", "_bwd_grads:32:4:1:48", "_bwd_grads:32:4:1:32:1", "_bwd_grads:x:4:1"):
+        monkeypatch.setenv("COMBA_KERNEL_CONFIG", bad)
+        with pytest.raises(ValueError, match=f"got '{bad}'"):
+            tc._env_kernel_configs()
