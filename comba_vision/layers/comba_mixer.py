@@ -253,10 +253,27 @@ class CombaBlock(nn.Module):
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
-        r = self.drop_path1(self.mixer(self.norm1(x), segments))
-        if isinstance(self.norm2, FusedLayerNorm):  # the residual add and norm2 in one kernel where fused
-            x, y = self.norm2.residual(x, r)
+        x, m = self.forward_pending(x, None, segments)
+        return x + m
+
+    def forward_pending(self, x: torch.Tensor, r: torch.Tensor | None = None,
+                        segments: Segments | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block on the residual stream x + r (r: the previous block's pending branch, None when x is the
+        stream), its own last residual add left to the caller: returns (s, m), the block's output being s + m.
+        Chained this way (CombaViT), every residual add runs inside the LayerNorm that follows it (a
+        FusedLayerNorm's residual form: one kernel each way), where a plain add costs a float32 pass forward
+        and a gradient sum backward."""
+        if r is None:
+            y = self.norm1(x)
         else:
-            x = x + r
-            y = self.norm2(x)
-        return x + self.drop_path2(self.mlp(y))
+            x, y = add_norm(self.norm1, x, r)
+        x, y = add_norm(self.norm2, x, self.drop_path1(self.mixer(y, segments)))
+        return x, self.drop_path2(self.mlp(y))
+
+
+def add_norm(norm: nn.Module, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x + r, norm(x + r)): one kernel each way for a fused FusedLayerNorm (its residual form)."""
+    if isinstance(norm, FusedLayerNorm):
+        return norm.residual(x, r)
+    s = x + r
+    return s, norm(s)

@@ -21,7 +21,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-from ..layers.comba_mixer import CombaBlock, Segments, count_recurrence_macs
+from ..layers.comba_mixer import CombaBlock, Segments, add_norm, count_recurrence_macs
 from ..layers.fused import FusedLayerNorm
 
 __all__ = ["CombaViT", "count_macs", "unwrap_checkpoint"]
@@ -138,10 +138,31 @@ class CombaViT(nn.Module):
         x = (x.reshape(B, H * W, C) + pos).contiguous()
         return self.pos_drop(x), [(H, W)]
 
-    def _run_block(self, blk: nn.Module, x: torch.Tensor, segments: Segments) -> torch.Tensor:
-        if self.grad_checkpointing and not torch.jit.is_scripting() and torch.is_grad_enabled():
-            return checkpoint(blk, x, segments, use_reentrant=False)
-        return blk(x, segments)
+    def _run_blocks(self, x: torch.Tensor, segments: Segments, blocks=None, take=()):
+        """Runs the blocks: returns (s, m, taken), the last block's output being s + m (m None: s is the output),
+        and taken the (s, m) of each block whose index is in take. The blocks are chained by their pending
+        branch (CombaBlock.forward_pending: each residual add inside the next LayerNorm's kernel), unless a hook
+        watches a block: then each is called as a module, so that its hooks see its input and output."""
+        blocks = self.blocks if blocks is None else blocks
+        ckpt = self.grad_checkpointing and not torch.jit.is_scripting() and torch.is_grad_enabled()
+        pending = not any(b._forward_hooks or b._forward_pre_hooks for b in blocks)
+        m, taken = None, []
+        for i, blk in enumerate(blocks):
+            if pending:
+                run = blk.forward_pending
+                x, m = checkpoint(run, x, m, segments, use_reentrant=False) if ckpt else run(x, m, segments)
+            else:
+                x = checkpoint(blk, x, segments, use_reentrant=False) if ckpt else blk(x, segments)
+            if i in take:
+                taken.append((x, m))
+        return x, m, taken
+
+    @staticmethod
+    def _close(x: torch.Tensor, m: torch.Tensor | None, norm: nn.Module | None = None) -> torch.Tensor:
+        """The stream s + m (norm given: norm(s + m), the add inside the norm's kernel where it is fused)."""
+        if m is None:
+            return x if norm is None else norm(x)
+        return x + m if norm is None else add_norm(norm, x, m)[1]
 
     def forward_tokens(self, x: torch.Tensor, segments: Segments, norm: bool = True) -> torch.Tensor:
         """Runs the blocks on a caller's token sequence.
@@ -154,9 +175,8 @@ class CombaViT(nn.Module):
                 whole sequence in both directions.
             norm: apply the final LayerNorm.
         """
-        for blk in self.blocks:
-            x = self._run_block(blk, x, segments)
-        return self.norm(x) if norm else x
+        x, m, _ = self._run_blocks(x, segments)
+        return self._close(x, m, self.norm if norm else None)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x, segments = self._pos_embed(self.patch_embed(x))
@@ -189,17 +209,16 @@ class CombaViT(nn.Module):
         Hg, Wg = x.shape[1:3]
         x, segments = self._pos_embed(x)
         blocks = self.blocks if not stop_early or torch.jit.is_scripting() else self.blocks[:max_index + 1]
+        x, m, taken = self._run_blocks(x, segments, blocks, take_indices)
         intermediates = []
-        for i, blk in enumerate(blocks):
-            x = self._run_block(blk, x, segments)
-            if i in take_indices:
-                y = self.norm(x) if norm else x
-                if output_fmt == "NCHW":
-                    y = y.reshape(B, Hg, Wg, -1).permute(0, 3, 1, 2).contiguous()
-                intermediates.append(y)
+        for s, ms in taken:
+            y = self._close(s, ms, self.norm if norm else None)
+            if output_fmt == "NCHW":
+                y = y.reshape(B, Hg, Wg, -1).permute(0, 3, 1, 2).contiguous()
+            intermediates.append(y)
         if intermediates_only:
             return intermediates
-        return self.norm(x), intermediates
+        return self._close(x, m, self.norm), intermediates
 
     def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:

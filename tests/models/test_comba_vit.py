@@ -250,3 +250,41 @@ def test_torch_compile_with_triton_custom_ops(monkeypatch):
     out.sum().backward()
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(model.blocks[0].mixer.qkv.weight.grad, g_ref, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_pending_residual_chain_matches_block_calls(checkpointing):
+    """CombaViT chains its blocks by their pending residual branch (CombaBlock.forward_pending, each add inside
+    the next LayerNorm); with a hook on a block it calls every block as a module instead. Both give the same
+    logits, gradients and intermediates (final norm, no norm, NLC), with and without gradient checkpointing,
+    as each block's own forward does."""
+    model = _micro(drop_path_rate=0.0)
+    model.set_grad_checkpointing(checkpointing)
+    x = torch.randn(2, 3, IMG, IMG)
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        out.square().sum().backward()
+        inter = model.forward_intermediates(x, indices=[0, 2], output_fmt="NLC")
+        raw = model.forward_intermediates(x, indices=[1, 3], norm=True, intermediates_only=True)
+        return out, {n: p.grad for n, p in model.named_parameters()}, inter, raw
+
+    chained = run()
+    calls = []
+    handle = model.blocks[1].register_forward_pre_hook(lambda mod, args: calls.append(args[0].shape))
+    as_modules = run()
+    handle.remove()
+    assert calls, "with a hook the blocks run as modules"
+    tokens, segments = model._pos_embed(model.patch_embed(x))
+    ref = tokens
+    for blk in model.blocks:
+        ref = blk(ref, segments)
+    torch.testing.assert_close(chained[0], model.forward_head(model.norm(ref)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(chained[0], as_modules[0], rtol=1e-5, atol=1e-6)
+    for n, g in chained[1].items():
+        torch.testing.assert_close(g, as_modules[1][n], rtol=1e-4, atol=1e-7, msg=n)
+    def flat(r):
+        return [r[2][0], *r[2][1], *r[3]]
+    for a, b in zip(flat(chained), flat(as_modules), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
