@@ -262,7 +262,8 @@ class CombaBlock(nn.Module):
         stream), its own last residual add left to the caller: returns (s, m), the block's output being s + m.
         Chained this way (CombaViT), every residual add runs inside the LayerNorm that follows it (a
         FusedLayerNorm's residual form: one kernel each way), where a plain add costs a float32 pass forward
-        and a gradient sum backward."""
+        and a gradient sum backward. Called directly, not as a module: the caller checks that no hook watches
+        the block (CombaViT._chained)."""
         if r is None:
             y = self.norm1(x)
         else:
@@ -272,8 +273,20 @@ class CombaBlock(nn.Module):
 
 
 def add_norm(norm: nn.Module, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x + r, norm(x + r)): one kernel each way for a fused FusedLayerNorm (its residual form)."""
-    if isinstance(norm, FusedLayerNorm):
+    """(x + r, norm(x + r)): one kernel each way for a fused FusedLayerNorm (its residual form), unless hooks
+    watch the norm: then the add and a call of the norm as a module, so that they see its input and output."""
+    if isinstance(norm, FusedLayerNorm) and not watched(norm):
         return norm.residual(x, r)
     s = x + r
     return s, norm(s)
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def watched(module: nn.Module | None = None) -> bool:
+    """Whether a hook would see a call of this module (None: whether any global module hook is set)."""
+    if module is None:
+        import torch.nn.modules.module as mm
+        return any(getattr(mm, "_global" + d, None) for d in _HOOK_DICTS)
+    return any(getattr(module, d, None) for d in _HOOK_DICTS)

@@ -21,7 +21,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-from ..layers.comba_mixer import CombaBlock, Segments, add_norm, count_recurrence_macs
+from ..layers.comba_mixer import CombaBlock, Segments, add_norm, count_recurrence_macs, watched
 from ..layers.fused import FusedLayerNorm
 
 __all__ = ["CombaViT", "count_macs", "unwrap_checkpoint"]
@@ -138,19 +138,24 @@ class CombaViT(nn.Module):
         x = (x.reshape(B, H * W, C) + pos).contiguous()
         return self.pos_drop(x), [(H, W)]
 
+    @staticmethod
+    def _chained(blocks, checkpointing: bool) -> bool:
+        """Whether the blocks run chained by their pending branch (CombaBlock.forward_pending, each residual add
+        inside the next LayerNorm's kernel) rather than called as modules. Only for plain CombaBlocks (not
+        wrapped: checkpoint or FSDP wrappers, per-block compilation) that no hook watches (forward, backward or
+        global), and not under gradient checkpointing, whose block boundaries would then keep two tensors."""
+        return not checkpointing and not watched() and all(type(b) is CombaBlock and not watched(b) for b in blocks)
+
     def _run_blocks(self, x: torch.Tensor, segments: Segments, blocks=None, take=()):
         """Runs the blocks: returns (s, m, taken), the last block's output being s + m (m None: s is the output),
-        and taken the (s, m) of each block whose index is in take. The blocks are chained by their pending
-        branch (CombaBlock.forward_pending: each residual add inside the next LayerNorm's kernel), unless a hook
-        watches a block: then each is called as a module, so that its hooks see its input and output."""
+        and taken the (s, m) of each block whose index is in take (chained or as modules: _chained)."""
         blocks = self.blocks if blocks is None else blocks
         ckpt = self.grad_checkpointing and not torch.jit.is_scripting() and torch.is_grad_enabled()
-        pending = not any(b._forward_hooks or b._forward_pre_hooks for b in blocks)
+        chained = self._chained(blocks, ckpt)
         m, taken = None, []
         for i, blk in enumerate(blocks):
-            if pending:
-                run = blk.forward_pending
-                x, m = checkpoint(run, x, m, segments, use_reentrant=False) if ckpt else run(x, m, segments)
+            if chained:
+                x, m = blk.forward_pending(x, m, segments)
             else:
                 x = checkpoint(blk, x, segments, use_reentrant=False) if ckpt else blk(x, segments)
             if i in take:

@@ -1265,8 +1265,10 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool 
     if not _interpreting():
         chosen = _env_kernel_configs().get((name, meta["BK"])) or KERNEL_CONFIGS.get((name, meta["BK"]))
         if chosen:
-            meta = dict(meta, **chosen)
-    key = (name, meta["K"], meta["V"], meta["PREC"], meta.get("BT"), meta["BV"], meta.get("num_warps"))
+            # a kernel that must see all of V in one block keeps its own
+            meta = dict(meta, **{k: v for k, v in chosen.items() if not (fixed_bv and k == "BV")})
+    key = (name, meta["K"], meta["V"], meta["PREC"], meta.get("BT"), meta["BV"], meta.get("num_warps"),
+           meta.get("OUTPUT"))
     bv, stages = _FITTED.get(key, (meta["BV"], meta.get("num_stages")))
     while True:
         m = dict(meta, BV=bv)

@@ -288,3 +288,49 @@ def test_pending_residual_chain_matches_block_calls(checkpointing):
         return [r[2][0], *r[2][1], *r[3]]
     for a, b in zip(flat(chained), flat(as_modules), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_blocks_run_as_modules_when_watched(monkeypatch):
+    """The blocks are chained (forward_pending with the previous block's branch) only when nothing would miss a
+    module call: any hook on a block (forward, backward, global) or gradient checkpointing makes the model call
+    every block as a module; a hook on a norm sees that norm called as a module either way."""
+    from comba_vision.layers.comba_mixer import CombaBlock
+    model = _micro(drop_path_rate=0.0)
+    x = torch.randn(1, 3, IMG, IMG)
+    pending = []
+    real = CombaBlock.forward_pending
+
+    def spy(self, x, r=None, segments=None):
+        pending.append(r is not None)
+        return real(self, x, r, segments)
+    monkeypatch.setattr(CombaBlock, "forward_pending", spy)
+
+    def chained():
+        pending.clear()
+        model(x).sum().backward()
+        return any(pending)
+
+    assert chained()
+    for register in (lambda: model.blocks[2].register_forward_hook(lambda *a: None),
+                     lambda: model.blocks[0].register_full_backward_hook(lambda *a: None),
+                     lambda: torch.nn.modules.module.register_module_forward_pre_hook(lambda *a: None)):
+        handle = register()
+        try:
+            assert not chained()
+        finally:
+            handle.remove()
+    model.set_grad_checkpointing(True)
+    assert not chained()
+    model.set_grad_checkpointing(False)
+    from comba_vision.layers.fused import FusedLayerNorm
+
+    def kernel_like(self, x, r):  # as the fused kernel: the norm is not called as a module
+        s = x + r
+        return s, torch.nn.functional.layer_norm(s, self.normalized_shape, self.weight, self.bias, self.eps)
+    monkeypatch.setattr(FusedLayerNorm, "residual", kernel_like)
+    seen = []
+    norms = (model.blocks[1].norm1, model.norm)
+    handles = [n.register_forward_hook(lambda m, a, o: seen.append(o.shape)) for n in norms]
+    assert chained() and len(seen) == 2
+    for h in handles:
+        h.remove()

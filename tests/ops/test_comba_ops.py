@@ -453,3 +453,24 @@ def test_kernel_config_override_parsing(monkeypatch):
         monkeypatch.setenv("COMBA_KERNEL_CONFIG", bad)
         with pytest.raises(ValueError, match=f"got '{bad}'"):
             tc._env_kernel_configs()
+
+
+def test_kernel_config_block_v_applies_where_allowed(monkeypatch):
+    """A configured V block replaces the launch's, except for a kernel that must see all of V (fixed_bv)."""
+    import types
+
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "_interpreting", lambda: False)
+    monkeypatch.setenv("COMBA_KERNEL_CONFIG", "_probe:32:2:1:16")
+    seen = []
+
+    class Probe:  # a kernel launcher: Probe()[grid](*args, **meta)
+        fn = types.SimpleNamespace(__name__="_probe")
+
+        def __getitem__(self, grid):
+            return lambda *args, **meta: seen.append((grid, meta["BV"], meta["num_warps"]))
+
+    meta = dict(K=32, V=64, BK=32, BV=64, PREC="tf32")
+    assert tc._launch(Probe(), (4, 2), (), meta) == 16
+    assert tc._launch(Probe(), (4, 2), (), meta, fixed_bv=True) == 64
+    assert seen == [((4, 2), 16, 2), ((4, 2), 64, 2)]
