@@ -360,6 +360,18 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
     assert max(whole.values()) <= (1e-4 if INTERPRETING else 1e-3), whole
 
 
+def _spy_launches(monkeypatch, tc, key: str) -> list:
+    """Records (kernel name, meta[key]) of every launch through triton_chunk._launch."""
+    launched = []
+    launch = tc._launch
+
+    def spy(kernel, grid, args, meta, **kw):
+        launched.append((getattr(kernel, "fn", kernel).__name__, meta.get(key)))
+        return launch(kernel, grid, args, meta, **kw)
+    monkeypatch.setattr(tc, "_launch", spy)
+    return launched
+
+
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("T, K, V, variant, reverse, G, bv", [
     (197, 32, 64, "splr", False, 2, None), (280, 16, 32, "iplr", True, 2, None), (330, 32, 48, "splr", True, 3, 16),
@@ -376,13 +388,7 @@ def test_grouped_state_walk(monkeypatch, T, K, V, variant, reverse, G, bv):
     monkeypatch.setattr(tc, "STATE_GROUP", G)
     if bv is not None:
         monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
-    launched = []
-    launch = tc._launch
-
-    def spy(kernel, grid, args, meta, **kw):
-        launched.append((getattr(kernel, "fn", kernel).__name__, meta.get("PHASE")))
-        return launch(kernel, grid, args, meta, **kw)
-    monkeypatch.setattr(tc, "_launch", spy)
+    launched = _spy_launches(monkeypatch, tc, "PHASE")
     xs, h0 = make_inputs(1, T, 2, K, V, init=True, seed=11)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
@@ -426,13 +432,7 @@ def test_output_made_by_the_state_walk(monkeypatch, fused):
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "FUSED_OUTPUT", fused)
     monkeypatch.setattr(tc, "STATE_GROUP", 1)
-    launched = []
-    launch = tc._launch
-
-    def spy(kernel, grid, args, meta, **kw):
-        launched.append((getattr(kernel, "fn", kernel).__name__, meta.get("OUTPUT")))
-        return launch(kernel, grid, args, meta, **kw)
-    monkeypatch.setattr(tc, "_launch", spy)
+    launched = _spy_launches(monkeypatch, tc, "OUTPUT")
     xs, h0 = make_inputs(1, 70, 2, 16, 32, init=True, seed=12)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
