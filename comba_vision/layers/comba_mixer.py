@@ -26,6 +26,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.nn.modules.module as _module_mod
 from timm.layers import DropPath, Mlp
 from torch.utils.checkpoint import checkpoint
 
@@ -287,6 +288,5 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_back
 def watched(module: nn.Module | None = None) -> bool:
     """Whether a hook would see a call of this module (None: whether any global module hook is set)."""
     if module is None:
-        import torch.nn.modules.module as mm
-        return any(getattr(mm, "_global" + d, None) for d in _HOOK_DICTS)
+        return any(getattr(_module_mod, "_global" + d, None) for d in _HOOK_DICTS)
     return any(getattr(module, d, None) for d in _HOOK_DICTS)

@@ -1228,10 +1228,12 @@ def _env_kernel_configs() -> dict[tuple[str, int], dict]:
     for item in filter(None, os.environ.get("COMBA_KERNEL_CONFIG", "").split(",")):
         try:
             name, bk, warps, stages, *bv = item.split(":")
-            out[(name, int(bk))] = dict(num_warps=int(warps), num_stages=int(stages), **(
-                dict(BV=int(bv[0])) if bv else {}))
             if len(bv) > 1 or (bv and int(bv[0]) not in (16, 32, 64, 128)):
                 raise ValueError
+            cfg = dict(num_warps=int(warps), num_stages=int(stages))
+            if bv:
+                cfg["BV"] = int(bv[0])
+            out[(name, int(bk))] = cfg
         except ValueError:
             raise ValueError(f"COMBA_KERNEL_CONFIG entries are name:BK:warps:stages[:BV] (BV 16, 32, 64 or 128), "
                              f"got {item!r}") from None
