@@ -99,10 +99,28 @@ STATE_GROUP: str | int = "auto" if _STATE_GROUP_ENV == "auto" else int(_STATE_GR
 # in _bwd_state instead of _bwd_dv_local) was slower at every measured shape (0.167 -> 0.242 ms at Comba-T's
 # shape: the walk's programs are four times fewer than the chunk-parallel ones) and was not kept.
 FUSED_OUTPUT = os.environ.get("COMBA_FUSED_OUTPUT", "1") == "1"
+# COMBA_BF16_DOTS (default 1): for bf16 inputs up to head size 64, the prepare, forward state, backward state and
+# local-dU kernels take their products on bf16 operands (float32 accumulation; PREC "bf16" in _dot) instead of TF32
+# ones: half the operand registers and shared memory. H200, session 13, both directions' forward+backward at
+# (128, 196, 6, 32, 64): those four kernels 0.660 -> 0.612 ms (0.202 -> 0.191, 0.150 -> 0.139, 0.195 -> 0.179,
+# 0.113 -> 0.102), largest relative error against float64 3.5e-3 -> 3.6-3.8e-3 (each kernel alone). _bwd_grads keeps
+# TF32: on bf16 operands Triton 3.6 built it (4 warps) into an illegal memory access on the H200, and at 8 warps it
+# ran slower (0.650 against 0.437 ms).
+BF16_DOTS = os.environ.get("COMBA_BF16_DOTS", "1") == "1"
 
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def _dot(a, b, PREC: tl.constexpr):
+    """a @ b in float32: on TF32 tensor cores at PREC ("tf32", "tf32x3"), or with both operands rounded to bf16
+    (PREC "bf16": half the operand registers and shared memory)."""
+    if PREC == "bf16":
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    else:
+        return tl.dot(a, b, input_precision=PREC)
 
 
 @triton.jit
@@ -196,7 +214,7 @@ def _sub_block(g, beta, k, p, i_t, j, i_b, T, H, i_h, K, c0,
 def _n_block(b_pi, b_betai, b_cfi, b_kj, b_cj, DIAG: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
     """Block (i, j) of N = Diag(beta) L, L = P K^T * exp(cf_i - c_j), strictly lower on the diagonal."""
     o = tl.arange(0, BC)
-    b_A = tl.dot(b_pi, tl.trans(b_kj), input_precision=PREC)
+    b_A = _dot(b_pi, tl.trans(b_kj), PREC)
     if DIAG:
         m = o[:, None] > o[None, :]
         b_A = tl.where(m, b_A * tl.exp(tl.where(m, b_cfi[:, None] - b_cj[None, :], 0.)), 0.)
@@ -222,15 +240,12 @@ def _inv_unit_lower(b_N, BC: tl.constexpr):
 def _off_diagonal_inverse(X00, X11, X22, X33, N10, N20, N21, N30, N31, N32, PREC: tl.constexpr):
     """Off-diagonal 16x16 blocks of (I + N)^-1 from its diagonal blocks' inverses X_ii and the blocks N_ij:
     X_ij = -X_ii sum_{k=j}^{i-1} N_ik X_kj."""
-    X10 = -tl.dot(X11, tl.dot(N10, X00, input_precision=PREC), input_precision=PREC)
-    X21 = -tl.dot(X22, tl.dot(N21, X11, input_precision=PREC), input_precision=PREC)
-    X20 = -tl.dot(X22, tl.dot(N20, X00, input_precision=PREC) + tl.dot(N21, X10, input_precision=PREC),
-                  input_precision=PREC)
-    X32 = -tl.dot(X33, tl.dot(N32, X22, input_precision=PREC), input_precision=PREC)
-    X31 = -tl.dot(X33, tl.dot(N31, X11, input_precision=PREC) + tl.dot(N32, X21, input_precision=PREC),
-                  input_precision=PREC)
-    X30 = -tl.dot(X33, tl.dot(N30, X00, input_precision=PREC) + tl.dot(N31, X10, input_precision=PREC)
-                  + tl.dot(N32, X20, input_precision=PREC), input_precision=PREC)
+    X10 = -_dot(X11, _dot(N10, X00, PREC), PREC)
+    X21 = -_dot(X22, _dot(N21, X11, PREC), PREC)
+    X20 = -_dot(X22, _dot(N20, X00, PREC) + _dot(N21, X10, PREC), PREC)
+    X32 = -_dot(X33, _dot(N32, X22, PREC), PREC)
+    X31 = -_dot(X33, _dot(N31, X11, PREC) + _dot(N32, X21, PREC), PREC)
+    X30 = -_dot(X33, _dot(N30, X00, PREC) + _dot(N31, X10, PREC) + _dot(N32, X20, PREC), PREC)
     return X10, X20, X21, X30, X31, X32
 
 
@@ -339,12 +354,12 @@ def _fwd_prepare_blocked(
     q3 = p3 * (be3 * tl.exp(cf3))[:, None]
     pw = W + (base_c + o)[:, None] * K + o_k[None, :]
     mk = m_k[None, :]
-    tl.store(pw, tl.dot(X00, q0, input_precision=PREC), mask=mk)
-    tl.store(pw + BC * K, tl.dot(X10, q0, input_precision=PREC) + tl.dot(X11, q1, input_precision=PREC), mask=mk)
-    tl.store(pw + 2 * BC * K, tl.dot(X20, q0, input_precision=PREC) + tl.dot(X21, q1, input_precision=PREC)
-             + tl.dot(X22, q2, input_precision=PREC), mask=mk)
-    tl.store(pw + 3 * BC * K, tl.dot(X30, q0, input_precision=PREC) + tl.dot(X31, q1, input_precision=PREC)
-             + tl.dot(X32, q2, input_precision=PREC) + tl.dot(X33, q3, input_precision=PREC), mask=mk)
+    tl.store(pw, _dot(X00, q0, PREC), mask=mk)
+    tl.store(pw + BC * K, _dot(X10, q0, PREC) + _dot(X11, q1, PREC), mask=mk)
+    tl.store(pw + 2 * BC * K, _dot(X20, q0, PREC) + _dot(X21, q1, PREC)
+             + _dot(X22, q2, PREC), mask=mk)
+    tl.store(pw + 3 * BC * K, _dot(X30, q0, PREC) + _dot(X31, q1, PREC)
+             + _dot(X32, q2, PREC) + _dot(X33, q3, PREC), mask=mk)
     # U0 = M Diag(beta) V
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
@@ -354,19 +369,19 @@ def _fwd_prepare_blocked(
         v2 = _load_rows(v, r2, m2, V, BV, i_v * BV) * be2[:, None]
         v3 = _load_rows(v, r3, m3, V, BV, i_v * BV) * be3[:, None]
         pu = U + (base_c + o)[:, None] * V + o_v[None, :]
-        tl.store(pu, tl.dot(X00, v0, input_precision=PREC), mask=mv)
-        tl.store(pu + BC * V, tl.dot(X10, v0, input_precision=PREC) + tl.dot(X11, v1, input_precision=PREC), mask=mv)
-        tl.store(pu + 2 * BC * V, tl.dot(X20, v0, input_precision=PREC) + tl.dot(X21, v1, input_precision=PREC)
-                 + tl.dot(X22, v2, input_precision=PREC), mask=mv)
-        tl.store(pu + 3 * BC * V, tl.dot(X30, v0, input_precision=PREC) + tl.dot(X31, v1, input_precision=PREC)
-                 + tl.dot(X32, v2, input_precision=PREC) + tl.dot(X33, v3, input_precision=PREC), mask=mv)
+        tl.store(pu, _dot(X00, v0, PREC), mask=mv)
+        tl.store(pu + BC * V, _dot(X10, v0, PREC) + _dot(X11, v1, PREC), mask=mv)
+        tl.store(pu + 2 * BC * V, _dot(X20, v0, PREC) + _dot(X21, v1, PREC)
+                 + _dot(X22, v2, PREC), mask=mv)
+        tl.store(pu + 3 * BC * V, _dot(X30, v0, PREC) + _dot(X31, v1, PREC)
+                 + _dot(X32, v2, PREC) + _dot(X33, v3, PREC), mask=mv)
 
 
 @triton.jit
 def _qk_block(b_qi, b_ci, b_kj, b_cj, DIAG: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
     """Block (i, j) of lower(Q K^T * exp(c_i - c_j)) (inclusive on the diagonal)."""
     o = tl.arange(0, BC)
-    b_A = tl.dot(b_qi, tl.trans(b_kj), input_precision=PREC)
+    b_A = _dot(b_qi, tl.trans(b_kj), PREC)
     if DIAG:
         m = o[:, None] >= o[None, :]
         return tl.where(m, b_A * tl.exp(tl.where(m, b_ci[:, None] - b_cj[None, :], 0.)), 0.)
@@ -377,7 +392,7 @@ def _qk_block(b_qi, b_ci, b_kj, b_cj, DIAG: tl.constexpr, BC: tl.constexpr, PREC
 def _fused_rhs(v, b_h, r, m, be, p, cf, V, BV: tl.constexpr, PREC: tl.constexpr):
     """Diag(beta) (V - Diag(e^cf) P h) for one 16-token sub-block: u of the sub-blocks is M times these."""
     b_v = _load_rows(v, r, m, V, BV, 0)
-    return be[:, None] * (b_v - tl.exp(cf)[:, None] * tl.dot(p, b_h, input_precision=PREC))
+    return be[:, None] * (b_v - tl.exp(cf)[:, None] * _dot(p, b_h, PREC))
 
 
 @triton.jit
@@ -385,7 +400,7 @@ def _fused_out(q, o, b_h, r, m, ci, scale, acc, K, V, BK: tl.constexpr, BV: tl.c
                ACCUM: tl.constexpr, HALF: tl.constexpr, PREC: tl.constexpr):
     """Stores (or, for the second direction, adds) a sub-block's output e^c Q h + acc."""
     b_q = _load_rows(q, r, m, K, BK, 0) * scale
-    b_o = tl.exp(ci)[:, None] * tl.dot(b_q, b_h, input_precision=PREC) + acc
+    b_o = tl.exp(ci)[:, None] * _dot(b_q, b_h, PREC) + acc
     o_v = tl.arange(0, BV)
     ptr = o + r[:, None] * V + o_v[None, :]
     mask = m[:, None] & (o_v < V)[None, :]
@@ -415,27 +430,27 @@ def _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V,
         y1 = _fused_rhs(v, b_h, r1, m1, be1, p1, cf1, V, BV, PREC)
         y2 = _fused_rhs(v, b_h, r2, m2, be2, p2, cf2, V, BV, PREC)
         y3 = _fused_rhs(v, b_h, r3, m3, be3, p3, cf3, V, BV, PREC)
-        u0 = tl.dot(X00, y0, input_precision=PREC)
-        u1 = tl.dot(X10, y0, input_precision=PREC) + tl.dot(X11, y1, input_precision=PREC)
-        u2 = (tl.dot(X20, y0, input_precision=PREC) + tl.dot(X21, y1, input_precision=PREC)
-              + tl.dot(X22, y2, input_precision=PREC))
-        u3 = (tl.dot(X30, y0, input_precision=PREC) + tl.dot(X31, y1, input_precision=PREC)
-              + tl.dot(X32, y2, input_precision=PREC) + tl.dot(X33, y3, input_precision=PREC))
+        u0 = _dot(X00, y0, PREC)
+        u1 = _dot(X10, y0, PREC) + _dot(X11, y1, PREC)
+        u2 = (_dot(X20, y0, PREC) + _dot(X21, y1, PREC)
+              + _dot(X22, y2, PREC))
+        u3 = (_dot(X30, y0, PREC) + _dot(X31, y1, PREC)
+              + _dot(X32, y2, PREC) + _dot(X33, y3, PREC))
         # outputs: o_i = e^c_i Q_i h + sum_{j <= i} lower(Q_i K_j^T * exp(c_i - c_j)) u_j
         q0 = _load_rows(q, r0, m0, K, BK, 0) * scale
         q1 = _load_rows(q, r1, m1, K, BK, 0) * scale
         q2 = _load_rows(q, r2, m2, K, BK, 0) * scale
         q3 = _load_rows(q, r3, m3, K, BK, 0) * scale
-        a0 = tl.dot(_qk_block(q0, c0, k0, c0, True, BC, PREC), u0, input_precision=PREC)
-        a1 = (tl.dot(_qk_block(q1, c1, k0, c0, False, BC, PREC), u0, input_precision=PREC)
-              + tl.dot(_qk_block(q1, c1, k1, c1, True, BC, PREC), u1, input_precision=PREC))
-        a2 = (tl.dot(_qk_block(q2, c2, k0, c0, False, BC, PREC), u0, input_precision=PREC)
-              + tl.dot(_qk_block(q2, c2, k1, c1, False, BC, PREC), u1, input_precision=PREC)
-              + tl.dot(_qk_block(q2, c2, k2, c2, True, BC, PREC), u2, input_precision=PREC))
-        a3 = (tl.dot(_qk_block(q3, c3, k0, c0, False, BC, PREC), u0, input_precision=PREC)
-              + tl.dot(_qk_block(q3, c3, k1, c1, False, BC, PREC), u1, input_precision=PREC)
-              + tl.dot(_qk_block(q3, c3, k2, c2, False, BC, PREC), u2, input_precision=PREC)
-              + tl.dot(_qk_block(q3, c3, k3, c3, True, BC, PREC), u3, input_precision=PREC))
+        a0 = _dot(_qk_block(q0, c0, k0, c0, True, BC, PREC), u0, PREC)
+        a1 = (_dot(_qk_block(q1, c1, k0, c0, False, BC, PREC), u0, PREC)
+              + _dot(_qk_block(q1, c1, k1, c1, True, BC, PREC), u1, PREC))
+        a2 = (_dot(_qk_block(q2, c2, k0, c0, False, BC, PREC), u0, PREC)
+              + _dot(_qk_block(q2, c2, k1, c1, False, BC, PREC), u1, PREC)
+              + _dot(_qk_block(q2, c2, k2, c2, True, BC, PREC), u2, PREC))
+        a3 = (_dot(_qk_block(q3, c3, k0, c0, False, BC, PREC), u0, PREC)
+              + _dot(_qk_block(q3, c3, k1, c1, False, BC, PREC), u1, PREC)
+              + _dot(_qk_block(q3, c3, k2, c2, False, BC, PREC), u2, PREC)
+              + _dot(_qk_block(q3, c3, k3, c3, True, BC, PREC), u3, PREC))
         _fused_out(q, o, b_h, r0, m0, c0, scale, a0, K, V, BK, BV, ACCUM, HALF, PREC)
         _fused_out(q, o, b_h, r1, m1, c1, scale, a1, K, V, BK, BV, ACCUM, HALF, PREC)
         _fused_out(q, o, b_h, r2, m2, c2, scale, a2, K, V, BK, BV, ACCUM, HALF, PREC)
@@ -443,10 +458,10 @@ def _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V,
         # h' = e^c_last h + K^T Diag(e^(c_last - c)) u
         b_cl = tl.sum(tl.where(o_c == BC - 1, c3, 0.), 0)
         b_h = (b_h * tl.exp(b_cl)
-               + tl.dot(tl.trans(k0 * tl.exp(b_cl - c0)[:, None]), u0, input_precision=PREC)
-               + tl.dot(tl.trans(k1 * tl.exp(b_cl - c1)[:, None]), u1, input_precision=PREC)
-               + tl.dot(tl.trans(k2 * tl.exp(b_cl - c2)[:, None]), u2, input_precision=PREC)
-               + tl.dot(tl.trans(k3 * tl.exp(b_cl - c3)[:, None]), u3, input_precision=PREC))
+               + _dot(tl.trans(k0 * tl.exp(b_cl - c0)[:, None]), u0, PREC)
+               + _dot(tl.trans(k1 * tl.exp(b_cl - c1)[:, None]), u1, PREC)
+               + _dot(tl.trans(k2 * tl.exp(b_cl - c2)[:, None]), u2, PREC)
+               + _dot(tl.trans(k3 * tl.exp(b_cl - c3)[:, None]), u3, PREC))
 
 
 @triton.jit
@@ -488,7 +503,7 @@ def _fwd_prepare(
     if IPLR:
         b_p = b_p * 2.
     strict = o_c[:, None] > o_c[None, :]
-    b_A = tl.dot(b_p, tl.trans(b_k), input_precision=PREC)
+    b_A = _dot(b_p, tl.trans(b_k), PREC)
     b_L = tl.where(strict, b_A * tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
     # (I + N)^-1 for strictly lower N = Diag(beta) L, one row at a time: Y_i = -N_i - sum_j N_ij Y_j
     b_X = -(b_L * b_beta[:, None])
@@ -500,13 +515,13 @@ def _fwd_prepare(
     b_M = b_X + tl.where(o_c[:, None] == o_c[None, :], 1., 0.)
     base_c = (i_bh * NT + i_t) * CS
     tl.store(M + (base_c + o_c)[:, None] * CS + o_c[None, :], b_M)
-    b_W = tl.dot(b_M, b_p * (b_beta * tl.exp(b_cf))[:, None], input_precision=PREC)
+    b_W = _dot(b_M, b_p * (b_beta * tl.exp(b_cf))[:, None], PREC)
     tl.store(W + (base_c + o_c)[:, None] * K + o_k[None, :], b_W, mask=m_k[None, :])
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
-        b_U = tl.dot(b_M, b_v * b_beta[:, None], input_precision=PREC)
+        b_U = _dot(b_M, b_v * b_beta[:, None], PREC)
         tl.store(U + (base_c + o_c)[:, None] * V + o_v[None, :], b_U, mask=m_v[None, :])
 
 
@@ -515,7 +530,7 @@ def _attn_lower(b_q, b_k, b_c, BT: tl.constexpr, PREC: tl.constexpr):
     """lower(Q K^T * exp(c_i - c_j)), inclusive, [BT, BT] (Q scaled by the caller)."""
     o_c = tl.arange(0, BT)
     incl = o_c[:, None] >= o_c[None, :]
-    b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC)
+    b_A = _dot(b_q, tl.trans(b_k), PREC)
     return tl.where(incl, b_A * tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
 
 
@@ -536,18 +551,18 @@ def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v,
     base_c = (i_bh * NT + i_t) * CS
     b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=(o_k < K)[None, :], other=0.)
     p_U = U + (base_c + o_c)[:, None] * V + o_v[None, :]
-    b_u = tl.load(p_U, mask=m_v[None, :], other=0.) - tl.dot(b_W, b_h, input_precision=PREC)
+    b_u = tl.load(p_U, mask=m_v[None, :], other=0.) - _dot(b_W, b_h, PREC)
     if STORE:
         tl.store(p_U, b_u, mask=m_v[None, :])
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     if OUTPUT and STORE:
         b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
-        b_o = (tl.dot(b_q * tl.exp(b_c)[:, None], b_h, input_precision=PREC)
-               + tl.dot(_attn_lower(b_q, b_k, b_c, BT, PREC), b_u, input_precision=PREC))
+        b_o = (_dot(b_q * tl.exp(b_c)[:, None], b_h, PREC)
+               + _dot(_attn_lower(b_q, b_k, b_c, BT, PREC), b_u, PREC))
         orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
         tl.store(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
     b_k = b_k * tl.exp(b_clast - b_c)[:, None]
-    return b_h * tl.exp(b_clast) + tl.dot(tl.trans(b_k), b_u, input_precision=PREC)
+    return b_h * tl.exp(b_clast) + _dot(tl.trans(b_k), b_u, PREC)
 
 
 @triton.jit
@@ -635,7 +650,7 @@ def _state_carry(S, HS, h0, ht, NG, K, V, BK: tl.constexpr, BV: tl.constexpr, PR
         tl.store(HS + (i_bh * NG + i_g) * K * V + kv, b_h, mask=m_kv)
         b_P = tl.load(S + base + o_k[:, None] * (V + K) + V + o_k[None, :], mask=m_k[:, None] & m_k[None, :], other=0.)
         b_s = tl.load(S + base + o_k[:, None] * (V + K) + o_v[None, :], mask=m_kv, other=0.)
-        b_h = tl.dot(b_P, b_h, input_precision=PREC) + b_s
+        b_h = _dot(b_P, b_h, PREC) + b_s
     if STORE_HT:
         tl.store(ht + i_bh * K * V + kv, b_h, mask=m_kv)
 
@@ -696,7 +711,7 @@ def _fwd_output(
         b_h = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
                       mask=m_k[:, None] & m_v[None, :], other=0.)
         b_u = tl.load(U + (base_c + o_c)[:, None] * V + o_v[None, :], mask=m_v[None, :], other=0.)
-        b_o = tl.dot(b_qd, b_h, input_precision=PREC) + tl.dot(b_A, b_u, input_precision=PREC)
+        b_o = _dot(b_qd, b_h, PREC) + _dot(b_A, b_u, PREC)
         tl.store(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
                  mask=m_t[:, None] & m_v[None, :])
 
@@ -721,7 +736,7 @@ def _bwd_dv_local(
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     # transposed: At[j, i] = A[i, j] = (q_i . k_j) e^(c_i - c_j) for j <= i
     m_up = o_c[:, None] <= o_c[None, :]
-    b_At = tl.dot(b_k, tl.trans(b_q), input_precision=PREC)
+    b_At = _dot(b_k, tl.trans(b_q), PREC)
     b_At = tl.where(m_up, b_At * tl.exp(tl.where(m_up, b_c[None, :] - b_c[:, None], 0.)), 0.)
     if PRE:
         b_p = _load_rows(p, rows, m_t, K, BK, 0)
@@ -736,13 +751,13 @@ def _bwd_dv_local(
         m_v = o_v < V
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
         b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
-        b_dU = tl.dot(b_At, b_do, input_precision=PREC)
+        b_dU = _dot(b_At, b_do, PREC)
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
         if PRE:
             b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
                            mask=m_k[:, None] & m_v[None, :], other=0.)
-            tl.store(PH + p_cv, tl.dot(b_p, b_h0, input_precision=PREC), mask=m_v[None, :])
-            b_dcq += tl.sum(b_do * tl.dot(b_q, b_h0, input_precision=PREC), 1)
+            tl.store(PH + p_cv, _dot(b_p, b_h0, PREC), mask=m_v[None, :])
+            b_dcq += tl.sum(b_do * _dot(b_q, b_h0, PREC), 1)
     if PRE:  # o = Diag(e^c) Q h0 + ...: its part of dc
         tl.store(DCQ + base_c + o_c, tl.exp(b_c) * b_dcq)
 
@@ -788,7 +803,7 @@ def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i
     b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
     p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
     b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
-    b_kdh = tl.dot(b_kd, b_dh, input_precision=PREC)
+    b_kdh = _dot(b_kd, b_dh, PREC)
     if PRE and STORE:
         b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.)
         _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, tl.sum(tl.sum(b_h0 * b_dh, 1), 0), b_clast,
@@ -796,8 +811,8 @@ def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i
     b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
     if STORE:
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
-    return (b_dh * tl.exp(b_clast) + tl.dot(tl.trans(b_q), b_do, input_precision=PREC)
-            - tl.dot(tl.trans(b_W), b_dU, input_precision=PREC))
+    return (b_dh * tl.exp(b_clast) + _dot(tl.trans(b_q), b_do, PREC)
+            - _dot(tl.trans(b_W), b_dU, PREC))
 
 
 @triton.jit
@@ -878,8 +893,8 @@ def _bwd_state_halves(
         base_c = (i_bh * NT + i_t) * CS
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
         b_edl = tl.exp(b_clast - b_c)[:, None]
-        b_kdh = (tl.dot(_load_rows(k, rows, m_t, K, KH, 0) * b_edl, b_dha, input_precision=PREC)
-                 + tl.dot(_load_rows(k, rows, m_t, K, KH, KH) * b_edl, b_dhb, input_precision=PREC))
+        b_kdh = (_dot(_load_rows(k, rows, m_t, K, KH, 0) * b_edl, b_dha, PREC)
+                 + _dot(_load_rows(k, rows, m_t, K, KH, KH) * b_edl, b_dhb, PREC))
         if PRE:
             b_in = (tl.sum(tl.sum(tl.load(h + s_base + kv_a, mask=m_a, other=0.) * b_dha, 1), 0)
                     + tl.sum(tl.sum(tl.load(h + s_base + kv_b, mask=m_b, other=0.) * b_dhb, 1), 0))
@@ -889,11 +904,11 @@ def _bwd_state_halves(
         b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
         b_qs = (scale * tl.exp(b_c))[:, None]
         b_dha = (b_dha * tl.exp(b_clast)
-                 + tl.dot(tl.trans(_load_rows(q, rows, m_t, K, KH, 0) * b_qs), b_do, input_precision=PREC)
-                 - tl.dot(tl.trans(_w_cols(W, base_c, K, BT, KH, 0)), b_dU, input_precision=PREC))
+                 + _dot(tl.trans(_load_rows(q, rows, m_t, K, KH, 0) * b_qs), b_do, PREC)
+                 - _dot(tl.trans(_w_cols(W, base_c, K, BT, KH, 0)), b_dU, PREC))
         b_dhb = (b_dhb * tl.exp(b_clast)
-                 + tl.dot(tl.trans(_load_rows(q, rows, m_t, K, KH, KH) * b_qs), b_do, input_precision=PREC)
-                 - tl.dot(tl.trans(_w_cols(W, base_c, K, BT, KH, KH)), b_dU, input_precision=PREC))
+                 + _dot(tl.trans(_load_rows(q, rows, m_t, K, KH, KH) * b_qs), b_do, PREC)
+                 - _dot(tl.trans(_w_cols(W, base_c, K, BT, KH, KH)), b_dU, PREC))
     if STORE_DH0:
         tl.store(dh0 + i_bh * K * V + kv_a, b_dha, mask=m_a)
         tl.store(dh0 + i_bh * K * V + kv_b, b_dhb, mask=m_b)
@@ -1006,7 +1021,7 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
     b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
     b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
-    b_drhs = tl.dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), input_precision=PREC)
+    b_drhs = _dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), PREC)
     if SPLIT:
         tl.store(dU + p_cv, b_drhs, mask=m_v[None, :])
     tl.store(dv + orows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
@@ -1014,16 +1029,16 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
     if PRE:
         b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.)
     else:
-        b_hp = tl.dot(b_p, b_h0, input_precision=PREC)
+        b_hp = _dot(b_p, b_h0, PREC)
     b_dbeta += tl.sum(b_drhs * (b_v - b_ecf[:, None] * b_hp), 1)
     b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
-    b_dA -= tl.dot(b_drhs, tl.trans(b_u), input_precision=PREC)
+    b_dA -= _dot(b_drhs, tl.trans(b_u), PREC)
     # o = Diag(e^c) Q h0 + Aqk u
-    b_dAqk += tl.dot(b_do, tl.trans(b_u), input_precision=PREC)
+    b_dAqk += _dot(b_do, tl.trans(b_u), PREC)
     if not PRE:
-        b_dc += b_ec * tl.sum(b_do * tl.dot(b_q, b_h0, input_precision=PREC), 1)
+        b_dc += b_ec * tl.sum(b_do * _dot(b_q, b_h0, PREC), 1)
         # h_end = e^c_last h0 + K^T Diag(e^(c_last - c)) u
-        b_kdh = b_edl * tl.sum(b_u * tl.dot(b_k, b_dh, input_precision=PREC), 1)
+        b_kdh = b_edl * tl.sum(b_u * _dot(b_k, b_dh, PREC), 1)
         b_dc -= b_kdh
         b_dclast += tl.sum(b_kdh, 0) + tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
     return b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast
@@ -1065,18 +1080,18 @@ def _bwd_grads(
             h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
             b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
             PREC, False, PRE)
-        b_dp -= (b_beta * b_ecf)[:, None] * tl.dot(b_drhs, tl.trans(b_h0), input_precision=PREC)
-        b_dq += b_ec[:, None] * tl.dot(b_do, tl.trans(b_h0), input_precision=PREC)
-        b_dk += b_edl[:, None] * tl.dot(b_u, tl.trans(b_dh), input_precision=PREC)
+        b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
+        b_dq += b_ec[:, None] * _dot(b_do, tl.trans(b_h0), PREC)
+        b_dk += b_edl[:, None] * _dot(b_u, tl.trans(b_dh), PREC)
     if PRE:
         b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT, CS)
     b_dAraw, b_dAqk, b_dbeta, b_dc, b_dcf = _cc_grads(
-        tl.dot(b_p, tl.trans(b_k), input_precision=PREC), tl.dot(b_q, tl.trans(b_k), input_precision=PREC),
+        _dot(b_p, tl.trans(b_k), PREC), _dot(b_q, tl.trans(b_k), PREC),
         b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT)
-    b_dp += tl.dot(b_dAraw, b_k, input_precision=PREC)
-    b_dk += tl.dot(tl.trans(b_dAraw), b_p, input_precision=PREC)
-    b_dq += tl.dot(b_dAqk, b_k, input_precision=PREC)
-    b_dk += tl.dot(tl.trans(b_dAqk), b_q, input_precision=PREC)
+    b_dp += _dot(b_dAraw, b_k, PREC)
+    b_dk += _dot(tl.trans(b_dAraw), b_p, PREC)
+    b_dq += _dot(b_dAqk, b_k, PREC)
+    b_dk += _dot(tl.trans(b_dAqk), b_q, PREC)
     b_dg = _dg_from_dc(b_dc, b_dcf, b_dclast, BT, IPLR)
     if IPLR:
         b_dp = b_dp * 2.
@@ -1114,7 +1129,7 @@ def _bwd_grads_cc(
     b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT, CS)
     b_q, b_k, b_p = _load_qkp(q, k, p, scale, rows, m_t, K, BK, IPLR)
     b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(
-        tl.dot(b_p, tl.trans(b_k), input_precision=PREC), tl.dot(b_q, tl.trans(b_k), input_precision=PREC),
+        _dot(b_p, tl.trans(b_k), PREC), _dot(b_q, tl.trans(b_k), PREC),
         b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT)
     tl.store(dAf + p_cc, b_dAf)
     tl.store(dAo + p_cc, b_dAo)
@@ -1158,9 +1173,9 @@ def _bwd_grads_k(
         b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
         b_drhs = tl.load(drhs + p_cv, mask=m_v[None, :], other=0.)
         b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
-        b_dp += tl.dot(b_drhs, tl.trans(b_h0), input_precision=PREC)
-        b_dq += tl.dot(b_do, tl.trans(b_h0), input_precision=PREC)
-        b_dk += tl.dot(b_u, tl.trans(b_dh), input_precision=PREC)
+        b_dp += _dot(b_drhs, tl.trans(b_h0), PREC)
+        b_dq += _dot(b_do, tl.trans(b_h0), PREC)
+        b_dk += _dot(b_u, tl.trans(b_dh), PREC)
     b_dp = -(b_beta * tl.exp(b_cf))[:, None] * b_dp
     b_dq = tl.exp(b_c)[:, None] * b_dq
     b_dk = tl.exp(b_clast - b_c)[:, None] * b_dk
@@ -1172,10 +1187,10 @@ def _bwd_grads_k(
     b_p = _load_rows(p, rows, m_t, K, BK, i_k * BK)
     if IPLR:
         b_p = b_p * 2.
-    b_dp += tl.dot(b_dAf, b_k, input_precision=PREC)
-    b_dk += tl.dot(tl.trans(b_dAf), b_p, input_precision=PREC)
-    b_dq += tl.dot(b_dAo, b_k, input_precision=PREC)
-    b_dk += tl.dot(tl.trans(b_dAo), b_q, input_precision=PREC)
+    b_dp += _dot(b_dAf, b_k, PREC)
+    b_dk += _dot(tl.trans(b_dAf), b_p, PREC)
+    b_dq += _dot(b_dAo, b_k, PREC)
+    b_dk += _dot(tl.trans(b_dAo), b_q, PREC)
     if IPLR:
         b_dp = b_dp * 2.
     p_qk = orows[:, None] * K + o_k[None, :]
@@ -1355,6 +1370,14 @@ def _launch_chunks(kernel, NT: int, tail: int, BH: int, args, meta, tail_kernel=
         _launch(tail_kernel or kernel, (1, BH), args, dict(tail_meta or meta, BT=tail, I0=NT - 1))
 
 
+def _dot_meta(meta: dict, dtype: torch.dtype) -> dict:
+    """meta with bf16 products (PREC "bf16") where BF16_DOTS applies: bf16 inputs, padded head size up to 64, on a
+    GPU (the interpreter miscomputes bf16 dots)."""
+    if BF16_DOTS and dtype == torch.bfloat16 and meta["BK"] <= 64 and not _interpreting():
+        return dict(meta, PREC="bf16")
+    return meta
+
+
 def _pipeline_meta(T: int, H: int, K: int, V: int, dtype: torch.dtype, reverse: int, iplr: bool) -> tuple[dict, int]:
     """The launch options the forward and backward pipelines share, and the last chunk's tile rows."""
     BK, BV, prec, warps = _config(K, V, dtype)
@@ -1399,15 +1422,16 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
     o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
     prep_args = (k, p, v, g, beta, M, W, U)
+    low = _dot_meta(meta, q.dtype)
     if BLOCKED_INVERSE:  # a short last chunk's inverse by row substitution on its small tile
-        _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, prep_args, dict(meta, DOUBLING=DOUBLING_INVERSE),
-                       tail_kernel=_fwd_prepare, tail_meta=meta)
+        _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, prep_args, dict(low, DOUBLING=DOUBLING_INVERSE),
+                       tail_kernel=_fwd_prepare, tail_meta=low)
     else:
-        _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, meta)
+        _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, low)
     # the output made by the state walk below head size 128 (FUSED_OUTPUT), else by _fwd_output
     fused = need_output and FUSED_OUTPUT and meta["BK"] < min(STATE_HALVES_MIN_BK, SPLIT_BWD_MIN_BK)
     _launch_state(_fwd_state, BH, NT, (k, g, W, U, h, initial_state, ht, q, o, scale),
-                  dict(meta, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail, OUTPUT=fused),
+                  dict(low, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail, OUTPUT=fused),
                   initial_state, ht, backward=False)
     if need_output and not fused:
         _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, U, h, o, scale), meta)
@@ -1463,11 +1487,12 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
         DCL = torch.empty(triton.cdiv(V, 16), BH * NT, **f32)
     else:
         PH = DCQ = KDH = DCL = U  # not read
-    _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, scale), dict(meta, PRE=pre))
+    low = _dot_meta(meta, q.dtype)
+    _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, scale), dict(low, PRE=pre))
     # from head size 128 the state kernel works in K halves (COMBA_STATE_HALVES=0: whole K tiles)
     state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
     bv_state = _launch_state(state_kernel, BH, NT, (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
-                             dict(meta, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
+                             dict(low, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
                              dht, dh0, backward=True)
     n_vs = triton.cdiv(V, bv_state)
     dq, dk, dp, dv = (x.new_empty(nd, *x.shape) for x in (q, k, p, v))

@@ -474,3 +474,42 @@ def test_kernel_config_block_v_applies_where_allowed(monkeypatch):
     assert tc._launch(Probe(), (4, 2), (), meta) == 16
     assert tc._launch(Probe(), (4, 2), (), meta, fixed_bv=True) == 64
     assert seen == [((4, 2), 16, 2), ((4, 2), 64, 2)]
+
+
+def test_bf16_dot_choice(monkeypatch):
+    """bf16 products only for bf16 inputs up to head size 64, on a GPU, and only while COMBA_BF16_DOTS is on."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "_interpreting", lambda: False)
+    monkeypatch.setattr(tc, "BF16_DOTS", True)
+    meta = dict(BK=32, PREC="tf32", BT=64)
+    assert tc._dot_meta(meta, torch.bfloat16) == dict(BK=32, PREC="bf16", BT=64)
+    assert tc._dot_meta(dict(meta, BK=64), torch.bfloat16)["PREC"] == "bf16"
+    assert tc._dot_meta(dict(meta, BK=128), torch.bfloat16)["PREC"] == "tf32"
+    assert tc._dot_meta(meta, torch.float16)["PREC"] == "tf32"
+    assert tc._dot_meta(dict(meta, PREC="tf32x3"), torch.float32)["PREC"] == "tf32x3"
+    monkeypatch.setattr(tc, "BF16_DOTS", False)
+    assert tc._dot_meta(meta, torch.bfloat16)["PREC"] == "tf32"
+    monkeypatch.setattr(tc, "BF16_DOTS", True)
+    monkeypatch.setattr(tc, "_interpreting", lambda: True)
+    assert tc._dot_meta(meta, torch.bfloat16)["PREC"] == "tf32"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("T, K, V, reverse", [(197, 32, 64, False), (150, 64, 64, True), (300, 128, 128, False)])
+def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse):
+    """bf16 inputs: the prepare, state and local-dU kernels take bf16 products up to head size 64 (the gradient
+    kernel and larger heads TF32), within the bf16 bound of the float64 reference and at most twice TF32's error."""
+    import comba_vision.ops.triton_chunk as tc
+    xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.bfloat16, init=True, seed=T + K, device="cuda")
+    errs = {}
+    for on in (False, True):
+        monkeypatch.setattr(tc, "BF16_DOTS", on)
+        launched = _spy_launches(monkeypatch, tc, "PREC")
+        errs[on] = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
+        monkeypatch.undo()
+        low = {n for n, prec in launched if prec == "bf16"}
+        expect = {"_fwd_prepare_blocked", "_fwd_prepare", "_fwd_state", "_bwd_state", "_bwd_dv_local"}
+        assert low == (expect & {n for n, _ in launched} if on and K <= 64 else set()), launched
+        assert max(errs[on].values()) <= BOUND[torch.bfloat16], errs[on]
+    assert max(errs[True].values()) <= 2 * max(errs[False].values()), errs
