@@ -109,3 +109,30 @@ def test_block_kernel_policy(monkeypatch):
     monkeypatch.setenv("COMBA_FUSED_NORM", "yes")
     with pytest.raises(ValueError, match="COMBA_FUSED_NORM must be one of"):
         applies("COMBA_FUSED_NORM", cuda_x)
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("unused", [None, 1])
+def test_split_linear_matches_float64(unused):
+    """split_linear against F.linear(...).split in float64: every piece's output, and dx, dw, db from the pieces'
+    gradients; an unused piece (no gradient) leaves its rows of dw and db at zero."""
+    from comba_vision.ops.linear import split_linear
+    gen = torch.Generator().manual_seed(3)
+    widths = (20, 6, 12, 2)
+    x, w = torch.randn(3, 17, 24, generator=gen), torch.randn(40, 24, generator=gen) / 5
+    b = torch.randn(40, generator=gen)
+    xs = [t.to(DEV).clone().requires_grad_() for t in (x, w, b)]
+    refs = [t.double().requires_grad_() for t in (x, w, b)]
+    ys, ys_ref = split_linear(*xs, widths), F.linear(*refs).split(widths, dim=-1)
+    used = [i for i in range(len(widths)) if i != unused]
+    dys = [torch.randn(ys_ref[i].shape, generator=gen, dtype=torch.float64) for i in used]
+    torch.autograd.backward([ys[i] for i in used], [d.to(DEV, torch.float32) for d in dys])
+    torch.autograd.backward([ys_ref[i] for i in used], dys)
+    for y, r in zip(ys, ys_ref):
+        assert y.shape == r.shape and rel_err(y, r) <= 1e-5
+    for name, a, r in zip(("dx", "dw", "db"), xs, refs):
+        assert rel_err(a.grad, r.grad) <= 1e-5, name
+    if unused is not None:
+        assert not xs[1].grad[20:26].any() and not xs[2].grad[20:26].any()
+    with pytest.raises(ValueError, match="sum to 39, the weight has 40 rows"):
+        split_linear(*xs, (20, 6, 12, 1))
