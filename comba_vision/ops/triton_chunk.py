@@ -27,7 +27,8 @@ backward
 
 ``REVERSE`` maps the scan position s to the token T - 1 - s inside the loads and stores, so the
 reverse scan reads the caller's tensors in place.  All arithmetic is float32 (inputs are converted
-on load); products use IEEE float32 for float32 inputs and TF32 for half-precision inputs.
+on load); products use three-pass TF32 for float32 inputs and TF32 for half-precision inputs, except that
+for bf16 inputs up to head size 64 the prepare, state and local-dU kernels take bf16 operands (BF16_DOTS).
 """
 from __future__ import annotations
 
