@@ -155,7 +155,8 @@ class CombaMixer(nn.Module):
 
     def _in_proj(self, x: torch.Tensor, out_gate: bool = True):
         """W_qkv x, the gate logits W_[a;b] x and (out_gate) the output-gate logits W_g x as one GEMM: the
-        Linear modules' weights side by side (one launch and one pass over x, forward and backward).
+        Linear modules' weights side by side (one launch and one pass over x, forward and backward; with
+        COMBA_SPLIT_PROJ_GRAD the backward takes the pieces' gradients apart: a dx and a dw GEMM per piece).
 
         The joint width is padded with zero rows to a multiple of IN_PROJ_ALIGN. On CUDA, Comba-T's 582 output
         columns made rows 1164 bytes apart, which cuBLAS cannot feed to Hopper's tensor-memory kernels, so

@@ -90,16 +90,18 @@ class _Linear(torch.autograd.Function):
 
 class _SplitLinear(torch.autograd.Function):
     """F.linear(x, w, b).split(widths, -1) whose backward takes the pieces' gradients as they are: dx as one GEMM
-    plus one accumulating GEMM a further piece, dw and db written piece by piece into their rows. (Split's own
-    backward first concatenates the gradients into one [rows, sum(widths)] tensor: in a Comba-S training step
-    on the H200, that copy of the joint input projection's gradient took 0.62 ms.) A piece whose gradient is
-    None (an unused output) contributes nothing: its rows of dw and db are zero."""
+    plus one accumulating GEMM per further piece, dw and db written piece by piece into their rows (one dw GEMM
+    and one bias_grad launch per piece). (Split's own backward first concatenates the gradients into one
+    [rows, sum(widths)] tensor: in a Comba-S training step on the H200, that copy of the joint input
+    projection's gradient took 0.62 ms.) An unused piece (no gradient: grads are not materialised) costs
+    nothing: its rows of dw and db are zero."""
 
     @staticmethod
     def forward(ctx, x: Tensor, w: Tensor, b: Tensor | None, widths: tuple[int, ...]):
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
         ctx.widths = widths
+        ctx.set_materialize_grads(False)  # an unused piece's gradient stays None (e.g. the mixer's padding)
         return F.linear(x, w, b).split(widths, dim=-1)
 
     @staticmethod

@@ -29,6 +29,7 @@ backward
 reverse scan reads the caller's tensors in place.  All arithmetic is float32 (inputs are converted
 on load); products use three-pass TF32 for float32 inputs and TF32 for half-precision inputs, except that
 for bf16 inputs up to head size 64 the prepare, state and local-dU kernels take bf16 operands (BF16_DOTS).
+The diagonal blocks' doubling inverse and the grouped walk's carry use three-pass TF32 whatever the inputs.
 """
 from __future__ import annotations
 

@@ -496,18 +496,22 @@ def test_bf16_dot_choice(monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
-@pytest.mark.parametrize("T, K, V, reverse", [(197, 32, 64, False), (150, 64, 64, True), (300, 128, 128, False)])
-def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse):
+@pytest.mark.parametrize("T, K, V, reverse, G", [(197, 32, 64, False, 0), (150, 64, 64, True, 0),
+                                                 (300, 128, 128, False, 0), (600, 32, 64, True, 3)])
+def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse, G):
     """bf16 inputs: the prepare, state and local-dU kernels take bf16 products up to head size 64 (the gradient
-    kernel and larger heads TF32), within the bf16 bound of the float64 reference and at most twice TF32's error."""
+    kernel and larger heads TF32), within the bf16 bound of the float64 reference and at most twice TF32's error;
+    G: the state kernels' grouped walk (its group summaries on bf16 products, the carry in three-pass TF32)."""
     import comba_vision.ops.triton_chunk as tc
     xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.bfloat16, init=True, seed=T + K, device="cuda")
     errs = {}
     for on in (False, True):
         monkeypatch.setattr(tc, "BF16_DOTS", on)
+        monkeypatch.setattr(tc, "STATE_GROUP", G or "auto")
         launched = _spy_launches(monkeypatch, tc, "PREC")
         errs[on] = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
         monkeypatch.undo()
+        assert ("_state_carry" in {n for n, _ in launched}) == bool(G)
         low = {n for n, prec in launched if prec == "bf16"}
         expect = {"_fwd_prepare_blocked", "_fwd_prepare", "_fwd_state", "_bwd_state", "_bwd_dv_local"}
         assert low == (expect & {n for n, _ in launched} if on and K <= 64 else set()), launched

@@ -112,27 +112,62 @@ def test_block_kernel_policy(monkeypatch):
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("unused", [None, 1])
-def test_split_linear_matches_float64(unused):
+@pytest.mark.parametrize("case", ["plain", "unused", "no_bias", "x2d", "x4d", "frozen_x", "expanded"])
+def test_split_linear_matches_float64(case, monkeypatch):
     """split_linear against F.linear(...).split in float64: every piece's output, and dx, dw, db from the pieces'
-    gradients; an unused piece (no gradient) leaves its rows of dw and db at zero."""
-    from comba_vision.ops.linear import split_linear
+    gradients. An unused piece gets no gradient, no work (one bias_grad launch per used piece) and zero rows of
+    dw and db; also no bias, x of 2 and 4 dims, an x that needs no gradient, expanded (stride-0) gradients."""
+    import comba_vision.ops.linear as lin
     gen = torch.Generator().manual_seed(3)
     widths = (20, 6, 12, 2)
-    x, w = torch.randn(3, 17, 24, generator=gen), torch.randn(40, 24, generator=gen) / 5
-    b = torch.randn(40, generator=gen)
-    xs = [t.to(DEV).clone().requires_grad_() for t in (x, w, b)]
-    refs = [t.double().requires_grad_() for t in (x, w, b)]
-    ys, ys_ref = split_linear(*xs, widths), F.linear(*refs).split(widths, dim=-1)
-    used = [i for i in range(len(widths)) if i != unused]
-    dys = [torch.randn(ys_ref[i].shape, generator=gen, dtype=torch.float64) for i in used]
+    x = torch.randn({"x2d": (17, 24), "x4d": (2, 3, 5, 24)}.get(case, (3, 17, 24)), generator=gen)
+    w, b = torch.randn(40, 24, generator=gen) / 5, torch.randn(40, generator=gen)
+    leaves = (x, w) if case == "no_bias" else (x, w, b)
+    xs = [t.to(DEV).clone().requires_grad_(not (case == "frozen_x" and i == 0)) for i, t in enumerate(leaves)]
+    refs = [t.double().requires_grad_() for t in leaves]
+    launches = []
+    real = lin.bias_grad
+    monkeypatch.setattr(lin, "bias_grad", lambda g: launches.append(g.shape) or real(g))
+    ys = lin.split_linear(xs[0], xs[1], xs[2] if len(xs) == 3 else None, widths)
+    ys_ref = F.linear(*refs).split(widths, dim=-1)
+    used = [i for i in range(len(widths)) if not (case == "unused" and i == 1)]
+    if case == "expanded":
+        dys = [torch.full((), i + 1.0, dtype=torch.float64).expand(ys_ref[i].shape) for i in used]
+    else:
+        dys = [torch.randn(ys_ref[i].shape, generator=gen, dtype=torch.float64) for i in used]
     torch.autograd.backward([ys[i] for i in used], [d.to(DEV, torch.float32) for d in dys])
     torch.autograd.backward([ys_ref[i] for i in used], dys)
     for y, r in zip(ys, ys_ref):
         assert y.shape == r.shape and rel_err(y, r) <= 1e-5
     for name, a, r in zip(("dx", "dw", "db"), xs, refs):
-        assert rel_err(a.grad, r.grad) <= 1e-5, name
-    if unused is not None:
+        if case == "frozen_x" and name == "dx":
+            assert a.grad is None
+        else:
+            assert a.grad.shape == r.grad.shape and rel_err(a.grad, r.grad) <= 1e-5, name
+    assert len(launches) == (0 if case == "no_bias" else len(used))
+    if case == "unused":
         assert not xs[1].grad[20:26].any() and not xs[2].grad[20:26].any()
     with pytest.raises(ValueError, match="sum to 39, the weight has 40 rows"):
-        split_linear(*xs, (20, 6, 12, 1))
+        lin.split_linear(xs[0], xs[1], None, (20, 6, 12, 1))
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_split_linear_under_autocast():
+    """Under bf16 autocast: bf16 pieces, float32 parameter gradients, bf16-rounding errors against float64."""
+    from comba_vision.ops.linear import split_linear
+    gen = torch.Generator().manual_seed(4)
+    x, w = torch.randn(4, 9, 32, generator=gen), torch.randn(48, 32, generator=gen) / 5
+    b = torch.randn(48, generator=gen)
+    xs = [t.to(DEV).clone().requires_grad_() for t in (x, w, b)]
+    refs = [t.double().requires_grad_() for t in (x, w, b)]
+    with torch.autocast(DEV, dtype=torch.bfloat16):
+        ys = split_linear(*xs, (16, 32))
+    ys_ref = F.linear(*refs).split((16, 32), dim=-1)
+    dys = [torch.randn(r.shape, generator=gen, dtype=torch.float64) for r in ys_ref]
+    torch.autograd.backward(list(ys), [d.to(DEV, torch.bfloat16) for d in dys])
+    torch.autograd.backward(list(ys_ref), dys)
+    assert all(y.dtype == torch.bfloat16 for y in ys) and xs[1].grad.dtype == torch.float32
+    for y, r in zip(ys, ys_ref):
+        assert rel_err(y, r) <= 2e-2
+    for name, a, r in zip(("dx", "dw", "db"), xs, refs):
+        assert rel_err(a.grad, r.grad) <= 2e-2, name
