@@ -313,6 +313,18 @@ def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: 
 
 
 @triton.jit
+def _store_lower_product(ptr, D, mask, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2, y3,
+                         BC: tl.constexpr, PREC: tl.constexpr):
+    """Stores M Y, M block lower triangular in 16-row blocks X_ij and Y in four 16-row blocks y_j, at ptr (the
+    first block's [BC, *] pointers, rows D apart)."""
+    tl.store(ptr, _dot(X00, y0, PREC), mask=mask)
+    tl.store(ptr + BC * D, _dot(X10, y0, PREC) + _dot(X11, y1, PREC), mask=mask)
+    tl.store(ptr + 2 * BC * D, _dot(X20, y0, PREC) + _dot(X21, y1, PREC) + _dot(X22, y2, PREC), mask=mask)
+    tl.store(ptr + 3 * BC * D, _dot(X30, y0, PREC) + _dot(X31, y1, PREC) + _dot(X32, y2, PREC)
+             + _dot(X33, y3, PREC), mask=mask)
+
+
+@triton.jit
 def _fwd_prepare_blocked(
     k, p, v, g, beta, M, W, U,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
@@ -354,14 +366,8 @@ def _fwd_prepare_blocked(
     q1 = p1 * (be1 * tl.exp(cf1))[:, None]
     q2 = p2 * (be2 * tl.exp(cf2))[:, None]
     q3 = p3 * (be3 * tl.exp(cf3))[:, None]
-    pw = W + (base_c + o)[:, None] * K + o_k[None, :]
-    mk = m_k[None, :]
-    tl.store(pw, _dot(X00, q0, PREC), mask=mk)
-    tl.store(pw + BC * K, _dot(X10, q0, PREC) + _dot(X11, q1, PREC), mask=mk)
-    tl.store(pw + 2 * BC * K, _dot(X20, q0, PREC) + _dot(X21, q1, PREC)
-             + _dot(X22, q2, PREC), mask=mk)
-    tl.store(pw + 3 * BC * K, _dot(X30, q0, PREC) + _dot(X31, q1, PREC)
-             + _dot(X32, q2, PREC) + _dot(X33, q3, PREC), mask=mk)
+    _store_lower_product(W + (base_c + o)[:, None] * K + o_k[None, :], K, m_k[None, :],
+                         X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, q0, q1, q2, q3, BC, PREC)
     # U0 = M Diag(beta) V
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
@@ -370,13 +376,8 @@ def _fwd_prepare_blocked(
         v1 = _load_rows(v, r1, m1, V, BV, i_v * BV) * be1[:, None]
         v2 = _load_rows(v, r2, m2, V, BV, i_v * BV) * be2[:, None]
         v3 = _load_rows(v, r3, m3, V, BV, i_v * BV) * be3[:, None]
-        pu = U + (base_c + o)[:, None] * V + o_v[None, :]
-        tl.store(pu, _dot(X00, v0, PREC), mask=mv)
-        tl.store(pu + BC * V, _dot(X10, v0, PREC) + _dot(X11, v1, PREC), mask=mv)
-        tl.store(pu + 2 * BC * V, _dot(X20, v0, PREC) + _dot(X21, v1, PREC)
-                 + _dot(X22, v2, PREC), mask=mv)
-        tl.store(pu + 3 * BC * V, _dot(X30, v0, PREC) + _dot(X31, v1, PREC)
-                 + _dot(X32, v2, PREC) + _dot(X33, v3, PREC), mask=mv)
+        _store_lower_product(U + (base_c + o)[:, None] * V + o_v[None, :], V, mv,
+                             X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, v0, v1, v2, v3, BC, PREC)
 
 
 @triton.jit
