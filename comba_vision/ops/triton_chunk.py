@@ -1274,6 +1274,17 @@ def _state_block_v(BH: int, V: int, BV: int, device: torch.device) -> int:
     return BV
 
 
+def configured(name: str, meta: dict, fixed_bv: bool = False) -> dict:
+    """meta with the launch options KERNEL_CONFIGS (or COMBA_KERNEL_CONFIG) gives kernel `name` at its padded head
+    size, on a GPU; a kernel that must see all of V in one block (fixed_bv) keeps its own V block."""
+    if _interpreting():
+        return meta
+    chosen = _env_kernel_configs().get((name, meta["BK"])) or KERNEL_CONFIGS.get((name, meta["BK"]))
+    if chosen:
+        meta = dict(meta, **{k: v for k, v in chosen.items() if not (fixed_bv and k == "BV")})
+    return meta
+
+
 def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool = False,
             identity_blocks: bool = False) -> int:
     """Launches kernel; when a configuration needs more shared memory than the device has, retries with
@@ -1282,11 +1293,7 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool 
     of V blocks (plus, identity_blocks, the K / BV blocks of a group summary's transition matrix). Returns
     the V block used."""
     name = kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel)
-    if not _interpreting():
-        chosen = _env_kernel_configs().get((name, meta["BK"])) or KERNEL_CONFIGS.get((name, meta["BK"]))
-        if chosen:
-            # a kernel that must see all of V in one block keeps its own
-            meta = dict(meta, **{k: v for k, v in chosen.items() if not (fixed_bv and k == "BV")})
+    meta = configured(name, meta, fixed_bv)
     key = (name, meta["K"], meta["V"], meta["PREC"], meta.get("BT"), meta["BV"], meta.get("num_warps"),
            meta.get("OUTPUT"))
     bv, stages = _FITTED.get(key, (meta["BV"], meta.get("num_stages")))

@@ -1,0 +1,128 @@
+"""Registers, spills and shared memory of the operator's Triton kernels, compiled for an NVIDIA GPU without one.
+
+Session 12's ncu runs found every operator kernel held to 12.5% occupancy by its registers; what a kernel change
+does to them can be read before any GPU time is spent. ``kernel_resources`` runs the operator's forward and
+backward launch code on CPU tensors with the launches recorded instead of run (so no kernel executes), compiles
+each recorded launch for the target architecture through Triton's own JIT (a stand-in driver names the target) and
+reads the register and spill counts from ptxas (``-v``, the ptxas Triton ships) and the shared memory from Triton's
+metadata. The launch options are the ones a GPU run would use (``KERNEL_CONFIGS``, ``COMBA_KERNEL_CONFIG``, bf16
+products); on CPU tensors the state kernels keep their full V block and never walk in groups (both depend on the
+GPU's multiprocessor count). Triton's version here may differ from the GPU machine's: compare kernels with each
+other, not with ncu to the register.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from contextlib import contextmanager
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.runtime.driver import driver
+
+from . import triton_chunk as tc
+
+
+class _TargetOnlyDriver:
+    """What Triton's JIT asks of a driver to compile (not to launch): the device, its stream and its target."""
+
+    def __init__(self, arch: int):
+        self.target = GPUTarget("cuda", arch, 32)
+
+    def get_current_device(self):
+        return 0
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_current_target(self):
+        return self.target
+
+
+@contextmanager
+def _recorded_launches():
+    """tc._launch replaced by a recorder of (kernel, args, meta with the GPU's launch options)."""
+    launches = []
+
+    def record(kernel, grid, args, meta, per_v_block=False, fixed_bv=False, identity_blocks=False):
+        launches.append((kernel, args, tc.configured(kernel.fn.__name__, meta, fixed_bv)))
+        return meta["BV"]
+
+    real = tc._launch
+    tc._launch = record
+    try:
+        yield launches
+    finally:
+        tc._launch = real
+
+
+def parse_ptxas(text: str) -> dict:
+    """registers, spill_stores and spill_loads (bytes) from ptxas -v output for one kernel."""
+    regs = re.search(r"Used (\d+) registers", text)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
+    if regs is None or spill is None:
+        raise RuntimeError(f"no register or spill figures in the ptxas output:\n{text}")
+    return dict(registers=int(regs.group(1)), spill_stores=int(spill.group(1)), spill_loads=int(spill.group(2)))
+
+
+def _ptxas() -> str:
+    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Triton's ptxas is not at {path}: this Triton has no NVIDIA backend")
+    return path
+
+
+def _ptxas_figures(ptx: str) -> dict:
+    arch = re.search(r"^\.target\s+(\S+)", ptx, re.M)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "kernel.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        out = subprocess.run([_ptxas(), f"-arch={arch.group(1) if arch else 'sm_90a'}", "-v", src,
+                              "-o", os.path.join(tmp, "kernel.cubin")], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"ptxas failed:\n{out.stderr}")
+    return parse_ptxas(out.stderr)
+
+
+def kernel_resources(shape, dtype: torch.dtype = torch.bfloat16, directions: int = 2, variant: str = "splr",
+                     arch: int = 90) -> list[dict]:
+    """One row per distinct kernel launch of one forward+backward at shape (B, T, H, K, V): kernel, tile rows,
+    product precision, warps, stages, registers a thread, spill stores and loads (bytes), shared memory (bytes)."""
+    if tc._interpreting():
+        raise RuntimeError("kernel_resources compiles the kernels: run it without TRITON_INTERPRET=1")
+    if directions not in (1, 2):
+        raise ValueError(f"directions must be 1 or 2, got {directions!r}")
+    B, T, H, K, V = shape
+    gen = torch.Generator().manual_seed(0)
+    q, k, p = (torch.randn(B, T, H, K, generator=gen).to(dtype) for _ in range(3))
+    v = torch.randn(B, T, H, V, generator=gen).to(dtype)
+    g = -torch.rand(B, T, H, generator=gen)
+    beta = torch.rand(B, T, H, generator=gen)
+    reverse = tc.BOTH if directions == 2 else 0
+    iplr = variant == "iplr"
+    with _recorded_launches() as launches:
+        o, _, saved = tc.comba_fwd_triton(q, k, v, p, g, beta, K ** -0.5, None, False, iplr, reverse)
+        tc.comba_bwd_triton(q, k, v, p, g, beta, K ** -0.5, saved, torch.ones_like(o), None, False, iplr, reverse)
+    rows, seen = [], set()
+    previous = driver._active  # None until a driver was first asked for (none exists on a machine without a GPU)
+    driver.set_active(_TargetOnlyDriver(arch))
+    try:
+        for kernel, args, meta in launches:
+            name = kernel.fn.__name__
+            key = (name, tuple(sorted((n, str(x)) for n, x in meta.items() if n != "I0")))
+            if key in seen:
+                continue
+            seen.add(key)
+            compiled = kernel.warmup(*args, grid=(1,), **meta)
+            rows.append(dict(kernel=name, BT=meta.get("BT"), PREC=meta.get("PREC"), warps=meta.get("num_warps", 4),
+                             stages=meta.get("num_stages"), **_ptxas_figures(compiled.asm["ptx"]),
+                             shared=compiled.metadata.shared))
+    finally:
+        driver._active = previous
+        for kernel, _, _ in launches:  # nothing compiled for the stand-in target stays cached
+            kernel.device_caches.clear()
+    return rows

@@ -1,0 +1,47 @@
+"""comba_vision.ops.kernel_resources / tools/kernel_resources.py: the operator's kernels compiled for sm_90 here."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import triton
+
+from comba_vision.ops.kernel_resources import parse_ptxas
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+
+
+def test_parse_ptxas():
+    text = ("ptxas info    : Compiling entry function '_bwd_grads' for 'sm_90a'\n"
+            "ptxas info    : Function properties for _bwd_grads\n"
+            "    952 bytes stack frame, 956 bytes spill stores, 1008 bytes spill loads\n"
+            "ptxas info    : Used 255 registers, used 1 barriers, 952 bytes cumulative stack size\n")
+    assert parse_ptxas(text) == dict(registers=255, spill_stores=956, spill_loads=1008)
+    with pytest.raises(RuntimeError, match="no register or spill figures"):
+        parse_ptxas("ptxas fatal   : Unresolved extern function")
+
+
+@pytest.mark.skipif(not os.path.exists(PTXAS), reason="this Triton ships no ptxas")
+def test_tool_reports_every_launch_with_the_gpu_options(tmp_path):
+    """Both directions, bf16, Comba's head sizes (K = 32, V = 64) and a short last chunk (T = 70): one row per
+    kernel and tile the operator launches, with the launch options of KERNEL_CONFIGS, bf16 products where
+    BF16_DOTS applies, and figures ptxas can give (at most 255 registers a thread)."""
+    from comba_vision.ops.triton_chunk import KERNEL_CONFIGS
+    out = tmp_path / "rows.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "kernel_resources.py"), "--shape", "1,70,1,32,64",
+                    "--json", str(out)], check=True, env=env, cwd=ROOT, capture_output=True, timeout=600)
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted((r["kernel"], r["BT"]) for r in rows) == sorted([
+        ("_fwd_prepare_blocked", 64), ("_fwd_prepare", 16), ("_fwd_state", 64), ("_bwd_dv_local", 64),
+        ("_bwd_dv_local", 16), ("_bwd_state", 64), ("_bwd_grads", 64), ("_bwd_grads", 16)])
+    for r in rows:
+        cfg = KERNEL_CONFIGS.get((r["kernel"], 32))
+        if cfg:
+            assert (r["warps"], r["stages"]) == (cfg["num_warps"], cfg["num_stages"]), r
+        assert r["PREC"] == ("tf32" if r["kernel"] == "_bwd_grads" else "bf16"), r
+        assert 0 < r["registers"] <= 255 and r["spill_loads"] >= 0 and r["shared"] >= 0, r
