@@ -19,7 +19,8 @@ import torch  # noqa: E402
 
 from comba_vision.ops.kernel_resources import kernel_resources  # noqa: E402
 
-COLUMNS = ("kernel", "BT", "PREC", "warps", "stages", "registers", "spill_stores", "spill_loads", "shared")
+COLUMNS = ("kernel", "BT", "PREC", "warps", "stages", "registers", "spill_stores", "spill_loads", "shared",
+           "programs_per_sm")
 
 
 def _shape(s: str):

@@ -59,6 +59,19 @@ def _recorded_launches():
         tc._launch = real
 
 
+# sm_90 (H100 / H200) per multiprocessor: registers, warps, programs, shared memory a multiprocessor can give its
+# programs, shared memory the driver reserves per program; registers are allocated 8 a thread (256 a warp) at a time
+SM90 = dict(registers=65536, warps=64, programs=32, shared=233472, reserved=1024)
+
+
+def programs_per_sm(registers: int, warps: int, shared: int, limits: dict = SM90) -> int:
+    """Programs of `warps` warps that fit one multiprocessor at `registers` a thread and `shared` bytes each (the
+    theoretical occupancy ncu reports is this times warps over the warp limit)."""
+    by_regs = limits["registers"] // (-(-registers // 8) * 8 * 32) // warps
+    by_shared = limits["shared"] // (shared + limits["reserved"])
+    return min(by_regs, by_shared, limits["warps"] // warps, limits["programs"])
+
+
 def parse_ptxas(text: str) -> dict:
     """registers, spill_stores and spill_loads (bytes) from ptxas -v output for one kernel."""
     regs = re.search(r"Used (\d+) registers", text)
@@ -91,7 +104,8 @@ def _ptxas_figures(ptx: str) -> dict:
 def kernel_resources(shape, dtype: torch.dtype = torch.bfloat16, directions: int = 2, variant: str = "splr",
                      arch: int = 90) -> list[dict]:
     """One row per distinct kernel launch of one forward+backward at shape (B, T, H, K, V): kernel, tile rows,
-    product precision, warps, stages, registers a thread, spill stores and loads (bytes), shared memory (bytes)."""
+    product precision, warps, stages, registers a thread, spill stores and loads (bytes), shared memory (bytes)
+    and, for sm_90, the programs that fit one multiprocessor."""
     if tc._interpreting():
         raise RuntimeError("kernel_resources compiles the kernels: run it without TRITON_INTERPRET=1")
     if directions not in (1, 2):
@@ -118,9 +132,12 @@ def kernel_resources(shape, dtype: torch.dtype = torch.bfloat16, directions: int
                 continue
             seen.add(key)
             compiled = kernel.warmup(*args, grid=(1,), **meta)
-            rows.append(dict(kernel=name, BT=meta.get("BT"), PREC=meta.get("PREC"), warps=meta.get("num_warps", 4),
-                             stages=meta.get("num_stages"), **_ptxas_figures(compiled.asm["ptx"]),
-                             shared=compiled.metadata.shared))
+            row = dict(kernel=name, BT=meta.get("BT"), PREC=meta.get("PREC"), warps=meta.get("num_warps", 4),
+                       stages=meta.get("num_stages"), **_ptxas_figures(compiled.asm["ptx"]),
+                       shared=compiled.metadata.shared)
+            row["programs_per_sm"] = (programs_per_sm(row["registers"], row["warps"], row["shared"])
+                                      if arch == 90 else None)
+            rows.append(row)
     finally:
         driver._active = previous
         for kernel, _, _ in launches:  # nothing compiled for the stand-in target stays cached

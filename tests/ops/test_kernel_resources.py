@@ -9,7 +9,7 @@ import sys
 import pytest
 import triton
 
-from comba_vision.ops.kernel_resources import parse_ptxas
+from comba_vision.ops.kernel_resources import parse_ptxas, programs_per_sm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
@@ -23,6 +23,16 @@ def test_parse_ptxas():
     assert parse_ptxas(text) == dict(registers=255, spill_stores=956, spill_loads=1008)
     with pytest.raises(RuntimeError, match="no register or spill figures"):
         parse_ptxas("ptxas fatal   : Unresolved extern function")
+
+
+def test_programs_per_sm():
+    """Against ncu's occupancy on the H200 (session 12): 255 registers held 4-warp programs to 2 (12.5%), 2-warp
+    ones to 4; and each limit alone: shared memory, the warp limit, the program limit."""
+    assert programs_per_sm(255, 4, 106496) == 2
+    assert programs_per_sm(248, 2, 13312) == 4
+    assert programs_per_sm(64, 4, 200 * 1024) == 1   # shared memory: 201 KiB of 228
+    assert programs_per_sm(32, 8, 0) == 8            # 64 warps
+    assert programs_per_sm(16, 1, 0) == 32           # 32 programs
 
 
 @pytest.mark.skipif(not os.path.exists(PTXAS), reason="this Triton ships no ptxas")
@@ -45,3 +55,4 @@ def test_tool_reports_every_launch_with_the_gpu_options(tmp_path):
             assert (r["warps"], r["stages"]) == (cfg["num_warps"], cfg["num_stages"]), r
         assert r["PREC"] == ("tf32" if r["kernel"] == "_bwd_grads" else "bf16"), r
         assert 0 < r["registers"] <= 255 and r["spill_loads"] >= 0 and r["shared"] >= 0, r
+        assert r["programs_per_sm"] == programs_per_sm(r["registers"], r["warps"], r["shared"]) >= 1, r
