@@ -170,12 +170,14 @@ class CombaMixer(nn.Module):
         if pad:
             ws.append(ws[0].new_zeros(pad, ws[0].shape[1]))
             bs.append(bs[0].new_zeros(pad))
-        parts = widths + ([pad] if pad else [])
+        w, b, parts = torch.cat(ws), torch.cat(bs), widths + ([pad] if pad else [])
         if not fused_linear_applies(x):
-            return F.linear(x, torch.cat(ws), torch.cat(bs)).split(parts, dim=-1)[:len(lins)]
-        if SPLIT_PROJ_GRAD:  # the pieces' gradients not concatenated in the backward (ops.linear)
-            return split_linear(x, torch.cat(ws), torch.cat(bs), parts)[:len(lins)]
-        return linear(x, torch.cat(ws), torch.cat(bs)).split(parts, dim=-1)[:len(lins)]
+            out = F.linear(x, w, b).split(parts, dim=-1)
+        elif SPLIT_PROJ_GRAD:  # the pieces' gradients not concatenated in the backward (ops.linear)
+            out = split_linear(x, w, b, parts)
+        else:
+            out = linear(x, w, b).split(parts, dim=-1)
+        return out[:len(lins)]
 
     def _conv_and_gates(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):
         """The prep's inputs: (conv output c, the gate logits z, its per-head parameters and sizes), and the

@@ -23,6 +23,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.runtime.driver import driver
 
+from ..bench import make_op_inputs
 from . import triton_chunk as tc
 
 
@@ -110,12 +111,9 @@ def kernel_resources(shape, dtype: torch.dtype = torch.bfloat16, directions: int
         raise RuntimeError("kernel_resources compiles the kernels: run it without TRITON_INTERPRET=1")
     if directions not in (1, 2):
         raise ValueError(f"directions must be 1 or 2, got {directions!r}")
-    B, T, H, K, V = shape
-    gen = torch.Generator().manual_seed(0)
-    q, k, p = (torch.randn(B, T, H, K, generator=gen).to(dtype) for _ in range(3))
-    v = torch.randn(B, T, H, V, generator=gen).to(dtype)
-    g = -torch.rand(B, T, H, generator=gen)
-    beta = torch.rand(B, T, H, generator=gen)
+    K = shape[3]
+    q, k, v, p, g, beta = (x.detach() for x in make_op_inputs(shape, dtype, "cpu"))
+    g, beta = g.float(), beta.float()  # float32, as the mixer gives them
     reverse = tc.BOTH if directions == 2 else 0
     iplr = variant == "iplr"
     with _recorded_launches() as launches:

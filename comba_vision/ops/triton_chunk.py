@@ -313,15 +313,23 @@ def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: 
 
 
 @triton.jit
+def _lower_product(X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2, y3, PREC: tl.constexpr):
+    """The four 16-row blocks of M Y, M block lower triangular in 16-row blocks X_ij, Y in 16-row blocks y_j."""
+    return (_dot(X00, y0, PREC),
+            _dot(X10, y0, PREC) + _dot(X11, y1, PREC),
+            _dot(X20, y0, PREC) + _dot(X21, y1, PREC) + _dot(X22, y2, PREC),
+            _dot(X30, y0, PREC) + _dot(X31, y1, PREC) + _dot(X32, y2, PREC) + _dot(X33, y3, PREC))
+
+
+@triton.jit
 def _store_lower_product(ptr, D, mask, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2, y3,
                          BC: tl.constexpr, PREC: tl.constexpr):
-    """Stores M Y, M block lower triangular in 16-row blocks X_ij and Y in four 16-row blocks y_j, at ptr (the
-    first block's [BC, *] pointers, rows D apart)."""
-    tl.store(ptr, _dot(X00, y0, PREC), mask=mask)
-    tl.store(ptr + BC * D, _dot(X10, y0, PREC) + _dot(X11, y1, PREC), mask=mask)
-    tl.store(ptr + 2 * BC * D, _dot(X20, y0, PREC) + _dot(X21, y1, PREC) + _dot(X22, y2, PREC), mask=mask)
-    tl.store(ptr + 3 * BC * D, _dot(X30, y0, PREC) + _dot(X31, y1, PREC) + _dot(X32, y2, PREC)
-             + _dot(X33, y3, PREC), mask=mask)
+    """Stores M Y (_lower_product) at ptr (the first block's [BC, *] pointers, rows D apart)."""
+    u0, u1, u2, u3 = _lower_product(X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2, y3, PREC)
+    tl.store(ptr, u0, mask=mask)
+    tl.store(ptr + BC * D, u1, mask=mask)
+    tl.store(ptr + 2 * BC * D, u2, mask=mask)
+    tl.store(ptr + 3 * BC * D, u3, mask=mask)
 
 
 @triton.jit
@@ -433,12 +441,7 @@ def _fused_scan(q, k, v, p, g, beta, o, scale, i_b, i_h, T, H, K, V,
         y1 = _fused_rhs(v, b_h, r1, m1, be1, p1, cf1, V, BV, PREC)
         y2 = _fused_rhs(v, b_h, r2, m2, be2, p2, cf2, V, BV, PREC)
         y3 = _fused_rhs(v, b_h, r3, m3, be3, p3, cf3, V, BV, PREC)
-        u0 = _dot(X00, y0, PREC)
-        u1 = _dot(X10, y0, PREC) + _dot(X11, y1, PREC)
-        u2 = (_dot(X20, y0, PREC) + _dot(X21, y1, PREC)
-              + _dot(X22, y2, PREC))
-        u3 = (_dot(X30, y0, PREC) + _dot(X31, y1, PREC)
-              + _dot(X32, y2, PREC) + _dot(X33, y3, PREC))
+        u0, u1, u2, u3 = _lower_product(X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2, y3, PREC)
         # outputs: o_i = e^c_i Q_i h + sum_{j <= i} lower(Q_i K_j^T * exp(c_i - c_j)) u_j
         q0 = _load_rows(q, r0, m0, K, BK, 0) * scale
         q1 = _load_rows(q, r1, m1, K, BK, 0) * scale
