@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..ops.layer_norm import add_layer_norm, fused_norm_applies, layer_norm
 from ..ops.linear import fused_linear_applies, linear
@@ -52,3 +53,45 @@ def fuse_linears(*modules: nn.Linear) -> None:
         if type(m) is not nn.Linear:
             raise TypeError(f"fuse_linears takes plain nn.Linear modules, got {type(m).__name__}")
         m.__class__ = FusedLinear
+
+
+class PatchConv2d(nn.Conv2d):
+    """nn.Conv2d of a patch embedding (kernel = stride, no padding, dilation or groups: the patches do not
+    overlap) computed as one GEMM over the image's patches where ``gemm`` says so (None, the default: on CUDA).
+    cuDNN runs this convolution in bf16 NCHW as an implicit GEMM of 0.83 ms a 224px batch of 128 on an H200 (plus
+    0.3 ms of layout conversions), against microseconds for the same product as a cuBLAS GEMM. The same
+    parameters and state-dict keys; the output is NCHW with channels-last strides (the NHWC GEMM result), which
+    timm's PatchEmbed turns back into NHWC tokens without a copy. Rows or columns past the last whole patch
+    are dropped, as the convolution drops them."""
+
+    gemm: bool | None = None
+
+    def _as_gemm(self, x: torch.Tensor) -> bool:
+        if not (self.kernel_size == self.stride and self.padding in ((0, 0), "valid") and self.dilation == (1, 1)
+                and self.groups == 1 and x.dim() == 4):
+            return False
+        return x.is_cuda if self.gemm is None else self.gemm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._as_gemm(x):
+            return super().forward(x)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__}: expected {self.in_channels} input channels, got input of "
+                             f"shape {tuple(x.shape)}")
+        B, C, H, W = x.shape
+        ph, pw = self.kernel_size
+        Hg, Wg = H // ph, W // pw
+        if torch.is_autocast_enabled(x.device.type):  # the patch copy below in the GEMM's dtype
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        x = x[:, :, :Hg * ph, :Wg * pw].reshape(B, C, Hg, ph, Wg, pw).permute(0, 2, 4, 1, 3, 5)
+        y = F.linear(x.reshape(B, Hg, Wg, C * ph * pw), self.weight.reshape(self.out_channels, -1), self.bias)
+        return y.permute(0, 3, 1, 2)
+
+
+def gemm_patch_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """Turns an existing nn.Conv2d (a timm PatchEmbed's ``proj``) into PatchConv2d in place: the same object and
+    parameters, only the forward changes."""
+    if type(conv) is not nn.Conv2d:
+        raise TypeError(f"gemm_patch_conv takes a plain nn.Conv2d, got {type(conv).__name__}")
+    conv.__class__ = PatchConv2d
+    return conv

@@ -22,7 +22,7 @@ from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
 from ..layers.comba_mixer import CombaBlock, Segments, add_norm, count_recurrence_macs, watched
-from ..layers.fused import FusedLayerNorm
+from ..layers.fused import FusedLayerNorm, gemm_patch_conv
 
 __all__ = ["CombaViT", "count_macs", "unwrap_checkpoint"]
 
@@ -63,6 +63,7 @@ class CombaViT(nn.Module):
         self.patch_embed = PatchEmbed(
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
             strict_img_size=not dynamic_img_size, dynamic_img_pad=dynamic_img_pad, output_fmt="NHWC")
+        gemm_patch_conv(self.patch_embed.proj)  # on CUDA one GEMM over the patches (layers.fused.PatchConv2d)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches, embed_dim))
         self.pos_drop = nn.Dropout(pos_drop_rate)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
