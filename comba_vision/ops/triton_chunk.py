@@ -1442,7 +1442,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     else:
         _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, low)
     # the output made by the state walk below head size 128 (FUSED_OUTPUT), else by _fwd_output
-    fused = need_output and FUSED_OUTPUT and meta["BK"] < min(STATE_HALVES_MIN_BK, SPLIT_BWD_MIN_BK)
+    fused = need_output and FUSED_OUTPUT and meta["BK"] < STATE_HALVES_MIN_BK
     _launch_state(_fwd_state, BH, NT, (k, g, W, U, h, initial_state, ht, q, o, scale),
                   dict(low, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail, OUTPUT=fused),
                   initial_state, ht, backward=False)
