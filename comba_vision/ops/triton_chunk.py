@@ -15,13 +15,14 @@ backward
   5. ``_bwd_state``    grid (V/BV, B*H): walks the chunks backwards holding dh [K, BV]; completes
      dU += Diag(e^(c_last - c)) K dh and stores dh at each chunk end (and dh0).
   6. ``_bwd_grads``    grid (NT, B*H):   every input gradient of one chunk from M, u, dU, h, dh.
-  From head size 128: 4 and 5 also write the K-wide per-token products of the gradients (P h0, the Q h0,
-  K dh and <h0, dh> terms of dg), 5 runs in two K halves (``_bwd_state_halves``), and 6 is split into
-  ``_bwd_grads_cc`` (C x C and per-token gradients) and ``_bwd_grads_k`` (dq, dk, dp per K block).
+  From head size 64 (``SPLIT_BWD_MIN_BK``): 4 and 5 also write the K-wide per-token products of the gradients
+  (P h0, the Q h0, K dh and <h0, dh> terms of dg), and 6 is split into ``_bwd_grads_cc`` (C x C and per-token
+  gradients) and ``_bwd_grads_k`` (dq, dk, dp per K block); from 128, 5 runs in two K halves
+  (``_bwd_state_halves``).
   Long sequences with few programs (``_state_group``): 2 and 5 walk groups of G chunks in parallel, in three
   launches (each group's summary from zero, grid (V/BV + K/BV, B*H, NT/G); ``_state_carry`` over the groups,
   grid (V/BV, B*H); each group again from its true start, grid (V/BV, B*H, NT/G)).
-  Below head size 128 a last chunk of at most 32 positions runs on a 16- or 32-row tile (``_tail_rows``):
+  Below head size 64 a last chunk of at most 32 positions runs on a 16- or 32-row tile (``_tail_rows``):
   1, 3, 4 and 6 launch once more for it, grid (1, B*H) (1 as ``_fwd_prepare`` by row substitution), and 2 and
   5 take it in a step of their own.
 
@@ -41,10 +42,12 @@ import triton.language as tl
 
 BT = 64
 # Two choices kept switchable for comparison (both on by default; checked on the H100 in bf16 and fp32):
-# COMBA_SPLIT_BWD (default 1): from padded head size 128, split the gradient kernel in two (C x C part,
+# COMBA_SPLIT_BWD (default 1): from padded head size 64, split the gradient kernel in two (C x C part,
 # then K-blocked dq/dk/dp) so that its K-wide tiles and accumulators do not spill registers;
-# COMBA_SPLIT_BWD_MIN_BK moves that threshold.
-SPLIT_BWD_MIN_BK = (int(os.environ.get("COMBA_SPLIT_BWD_MIN_BK", "128"))
+# COMBA_SPLIT_BWD_MIN_BK moves that threshold. At 64 since session 14: on the H200 (bf16, both directions,
+# forward+backward) 0.981 -> 0.899 ms at (128, 197, 3, 64), 1.37 -> 1.19 at (32, 1025), 1.50 -> 1.26 at
+# (8, 4097), 1.63 -> 1.38 at (2, 16385); at head size 32 it was slower (1.112 -> 1.493 ms, session 13).
+SPLIT_BWD_MIN_BK = (int(os.environ.get("COMBA_SPLIT_BWD_MIN_BK", "64"))
                     if os.environ.get("COMBA_SPLIT_BWD", "1") == "1" else 1 << 30)
 # COMBA_BLOCKED_INVERSE (default 1): invert the in-chunk triangular matrix blockwise (four 16x16 diagonal
 # blocks by row substitution, the rest by products) instead of 63 row-substitution steps on a 64x64 tile.
@@ -1323,7 +1326,8 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool 
 
 def _tail_rows(T: int, BK: int) -> int:
     """Rows of the tile the last chunk runs on: BT, or (TAIL_TILE) 16 or 32 when that chunk holds at most
-    that many positions. Not from head size 128, whose split gradient and state kernels take whole chunks."""
+    that many positions. Not where the split gradient kernels (from head size 64) or the K-halves state kernel
+    (from 128) run: they take whole chunks."""
     if not TAIL_TILE or BK >= min(SPLIT_BWD_MIN_BK, STATE_HALVES_MIN_BK):
         return BT
     return max(16, triton.next_power_of_2(T - (triton.cdiv(T, BT) - 1) * BT))
