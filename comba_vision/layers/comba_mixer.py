@@ -42,6 +42,7 @@ from ..ops.mixer_fused import (
     mixer_scan,
     mixer_scan_applies,
 )
+from ..ops.mixer_joint import mixer_joint, mixer_joint_applies
 from .fused import FusedLayerNorm, FusedLinear, fuse_linears
 
 Segments = list[tuple[int, int]]
@@ -162,7 +163,21 @@ class CombaMixer(nn.Module):
         columns made rows 1164 bytes apart, which cuBLAS cannot feed to Hopper's tensor-memory kernels, so
         all three GEMMs ran as Ampere-generation kernels (H200 profile, session 7). On the CPU the 582-wide
         GEMM took 4.75 ms against 3.30 for 584 (session 8, this repository's 2-core host)."""
-        lins = (self.qkv, self.gates, self.out_gate)[:3 if out_gate else 2]
+        w, b, parts = self._joint_weight(x, out_gate)
+        if not fused_linear_applies(x):
+            out = F.linear(x, w, b).split(parts, dim=-1)
+        elif SPLIT_PROJ_GRAD:  # the pieces' gradients not concatenated in the backward (ops.linear)
+            out = split_linear(x, w, b, parts)
+        else:
+            out = linear(x, w, b).split(parts, dim=-1)
+        return (out[0], out[2], out[1]) if out_gate else (out[0], out[1])
+
+    def _joint_weight(self, x: torch.Tensor, out_gate: bool = True):
+        """(weight, bias, column widths) of the joint input projection: the qkv, (out_gate) output-gate and gate
+        Linear layers side by side, then the zero padding _in_proj_pad asks for. The output gate's H * V columns
+        come before the gate's 2H, so that they start 16 bytes aligned in each row (the padded row width is a
+        multiple of 8): the output kernels read and write them as vectors (ops.mixer_joint)."""
+        lins = (self.qkv, self.out_gate, self.gates) if out_gate else (self.qkv, self.gates)
         widths = [m.out_features for m in lins]
         ws = [m.weight for m in lins]
         bs = [m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in lins]
@@ -170,14 +185,16 @@ class CombaMixer(nn.Module):
         if pad:
             ws.append(ws[0].new_zeros(pad, ws[0].shape[1]))
             bs.append(bs[0].new_zeros(pad))
-        w, b, parts = torch.cat(ws), torch.cat(bs), widths + ([pad] if pad else [])
-        if not fused_linear_applies(x):
-            out = F.linear(x, w, b).split(parts, dim=-1)
-        elif SPLIT_PROJ_GRAD:  # the pieces' gradients not concatenated in the backward (ops.linear)
-            out = split_linear(x, w, b, parts)
-        else:
-            out = linear(x, w, b).split(parts, dim=-1)
-        return out[:len(lins)]
+        return torch.cat(ws), torch.cat(bs), widths + ([pad] if pad else [])
+
+    def _joint(self, x: torch.Tensor, segments: Segments | None) -> torch.Tensor:
+        """Everything between the two projections as one autograd node on the joint projection's output
+        (ops.mixer_joint: its backward writes that output's gradient in one piece, no concatenation)."""
+        w, b, _ = self._joint_weight(x)
+        out = mixer_joint(linear(x, w, b), self.conv.weight, self.conv.bias, self.A_log, self.dt_bias, self.b_logit,
+                          self.d, self.o_norm.weight, self.num_heads, self.head_dim_k, self.head_dim_v,
+                          _check_segments(x.shape[1], segments), self.variant, eps=self.o_norm.eps)
+        return self.proj_drop(self.proj(out))
 
     def _conv_and_gates(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):
         """The prep's inputs: (conv output c, the gate logits z, its per-head parameters and sizes), and the
@@ -220,6 +237,10 @@ class CombaMixer(nn.Module):
         if recompute:
             q, k, v, p, g, beta = checkpoint(self._prepare, x, segments, False, use_reentrant=False)
         else:
+            # training on CUDA: the conv, prep, both scans and the output gate as one autograd node
+            if (torch.is_grad_enabled() and _COUNTER is None and fused_linear_applies(x)
+                    and mixer_joint_applies(x, self.conv)):
+                return self._joint(x, segments)
             args, (y_g,) = self._conv_and_gates(x, segments)
             # training on CUDA: the prep and both scans as one autograd node (mixer_fused.mixer_scan)
             if torch.is_grad_enabled() and _COUNTER is None and mixer_scan_applies(args[0]):

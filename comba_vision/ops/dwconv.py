@@ -39,7 +39,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .block_kernels import applies
-from .mixer_fused import _check_rows, _rows
+from .mixer_fused import _check_rows, _row_stride, _rows
 
 # H200, bf16, Comba-T / Comba-S at 224px (B = 128, 14 x 14 grid, C = 384 / 768), in CUDA graphs (session 11 sweep,
 # docs/bench/2026-11-30-h200-s11/call4_blksweep.txt): _dw_fwd 31.4 -> 23.0 us / 62.6 -> 43.5 us against 64 x 64
@@ -81,9 +81,10 @@ def _tap(X, SX, row, m_r, y, x, cols, m_c, GH, GW, t: tl.constexpr, K: tl.conste
 
 
 @triton.jit
-def _dw_fwd(A, SA, Wt, BIAS, OUT, NSEG, N, START, GH, GW, C, K: tl.constexpr, HAS_BIAS: tl.constexpr,
+def _dw_fwd(A, SA, Wt, BIAS, OUT, SO, NSEG, N, START, GH, GW, C, K: tl.constexpr, HAS_BIAS: tl.constexpr,
             ALIGNED: tl.constexpr, BN: tl.constexpr, BC: tl.constexpr, FLIP: tl.constexpr = False):
-    """FLIP: the window turned by 180 degrees (tap t takes weight K * K - 1 - t): the data gradient."""
+    """FLIP: the window turned by 180 degrees (tap t takes weight K * K - 1 - t): the data gradient. OUT's rows
+    are SO elements apart."""
     i_n, i_c = tl.program_id(0), tl.program_id(1)
     row, m_r, y, x = _grid_rows(i_n, NSEG, N, START, GH, GW, BN)
     cols = i_c * BC + tl.arange(0, BC)
@@ -94,7 +95,7 @@ def _dw_fwd(A, SA, Wt, BIAS, OUT, NSEG, N, START, GH, GW, C, K: tl.constexpr, HA
         acc += _tap(A, SA, row, m_r, y, x, cols, m_c, GH, GW, t, K, ALIGNED) * w[None, :]
     if HAS_BIAS:
         acc += tl.load(BIAS + cols, mask=m_c, other=0.0).to(tl.float32)[None, :]
-    tl.store(OUT + row[:, None] * C + cols[None, :], acc.to(OUT.dtype.element_ty), mask=m_r[:, None] & m_c[None, :])
+    tl.store(OUT + row[:, None] * SO + cols[None, :], acc.to(OUT.dtype.element_ty), mask=m_r[:, None] & m_c[None, :])
 
 
 @triton.jit
@@ -175,12 +176,16 @@ def _meta(row_stride: int, k: int) -> dict:
 
 @torch.library.custom_op("comba_vision::dwconv_tokens", mutates_args=())
 def _dw_op(a: Tensor, weight: Tensor, bias: Tensor | None, segments: list[int]) -> Tensor:
+    return _dw_launch(a, weight, bias, segments)
+
+
+def _dw_launch(a: Tensor, weight: Tensor, bias: Tensor | None, segments: list[int]) -> Tensor:
     a, sa = _rows(a)
     B, N, C = a.shape
     out = a.new_empty(B, N, C)
     meta = _meta(sa, weight.shape[-1])
     for grid, _, start, h, w in _launches(B, C, segments)[0]:
-        _dw_fwd[grid](a, sa, weight, bias if bias is not None else weight, out, B * h * w, N, start, h, w, C,
+        _dw_fwd[grid](a, sa, weight, bias if bias is not None else weight, out, C, B * h * w, N, start, h, w, C,
                       HAS_BIAS=bias is not None, **meta)
     return out
 
@@ -190,9 +195,10 @@ def _(a, weight, bias, segments):
     return a.new_empty(a.shape)
 
 
-@torch.library.custom_op("comba_vision::dwconv_tokens_bwd", mutates_args=())
-def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> tuple[Tensor, Tensor]:
-    """(da, [k*k + 1, C] float32: the weight gradient by tap, then the bias gradient)."""
+def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int], da: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor]:
+    """_dw_bwd_op's work; da: where to write a's gradient (rows of a uniform stride, e.g. a column slice of the
+    joint projection's gradient; the 3 x 3 path), else a new [B, N, C] tensor."""
     a, sa = _rows(a)
     dout = dout.contiguous()  # read as rows C apart
     B, N, C = a.shape
@@ -200,15 +206,18 @@ def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> 
     three = k == 3 and BWD3
     launches, parts = (_launches(B, C, segments, BWD3_TOKENS * BWD3_ITERS, BWD3_CHANNELS) if three
                        else _launches(B, C, segments))
-    da = a.new_empty(B, N, C)
+    if da is not None and not three:  # the general kernel writes rows C apart: into its own tensor, then copied
+        da_own, dwb = _dw_bwd_launch(a, weight, dout, segments)
+        return da.copy_(da_own), dwb
+    da = a.new_empty(B, N, C) if da is None else da
     # [taps + bias, C, programs]: each program writes one column; one row sum at the end (a column sum of the
     # transposed layout is several times slower in a CUDA graph)
     dwp = torch.empty(k * k + 1, C, parts, device=a.device, dtype=torch.float32)
     meta = _meta(sa, k)
     if three:  # da: the forward kernel on dout with the window flipped; then the weight gradient on its own
         for grid, _, start, h, w in _launches(B, C, segments)[0]:
-            _dw_fwd[grid](dout, C, weight, weight, da, B * h * w, N, start, h, w, C, HAS_BIAS=False, FLIP=True,
-                          **_meta(C, k))
+            _dw_fwd[grid](dout, C, weight, weight, da, _row_stride(da), B * h * w, N, start, h, w, C, HAS_BIAS=False,
+                          FLIP=True, **_meta(C, k))
     for grid, p0, start, h, w in launches:
         if three:
             _dw_wgrad3[grid](a, sa, dout, dwp[..., p0:], parts, B * h * w, N, start, h, w, C,
@@ -219,6 +228,12 @@ def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> 
                           ALIGNED_C=C % 8 == 0,
                           **meta)
     return da, dwp.sum(-1)
+
+
+@torch.library.custom_op("comba_vision::dwconv_tokens_bwd", mutates_args=())
+def _dw_bwd_op(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int]) -> tuple[Tensor, Tensor]:
+    """(da, [k*k + 1, C] float32: the weight gradient by tap, then the bias gradient)."""
+    return _dw_bwd_launch(a, weight, dout, segments)
 
 
 @_dw_bwd_op.register_fake
@@ -249,6 +264,12 @@ def dwconv_tokens(a: Tensor, weight: Tensor, bias: Tensor | None, segments) -> T
     """Depthwise k x k conv (stride 1, zero padding k // 2, as nn.Conv2d(C, C, k, padding=k // 2, groups=C))
     of token-major a [B, N, C] laid out as the row-major grids ``segments`` ([(h, w), ...] covering N; None:
     one row of N tokens). weight [C, 1, k, k], bias [C] or None. Returns [B, N, C] in a's dtype."""
+    return _dw_op(a, weight.contiguous(), bias, conv_args(a, weight, bias, segments))
+
+
+def conv_args(a: Tensor, weight: Tensor, bias: Tensor | None, segments) -> list[int]:
+    """dwconv_tokens's checks of its arguments (ValueError naming what is wrong); returns the segments as the
+    ops take them, [h0, w0, h1, w1, ...]."""
     if a.dim() != 3:
         raise ValueError(f"a must be [B, N, C], got shape {tuple(a.shape)}")
     B, N, C = a.shape
@@ -262,7 +283,7 @@ def dwconv_tokens(a: Tensor, weight: Tensor, bias: Tensor | None, segments) -> T
     if sum(h * w for h, w in segments) != N:
         raise ValueError(f"segments {list(segments)} do not cover the {N} tokens")
     _check_rows(a, "a", "conv kernels", "COMBA_FUSED_CONV")
-    return _dw_op(a, weight.contiguous(), bias, [x for hw in segments for x in hw])
+    return [x for hw in segments for x in hw]
 
 
 def dwconv_applies(x: Tensor, conv: torch.nn.Conv2d) -> bool:

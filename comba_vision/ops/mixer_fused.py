@@ -157,9 +157,10 @@ def _ld2(ptr, mask, S, TWO: tl.constexpr):
 
 
 @triton.jit
-def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, DPAR, NTOK, H, K, V,
+def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, SDZ, DPAR, NTOK, H, K, V,
               BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr, TWO: tl.constexpr):
-    """TWO: the six gradients are [2, B, N, H, *], both scan directions' (summed here, in float32)."""
+    """TWO: the six gradients are [2, B, N, H, *], both scan directions' (summed here, in float32). DZ's rows
+    are SDZ elements apart."""
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
     m_r = rows < NTOK
@@ -191,8 +192,8 @@ def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, 
     dg = _ld2(DG + rows * H + i_h, m_r, NTOK * H, TWO)
     dbeta = _ld2(DBETA + rows * H + i_h, m_r, NTOK * H, TWO)
     dza = -dg * ea * tl.sigmoid(za)
-    tl.store(DZ + rows * (2 * H) + i_h, dza.to(DZ.dtype.element_ty), mask=m_r)
-    tl.store(DZ + rows * (2 * H) + H + i_h, (dbeta * beta * (1.0 - beta)).to(DZ.dtype.element_ty), mask=m_r)
+    tl.store(DZ + rows * SDZ + i_h, dza.to(DZ.dtype.element_ty), mask=m_r)
+    tl.store(DZ + rows * SDZ + H + i_h, (dbeta * beta * (1.0 - beta)).to(DZ.dtype.element_ty), mask=m_r)
     # this program's parts of the per-head parameter gradients (summed over programs afterwards);
     # masked rows contribute nothing: their loaded gradients are zero
     base = DPAR + i_n * 4 * H + i_h
@@ -261,21 +262,31 @@ def _(c, z, A_log, dt_bias, b_logit, d, H, K, V):
     return _prep_fake(c, H, K, V)
 
 
+def _prep_bwd_launch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
+                     douts: tuple[Tensor, ...], H: int, K: int, V: int, dz: Tensor | None = None
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """_prep_bwd_op's work; dz: where to write z's gradient (rows of a uniform stride, e.g. a column slice of
+    the joint projection's gradient), else a new [B, N, 2H] tensor."""
+    c, (z, sz) = c.contiguous(), _rows(z)
+    dq, dk, dv, dp, dg, dbeta = (x.contiguous() for x in douts)
+    B, N, _ = c.shape
+    grid, meta = _meta(H, K, V, B * N)
+    dc = torch.empty_like(c)
+    dz = z.new_empty(z.shape) if dz is None else dz
+    sdz = _row_stride(dz)
+    dpar = torch.empty(grid[0], 4, H, device=c.device, dtype=torch.float32)
+    _prep_bwd[grid](c, z, sz, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, dc, dz, sdz, dpar, B * N, H, K,
+                    V, TWO=dq.dim() == 5, **meta)
+    return dc, dz, dpar.sum(0)
+
+
 @torch.library.custom_op("comba_vision::mixer_prep_bwd", mutates_args=())
 def _prep_bwd_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
                  dq: Tensor, dk: Tensor, dv: Tensor, dp: Tensor, dg: Tensor, dbeta: Tensor,
                  H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor]:
     """(dc, dz, the four per-head parameter gradients as [4, H] float32). The six output gradients are
     [B, N, H, *], or [2, B, N, H, *]: both scan directions' gradients, summed here (mixer_scan)."""
-    c, (z, sz) = c.contiguous(), _rows(z)
-    dq, dk, dv, dp, dg, dbeta = (x.contiguous() for x in (dq, dk, dv, dp, dg, dbeta))
-    B, N, _ = c.shape
-    grid, meta = _meta(H, K, V, B * N)
-    dc, dz = torch.empty_like(c), z.new_empty(z.shape)
-    dpar = torch.empty(grid[0], 4, H, device=c.device, dtype=torch.float32)
-    _prep_bwd[grid](c, z, sz, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, dc, dz, dpar, B * N, H, K, V,
-                    TWO=dq.dim() == 5, **meta)
-    return dc, dz, dpar.sum(0)
+    return _prep_bwd_launch(c, z, A_log, dt_bias, b_logit, d, (dq, dk, dv, dp, dg, dbeta), H, K, V)
 
 
 @_prep_bwd_op.register_fake
@@ -429,8 +440,9 @@ def _out_fwd(O2, YG, SYG, WN, Y, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr,
 
 
 @triton.jit
-def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, DWP, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr,
-             TWO: tl.constexpr):
+def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, SDYG, DWP, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr,
+             EPS: tl.constexpr, TWO: tl.constexpr):
+    """DYG's rows are SDYG elements apart."""
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
     m_r = rows < NTOK
@@ -438,7 +450,7 @@ def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, DWP, NTOK, H, V, BN: tl.constexpr, B
     pdy, _ = _head_rows(DY, rows, m_r, i_h, H, V, BV)
     dy = tl.load(pdy, mask=m, other=0.0).to(tl.float32)
     dn = dy * w[None, :] * sg
-    pg, _ = _head_rows(DYG, rows, m_r, i_h, H, V, BV)
+    pg, _ = _head_rows_s(DYG, rows, m_r, i_h, V, SDYG, BV)
     tl.store(pg, (dy * n * w[None, :] * sg * (1.0 - sg)).to(DYG.dtype.element_ty), mask=m)
     do = r[:, None] * (dn - n * (tl.sum(dn * n, axis=1) / V)[:, None])
     po, _ = _head_rows(DO2, rows, m_r, i_h, H, V, BV)
@@ -455,8 +467,7 @@ def _out_meta(H: int, V: int, ntok: int, eps: float):
                                                        EPS=eps, num_warps=4)
 
 
-@torch.library.custom_op("comba_vision::mixer_out", mutates_args=())
-def _out_op(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
+def _out_launch(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
     o2, (y_g, syg) = o2.contiguous(), _rows(y_g)
     B, N, H, V = o2.shape[-4:]
     y = o2.new_empty(B, N, H * V)
@@ -465,22 +476,35 @@ def _out_op(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
     return y
 
 
+@torch.library.custom_op("comba_vision::mixer_out", mutates_args=())
+def _out_op(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
+    return _out_launch(o2, y_g, weight, eps)
+
+
 @_out_op.register_fake
 def _(o2, y_g, weight, eps):
     B, N, H, V = o2.shape[-4:]
     return o2.new_empty(B, N, H * V)
 
 
-@torch.library.custom_op("comba_vision::mixer_out_bwd", mutates_args=())
-def _out_bwd_op(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(d o2, d y_g, d weight as float32)."""
+def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float, dyg: Tensor | None = None
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """_out_bwd_op's work; dyg: where to write y_g's gradient (rows of a uniform stride), else a new tensor."""
     o2, (y_g, syg), dy = o2.contiguous(), _rows(y_g), dy.contiguous()
     B, N, H, V = o2.shape[-4:]
     grid, meta = _out_meta(H, V, B * N, eps)
-    do2, dyg = torch.empty_like(o2), y_g.new_empty(y_g.shape)
+    do2 = torch.empty_like(o2)
+    dyg = y_g.new_empty(y_g.shape) if dyg is None else dyg
     dwp = torch.empty(V, grid[0] * H, device=o2.device, dtype=torch.float32)
-    _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, dwp, B * N, H, V, TWO=o2.dim() == 5, **meta)
+    _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, _row_stride(dyg), dwp, B * N, H, V, TWO=o2.dim() == 5,
+                   **meta)
     return do2, dyg, dwp.sum(-1)
+
+
+@torch.library.custom_op("comba_vision::mixer_out_bwd", mutates_args=())
+def _out_bwd_op(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(d o2, d y_g, d weight as float32)."""
+    return _out_bwd_launch(o2, y_g, weight, dy, eps)
 
 
 @_out_bwd_op.register_fake

@@ -1,0 +1,158 @@
+"""The Comba mixer between its two projections as one autograd node, taking the joint input projection's output.
+
+CombaMixer projects x once into y = [a | y_g | z | padding] (conv input, output-gate logits, gate logits; one GEMM,
+``CombaMixer._in_proj``) and then runs the depthwise conv on a, the prep and both scans on (conv(a), z)
+(``mixer_fused.mixer_scan``) and the output norm and gate on y_g (``mixer_fused.mixer_out``). As three autograd
+nodes fed by slices of y, their input gradients da, dz, dy_g come back as three tensors, and autograd's split
+backward concatenates them into y's gradient before the projection's backward can read it: a copy of the whole
+[B, N, width] gradient, 0.62 ms of a Comba-S training step on the H200 (session 13 profile, 2% of the step).
+
+``mixer_joint`` is the same computation as one node whose backward writes da, dz and dy_g straight into the
+column ranges of one [B, N, width] gradient (the conv, prep and output kernels take the row stride of their
+output), and zeroes the padding columns. The kernels are those of the three nodes: conv forward, prep, the
+chunk pipeline of both directions, output forward; output backward, chunk backward, prep backward, conv backward.
+CUDA (or the CPU under TRITON_INTERPRET=1). ``COMBA_MIXER_JOINT=0`` gives the three nodes back.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+from . import triton_chunk
+from .dwconv import _dw_bwd_launch, _dw_launch, conv_args, dwconv_applies
+from .function import chunk_buffers, chunk_bwd
+from .mixer_fused import (
+    _check,
+    _check_offsets,
+    _check_rows,
+    _out_bwd_launch,
+    _out_launch,
+    _prep_bwd_launch,
+    _prep_fake,
+    _prep_launch,
+    mixer_scan_applies,
+)
+from .triton_chunk import BOTH, comba_fwd_triton, work_buffer_shapes
+
+MIXER_JOINT = os.environ.get("COMBA_MIXER_JOINT", "1") == "1"
+
+
+def _pieces(y: Tensor, H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The column slices a [.., 2HK + HV], z [.., 2H], y_g [.., HV] of the joint projection's output
+    y = [a | y_g | z | padding] (y_g before z: 16-byte aligned where the row width and 2HK + HV are multiples
+    of 8, so that the output kernels move it as vectors)."""
+    wa = 2 * H * K + H * V
+    return y[..., :wa], y[..., wa + H * V:wa + H * V + 2 * H], y[..., wa:wa + H * V]
+
+
+@torch.library.custom_op("comba_vision::mixer_joint", mutates_args=())
+def _joint_op(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor,
+              d: Tensor, norm_w: Tensor, H: int, K: int, V: int, segments: list[int], scale: float, iplr: bool,
+              eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                                   Tensor, Tensor, Tensor]:
+    """(the gated output [B, N, H * V], then what the backward keeps: the conv output c, q~, k, v, p, g, beta,
+    the operator's work buffers M, W, U, h and both scans' outputs o2)."""
+    a, z, y_g = _pieces(y, H, K, V)
+    c = _dw_launch(a, conv_w, conv_b, segments)
+    qkvpgb = _prep_launch(c, z, A_log, dt_bias, b_logit, d, H, K, V)
+    o2, _, bufs = comba_fwd_triton(*qkvpgb, scale, None, False, iplr, BOTH)
+    return (_out_launch(o2, y_g, norm_w, eps), c, *qkvpgb, *bufs, o2)
+
+
+@_joint_op.register_fake
+def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps):
+    B, N, _ = y.shape
+    c = y.new_empty(B, N, 2 * H * K + H * V)
+    bufs = (y.new_empty(s, dtype=torch.float32) for s in work_buffer_shapes(B, N, H, K, V, 2).values())
+    return (y.new_empty(B, N, H * V), c, *_prep_fake(c, H, K, V), *bufs, y.new_empty(2, B, N, H, V))
+
+
+@torch.library.custom_op("comba_vision::mixer_joint_bwd", mutates_args=())
+def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor,
+                  d: Tensor, norm_w: Tensor, c: Tensor, o2: Tensor, kept: list[Tensor], H: int, K: int, V: int,
+                  segments: list[int], scale: float, iplr: bool, eps: float
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(y's gradient, the conv's [k*k + 1, C] weight-by-tap and bias gradients, the four per-head parameter
+    gradients [4, H], the output norm's weight gradient [V]; float32 but the first)."""
+    dy = torch.empty_like(y)
+    a, z, y_g = _pieces(y, H, K, V)
+    da, dz, dyg = _pieces(dy, H, K, V)
+    do2, _, dnw = _out_bwd_launch(o2, y_g, norm_w, dout, eps, dyg=dyg)
+    if len(kept) == 6:  # RECOMPUTE_BUFFERS: the work buffers rebuilt from q~, k, v, p, g, beta
+        kept = [*kept, *chunk_buffers(*kept, None, iplr, BOTH)]
+    grads = chunk_bwd(*kept, do2, None, scale, False, iplr, BOTH, False)[:6]
+    dc, _, dpar = _prep_bwd_launch(c, z, A_log, dt_bias, b_logit, d, grads, H, K, V, dz=dz)
+    _, dwb = _dw_bwd_launch(a, conv_w, dc, segments, da=da)
+    pad = y.shape[-1] - (2 * H * K + 2 * H + 2 * H * V)
+    if pad:
+        dy[..., y.shape[-1] - pad:].zero_()
+    return dy, dwb, dpar, dnw
+
+
+@_joint_bwd_op.register_fake
+def _(dout, y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, kept, H, K, V, segments, scale, iplr, eps):
+    f32 = dict(dtype=torch.float32)
+    return (y.new_empty(y.shape), y.new_empty(conv_w.shape[-1] ** 2 + 1, conv_w.shape[0], **f32),
+            y.new_empty(4, H, **f32), y.new_empty(V, **f32))
+
+
+def _setup(ctx, inputs, output):
+    y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps = inputs
+    _, c, *kept, o2 = output
+    ctx.mark_non_differentiable(c, *kept, o2)
+    ctx.set_materialize_grads(False)
+    # RECOMPUTE_BUFFERS: the backward rebuilds M, W, U, h from q~, k, v, p, g, beta (as the operator's own does)
+    keep = kept[:6] if triton_chunk.RECOMPUTE_BUFFERS else kept
+    ctx.save_for_backward(y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, *keep)
+    ctx.args = (H, K, V, segments, scale, iplr, eps)
+    ctx.dtypes = conv_b.dtype
+
+
+def _backward(ctx, dout, *_):
+    if dout is None:
+        return (None,) * 15
+    y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, *kept = ctx.saved_tensors
+    dy, dwb, dpar, dnw = _joint_bwd_op(dout.contiguous(), y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2,
+                                       kept, *ctx.args)
+    taps = conv_w.shape[-1] ** 2
+    dconv_w = dwb[:taps].t().reshape(conv_w.shape).to(conv_w.dtype)
+    params = (A_log, dt_bias, b_logit, d)
+    return (dy, dconv_w, dwb[taps].to(ctx.dtypes), *(dpar[i].to(x.dtype) for i, x in enumerate(params)),
+            dnw.to(norm_w.dtype), None, None, None, None, None, None, None)
+
+
+_joint_op.register_autograd(_backward, setup_context=_setup)
+
+
+def mixer_joint_applies(y: Tensor, conv: torch.nn.Conv2d) -> bool:
+    """Whether mixer_joint runs: mixer_scan and the fused conv apply, the conv has a bias (COMBA_MIXER_JOINT)."""
+    return MIXER_JOINT and conv.bias is not None and mixer_scan_applies(y) and dwconv_applies(y, conv)
+
+
+def mixer_joint(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor,
+                d: Tensor, norm_w: Tensor, H: int, K: int, V: int, segments=None, variant: str = "splr",
+                scale: float | None = None, eps: float | None = None) -> Tensor:
+    """mixer_out(mixer_scan(dwconv_tokens(a, conv_w, conv_b, segments), z, A_log, dt_bias, b_logit, d, H, K, V,
+    variant, scale), y_g, norm_w, eps) for the joint projection's output y = [a | y_g | z | padding]
+    [B, N, >= 2HK + 2H + 2HV], as one autograd node whose backward writes y's gradient in one piece (padding
+    columns zero). Returns [B, N, H * V] in y's dtype."""
+    from .comba import check_sizes_and_variant
+    check_sizes_and_variant(K, V, variant)
+    if y.dim() != 3 or y.shape[-1] < 2 * H * K + 2 * H + 2 * H * V:
+        raise ValueError(f"y must be [B, N, >= 2*H*K + 2*H + 2*H*V] = [B, N, >= {2 * H * K + 2 * H + 2 * H * V}], "
+                         f"got shape {tuple(y.shape)}")
+    y = y.contiguous()
+    a, z, y_g = _pieces(y, H, K, V)
+    segs = conv_args(a, conv_w, conv_b, segments)
+    _check(a, z, (A_log, dt_bias, b_logit, d), H, K, V)
+    _check_offsets(2 * y.shape[0] * y.shape[1] * H * max(K, V), "both scans' outputs and gradients")
+    _check_rows(y, "y")
+    if tuple(norm_w.shape) != (V,) or not norm_w.is_contiguous():
+        raise ValueError(f"norm_w must be a contiguous [V] = [{V}] tensor, got shape {tuple(norm_w.shape)}")
+    scale = float(K ** -0.5 if scale is None else scale)
+    # eps None: what F.rms_norm takes then, the machine epsilon of the activations' dtype (as mixer_out)
+    eps = float(torch.finfo(y.dtype).eps if eps is None else eps)
+    return _joint_op(y, conv_w.contiguous(), conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segs, scale,
+                     variant == "iplr", eps)[0]

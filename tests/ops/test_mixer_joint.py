@@ -1,0 +1,137 @@
+"""The mixer between its projections as one node (ops.mixer_joint) against the float64 PyTorch forms and against
+the three nodes it replaces."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from comba_vision.ops import comba_bidirectional
+from comba_vision.ops.dwconv import dwconv_tokens
+from comba_vision.ops.mixer_fused import mixer_out, mixer_out_torch, mixer_prep_torch, mixer_scan
+from comba_vision.ops.mixer_joint import _joint_op, mixer_joint
+from tests.ops.helpers import rel_err
+
+TRITON_OK = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+NAMES = ("dy", "conv_w", "conv_b", "A_log", "dt_bias", "b_logit", "d", "norm_w")
+
+
+def _inputs(B, grid, H, K, V, pad, seed=0):
+    """y [B, N, 2HK + 2H + 2HV + pad] (= [a | y_g | z | padding]) and the parameters (conv weight and bias,
+    A_log, dt_bias, b_logit, d and the output norm's weight)."""
+    gen = torch.Generator().manual_seed(seed)
+    N = sum(h * w for h, w in grid)
+    wa = 2 * H * K + H * V
+    y = 2 * torch.randn(B, N, wa + 2 * H + H * V + pad, generator=gen)
+    conv_w, conv_b = 0.3 * torch.randn(wa, 1, 3, 3, generator=gen), 0.1 * torch.randn(wa, generator=gen)
+    params = [0.5 * torch.randn(H, generator=gen) for _ in range(4)]
+    norm_w = 1 + 0.2 * torch.randn(V, generator=gen)
+    return [y, conv_w, conv_b, *params, norm_w]
+
+
+def _conv_torch(a, w, b, grid):
+    B, _, C = a.shape
+    outs, start = [], 0
+    for h, wd in grid:
+        t = a[:, start:start + h * wd].transpose(1, 2).reshape(B, C, h, wd)
+        outs.append(F.conv2d(t, w, b, padding=1, groups=C).flatten(2).transpose(1, 2))
+        start += h * wd
+    return torch.cat(outs, 1)
+
+
+def _split(y, H, K, V):
+    """a, z, y_g of y = [a | y_g | z | padding], written out independently of mixer_joint._pieces."""
+    wa, wg = 2 * H * K + H * V, H * V
+    return y[..., :wa], y[..., wa + wg:wa + wg + 2 * H], y[..., wa:wa + wg]
+
+
+def _reference(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, grid, variant):
+    a, z, y_g = _split(y, H, K, V)
+    q, k, v, p, g, beta = mixer_prep_torch(_conv_torch(a, conv_w, conv_b, grid), z, A_log, dt_bias, b_logit, d,
+                                           H, K, V)
+    o2 = comba_bidirectional(q, k, v, p, g, beta, variant=variant, merge="stack", backend="reference")
+    return mixer_out_torch(o2, y_g, norm_w, 1e-5)
+
+
+def _three_nodes(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, grid, variant):
+    a, z, y_g = _split(y, H, K, V)
+    o2 = mixer_scan(dwconv_tokens(a, conv_w, conv_b, grid), z, A_log, dt_bias, b_logit, d, H, K, V, variant=variant)
+    return mixer_out(o2, y_g, norm_w, 1e-5)
+
+
+def _run(fn, xs, seed=1):
+    xs = [x.detach().requires_grad_() for x in xs]
+    out = fn(*xs)
+    gen = torch.Generator().manual_seed(seed)
+    (out.double() * torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.device)).sum().backward()
+    return out, [x.grad for x in xs]
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("B, grid, H, K, V, pad, variant", [
+    (2, [(5, 6)], 2, 16, 24, 3, "splr"), (1, [(4, 4), (3, 7)], 3, 32, 16, 0, "iplr")])
+def test_mixer_joint_matches_float64(B, grid, H, K, V, pad, variant):
+    """Output and every gradient (y's, padding columns zero, and each parameter's) against the PyTorch conv, prep,
+    float64 step recurrence of each direction and output norm; and against the three nodes it replaces (the
+    same kernels: equal up to float32 rounding)."""
+    xs = [x.to(DEV) for x in _inputs(B, grid, H, K, V, pad)]
+    dims = (H, K, V, grid, variant)
+    out, grads = _run(lambda *a: mixer_joint(*a[:8], H, K, V, grid, variant, eps=1e-5), xs)
+    ref, ref_grads = _run(lambda *a: _reference(*a, *dims), [x.double() for x in xs])
+    three, three_grads = _run(lambda *a: _three_nodes(*a, *dims), xs)
+    assert out.shape == (B, sum(h * w for h, w in grid), H * V)
+    assert rel_err(out, ref) <= 1e-4 and rel_err(out, three) <= 1e-6
+    for name, g, r, t in zip(NAMES, grads, ref_grads, three_grads):
+        assert rel_err(g, r) <= 1e-4, name
+        assert rel_err(g, t) <= 1e-6, name
+    if pad:
+        assert grads[0][..., -pad:].abs().sum().item() == 0.0
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_mixer_joint_op_schema_and_fake_shapes():
+    """torch.library.opcheck's schema and fake-tensor checks of the op (what torch.compile needs)."""
+    xs = [x.to(DEV) for x in _inputs(1, [(3, 3)], 2, 16, 16, 2)]
+    args = (*xs, 2, 16, 16, [3, 3], 0.25, False, 1e-5)
+    assert set(torch.library.opcheck(_joint_op, args, test_utils=("test_schema", "test_faketensor")).values()) \
+        == {"SUCCESS"}
+
+
+def test_mixer_joint_names_bad_inputs():
+    xs = _inputs(1, [(3, 3)], 2, 16, 16, 0)
+    with pytest.raises(ValueError, match="y must be"):
+        mixer_joint(xs[0][..., :-1], *xs[1:], 2, 16, 16, [(3, 3)])
+    with pytest.raises(ValueError, match="do not cover"):
+        mixer_joint(*xs, 2, 16, 16, [(3, 2)])
+    with pytest.raises(ValueError, match="norm_w must be"):
+        mixer_joint(*xs[:7], xs[7][:-1], 2, 16, 16, [(3, 3)])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 on the GPU")
+def test_mixer_joint_in_the_mixer_bf16(monkeypatch):
+    """A CombaMixer training step under bf16 autocast in the fused mode takes the joint node, and its output
+    and gradients match the same mixer with the three nodes (COMBA_MIXER_JOINT off)."""
+    import comba_vision.ops.mixer_joint as mj
+    from comba_vision.layers import CombaMixer
+    monkeypatch.setenv("COMBA_FUSED_LINEAR", "1")
+    monkeypatch.setenv("COMBA_FUSED_CONV", "1")
+    torch.manual_seed(0)
+    mixer = CombaMixer(192, 3).cuda()
+    x = torch.randn(4, 196, 192, device="cuda")
+    dy = torch.randn(4, 196, 192, device="cuda")
+    runs = []
+    for joint in (True, False):
+        monkeypatch.setattr(mj, "MIXER_JOINT", joint)
+        assert mj.mixer_joint_applies(x, mixer.conv) == joint
+        mixer.zero_grad()
+        xg = x.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y = mixer(xg, [(14, 14)])
+        y.float().backward(dy)
+        runs.append([y.float(), xg.grad] + [p.grad.clone() for p in mixer.parameters()])
+    for i, (a, b) in enumerate(zip(*runs)):
+        assert rel_err(a, b) <= 1e-2, i
