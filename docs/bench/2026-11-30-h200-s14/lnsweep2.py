@@ -23,13 +23,13 @@ for D in [int(a) for a in sys.argv[1:]] or (384,):
         ln._bwd_meta = lambda D, bn=bn, iters=iters, warps=warps: dict(orig(D), BN=bn, ITERS=iters, num_warps=warps)
         try:
             t = triton.testing.do_bench_cudagraph(
-                lambda: ln._add_ln_bwd_op(s, w, ds, dy, 1e-6, torch.bfloat16), rep=40) * 1e3
+                lambda: ln._add_ln_bwd_op(s, w, ds, dy, 1e-6, torch.bfloat16), rep=40) * 1e3  # noqa: B023
         except Exception as e:  # noqa: BLE001
             print(D, bn, iters, warps, "failed", type(e).__name__, flush=True)
             continue
         res.append((round(t, 1), bn, iters, warps))
     res.sort()
     print(f"D={D} best 6: {res[:6]}", flush=True)
-    print(f"D={D} current: {[r for r in res if (r[1], r[2], r[3]) == (orig(D)['BN'], orig(D)['ITERS'], orig(D)['num_warps'])]}",
-          flush=True)
+    cur = (orig(D)['BN'], orig(D)['ITERS'], orig(D)['num_warps'])
+    print(f"D={D} current: {[r for r in res if (r[1], r[2], r[3]) == cur]}", flush=True)
     ln._bwd_meta = orig
