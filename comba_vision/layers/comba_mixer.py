@@ -175,8 +175,9 @@ class CombaMixer(nn.Module):
     def _joint_weight(self, x: torch.Tensor, out_gate: bool = True):
         """(weight, bias, column widths) of the joint input projection: the qkv, (out_gate) output-gate and gate
         Linear layers side by side, then the zero padding _in_proj_pad asks for. The output gate's H * V columns
-        come before the gate's 2H, so that they start 16 bytes aligned in each row (the padded row width is a
-        multiple of 8): the output kernels read and write them as vectors (ops.mixer_joint)."""
+        come before the gate's 2H, so that they start 16 bytes aligned in each row where 2HK + HV and the padded
+        row width are multiples of 8 (Comba-T and Comba-S): the output kernels then read and write them as
+        vectors (ops.mixer_joint)."""
         lins = (self.qkv, self.out_gate, self.gates) if out_gate else (self.qkv, self.gates)
         widths = [m.out_features for m in lins]
         ws = [m.weight for m in lins]

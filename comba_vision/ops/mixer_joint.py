@@ -9,7 +9,8 @@ backward concatenates them into y's gradient before the projection's backward ca
 
 ``mixer_joint`` is the same computation as one node whose backward writes da, dz and dy_g straight into the
 column ranges of one [B, N, width] gradient (the conv, prep and output kernels take the row stride of their
-output), and zeroes the padding columns. The kernels are those of the three nodes: conv forward, prep, the
+output; a conv other than 3 x 3, or COMBA_CONV_BWD3=0, writes da through a copy), and zeroes the padding
+columns. The kernels are those of the three nodes: conv forward, prep, the
 chunk pipeline of both directions, output forward; output backward, chunk backward, prep backward, conv backward.
 CUDA (or the CPU under TRITON_INTERPRET=1). ``COMBA_MIXER_JOINT=0`` gives the three nodes back.
 """
@@ -76,7 +77,7 @@ def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, A_log: Tensor, dt_bia
                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y's gradient, the conv's [k*k + 1, C] weight-by-tap and bias gradients, the four per-head parameter
     gradients [4, H], the output norm's weight gradient [V]; float32 but the first)."""
-    dy = torch.empty_like(y)
+    dy = torch.empty(y.shape, dtype=y.dtype, device=y.device)  # dense rows, whatever y's strides
     a, z, y_g = _pieces(y, H, K, V)
     da, dz, dyg = _pieces(dy, H, K, V)
     do2, _, dnw = _out_bwd_launch(o2, y_g, norm_w, dout, eps, dyg=dyg)
@@ -140,6 +141,8 @@ def mixer_joint(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bia
     columns zero). Returns [B, N, H * V] in y's dtype."""
     from .comba import check_sizes_and_variant
     check_sizes_and_variant(K, V, variant)
+    if conv_b is None:
+        raise ValueError("mixer_joint needs the conv's bias (conv_b); a conv without one takes dwconv_tokens")
     if y.dim() != 3 or y.shape[-1] < 2 * H * K + 2 * H + 2 * H * V:
         raise ValueError(f"y must be [B, N, >= 2*H*K + 2*H + 2*H*V] = [B, N, >= {2 * H * K + 2 * H + 2 * H * V}], "
                          f"got shape {tuple(y.shape)}")

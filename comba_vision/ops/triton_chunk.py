@@ -66,7 +66,8 @@ PRE_MIN_BK = int(os.environ.get("COMBA_PRE_MIN_BK", "128"))
 # so one program fits a multiprocessor (ncu: 6% occupancy). With them, both directions' forward+backward
 # kernels on the H200 (2026-11-29, bf16, V = 64): 0.66 against 0.89 ms at (128, 197, 3, 32), 0.79 against
 # 1.02 at (32, 1025, 3, 32), 0.93 against 1.12 at (8, 4097, 3, 32), 1.87 against 1.88 at (2, 16385, 3, 32).
-# At 64 it gained 2% (1.16 against 1.19 ms at (128, 197, 3, 64)) and stays off.
+# At 64 it gained 2% (1.16 against 1.19 ms at (128, 197, 3, 64)); since session 14 head size 64 takes the split
+# gradient kernels, which need the precomputed products anyway (comba_bwd_triton: pre = split or ...).
 PRE_BKS = {int(b) for b in os.environ.get("COMBA_PRE_BKS", "32").split(",") if b.strip().isdigit()}  # "none": {}
 # COMBA_BIDIR_ONE_LAUNCH (default 1): comba_bidirectional runs both scan directions in the same launches (the
 # direction folded into the batch axis of every grid, REVERSE = BOTH) instead of two calls of the operator.
@@ -86,7 +87,7 @@ STATE_HALVES_MIN_BK = 128 if os.environ.get("COMBA_STATE_HALVES", "1") == "1" el
 DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "1") == "1"
 # COMBA_TAIL_TILE (default 1): a short last chunk (at most 32 of its 64 positions used, e.g. 196 = 3 * 64 + 4
 # tokens at 224px) runs on a 16- or 32-row tile: the chunk-parallel kernels take it in a launch of its own,
-# the state kernels in a last (first, backwards) step of their own; below head size 128 (_tail_rows).
+# the state kernels in a last (first, backwards) step of their own; below head size 64 (_tail_rows).
 TAIL_TILE = os.environ.get("COMBA_TAIL_TILE", "1") == "1"
 # COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
 # the sequential state kernels walk groups of chunks in parallel. A chunk's step is affine in the state
@@ -1123,7 +1124,7 @@ def _bwd_grads_cc(
     the two masked C x C gradients dAf = dL * Df, dAo = dAqk * Do for part 2; overwrites dU with
     drhs = M^T dU. Its K-wide products were made by _bwd_dv_local and _bwd_state (PRE), so the V loop holds
     only [BT, BV] and [BT, BT] tiles; q, k, p are loaded after it for P K^T and Q K^T."""
-    tl.static_assert(BT == CS, "no short-tail tiles from head size 128 (_tail_rows)")
+    tl.static_assert(BT == CS, "no short-tail tiles for the split gradient kernels (_tail_rows)")
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
      b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, False, CS)
@@ -1156,7 +1157,7 @@ def _bwd_grads_k(
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large head sizes, part 2 of 2: dq, dk, dp for one K block (grid axis 2) of one chunk."""
-    tl.static_assert(BT == CS, "no short-tail tiles from head size 128 (_tail_rows)")
+    tl.static_assert(BT == CS, "no short-tail tiles for the split gradient kernels (_tail_rows)")
     i_t, i_bh, i_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, CS)

@@ -155,4 +155,4 @@ def test_padded_joint_projection_changes_nothing(monkeypatch):
     (o1, gx1, gp1), (o2, gx2, gp2) = runs
     assert [o.shape for o in o1] == [o.shape for o in o2] and o1[0].shape[-1] == sum(mixer.qkv_dims)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(o1 + [gx1] + gp1, o2 + [gx2] + gp2))
-    assert len(gp1) == len(gp2) == 6  # the weight and bias of qkv, gates, out_gate
+    assert len(gp1) == len(gp2) == 6  # the weight and bias of qkv, out_gate, gates

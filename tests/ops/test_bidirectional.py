@@ -108,7 +108,7 @@ def test_one_launch_matches_reference(monkeypatch, B, T, H, K, V, variant, merge
     """Both directions in the same kernel launches (COMBA_BIDIR_ONE_LAUNCH): outputs and every gradient
     against the float64 recurrence run in each direction. merge="none" back-propagates a different dO into
     each direction (the [2, B, T, H, V] layout of dO); split forces the two-kernel gradient path with its
-    precomputed products at a small head size (head size 128 takes it by default)."""
+    precomputed products at a small head size (from head size 64 it is the default)."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "BIDIR_ONE_LAUNCH", True)
     if split:

@@ -106,6 +106,8 @@ def test_mixer_joint_names_bad_inputs():
         mixer_joint(xs[0][..., :-1], *xs[1:], 2, 16, 16, [(3, 3)])
     with pytest.raises(ValueError, match="do not cover"):
         mixer_joint(*xs, 2, 16, 16, [(3, 2)])
+    with pytest.raises(ValueError, match="needs the conv's bias"):
+        mixer_joint(xs[0], xs[1], None, *xs[3:], 2, 16, 16, [(3, 3)])
     with pytest.raises(ValueError, match="norm_w must be"):
         mixer_joint(*xs[:7], xs[7][:-1], 2, 16, 16, [(3, 3)])
 
