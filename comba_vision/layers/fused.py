@@ -62,7 +62,9 @@ class PatchConv2d(nn.Conv2d):
     0.3 ms of layout conversions), against microseconds for the same product as a cuBLAS GEMM. The same
     parameters and state-dict keys; the output is NCHW with channels-last strides (the NHWC GEMM result), which
     timm's PatchEmbed turns back into NHWC tokens without a copy. Rows or columns past the last whole patch
-    are dropped, as the convolution drops them."""
+    are dropped, as the convolution drops them. In float32 without autocast the GEMM follows
+    ``torch.backends.cuda.matmul.allow_tf32`` (off by default) where cuDNN's convolution followed
+    ``torch.backends.cudnn.allow_tf32`` (on by default)."""
 
     gemm: bool | None = None
 
