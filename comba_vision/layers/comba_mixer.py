@@ -51,8 +51,8 @@ Segments = list[tuple[int, int]]
 IN_PROJ_ALIGN = max(1, int(os.environ.get("COMBA_IN_PROJ_ALIGN", "8")))
 # COMBA_SPLIT_PROJ_GRAD=1: where the fused Linear applies, the joint input projection's backward takes its pieces'
 # gradients as they are (ops.linear.split_linear) instead of concatenating them first (0.62 ms of a Comba-S step on
-# the H200). Correct there (session 13: the CUDA model's gradients against the CPU's), not yet timed (that run was cut
-# by its time limit): off
+# the H200). Correct there (session 13), but slower (session 14: Comba-T -2.4%, Comba-S -1.1%): off. Where the joint
+# node applies (ops.mixer_joint, training on CUDA) the concatenation is gone anyway and _in_proj is not called
 SPLIT_PROJ_GRAD = os.environ.get("COMBA_SPLIT_PROJ_GRAD", "0") == "1"
 
 

@@ -249,12 +249,18 @@ def _setup(ctx, inputs, output):
     ctx.segments = segments
 
 
+def _conv_grads(dwb: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """(the weight's gradient [C, 1, k, k] in its dtype, the bias's [C] in float32) from the backward's
+    [k*k + 1, C] float32 sums: the taps' rows, then the bias's."""
+    taps = weight.shape[-1] ** 2
+    return dwb[:taps].t().reshape(weight.shape).to(weight.dtype), dwb[taps]
+
+
 def _backward(ctx, dout):
     a, weight = ctx.saved_tensors
     da, dwb = _dw_bwd_op(a, weight, dout, ctx.segments)
-    taps = weight.shape[-1] ** 2
-    dw = dwb[:taps].t().reshape(weight.shape).to(weight.dtype)
-    return da, dw, dwb[taps].to(weight.dtype) if ctx.has_bias else None, None
+    dw, db = _conv_grads(dwb, weight)
+    return da, dw, db.to(weight.dtype) if ctx.has_bias else None, None
 
 
 _dw_op.register_autograd(_backward, setup_context=_setup)

@@ -294,6 +294,12 @@ def _(c, z, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, H, K, V):
     return c.new_empty(c.shape), z.new_empty(z.shape), c.new_empty(4, H, dtype=torch.float32)
 
 
+def _param_grads(dpar: Tensor, params: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The per-head parameters' gradients (A_log, dt_bias, b_logit, d) from _prep_bwd's [4, H] float32 sums, each
+    in its parameter's dtype."""
+    return tuple(dpar[i].to(x.dtype) for i, x in enumerate(params))
+
+
 def _setup(ctx, inputs, output):
     c, z, A_log, dt_bias, b_logit, d, H, K, V = inputs
     ctx.save_for_backward(c, z, A_log, dt_bias, b_logit, d)
@@ -308,8 +314,7 @@ def _backward(ctx, *douts):
     shapes = [((B, N, H, w), c.dtype) for w in (K, K, V, K)] + [((B, N, H), torch.float32)] * 2
     douts = [x if x is not None else c.new_zeros(s, dtype=dt) for x, (s, dt) in zip(douts, shapes)]
     dc, dz, dpar = _prep_bwd_op(c, z, A_log, dt_bias, b_logit, d, *douts, H, K, V)
-    params = (A_log, dt_bias, b_logit, d)
-    return (dc, dz, *(dpar[i].to(x.dtype) for i, x in enumerate(params)), None, None, None)
+    return (dc, dz, *_param_grads(dpar, (A_log, dt_bias, b_logit, d)), None, None, None)
 
 
 _prep_op.register_autograd(_backward, setup_context=_setup)
@@ -373,8 +378,7 @@ def _scan_backward(ctx, do2, *_):
         kept += list(chunk_buffers(*kept, None, ctx.iplr, BOTH))
     dq, dk, dv, dp, dg, dbeta, _ = chunk_bwd(*kept, do2.contiguous(), None, ctx.scale, False, ctx.iplr, BOTH, False)
     dc, dz, dpar = _prep_bwd_op(c, z, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, H, K, V)
-    params = (A_log, dt_bias, b_logit, d)
-    return (dc, dz, *(dpar[i].to(x.dtype) for i, x in enumerate(params)), None, None, None, None, None)
+    return (dc, dz, *_param_grads(dpar, (A_log, dt_bias, b_logit, d)), None, None, None, None, None)
 
 
 _scan_op.register_autograd(_scan_backward, setup_context=_scan_setup)

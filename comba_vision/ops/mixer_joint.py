@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from . import triton_chunk
-from .dwconv import _dw_bwd_launch, _dw_launch, conv_args, dwconv_applies
+from .dwconv import _conv_grads, _dw_bwd_launch, _dw_launch, conv_args, dwconv_applies
 from .function import chunk_buffers, chunk_bwd
 from .mixer_fused import (
     _check,
@@ -30,6 +30,7 @@ from .mixer_fused import (
     _check_rows,
     _out_bwd_launch,
     _out_launch,
+    _param_grads,
     _prep_bwd_launch,
     _prep_fake,
     _prep_launch,
@@ -108,7 +109,7 @@ def _setup(ctx, inputs, output):
     keep = kept[:6] if triton_chunk.RECOMPUTE_BUFFERS else kept
     ctx.save_for_backward(y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, *keep)
     ctx.args = (H, K, V, segments, scale, iplr, eps)
-    ctx.dtypes = conv_b.dtype
+    ctx.bias_dtype = conv_b.dtype
 
 
 def _backward(ctx, dout, *_):
@@ -117,10 +118,8 @@ def _backward(ctx, dout, *_):
     y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, *kept = ctx.saved_tensors
     dy, dwb, dpar, dnw = _joint_bwd_op(dout.contiguous(), y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2,
                                        kept, *ctx.args)
-    taps = conv_w.shape[-1] ** 2
-    dconv_w = dwb[:taps].t().reshape(conv_w.shape).to(conv_w.dtype)
-    params = (A_log, dt_bias, b_logit, d)
-    return (dy, dconv_w, dwb[taps].to(ctx.dtypes), *(dpar[i].to(x.dtype) for i, x in enumerate(params)),
+    dconv_w, dconv_b = _conv_grads(dwb, conv_w)
+    return (dy, dconv_w, dconv_b.to(ctx.bias_dtype), *_param_grads(dpar, (A_log, dt_bias, b_logit, d)),
             dnw.to(norm_w.dtype), None, None, None, None, None, None, None)
 
 
