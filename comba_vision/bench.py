@@ -135,8 +135,8 @@ def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=Non
                 fn, leaves = _provider_fn(name, xs)
                 with torch.no_grad():
                     rec["fwd_ms"] = _time(fn, device, reps, cuda_graph=cuda_graph)
-                out = fn()
-                do = torch.randn_like(out)
+                    # no autograd graph from the default stream may stay alive into a capture (see _captured)
+                    do = torch.randn_like(fn())
 
                 def fwd_bwd(fn=fn, do=do):
                     o = fn()
@@ -343,7 +343,9 @@ def _captured(fn, warmup: int = 3, before_capture=None):
     """fn captured as a CUDA graph after ``warmup`` calls on a side stream (kernels compile and the
     allocator settles); returns a callable that replays the graph. Inputs and outputs are the tensors fn
     closes over; the callable holds fn, so that they (labels, optimizer state) live as long as the graph
-    that reads and writes their memory (cuda_graph.capture: the blocks' fused kernels, thread_local)."""
+    that reads and writes their memory (cuda_graph.capture: the blocks' fused kernels, thread_local).
+    A backward is captured only if no autograd graph built on the default stream from fn's leaf tensors is
+    still alive (cuda_graph.capture says why)."""
     graph, _ = capture(fn, warmup, before_capture)
 
     def replay():

@@ -131,6 +131,32 @@ def test_graphed_training_step_matches_eager(name):
     assert d_e.norm() > 0 and err < 0.05, err
 
 
+_GRAPHED_OPS_CHILD = """
+import json, sys
+from comba_vision import bench
+recs = bench.bench_ops([(8, 197, 3, 64)], ["comba"], reps=2, log=lambda *_: None, cuda_graph=True)
+print(json.dumps(recs[0]))
+"""
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_graphed_ops_first_backward_capture():
+    """The first forward+backward capture of a process in ``bench_ops(cuda_graph=True)`` (session 15: it failed
+    with cudaErrorStreamCaptureImplicit while the eager output that gave the gradient's shape was kept alive, its
+    leaves' gradient-accumulation nodes tagged with the default stream). A child process, so that the capture is
+    the process's first (a failed capture leaves its stream current, and later captures then pass)."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _GRAPHED_OPS_CHILD], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rec = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "error" not in rec, rec["error"]
+    assert 0 < rec["fwd_ms"] < rec["fwdbwd_ms"], rec
+
+
 def test_tracker_records_and_table(tmp_path):
     """The tracker benchmark on the CPU: a Comba and a timm ViT backbone (2 blocks, never pretrained), the
     network forward and the end-to-end CombaTracker frames, float32."""
