@@ -32,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..ops import comba_bidirectional
 from ..ops.dwconv import dwconv_applies, dwconv_tokens
-from ..ops.linear import fused_linear_applies, linear, split_linear
+from ..ops.linear import fused_linear_applies, linear
 from ..ops.mixer_fused import (
     fused_applies,
     mixer_out,
@@ -49,11 +49,6 @@ Segments = list[tuple[int, int]]
 # the joint input projection's output width is padded to a multiple of this (see CombaMixer._in_proj);
 # COMBA_IN_PROJ_ALIGN=1 turns the padding off
 IN_PROJ_ALIGN = max(1, int(os.environ.get("COMBA_IN_PROJ_ALIGN", "8")))
-# COMBA_SPLIT_PROJ_GRAD=1: where the fused Linear applies, the joint input projection's backward takes its pieces'
-# gradients as they are (ops.linear.split_linear) instead of concatenating them first (0.62 ms of a Comba-S step on
-# the H200). Correct there (session 13), but slower (session 14: Comba-T -2.4%, Comba-S -1.1%): off. Where the joint
-# node applies (ops.mixer_joint, training on CUDA) the concatenation is gone anyway and _in_proj is not called
-SPLIT_PROJ_GRAD = os.environ.get("COMBA_SPLIT_PROJ_GRAD", "0") == "1"
 
 
 def _in_proj_pad(width: int, x: torch.Tensor) -> int:
@@ -156,8 +151,7 @@ class CombaMixer(nn.Module):
 
     def _in_proj(self, x: torch.Tensor, out_gate: bool = True):
         """W_qkv x, the gate logits W_[a;b] x and (out_gate) the output-gate logits W_g x as one GEMM: the
-        Linear modules' weights side by side (one launch and one pass over x, forward and backward; with
-        COMBA_SPLIT_PROJ_GRAD the backward takes the pieces' gradients apart: a dx and a dw GEMM per piece).
+        Linear modules' weights side by side (one launch and one pass over x, forward and backward).
 
         The joint width is padded with zero rows to a multiple of IN_PROJ_ALIGN. On CUDA, Comba-T's 582 output
         columns made rows 1164 bytes apart, which cuBLAS cannot feed to Hopper's tensor-memory kernels, so
@@ -166,8 +160,6 @@ class CombaMixer(nn.Module):
         w, b, parts = self._joint_weight(x, out_gate)
         if not fused_linear_applies(x):
             out = F.linear(x, w, b).split(parts, dim=-1)
-        elif SPLIT_PROJ_GRAD:  # the pieces' gradients not concatenated in the backward (ops.linear)
-            out = split_linear(x, w, b, parts)
         else:
             out = linear(x, w, b).split(parts, dim=-1)
         return (out[0], out[2], out[1]) if out_gate else (out[0], out[1])

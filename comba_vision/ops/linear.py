@@ -12,8 +12,6 @@ Under autocast the inputs are cast to the autocast dtype first, as autocast does
 """
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
 import triton
@@ -88,45 +86,6 @@ class _Linear(torch.autograd.Function):
         return dx, dw, db
 
 
-class _SplitLinear(torch.autograd.Function):
-    """F.linear(x, w, b).split(widths, -1) whose backward takes the pieces' gradients as they are: dx as one GEMM
-    plus one accumulating GEMM per further piece, dw and db written piece by piece into their rows (one dw GEMM
-    and one bias_grad launch per piece). (Split's own backward first concatenates the gradients into one
-    [rows, sum(widths)] tensor: in a Comba-S training step on the H200, that copy of the joint input
-    projection's gradient took 0.62 ms.) An unused piece (no gradient: grads are not materialised) costs
-    nothing: its rows of dw and db are zero."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, b: Tensor | None, widths: tuple[int, ...]):
-        ctx.save_for_backward(x, w)
-        ctx.has_bias = b is not None
-        ctx.widths = widths
-        ctx.set_materialize_grads(False)  # an unused piece's gradient stays None (e.g. the mixer's padding)
-        return F.linear(x, w, b).split(widths, dim=-1)
-
-    @staticmethod
-    def backward(ctx, *grads: Tensor | None):
-        x, w = ctx.saved_tensors
-        x2 = x.reshape(-1, x.shape[-1])
-        bounds = [0, *itertools.accumulate(ctx.widths)]
-        dx = None
-        dw = torch.zeros_like(w) if ctx.needs_input_grad[1] else None
-        db = w.new_zeros(w.shape[0]) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        for g, r0, r1 in zip(grads, bounds[:-1], bounds[1:]):
-            if g is None:
-                continue
-            g2 = g.reshape(-1, r1 - r0)
-            if ctx.needs_input_grad[0]:
-                dx = g2 @ w[r0:r1] if dx is None else dx.addmm_(g2, w[r0:r1])
-            if dw is not None:
-                torch.mm(g2.t(), x2, out=dw[r0:r1])  # rows of a row-major [out, in] tensor: contiguous
-            if db is not None:
-                db[r0:r1] = bias_grad(g2)
-        if dx is None and ctx.needs_input_grad[0]:
-            dx = x2.new_zeros(x2.shape)
-        return (dx.view(x.shape) if dx is not None else None), dw, db, None
-
-
 def _autocast_args(x: Tensor, w: Tensor, b: Tensor | None):
     """x, w, b cast to the autocast dtype when autocast is on for x's device (what autocast does for F.linear)."""
     dev = x.device.type
@@ -134,17 +93,6 @@ def _autocast_args(x: Tensor, w: Tensor, b: Tensor | None):
         dt = torch.get_autocast_dtype(dev)
         return x.to(dt), w.to(dt), (b.to(dt) if b is not None else None)
     return x, w, b
-
-
-def split_linear(x: Tensor, w: Tensor, b: Tensor | None, widths) -> tuple[Tensor, ...]:
-    """F.linear(x, w, b).split(widths, dim=-1) (widths summing to w's rows), differentiated piece by piece
-    (``_SplitLinear``): no concatenation of the pieces' gradients in the backward."""
-    if sum(widths) != w.shape[0]:
-        raise ValueError(f"split_linear: widths {list(widths)} sum to {sum(widths)}, the weight has {w.shape[0]} rows")
-    dev = x.device.type
-    x, w, b = _autocast_args(x, w, b)
-    with torch.autocast(dev, enabled=False):
-        return _SplitLinear.apply(x, w, b, tuple(int(n) for n in widths))
 
 
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
