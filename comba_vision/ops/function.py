@@ -12,6 +12,7 @@ from . import triton_chunk
 from .triton_chunk import (
     BOTH,
     _directions,
+    buffer_dtype,
     comba_bidir_fwd_fused,
     comba_bwd_triton,
     comba_fwd_triton,
@@ -42,7 +43,7 @@ def _(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, rever
     B, T, H, K = q.shape
     V = v.shape[-1]
     nd = _directions(reverse)
-    f = dict(device=q.device, dtype=torch.float32)
+    f = dict(device=q.device, dtype=buffer_dtype(q.dtype))
     ht = q.new_empty(B, H, K, V, dtype=torch.float32) if output_final_state else _empty(q)
     o = v.new_empty(2, *v.shape) if nd == 2 else v.new_empty(v.shape)
     return (o, ht, *(torch.empty(s, **f) for s in work_buffer_shapes(B, T, H, K, V, nd).values()))
@@ -51,7 +52,7 @@ def _(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, rever
 @torch.library.custom_op("comba_vision::chunk_buffers", mutates_args=())
 def chunk_buffers(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor,
                   initial_state: Tensor | None, iplr: bool, reverse: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The forward's float32 work buffers M, W, U, h again (no output): the backward's recomputation."""
+    """The forward's work buffers M, W, U, h again (no output): the backward's recomputation."""
     q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
     _, _, bufs = comba_fwd_triton(q, k, v, p, g, beta, 1.0, initial_state, False, iplr, reverse, need_output=False)
     return bufs
@@ -60,7 +61,7 @@ def chunk_buffers(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: T
 @chunk_buffers.register_fake
 def _(q, k, v, p, g, beta, initial_state, iplr, reverse):
     B, T, H, K = q.shape
-    return tuple(torch.empty(s, device=q.device, dtype=torch.float32)
+    return tuple(torch.empty(s, device=q.device, dtype=buffer_dtype(q.dtype))
                  for s in work_buffer_shapes(B, T, H, K, v.shape[-1], _directions(reverse)).values())
 
 

@@ -113,6 +113,17 @@ FUSED_OUTPUT = os.environ.get("COMBA_FUSED_OUTPUT", "1") == "1"
 # TF32: on bf16 operands Triton 3.6 built it (4 warps) into an illegal memory access on the H200, and at 8 warps it
 # ran slower (0.650 against 0.437 ms).
 BF16_DOTS = os.environ.get("COMBA_BF16_DOTS", "1") == "1"
+# COMBA_HALF_BUFFERS=1 (session 15; off until checked and timed on a GPU): the work buffers the forward keeps for the
+# backward (M, W, U, h) in the inputs' dtype when that is bf16 or fp16, as fla keeps its own, instead of float32:
+# half their memory (54 of Comba-T's 178 MB an image at 512px) and half their traffic. Only what is stored is
+# rounded: every kernel converts them to float32 on load and computes as before (the backward's own buffers dU, dh
+# and the precomputed products stay float32).
+HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "0") == "1"
+
+
+def buffer_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the work buffers M, W, U, h for inputs of this dtype (HALF_BUFFERS)."""
+    return dtype if HALF_BUFFERS and dtype in (torch.float16, torch.bfloat16) else torch.float32
 
 
 def _interpreting() -> bool:
@@ -281,7 +292,7 @@ def _inv_diag(b_N, BC: tl.constexpr, DOUBLING: tl.constexpr):
 @triton.jit
 def _store_m_block(M, base_c, b_X, i: tl.constexpr, j: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
     o = tl.arange(0, BC)
-    tl.store(M + (base_c + i * BC + o)[:, None] * BT + j * BC + o[None, :], b_X)
+    tl.store(M + (base_c + i * BC + o)[:, None] * BT + j * BC + o[None, :], b_X.to(M.dtype.element_ty))
 
 
 @triton.jit
@@ -330,10 +341,11 @@ def _store_lower_product(ptr, D, mask, X00, X10, X11, X20, X21, X22, X30, X31, X
                          BC: tl.constexpr, PREC: tl.constexpr):
     """Stores M Y (_lower_product) at ptr (the first block's [BC, *] pointers, rows D apart)."""
     u0, u1, u2, u3 = _lower_product(X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2, y3, PREC)
-    tl.store(ptr, u0, mask=mask)
-    tl.store(ptr + BC * D, u1, mask=mask)
-    tl.store(ptr + 2 * BC * D, u2, mask=mask)
-    tl.store(ptr + 3 * BC * D, u3, mask=mask)
+    dt = ptr.dtype.element_ty
+    tl.store(ptr, u0.to(dt), mask=mask)
+    tl.store(ptr + BC * D, u1.to(dt), mask=mask)
+    tl.store(ptr + 2 * BC * D, u2.to(dt), mask=mask)
+    tl.store(ptr + 3 * BC * D, u3.to(dt), mask=mask)
 
 
 @triton.jit
@@ -524,15 +536,15 @@ def _fwd_prepare(
         b_X = tl.where(m_row[:, None], b_row[None, :], b_X)
     b_M = b_X + tl.where(o_c[:, None] == o_c[None, :], 1., 0.)
     base_c = (i_bh * NT + i_t) * CS
-    tl.store(M + (base_c + o_c)[:, None] * CS + o_c[None, :], b_M)
+    tl.store(M + (base_c + o_c)[:, None] * CS + o_c[None, :], b_M.to(M.dtype.element_ty))
     b_W = _dot(b_M, b_p * (b_beta * tl.exp(b_cf))[:, None], PREC)
-    tl.store(W + (base_c + o_c)[:, None] * K + o_k[None, :], b_W, mask=m_k[None, :])
+    tl.store(W + (base_c + o_c)[:, None] * K + o_k[None, :], b_W.to(W.dtype.element_ty), mask=m_k[None, :])
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
         b_U = _dot(b_M, b_v * b_beta[:, None], PREC)
-        tl.store(U + (base_c + o_c)[:, None] * V + o_v[None, :], b_U, mask=m_v[None, :])
+        tl.store(U + (base_c + o_c)[:, None] * V + o_v[None, :], b_U.to(U.dtype.element_ty), mask=m_v[None, :])
 
 
 @triton.jit
@@ -555,15 +567,15 @@ def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v,
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     if STORE:
-        tl.store(h + (i_bh * NT + i_t) * K * V + kv, b_h, mask=m_kv)
+        tl.store(h + (i_bh * NT + i_t) * K * V + kv, b_h.to(h.dtype.element_ty), mask=m_kv)
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     base_c = (i_bh * NT + i_t) * CS
-    b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=(o_k < K)[None, :], other=0.)
+    b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=(o_k < K)[None, :], other=0.).to(tl.float32)
     p_U = U + (base_c + o_c)[:, None] * V + o_v[None, :]
-    b_u = tl.load(p_U, mask=m_v[None, :], other=0.) - _dot(b_W, b_h, PREC)
+    b_u = tl.load(p_U, mask=m_v[None, :], other=0.).to(tl.float32) - _dot(b_W, b_h, PREC)
     if STORE:
-        tl.store(p_U, b_u, mask=m_v[None, :])
+        tl.store(p_U, b_u.to(U.dtype.element_ty), mask=m_v[None, :])
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     if OUTPUT and STORE:
         b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
@@ -719,8 +731,8 @@ def _fwd_output(
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         b_h = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
-                      mask=m_k[:, None] & m_v[None, :], other=0.)
-        b_u = tl.load(U + (base_c + o_c)[:, None] * V + o_v[None, :], mask=m_v[None, :], other=0.)
+                      mask=m_k[:, None] & m_v[None, :], other=0.).to(tl.float32)
+        b_u = tl.load(U + (base_c + o_c)[:, None] * V + o_v[None, :], mask=m_v[None, :], other=0.).to(tl.float32)
         b_o = _dot(b_qd, b_h, PREC) + _dot(b_A, b_u, PREC)
         tl.store(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
                  mask=m_t[:, None] & m_v[None, :])
@@ -765,7 +777,7 @@ def _bwd_dv_local(
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
         if PRE:
             b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
-                           mask=m_k[:, None] & m_v[None, :], other=0.)
+                           mask=m_k[:, None] & m_v[None, :], other=0.).to(tl.float32)
             tl.store(PH + p_cv, _dot(b_p, b_h0, PREC), mask=m_v[None, :])
             b_dcq += tl.sum(b_do * _dot(b_q, b_h0, PREC), 1)
     if PRE:  # o = Diag(e^c) Q h0 + ...: its part of dc
@@ -786,7 +798,7 @@ def _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, b_inner, b_clast, i_v, i_bh,
     """The state kernels' part of dc and dc_last for this V block (h_end = e^c_last h0 + K^T Diag(e^(c_last
     - c)) u): sum_v u * (Diag(e^(c_last - c)) K dh) per token, and e^c_last <h0, dh> (b_inner)."""
     o_kdh, o_dcl = _pre_slices(i_v, i_bh, i_t, NT, base_c, BT, CS)
-    b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
+    b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     tl.store(KDH + o_kdh, tl.sum(b_u * b_kdh, 1))
     tl.store(DCL + o_dcl, tl.exp(b_clast) * b_inner)
 
@@ -809,13 +821,13 @@ def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     b_q = _load_rows(q, rows, m_t, K, BK, 0)
     b_q = b_q * (scale * tl.exp(b_c))[:, None]
-    b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=(o_k < K)[None, :], other=0.)
+    b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=(o_k < K)[None, :], other=0.).to(tl.float32)
     b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
     p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
     b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
     b_kdh = _dot(b_kd, b_dh, PREC)
     if PRE and STORE:
-        b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.)
+        b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
         _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, tl.sum(tl.sum(b_h0 * b_dh, 1), 0), b_clast,
                          i_v, i_bh, i_t, NT, base_c, BT, CS)
     b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
@@ -859,7 +871,7 @@ def _w_cols(W, base_c, K, BT: tl.constexpr, BD: tl.constexpr, off):
     """[BT, BD] columns off..off+BD of one chunk's W (float32 [.., NT * BT, K])."""
     o_c = tl.arange(0, BT)
     o = off + tl.arange(0, BD)
-    return tl.load(W + (base_c + o_c)[:, None] * K + o[None, :], mask=(o < K)[None, :], other=0.)
+    return tl.load(W + (base_c + o_c)[:, None] * K + o[None, :], mask=(o < K)[None, :], other=0.).to(tl.float32)
 
 
 @triton.jit
@@ -906,8 +918,8 @@ def _bwd_state_halves(
         b_kdh = (_dot(_load_rows(k, rows, m_t, K, KH, 0) * b_edl, b_dha, PREC)
                  + _dot(_load_rows(k, rows, m_t, K, KH, KH) * b_edl, b_dhb, PREC))
         if PRE:
-            b_in = (tl.sum(tl.sum(tl.load(h + s_base + kv_a, mask=m_a, other=0.) * b_dha, 1), 0)
-                    + tl.sum(tl.sum(tl.load(h + s_base + kv_b, mask=m_b, other=0.) * b_dhb, 1), 0))
+            b_in = (tl.sum(tl.sum(tl.load(h + s_base + kv_a, mask=m_a, other=0.).to(tl.float32) * b_dha, 1), 0)
+                    + tl.sum(tl.sum(tl.load(h + s_base + kv_b, mask=m_b, other=0.).to(tl.float32) * b_dhb, 1), 0))
             _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, b_in, b_clast, i_v, i_bh, i_t, NT, base_c, BT, CS)
         b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
@@ -982,7 +994,7 @@ def _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H: tl.constexpr, K: t
         b_k = b_q
         b_p = b_q
     base_c = (i_bh * NT + i_t) * CS
-    b_M = tl.load(M + (base_c + o_c)[:, None] * CS + o_c[None, :])
+    b_M = tl.load(M + (base_c + o_c)[:, None] * CS + o_c[None, :]).to(tl.float32)
     return (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M,
             tl.exp(b_c), tl.exp(b_cf), tl.exp(b_clast - b_c))
 
@@ -1025,9 +1037,9 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
         b_h0 = tl.zeros([BK, BV], dtype=tl.float32)
         b_dh = b_h0
     else:
-        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
+        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.).to(tl.float32)
         b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
-    b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
+    b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
     b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
@@ -1178,9 +1190,9 @@ def _bwd_grads_k(
         m_kv = m_k[:, None] & m_v[None, :]
         p_kv = (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :]
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
-        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.)
+        b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.).to(tl.float32)
         b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
-        b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.)
+        b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
         b_drhs = tl.load(drhs + p_cv, mask=m_v[None, :], other=0.)
         b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
         b_dp += _dot(b_drhs, tl.trans(b_h0), PREC)
@@ -1436,7 +1448,8 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     meta, tail = _pipeline_meta(T, H, K, V, q.dtype, reverse, iplr)
     dev = q.device
     f32 = torch.float32
-    M, W, U, h = (torch.empty(s, device=dev, dtype=f32) for s in work_buffer_shapes(B, T, H, K, V, nd).values())
+    bdt = buffer_dtype(q.dtype)
+    M, W, U, h = (torch.empty(s, device=dev, dtype=bdt) for s in work_buffer_shapes(B, T, H, K, V, nd).values())
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
     o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
     prep_args = (k, p, v, g, beta, M, W, U)
@@ -1494,11 +1507,11 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     split = BK >= SPLIT_BWD_MIN_BK
     pre = split or BK >= PRE_MIN_BK or BK in PRE_BKS  # the split gradient kernel needs the precomputed products
     f32 = dict(device=q.device, dtype=torch.float32)
-    dU = torch.empty_like(U)
-    dh = torch.empty_like(h)
+    dU = torch.empty(U.shape, **f32)  # float32 whatever the work buffers' dtype (HALF_BUFFERS)
+    dh = torch.empty(h.shape, **f32)
     dh0 = torch.empty(B, H, K, V, **f32) if need_dh0 else None
     if pre:
-        PH = torch.empty_like(U)
+        PH = torch.empty(U.shape, **f32)
         DCQ = torch.empty(BH * NT * BT, **f32)
         # one slice per V block of _bwd_state, enough for the smallest block _launch may fall back to
         KDH = torch.empty(triton.cdiv(V, 16), BH * NT * BT, **f32)
@@ -1521,7 +1534,7 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                        (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
                         dq, dk, dv, dp, dg, dbeta, scale), dict(meta, PRE=pre))
     else:
-        dAf, dAo = torch.empty_like(M), torch.empty_like(M)
+        dAf, dAo = torch.empty(M.shape, **f32), torch.empty(M.shape, **f32)
         # no K-wide tile in its V loop: wider V blocks than the other kernels at this head size
         _launch(_bwd_grads_cc, (NT, BH),
                 (q, k, v, p, g, beta, M, U, dU, do, PH, DCQ, KDH, DCL, n_vs, dv, dg, dbeta, dAf, dAo, scale),

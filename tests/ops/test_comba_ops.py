@@ -336,6 +336,85 @@ def test_recomputed_work_buffers_give_the_same_gradients(monkeypatch, T, K, V, v
     assert kept_bytes[0] - kept_bytes[1] == buffers - h0.numel() * 4
 
 
+def _half_buffer_errors(monkeypatch, xs, h0, variant, reverse):
+    """{half: (relative errors against float64, bytes autograd keeps)} with the work buffers in float32 (False)
+    and in the inputs' dtype (True, COMBA_HALF_BUFFERS)."""
+    import comba_vision.ops.triton_chunk as tc
+    out = {}
+    for half in (False, True):
+        monkeypatch.setattr(tc, "HALF_BUFFERS", half)
+        errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
+        kept = {}
+
+        def pack(t, kept=kept):
+            kept.setdefault(t.untyped_storage().data_ptr(), t)
+            return t
+        leaves = [x.detach().requires_grad_() for x in xs]
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            o = comba(*leaves, None, h0, True, variant=variant, reverse=reverse, backend="triton")
+        out[half] = errs, sum(t.untyped_storage().nbytes() for t in kept.values())
+        del o
+    return out
+
+
+def _check_half_buffers(out, shape, dtype):
+    import math
+
+    import comba_vision.ops.triton_chunk as tc
+    (e32, kept32), (e16, kept16) = out[False], out[True]
+    # the work buffers (and nothing else) kept at 2 bytes an element instead of 4; the reference's own saved
+    # tensors are counted in both runs alike
+    assert kept32 - kept16 == sum(2 * math.prod(s) for s in tc.work_buffer_shapes(*shape).values())
+    assert max(e16.values()) <= BOUND[dtype], e16
+    assert max(e16.values()) <= 3 * max(e32.values()), (e16, e32)
+
+
+@pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
+@pytest.mark.parametrize("T, K, V, variant, reverse, group", [
+    (70, 16, 32, "splr", False, 0), (130, 32, 16, "iplr", True, 2), (70, 64, 32, "splr", True, 0)])
+def test_half_work_buffers(monkeypatch, T, K, V, variant, reverse, group):
+    """COMBA_HALF_BUFFERS with fp16 inputs (the interpreter computes fp16 exactly, bf16 products not): M, W, U,
+    h are kept in fp16, exactly halving their bytes among what autograd keeps, and output and every gradient
+    stay within the fp16 bound of the float64 reference and within three times the float32 buffers' error.
+    Cases: a short last chunk, the grouped state walk (group 2), head size 64 (split gradient kernels)."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "STATE_GROUP", group)
+    xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.float16, init=True, seed=T + K)
+    _check_half_buffers(_half_buffer_errors(monkeypatch, xs, h0, variant, reverse), (2, T, 2, K, V), torch.float16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("T, K, V, reverse, G", [(197, 32, 64, False, 0), (150, 64, 64, True, 0),
+                                                 (300, 128, 128, False, 0), (600, 32, 64, True, 3)])
+def test_gpu_bf16_half_work_buffers(monkeypatch, T, K, V, reverse, G):
+    """COMBA_HALF_BUFFERS with bf16 inputs on the GPU: as test_half_work_buffers, at the bf16 bound."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "STATE_GROUP", G or "auto")
+    xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.bfloat16, init=True, seed=T + K, device="cuda")
+    _check_half_buffers(_half_buffer_errors(monkeypatch, xs, h0, "splr", reverse), (2, T, 2, K, V), torch.bfloat16)
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+def test_half_work_buffers_fake_dtypes(monkeypatch):
+    """With COMBA_HALF_BUFFERS the custom ops' fake outputs carry the buffers' half dtype, as the real ones
+    (torch.library.opcheck's fake-tensor check: what torch.compile relies on); float32 inputs keep float32."""
+    import comba_vision.ops.triton_chunk as tc
+    from comba_vision.ops.function import chunk_buffers, chunk_bwd, chunk_fwd
+    monkeypatch.setattr(tc, "HALF_BUFFERS", True)
+    checks = ("test_schema", "test_faketensor")
+    for dtype in (torch.float16, torch.float32):
+        xs, _ = make_inputs(1, 17, 2, 16, 16, dtype=dtype, seed=2, device="cuda" if HAS_CUDA else "cpu")
+        fwd_args = (*xs, 0.25, None, False, False, tc.BOTH)
+        assert set(torch.library.opcheck(chunk_fwd, fwd_args, test_utils=checks).values()) == {"SUCCESS"}
+        o, _, *bufs = chunk_fwd(*fwd_args)
+        assert {b.dtype for b in bufs} == {dtype}
+        assert set(torch.library.opcheck(chunk_buffers, (*xs, None, False, tc.BOTH), test_utils=checks).values()) \
+            == {"SUCCESS"}
+        bwd_args = (*xs, *bufs, torch.randn_like(o), None, 0.25, False, False, tc.BOTH)
+        assert set(torch.library.opcheck(chunk_bwd, bwd_args, test_utils=checks).values()) == {"SUCCESS"}
+
+
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("T, K, V, variant, reverse, row_sub", [
     (17, 16, 16, "splr", False, False), (196, 32, 64, "splr", True, False), (90, 32, 48, "iplr", False, True),
