@@ -542,7 +542,7 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
     """Memory one training forward keeps for the backward (bf16 autocast), in MB per image, by unique
     storage, grouped by the part of the block that saved it (mixer / attn / mlp / norm1 / norm2; stem and
     head by their module). Comba's operator is counted under "mixer", and its work buffers
-    (``work_buffer_shapes``, float32 or with ``COMBA_HALF_BUFFERS=1`` in bf16 / fp16; none with
+    (``work_buffer_shapes``, float32 or as ``COMBA_HALF_BUFFERS`` says; none with
     ``COMBA_RECOMPUTE_BUFFERS=1``) also on their own as ``op_buffers_mb``.
 
     The Triton operator keeps its six inputs and those buffers; on the CPU the operator runs its PyTorch path,
@@ -576,9 +576,10 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
 
     def operator(q, k, v, p, g, beta, scale=None, **kw):
         B, T, H, K = q.shape
-        size = triton_chunk.buffer_dtype(q.dtype).itemsize  # 4, or 2 with COMBA_HALF_BUFFERS=1 for bf16 / fp16
         bufs = 0 if triton_chunk.RECOMPUTE_BUFFERS else sum(  # kept for the backward, or rebuilt there
-            size * math.prod(s) for s in work_buffer_shapes(B, T, H, K, v.shape[-1], 2).values())
+            dt.itemsize * math.prod(s)  # float32, or 2-byte dtypes with COMBA_HALF_BUFFERS
+            for s, dt in zip(work_buffer_shapes(B, T, H, K, v.shape[-1], 2).values(),
+                             triton_chunk.buffer_dtypes(q.dtype, K)))
         op_bytes[0] += bufs
         if not model_triton:
             return orig(q, k, v, p, g, beta, scale, **kw)

@@ -227,7 +227,7 @@ def test_saved_activations_model_of_the_triton_op_matches_the_op(monkeypatch):
     """On the CPU the accounting models what the Triton custom ops keep (the operator and the mixer's fused
     kernels); running the real ops (Triton under the interpreter) and counting what they actually saved gives
     the same bytes, group by group, also with the mixer's checkpoints and with half-precision work buffers
-    (COMBA_HALF_BUFFERS: the bf16 autocast inputs' dtype, half the float32 buffers' bytes; values are not
+    (COMBA_HALF_BUFFERS=1: the bf16 autocast inputs' dtype, half the float32 buffers' bytes; values are not
     compared, so the interpreter's bf16 products do not matter)."""
     import comba_vision.layers.comba_mixer as cm
     import comba_vision.ops.triton_chunk as tc
@@ -236,7 +236,7 @@ def test_saved_activations_model_of_the_triton_op_matches_the_op(monkeypatch):
     # the float32 work buffers kept, rebuilt in the backward, or kept in bf16
     for recompute, half in ((False, False), (True, False), (False, True)):
         monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
-        monkeypatch.setattr(tc, "HALF_BUFFERS", half)
+        monkeypatch.setattr(tc, "HALF_BUFFERS", "1" if half else "0")
         monkeypatch.delenv("COMBA_BACKEND", raising=False)
         modelled = bench.saved_activations("comba_micro", img_size=32, batch=1, model_triton=True)
         monkeypatch.setenv("COMBA_BACKEND", "triton")
@@ -245,7 +245,7 @@ def test_saved_activations_model_of_the_triton_op_matches_the_op(monkeypatch):
         assert (modelled["op_buffers_mb"] == 0) == recompute
         op_mb[recompute, half] = modelled["op_buffers_mb"]
     assert op_mb[False, True] == pytest.approx(op_mb[False, False] / 2)
-    monkeypatch.setattr(tc, "HALF_BUFFERS", False)
+    monkeypatch.setattr(tc, "HALF_BUFFERS", "0")
     kw = dict(img_size=32, batch=1, comba_kwargs={"mixer_recompute": True})
     real = bench.saved_activations("comba_micro", model_triton=False, **kw)
     monkeypatch.delenv("COMBA_BACKEND", raising=False)

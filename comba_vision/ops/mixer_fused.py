@@ -32,8 +32,8 @@ from torch import Tensor
 
 from . import triton_chunk
 from .block_kernels import check_int32_span
-from .function import chunk_buffers, chunk_bwd
-from .triton_chunk import BOTH, buffer_dtype, comba_fwd_triton, work_buffer_shapes
+from .function import chunk_buffers, chunk_bwd, work_buffers_like
+from .triton_chunk import BOTH, comba_fwd_triton
 
 EPS = 1e-12  # F.normalize's default
 # COMBA_FUSED_MIXER (default 1): on CUDA the mixer runs the fused kernels of this module
@@ -354,7 +354,7 @@ def _scan_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tens
 @_scan_op.register_fake
 def _(c, z, A_log, dt_bias, b_logit, d, H, K, V, scale, iplr):
     B, N, _ = c.shape
-    bufs = (c.new_empty(s, dtype=buffer_dtype(c.dtype)) for s in work_buffer_shapes(B, N, H, K, V, 2).values())
+    bufs = work_buffers_like(c.new_empty(B, N, H, K), V, 2)
     return (c.new_empty(2, B, N, H, V), *_prep_fake(c, H, K, V), *bufs)
 
 

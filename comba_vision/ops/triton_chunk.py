@@ -113,17 +113,28 @@ FUSED_OUTPUT = os.environ.get("COMBA_FUSED_OUTPUT", "1") == "1"
 # TF32: on bf16 operands Triton 3.6 built it (4 warps) into an illegal memory access on the H200, and at 8 warps it
 # ran slower (0.650 against 0.437 ms).
 BF16_DOTS = os.environ.get("COMBA_BF16_DOTS", "1") == "1"
-# COMBA_HALF_BUFFERS=1 (session 15; off until checked and timed on a GPU): the work buffers the forward keeps for the
-# backward (M, W, U, h) in the inputs' dtype when that is bf16 or fp16, as fla keeps its own, instead of float32:
-# half their memory (54 of Comba-T's 178 MB an image at 512px) and half their traffic. Only what is stored is
-# rounded: every kernel converts them to float32 on load and computes as before (the backward's own buffers dU, dh
-# and the precomputed products stay float32).
-HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "0") == "1"
+# COMBA_HALF_BUFFERS (session 15; "0" until checked and timed on a GPU): the dtype of the work buffers the forward
+# keeps for the backward (M, W, U, h), float32 by default.
+#   "w": W in bf16 where every kernel that reads it takes bf16 products (bf16 inputs up to head size 64 with
+#        BF16_DOTS: the prepare writes it, the two state walks read it only as a product operand, which _dot
+#        rounds to bf16 anyway), so the results are the same bit for bit;
+#   "1": all four in the inputs' dtype when that is bf16 or fp16, as fla keeps its own: half their memory (54 of
+#        Comba-T's 178 MB an image at 512px) and traffic. Only what is stored is rounded: every kernel converts
+#        them to float32 on load and computes as before (the backward's own buffers, dU, dh and the precomputed
+#        products, stay float32).
+HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "0")
 
 
-def buffer_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype of the work buffers M, W, U, h for inputs of this dtype (HALF_BUFFERS)."""
-    return dtype if HALF_BUFFERS and dtype in (torch.float16, torch.bfloat16) else torch.float32
+def buffer_dtypes(dtype: torch.dtype, K: int) -> tuple[torch.dtype, torch.dtype, torch.dtype, torch.dtype]:
+    """The dtypes of the work buffers (M, W, U, h) for inputs of this dtype and head size K (HALF_BUFFERS)."""
+    if HALF_BUFFERS not in ("0", "w", "1"):
+        raise ValueError(f"COMBA_HALF_BUFFERS must be 0, w or 1, got {HALF_BUFFERS!r}")
+    f32 = torch.float32
+    if HALF_BUFFERS == "1" and dtype in (torch.float16, torch.bfloat16):
+        return dtype, dtype, dtype, dtype
+    if HALF_BUFFERS != "0" and _dot_meta(dict(BK=max(16, triton.next_power_of_2(K))), dtype).get("PREC") == "bf16":
+        return f32, torch.bfloat16, f32, f32
+    return f32, f32, f32, f32
 
 
 def _interpreting() -> bool:
@@ -1448,8 +1459,8 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     meta, tail = _pipeline_meta(T, H, K, V, q.dtype, reverse, iplr)
     dev = q.device
     f32 = torch.float32
-    bdt = buffer_dtype(q.dtype)
-    M, W, U, h = (torch.empty(s, device=dev, dtype=bdt) for s in work_buffer_shapes(B, T, H, K, V, nd).values())
+    M, W, U, h = (torch.empty(s, device=dev, dtype=dt)
+                  for s, dt in zip(work_buffer_shapes(B, T, H, K, V, nd).values(), buffer_dtypes(q.dtype, K)))
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
     o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
     prep_args = (k, p, v, g, beta, M, W, U)

@@ -338,7 +338,7 @@ def test_recomputed_work_buffers_give_the_same_gradients(monkeypatch, T, K, V, v
 
 def _half_buffer_errors(monkeypatch, xs, h0, variant, reverse):
     """{half: (relative errors against float64, bytes autograd keeps)} with the work buffers in float32 (False)
-    and in the inputs' dtype (True, COMBA_HALF_BUFFERS). The float64 reference runs once."""
+    and in the inputs' dtype (True, COMBA_HALF_BUFFERS=1). The float64 reference runs once."""
     import comba_vision.ops.triton_chunk as tc
     from tests.ops.helpers import GRAD_NAMES, run_with_grads
 
@@ -353,7 +353,7 @@ def _half_buffer_errors(monkeypatch, xs, h0, variant, reverse):
     refs = [*refs[:2], *refs[2]]
     out = {}
     for half in (False, True):
-        monkeypatch.setattr(tc, "HALF_BUFFERS", half)
+        monkeypatch.setattr(tc, "HALF_BUFFERS", "1" if half else "0")
         kept = {}
 
         def pack(t, kept=kept):  # every tensor our op saves is alive at once: storages do not repeat
@@ -382,7 +382,7 @@ def _check_half_buffers(out, shape, dtype):
 @pytest.mark.parametrize("T, K, V, variant, reverse, group", [
     (130, 32, 16, "iplr", True, 2), (70, 64, 32, "splr", False, 0)])
 def test_half_work_buffers(monkeypatch, T, K, V, variant, reverse, group):
-    """COMBA_HALF_BUFFERS with fp16 inputs (the interpreter computes fp16 exactly, bf16 products not): M, W, U,
+    """COMBA_HALF_BUFFERS=1 with fp16 inputs (the interpreter computes fp16 exactly, bf16 products not): M, W, U,
     h are kept in fp16, exactly halving their bytes among what autograd keeps, and output and every gradient
     stay within the fp16 bound of the float64 reference and within three times the float32 buffers' error.
     Cases: the grouped state walk (group 2) with a short last chunk alone in its group, reverse; head size 64
@@ -398,21 +398,70 @@ def test_half_work_buffers(monkeypatch, T, K, V, variant, reverse, group):
 @pytest.mark.parametrize("T, K, V, reverse, G", [(197, 32, 64, False, 0), (150, 64, 64, True, 0),
                                                  (300, 128, 128, False, 0), (600, 32, 64, True, 3)])
 def test_gpu_bf16_half_work_buffers(monkeypatch, T, K, V, reverse, G):
-    """COMBA_HALF_BUFFERS with bf16 inputs on the GPU: as test_half_work_buffers, at the bf16 bound."""
+    """COMBA_HALF_BUFFERS=1 with bf16 inputs on the GPU: as test_half_work_buffers, at the bf16 bound."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "STATE_GROUP", G or "auto")
     xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.bfloat16, init=True, seed=T + K, device="cuda")
     _check_half_buffers(_half_buffer_errors(monkeypatch, xs, h0, "splr", reverse), (2, T, 2, K, V), torch.bfloat16)
 
 
+def test_half_buffer_modes(monkeypatch):
+    """COMBA_HALF_BUFFERS picks the work buffers' dtypes (M, W, U, h): "w" puts W in bf16 only where every reader
+    takes bf16 products (bf16 inputs, BF16_DOTS, head size up to 64, on a GPU), "1" all four in a bf16 / fp16
+    input dtype; anything else is refused by name."""
+    import comba_vision.ops.triton_chunk as tc
+    f32, bf16, f16 = torch.float32, torch.bfloat16, torch.float16
+    monkeypatch.setattr(tc, "_interpreting", lambda: False)  # as on a GPU
+    for mode, dtype, K, want in [("0", bf16, 32, (f32,) * 4), ("w", bf16, 32, (f32, bf16, f32, f32)),
+                                 ("w", bf16, 64, (f32, bf16, f32, f32)), ("w", bf16, 128, (f32,) * 4),
+                                 ("w", f16, 32, (f32,) * 4), ("1", f16, 128, (f16,) * 4), ("1", bf16, 32, (bf16,) * 4),
+                                 ("1", f32, 32, (f32,) * 4)]:
+        monkeypatch.setattr(tc, "HALF_BUFFERS", mode)
+        assert tc.buffer_dtypes(dtype, K) == want, (mode, dtype, K)
+    monkeypatch.setattr(tc, "BF16_DOTS", False)
+    monkeypatch.setattr(tc, "HALF_BUFFERS", "w")
+    assert tc.buffer_dtypes(bf16, 32) == (f32,) * 4
+    monkeypatch.setattr(tc, "_interpreting", lambda: True)  # the interpreter takes no bf16 products
+    monkeypatch.setattr(tc, "BF16_DOTS", True)
+    assert tc.buffer_dtypes(bf16, 32) == (f32,) * 4
+    monkeypatch.setattr(tc, "HALF_BUFFERS", "yes")
+    with pytest.raises(ValueError, match="COMBA_HALF_BUFFERS must be 0, w or 1"):
+        tc.buffer_dtypes(bf16, 32)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("T, K, V, reverse, G", [(197, 32, 64, False, 0), (150, 64, 64, True, 0),
+                                                 (600, 32, 64, True, 3)])
+def test_gpu_bf16_w_buffer_is_exact(monkeypatch, T, K, V, reverse, G):
+    """COMBA_HALF_BUFFERS=w with bf16 inputs: W kept in bf16 changes no output or gradient bit (its readers
+    round it to bf16 for their products anyway), also in the grouped walk (G)."""
+    import comba_vision.ops.triton_chunk as tc
+    from tests.ops.helpers import run_with_grads
+    monkeypatch.setattr(tc, "STATE_GROUP", G or "auto")
+    xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.bfloat16, init=True, seed=T + K, device="cuda")
+
+    def op(q, k, v, p, g, beta, h):
+        return comba(q, k, v, p, g, beta, None, h, True, reverse=reverse, backend="triton")
+    runs = []
+    for mode in ("0", "w"):
+        monkeypatch.setattr(tc, "HALF_BUFFERS", mode)
+        assert tc.buffer_dtypes(torch.bfloat16, K)[1] == (torch.bfloat16 if mode == "w" else torch.float32)
+        runs.append(run_with_grads(op, xs, h0))
+    (o1, ht1, g1), (o2, ht2, g2) = runs
+    assert torch.equal(o1, o2) and torch.equal(ht1, ht2)
+    for a, b in zip(g1, g2):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
 def test_half_work_buffers_fake_dtypes(monkeypatch):
-    """With COMBA_HALF_BUFFERS the custom ops' fake outputs carry the buffers' half dtype, as the real ones
+    """With COMBA_HALF_BUFFERS=1 the custom ops' fake outputs carry the buffers' half dtype, as the real ones
     (torch.library.opcheck's fake-tensor check: what torch.compile relies on; float32 inputs, which keep float32
     buffers, are checked in test_bidirectional.py)."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.ops.function import chunk_buffers, chunk_bwd, chunk_fwd
-    monkeypatch.setattr(tc, "HALF_BUFFERS", True)
+    monkeypatch.setattr(tc, "HALF_BUFFERS", "1")
     checks = ("test_schema", "test_faketensor")
     xs, _ = make_inputs(1, 17, 2, 16, 16, dtype=torch.float16, seed=2, device="cuda" if HAS_CUDA else "cpu")
     fwd_args = (*xs, 0.25, None, False, False, tc.BOTH)
