@@ -15,7 +15,7 @@ INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # "triton" on CPU tensors runs under TRITON_INTERPRET=1 (set by conftest.py when there is no GPU)
 CPU_BACKENDS = ["torch", "triton"] if INTERPRETING else ["torch"]
 
-# (T, H, K, V, init, reverse, variant, dtype): every T in {1, 17, 64, 65, 197}, H in {1, 3}, K = V and
+# (T, H, K, V, init, reverse, variant, dtype): every T in {1, 17, 64, 65, 197}, H in {1, 2, 3}, K = V and
 # K != V, with/without initial state, both directions, both variants, fp32 and fp16.
 CASES = [
     (1, 1, 16, 16, True, False, "splr", torch.float32),
@@ -26,9 +26,9 @@ CASES = [
     (64, 3, 16, 16, False, False, "iplr", torch.float32),
     (65, 3, 16, 32, True, False, "iplr", torch.float32),
     (65, 1, 16, 16, False, True, "splr", torch.float16),
-    (197, 3, 64, 64, True, True, "splr", torch.float32),
+    (197, 2, 64, 64, True, True, "splr", torch.float32),
     (197, 1, 32, 16, False, False, "iplr", torch.float16),
-    (197, 3, 16, 16, True, True, "iplr", torch.float16),
+    (197, 2, 16, 16, True, True, "iplr", torch.float16),
     (130, 1, 128, 128, True, False, "splr", torch.float32),
     (70, 1, 48, 100, True, True, "splr", torch.float32),
 ]

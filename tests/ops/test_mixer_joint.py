@@ -72,7 +72,7 @@ def _run(fn, xs, seed=1):
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("B, grid, H, K, V, pad, variant", [
-    (2, [(5, 6)], 2, 16, 24, 3, "splr"), (1, [(4, 4), (3, 7)], 3, 32, 16, 0, "iplr")])
+    (2, [(5, 6)], 2, 16, 24, 3, "splr"), (1, [(4, 4), (3, 7)], 2, 32, 16, 0, "iplr")])
 def test_mixer_joint_matches_float64(B, grid, H, K, V, pad, variant):
     """Output and every gradient (y's, padding columns zero, and each parameter's) against the PyTorch conv, prep,
     float64 step recurrence of each direction and output norm; and against the three nodes it replaces (the

@@ -106,17 +106,28 @@ def test_torchrun_two_cpu_processes(digits, tmp_path):
     assert (tmp_path / "out" / "ddp" / "last.pth").is_file()
 
 
-def test_missing_or_misshaped_data(tmp_path):
+def test_missing_or_misshaped_data(tmp_path, capsys, monkeypatch):
+    """The CLI's exit status 2 and the message that names the problem: once as a process, then (the same
+    main()) in this one, which saves a Python start-up per case."""
+    import importlib.util
     res = _run(["--dataset", "''", "--data-dir", str(tmp_path / "nowhere")], tmp_path)
     assert res.returncode == 2 and "does not exist" in res.stderr and "ImageFolder" in res.stderr
+    spec = importlib.util.spec_from_file_location("train_imagenet_cli", SCRIPT)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    monkeypatch.setenv("COMBA_VISION_CACHE", str(tmp_path / "cache"))
+
+    def run(data_dir):
+        code = cli.main(["--dataset", "''", "--data-dir", str(data_dir), "--output", str(tmp_path / "out")])
+        return code, capsys.readouterr().err
     (tmp_path / "bad" / "train").mkdir(parents=True)
     (tmp_path / "bad" / "train" / "img.png").write_bytes(b"x")
-    res = _run(["--dataset", "''", "--data-dir", str(tmp_path / "bad")], tmp_path)
-    assert res.returncode == 2 and "no class folders" in res.stderr
+    code, err = run(tmp_path / "bad")
+    assert code == 2 and "no class folders" in err
     (tmp_path / "bad" / "train" / "a").mkdir()
     (tmp_path / "bad" / "train" / "a" / "1.png").write_bytes(b"x")
-    res = _run(["--dataset", "''", "--data-dir", str(tmp_path / "bad")], tmp_path)
-    assert res.returncode == 2 and "val is missing" in res.stderr.replace(str(tmp_path / "bad") + "/", "")
+    code, err = run(tmp_path / "bad")
+    assert code == 2 and "val is missing" in err.replace(str(tmp_path / "bad") + "/", ""), err
 
 
 def test_unreadable_images_are_skipped_and_counted(digits, tmp_path):
