@@ -74,7 +74,7 @@ PRE_BKS = {int(b) for b in os.environ.get("COMBA_PRE_BKS", "32").split(",") if b
 # On the H200 (session 5) correct (tests/ops -m gpu) and 1.25x-1.8x faster forward+backward at image shapes.
 BIDIR_ONE_LAUNCH = os.environ.get("COMBA_BIDIR_ONE_LAUNCH", "1") == "1"
 # COMBA_RECOMPUTE_BUFFERS=1: the autograd formula keeps only the operator's inputs and runs the prepare and
-# state kernels again in the backward to rebuild M, W, U, h, instead of keeping those float32 buffers from
+# state kernels again in the backward to rebuild M, W, U, h, instead of keeping those buffers from
 # the forward (they are most of the operator's training memory). Exact (the same kernels, the same bits);
 # its time cost not yet measured on a GPU: off.
 RECOMPUTE_BUFFERS = os.environ.get("COMBA_RECOMPUTE_BUFFERS", "0") == "1"
@@ -121,7 +121,9 @@ BF16_DOTS = os.environ.get("COMBA_BF16_DOTS", "1") == "1"
 #   "1": all four in the inputs' dtype when that is bf16 or fp16, as fla keeps its own: half their memory (54 of
 #        Comba-T's 178 MB an image at 512px) and traffic. Only what is stored is rounded: every kernel converts
 #        them to float32 on load and computes as before (the backward's own buffers, dU, dh and the precomputed
-#        products, stay float32).
+#        products, stay float32). With fp16 inputs M (an inverse) and h (the state) are then bounded by fp16's
+#        range (65504); bf16's is float32's. The shared-memory fallbacks remembered in _FITTED are keyed without
+#        the buffers' dtype (a fallback found for float32 buffers is kept for half ones: time only).
 HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "0")
 
 
@@ -879,7 +881,8 @@ def _bwd_state(
 
 @triton.jit
 def _w_cols(W, base_c, K, BT: tl.constexpr, BD: tl.constexpr, off):
-    """[BT, BD] columns off..off+BD of one chunk's W (float32 [.., NT * BT, K])."""
+    """[BT, BD] columns off..off+BD of one chunk's W ([.., NT * BT, K], float32 or as HALF_BUFFERS says), in
+    float32."""
     o_c = tl.arange(0, BT)
     o = off + tl.arange(0, BD)
     return tl.load(W + (base_c + o_c)[:, None] * K + o[None, :], mask=(o < K)[None, :], other=0.).to(tl.float32)
@@ -1437,8 +1440,8 @@ def _directions(reverse: int) -> int:
 
 
 def work_buffer_shapes(B: int, T: int, H: int, K: int, V: int, directions: int = 1) -> dict[str, tuple]:
-    """Shapes of the float32 buffers the forward keeps for the backward (the inverse M, the WY factor W,
-    u, and the state at each chunk start), for one call of one or both directions."""
+    """Shapes of the work buffers the forward keeps for the backward (the inverse M, the WY factor W, u, and the
+    state at each chunk start), for one call of one or both directions (their dtypes: buffer_dtypes)."""
     BH, NT = directions * B * H, triton.cdiv(T, BT)
     return dict(M=(BH, NT, BT, BT), W=(BH, NT * BT, K), U=(BH, NT * BT, V), h=(BH, NT, K, V))
 

@@ -400,7 +400,7 @@ def test_half_work_buffers(monkeypatch, T, K, V, variant, reverse, group):
 def test_gpu_bf16_half_work_buffers(monkeypatch, T, K, V, reverse, G):
     """COMBA_HALF_BUFFERS=1 with bf16 inputs on the GPU: as test_half_work_buffers, at the bf16 bound."""
     import comba_vision.ops.triton_chunk as tc
-    monkeypatch.setattr(tc, "STATE_GROUP", G or "auto")
+    monkeypatch.setattr(tc, "STATE_GROUP", G)  # 0: one walk
     xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.bfloat16, init=True, seed=T + K, device="cuda")
     _check_half_buffers(_half_buffer_errors(monkeypatch, xs, h0, "splr", reverse), (2, T, 2, K, V), torch.bfloat16)
 
@@ -438,7 +438,7 @@ def test_gpu_bf16_w_buffer_is_exact(monkeypatch, T, K, V, reverse, G):
     round it to bf16 for their products anyway), also in the grouped walk (G)."""
     import comba_vision.ops.triton_chunk as tc
     from tests.ops.helpers import run_with_grads
-    monkeypatch.setattr(tc, "STATE_GROUP", G or "auto")
+    monkeypatch.setattr(tc, "STATE_GROUP", G)  # 0: one walk
     xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.bfloat16, init=True, seed=T + K, device="cuda")
 
     def op(q, k, v, p, g, beta, h):

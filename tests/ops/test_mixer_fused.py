@@ -200,10 +200,16 @@ def test_mixer_scan_matches_float64(monkeypatch, B, N, H, K, V, variant, group):
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-def test_mixer_scan_op_schema_and_fake_shapes():
-    """torch.library.opcheck's schema and fake-tensor checks of the one-node op (what torch.compile needs)."""
+@pytest.mark.parametrize("half", [False, True])
+def test_mixer_scan_op_schema_and_fake_shapes(monkeypatch, half):
+    """torch.library.opcheck's schema and fake-tensor checks of the one-node op (what torch.compile needs); half:
+    fp16 inputs with COMBA_HALF_BUFFERS=1, whose work buffers the fake must give in fp16 too."""
+    import comba_vision.ops.triton_chunk as tc
     from comba_vision.ops.mixer_fused import _scan_op
+    monkeypatch.setattr(tc, "HALF_BUFFERS", "1" if half else "0")
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    args = (*_inputs(1, 9, 2, 16, 16, torch.float32, dev), 2, 16, 16, 0.25, False)
+    args = (*_inputs(1, 9, 2, 16, 16, torch.float16 if half else torch.float32, dev), 2, 16, 16, 0.25, False)
     assert set(torch.library.opcheck(_scan_op, args, test_utils=("test_schema", "test_faketensor")).values()) \
         == {"SUCCESS"}
+    if half:
+        assert {t.dtype for t in _scan_op(*args)[7:]} == {torch.float16}  # M, W, U, h
