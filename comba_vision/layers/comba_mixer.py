@@ -158,10 +158,7 @@ class CombaMixer(nn.Module):
         all three GEMMs ran as Ampere-generation kernels (H200 profile, session 7). On the CPU the 582-wide
         GEMM took 4.75 ms against 3.30 for 584 (session 8, this repository's 2-core host)."""
         w, b, parts = self._joint_weight(x, out_gate)
-        if not fused_linear_applies(x):
-            out = F.linear(x, w, b).split(parts, dim=-1)
-        else:
-            out = linear(x, w, b).split(parts, dim=-1)
+        out = (linear if fused_linear_applies(x) else F.linear)(x, w, b).split(parts, dim=-1)
         return (out[0], out[2], out[1]) if out_gate else (out[0], out[1])
 
     def _joint_weight(self, x: torch.Tensor, out_gate: bool = True):

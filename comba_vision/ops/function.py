@@ -12,11 +12,10 @@ from . import triton_chunk
 from .triton_chunk import (
     BOTH,
     _directions,
-    buffer_dtypes,
     comba_bidir_fwd_fused,
     comba_bwd_triton,
     comba_fwd_triton,
-    work_buffer_shapes,
+    empty_work_buffers,
 )
 
 
@@ -45,15 +44,7 @@ def _(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, rever
     nd = _directions(reverse)
     ht = q.new_empty(B, H, K, V, dtype=torch.float32) if output_final_state else _empty(q)
     o = v.new_empty(2, *v.shape) if nd == 2 else v.new_empty(v.shape)
-    return (o, ht, *work_buffers_like(q, V, nd))
-
-
-def work_buffers_like(q: Tensor, V: int, nd: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Empty M, W, U, h as the forward allocates them for q ([B, T, H, K]), value head size V and nd directions
-    (shapes and dtypes: what the custom ops' fake implementations return)."""
-    B, T, H, K = q.shape
-    return tuple(q.new_empty(s, dtype=dt)
-                 for s, dt in zip(work_buffer_shapes(B, T, H, K, V, nd).values(), buffer_dtypes(q.dtype, K)))
+    return (o, ht, *empty_work_buffers(B, T, H, K, V, nd, q.dtype, q.device))
 
 
 @torch.library.custom_op("comba_vision::chunk_buffers", mutates_args=())
@@ -67,7 +58,7 @@ def chunk_buffers(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: T
 
 @chunk_buffers.register_fake
 def _(q, k, v, p, g, beta, initial_state, iplr, reverse):
-    return work_buffers_like(q, v.shape[-1], _directions(reverse))
+    return empty_work_buffers(*q.shape, v.shape[-1], _directions(reverse), q.dtype, q.device)
 
 
 @torch.library.custom_op("comba_vision::chunk_bwd", mutates_args=())

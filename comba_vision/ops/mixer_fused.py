@@ -32,8 +32,8 @@ from torch import Tensor
 
 from . import triton_chunk
 from .block_kernels import check_int32_span
-from .function import chunk_buffers, chunk_bwd, work_buffers_like
-from .triton_chunk import BOTH, comba_fwd_triton
+from .function import chunk_buffers, chunk_bwd
+from .triton_chunk import BOTH, comba_fwd_triton, empty_work_buffers
 
 EPS = 1e-12  # F.normalize's default
 # COMBA_FUSED_MIXER (default 1): on CUDA the mixer runs the fused kernels of this module
@@ -354,7 +354,7 @@ def _scan_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tens
 @_scan_op.register_fake
 def _(c, z, A_log, dt_bias, b_logit, d, H, K, V, scale, iplr):
     B, N, _ = c.shape
-    bufs = work_buffers_like(c.new_empty(B, N, H, K), V, 2)
+    bufs = empty_work_buffers(B, N, H, K, V, 2, c.dtype, c.device)
     return (c.new_empty(2, B, N, H, V), *_prep_fake(c, H, K, V), *bufs)
 
 

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from . import triton_chunk
 from .dwconv import _conv_grads, _dw_bwd_launch, _dw_launch, conv_args, dwconv_applies
-from .function import chunk_buffers, chunk_bwd, work_buffers_like
+from .function import chunk_buffers, chunk_bwd
 from .mixer_fused import (
     _check,
     _check_offsets,
@@ -36,7 +36,7 @@ from .mixer_fused import (
     _prep_launch,
     mixer_scan_applies,
 )
-from .triton_chunk import BOTH, comba_fwd_triton
+from .triton_chunk import BOTH, comba_fwd_triton, empty_work_buffers
 
 MIXER_JOINT = os.environ.get("COMBA_MIXER_JOINT", "1") == "1"
 
@@ -67,7 +67,7 @@ def _joint_op(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias:
 def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps):
     B, N, _ = y.shape
     c = y.new_empty(B, N, 2 * H * K + H * V)
-    bufs = work_buffers_like(y.new_empty(B, N, H, K), V, 2)
+    bufs = empty_work_buffers(B, N, H, K, V, 2, y.dtype, y.device)
     return (y.new_empty(B, N, H * V), c, *_prep_fake(c, H, K, V), *bufs, y.new_empty(2, B, N, H, V))
 
 

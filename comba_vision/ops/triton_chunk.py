@@ -1446,6 +1446,14 @@ def work_buffer_shapes(B: int, T: int, H: int, K: int, V: int, directions: int =
     return dict(M=(BH, NT, BT, BT), W=(BH, NT * BT, K), U=(BH, NT * BT, V), h=(BH, NT, K, V))
 
 
+def empty_work_buffers(B: int, T: int, H: int, K: int, V: int, directions: int, dtype: torch.dtype,
+                       device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Empty M, W, U, h for inputs of this dtype: work_buffer_shapes in buffer_dtypes. The forward's allocation,
+    which the custom ops' fake implementations and the saved-memory accounting (device "meta") repeat."""
+    return tuple(torch.empty(s, device=device, dtype=dt)
+                 for s, dt in zip(work_buffer_shapes(B, T, H, K, V, directions).values(), buffer_dtypes(dtype, K)))
+
+
 def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse,
                      need_output: bool = True):
     """Returns (o, final_state, saved) where saved holds what the backward needs. ``reverse``: 0 forward
@@ -1462,8 +1470,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     meta, tail = _pipeline_meta(T, H, K, V, q.dtype, reverse, iplr)
     dev = q.device
     f32 = torch.float32
-    M, W, U, h = (torch.empty(s, device=dev, dtype=dt)
-                  for s, dt in zip(work_buffer_shapes(B, T, H, K, V, nd).values(), buffer_dtypes(q.dtype, K)))
+    M, W, U, h = empty_work_buffers(B, T, H, K, V, nd, q.dtype, dev)
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
     o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
     prep_args = (k, p, v, g, beta, M, W, U)
