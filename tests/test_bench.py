@@ -201,8 +201,9 @@ def test_tracker_records_and_table(tmp_path):
 
 def test_saved_activations_grouped_and_table():
     """Saved-for-backward accounting on the CPU: a Comba and a ViT model, groups summing to the total, the
-    operator's float32 work buffers as their shapes say, and the per-image figure independent of the batch."""
-    from comba_vision.ops.triton_chunk import work_buffer_shapes
+    operator's work buffers as their shapes and dtypes say (bf16 autocast: buffer_dtypes), and the per-image figure
+    independent of the batch."""
+    from comba_vision.ops.triton_chunk import buffer_dtypes, work_buffer_shapes
     comba_rec = bench.saved_activations("comba_micro", img_size=64, batch=2, device="cpu")
     vit_rec = bench.saved_activations("vit_tiny_patch16_224", img_size=64, batch=2, device="cpu")
     for r in (comba_rec, vit_rec):
@@ -212,8 +213,8 @@ def test_saved_activations_grouped_and_table():
     model = __import__("timm").create_model("comba_micro", img_size=64)
     mixer = model.blocks[0].mixer
     T = model.patch_embed.num_patches + getattr(model, "num_prefix_tokens", 0)
-    per_layer = sum(4 * math.prod(s) for s in work_buffer_shapes(
-        1, T, mixer.num_heads, mixer.head_dim_k, mixer.head_dim_v, 2).values())
+    shapes = work_buffer_shapes(1, T, mixer.num_heads, mixer.head_dim_k, mixer.head_dim_v, 2).values()
+    per_layer = sum(dt.itemsize * math.prod(s) for s, dt in zip(shapes, buffer_dtypes(torch.bfloat16)))
     assert comba_rec["op_buffers_mb"] == pytest.approx(len(model.blocks) * per_layer / 2**20)
     assert comba_rec["groups"]["mixer"] > comba_rec["op_buffers_mb"]
     one = bench.saved_activations("comba_micro", img_size=64, batch=1, device="cpu")["mb_per_image"]

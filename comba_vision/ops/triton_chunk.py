@@ -113,29 +113,32 @@ FUSED_OUTPUT = os.environ.get("COMBA_FUSED_OUTPUT", "1") == "1"
 # TF32: on bf16 operands Triton 3.6 built it (4 warps) into an illegal memory access on the H200, and at 8 warps it
 # ran slower (0.650 against 0.437 ms).
 BF16_DOTS = os.environ.get("COMBA_BF16_DOTS", "1") == "1"
-# COMBA_HALF_BUFFERS (session 15; "0" until checked and timed on a GPU): the dtype of the work buffers the forward
-# keeps for the backward (M, W, U, h), float32 by default.
-#   "w": W in bf16 where every kernel that reads it takes bf16 products (bf16 inputs up to head size 64 with
-#        BF16_DOTS: the prepare writes it, the two state walks read it only as a product operand, which _dot
-#        rounds to bf16 anyway), so the results are the same bit for bit;
-#   "1": all four in the inputs' dtype when that is bf16 or fp16, as fla keeps its own: half their memory (54 of
-#        Comba-T's 178 MB an image at 512px) and traffic. Only what is stored is rounded: every kernel converts
-#        them to float32 on load and computes as before (the backward's own buffers, dU, dh and the precomputed
-#        products, stay float32). With fp16 inputs M (an inverse) and h (the state) are then bounded by fp16's
-#        range (65504); bf16's is float32's. The shared-memory fallbacks remembered in _FITTED are keyed without
-#        the buffers' dtype (a fallback found for float32 buffers is kept for half ones: time only).
-HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "0")
+# COMBA_HALF_BUFFERS (default "1" since session 16): the dtype of the work buffers the forward keeps for the
+# backward (M, W, U, h). "1": all four in the inputs' dtype when that is bf16 or fp16, as fla keeps its own: half
+# their memory (54 of Comba-T's 178 MB an image at 512px) and traffic. Only what is stored is rounded: every kernel
+# converts them to float32 on load and computes as before (the backward's own buffers, dU, dh and the precomputed
+# products, stay float32). H200, session 16, bf16, both directions' forward+backward (kernel ms, float32 -> half):
+# 0.893 -> 0.797 at (128, 197, 3, 64), 1.177 -> 1.064 at (32, 1025, 3, 64), 1.243 -> 1.119 at (8, 4097, 3, 64); the
+# largest relative error against float64 3.9e-3 -> 4.3-4.5e-3. With fp16 inputs M (an inverse) and h (the state)
+# are bounded by fp16's range (65504); bf16's is float32's. "0": float32 buffers (float32 inputs always get those).
+# Not where the state walk is grouped (_state_group > 0: long sequences with few batch * head rows): there Triton
+# 3.6 builds the 4-warp grouped _fwd_state on half buffers into a kernel that gives NaN or an illegal memory access
+# on the H200 (session 16: compute-sanitizer's memcheck and initcheck found no bad access or unwritten read at
+# (1, 4097, 2, 64), yet the output was NaN; one walk or 8 warps did not fail), so those keep float32 buffers.
+# A session-15 mode "w" (W alone in bf16) gave NaN at (32, 1025, 3, 64) on the H200 and was dropped. The
+# shared-memory fallbacks remembered in _FITTED are keyed without the buffers' dtype (time only).
+HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "1")
 
 
-def buffer_dtypes(dtype: torch.dtype, K: int) -> tuple[torch.dtype, torch.dtype, torch.dtype, torch.dtype]:
-    """The dtypes of the work buffers (M, W, U, h) for inputs of this dtype and head size K (HALF_BUFFERS)."""
-    if HALF_BUFFERS not in ("0", "w", "1"):
-        raise ValueError(f"COMBA_HALF_BUFFERS must be 0, w or 1, got {HALF_BUFFERS!r}")
-    f32 = torch.float32
-    if HALF_BUFFERS == "1" and dtype in (torch.float16, torch.bfloat16):
+def buffer_dtypes(dtype: torch.dtype, grouped: bool = False) -> tuple[torch.dtype, torch.dtype, torch.dtype,
+                                                                      torch.dtype]:
+    """The dtypes of the work buffers (M, W, U, h) for inputs of this dtype (HALF_BUFFERS); float32 where the
+    state walk is grouped."""
+    if HALF_BUFFERS not in ("0", "1"):
+        raise ValueError(f"COMBA_HALF_BUFFERS must be 0 or 1, got {HALF_BUFFERS!r}")
+    if HALF_BUFFERS == "1" and dtype in (torch.float16, torch.bfloat16) and not grouped:
         return dtype, dtype, dtype, dtype
-    if HALF_BUFFERS != "0" and _dot_meta(dict(BK=max(16, triton.next_power_of_2(K))), dtype).get("PREC") == "bf16":
-        return f32, torch.bfloat16, f32, f32
+    f32 = torch.float32
     return f32, f32, f32, f32
 
 
@@ -1448,10 +1451,15 @@ def work_buffer_shapes(B: int, T: int, H: int, K: int, V: int, directions: int =
 
 def empty_work_buffers(B: int, T: int, H: int, K: int, V: int, directions: int, dtype: torch.dtype,
                        device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Empty M, W, U, h for inputs of this dtype: work_buffer_shapes in buffer_dtypes. The forward's allocation,
-    which the custom ops' fake implementations and the saved-memory accounting (device "meta") repeat."""
-    return tuple(torch.empty(s, device=device, dtype=dt)
-                 for s, dt in zip(work_buffer_shapes(B, T, H, K, V, directions).values(), buffer_dtypes(dtype, K)))
+    """Empty M, W, U, h for inputs of this dtype: work_buffer_shapes in buffer_dtypes (grouped: whether this
+    shape's state walk is grouped on a GPU; the interpreter's grouped walk keeps half buffers). The forward's
+    allocation, which the custom ops' fake implementations and the saved-memory accounting (device "meta", never
+    grouped) repeat."""
+    device = torch.device(device)
+    grouped = device.type == "cuda" and _state_group(triton.cdiv(T, BT), directions * B * H, V,
+                                                     _config(K, V, dtype)[0], device) > 0
+    return tuple(torch.empty(s, device=device, dtype=dt) for s, dt in
+                 zip(work_buffer_shapes(B, T, H, K, V, directions).values(), buffer_dtypes(dtype, grouped)))
 
 
 def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse,
