@@ -128,6 +128,17 @@ BF16_DOTS = os.environ.get("COMBA_BF16_DOTS", "1") == "1"
 # A session-15 mode "w" (W alone in bf16) gave NaN at (32, 1025, 3, 64) on the H200 and was dropped. The
 # shared-memory fallbacks remembered in _FITTED are keyed without the buffers' dtype (time only).
 HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "1")
+# COMBA_HALF_BWD_BUFFERS (session 16; "0" until checked and timed on a GPU): "1" keeps four of the backward's own
+# buffers in the inputs' half dtype where the forward's work buffers are half (HALF_BUFFERS, not grouped): dh (the
+# state gradient at each chunk end), PH (P h0) and the split gradient kernels' dAf, dAo (the C x C gradients passed
+# from _bwd_grads_cc to _bwd_grads_k), as fla keeps its dh. dU, which three kernels accumulate into, stays float32.
+# Every reader converts them to float32 on load. At (128, 197, 3, 64), both directions: 4 of the 5 x 50 MB float32
+# passes of the backward halved.
+HALF_BWD_BUFFERS = os.environ.get("COMBA_HALF_BWD_BUFFERS", "0") == "1"
+# COMBA_GROUPED_HALF (session 16; "0" until checked on a GPU): "1" keeps the half work buffers where the state walk
+# is grouped too, and runs the grouped walks' two phases with 8 warps (with 4, Triton 3.6 built the forward's into
+# NaN or an illegal memory access on the H200; with 8 the session's reproducer passed once).
+GROUPED_HALF = os.environ.get("COMBA_GROUPED_HALF", "0") == "1"
 
 
 def buffer_dtypes(dtype: torch.dtype, grouped: bool = False) -> tuple[torch.dtype, torch.dtype, torch.dtype,
@@ -794,7 +805,7 @@ def _bwd_dv_local(
         if PRE:
             b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
                            mask=m_k[:, None] & m_v[None, :], other=0.).to(tl.float32)
-            tl.store(PH + p_cv, _dot(b_p, b_h0, PREC), mask=m_v[None, :])
+            tl.store(PH + p_cv, _dot(b_p, b_h0, PREC).to(PH.dtype.element_ty), mask=m_v[None, :])
             b_dcq += tl.sum(b_do * _dot(b_q, b_h0, PREC), 1)
     if PRE:  # o = Diag(e^c) Q h0 + ...: its part of dc
         tl.store(DCQ + base_c + o_c, tl.exp(b_c) * b_dcq)
@@ -829,7 +840,7 @@ def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     if STORE:
-        tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh, mask=m_kv)
+        tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh.to(dh.dtype.element_ty), mask=m_kv)
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
@@ -924,8 +935,8 @@ def _bwd_state_halves(
     for j in range(0, NT):
         i_t = NT - 1 - j
         s_base = (i_bh * NT + i_t) * K * V
-        tl.store(dh + s_base + kv_a, b_dha, mask=m_a)
-        tl.store(dh + s_base + kv_b, b_dhb, mask=m_b)
+        tl.store(dh + s_base + kv_a, b_dha.to(dh.dtype.element_ty), mask=m_a)
+        tl.store(dh + s_base + kv_b, b_dhb.to(dh.dtype.element_ty), mask=m_b)
         rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
         orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
         b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
@@ -1055,7 +1066,7 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
         b_dh = b_h0
     else:
         b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.).to(tl.float32)
-        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
+        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.).to(tl.float32)
     b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
     b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
@@ -1066,7 +1077,7 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
     tl.store(dv + orows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
              mask=m_t[:, None] & m_v[None, :])
     if PRE:
-        b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.)
+        b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     else:
         b_hp = _dot(b_p, b_h0, PREC)
     b_dbeta += tl.sum(b_drhs * (b_v - b_ecf[:, None] * b_hp), 1)
@@ -1170,8 +1181,8 @@ def _bwd_grads_cc(
     b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(
         _dot(b_p, tl.trans(b_k), PREC), _dot(b_q, tl.trans(b_k), PREC),
         b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT)
-    tl.store(dAf + p_cc, b_dAf)
-    tl.store(dAo + p_cc, b_dAo)
+    tl.store(dAf + p_cc, b_dAf.to(dAf.dtype.element_ty))
+    tl.store(dAo + p_cc, b_dAo.to(dAo.dtype.element_ty))
     b_dg = _dg_from_dc(b_dc, b_dcf, b_dclast, BT, IPLR)
     tl.store(dg + orows, b_dg, mask=m_t)
     tl.store(dbeta + orows, b_dbeta, mask=m_t)
@@ -1208,7 +1219,7 @@ def _bwd_grads_k(
         p_kv = (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :]
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
         b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.).to(tl.float32)
-        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.)
+        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.).to(tl.float32)
         b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
         b_drhs = tl.load(drhs + p_cv, mask=m_v[None, :], other=0.)
         b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
@@ -1219,8 +1230,8 @@ def _bwd_grads_k(
     b_dq = tl.exp(b_c)[:, None] * b_dq
     b_dk = tl.exp(b_clast - b_c)[:, None] * b_dk
     p_cc = (base_c + o_c)[:, None] * CS + o_c[None, :]
-    b_dAf = tl.load(dAf + p_cc)
-    b_dAo = tl.load(dAo + p_cc)
+    b_dAf = tl.load(dAf + p_cc).to(tl.float32)
+    b_dAo = tl.load(dAo + p_cc).to(tl.float32)
     b_q = _load_rows(q, rows, m_t, K, BK, i_k * BK) * scale
     b_k = _load_rows(k, rows, m_t, K, BK, i_k * BK)
     b_p = _load_rows(p, rows, m_t, K, BK, i_k * BK)
@@ -1322,14 +1333,14 @@ def configured(name: str, meta: dict, fixed_bv: bool = False) -> dict:
 
 
 def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool = False,
-            identity_blocks: bool = False) -> int:
+            identity_blocks: bool = False, override: dict | None = None) -> int:
     """Launches kernel; when a configuration needs more shared memory than the device has, retries with
     no software pipelining and then smaller V blocks (and remembers what fitted). A kernel that must see
     all of V in one block (fixed_bv) is only retried without pipelining. per_v_block: grid[0] is the number
     of V blocks (plus, identity_blocks, the K / BV blocks of a group summary's transition matrix). Returns
-    the V block used."""
+    the V block used. override: launch options that replace the table's (KERNEL_CONFIGS)."""
     name = kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel)
-    meta = configured(name, meta, fixed_bv)
+    meta = dict(configured(name, meta, fixed_bv), **(override or {}))
     key = (name, meta["K"], meta["V"], meta["PREC"], meta.get("BT"), meta["BV"], meta.get("num_warps"),
            meta.get("OUTPUT"))
     bv, stages = _FITTED.get(key, (meta["BV"], meta.get("num_stages")))
@@ -1379,12 +1390,12 @@ def _state_group(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int
     return min(16, triton.next_power_of_2(round(NT ** 0.5 / 2)))
 
 
-def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool) -> int:
+def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool, half: bool = False) -> int:
     """A state kernel (_fwd_state, _bwd_state or _bwd_state_halves; args up to S, HS exclusive) over every
     chunk, or in groups (_state_group): the groups' summaries (PHASE 1), the carry across groups
     (_state_carry, which also takes h0 and writes ht: the initial state and final state, or dht and dh0
-    backwards), and each group walked from its starting state (PHASE 2). Returns the V block of the walk
-    that stores."""
+    backwards), and each group walked from its starting state (PHASE 2). half: the work buffers are half (the
+    grouped phases then run on 8 warps, GROUPED_HALF). Returns the V block of the walk that stores."""
     K, V, BK, BV = meta["K"], meta["V"], meta["BK"], meta["BV"]
     G = _state_group(NT, BH, V, BK, args[0].device)
     if not G:
@@ -1395,15 +1406,18 @@ def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool) 
     S = torch.empty(BH, NG, K, V + K, **f32)
     HS = torch.empty(BH, NG, K, V, **f32)
     bv = _state_block_v(BH * NG, V, BV, args[0].device)
+    # half work buffers here only with GROUPED_HALF (empty_work_buffers), and then on 8 warps
+    over = dict(num_warps=8) if half and not _interpreting() else None
     _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=1), per_v_block=True,
-            identity_blocks=True)
+            identity_blocks=True, override=over)
     # the carry applies the groups' transitions to the whole state (its e^(c_last) part included, which the walks
     # scale exactly): three-pass TF32 whatever the inputs, so that half-precision inputs' TF32 does not round
     # the state once per group (a tiny kernel)
     _launch(_state_carry, (None, BH), (S, HS, h0, ht, NG),
             dict(K=K, V=V, BK=BK, BV=bv, PREC="tf32x3", USE_H0=h0 is not None, STORE_HT=ht is not None,
                  BACKWARD=backward), per_v_block=True)
-    return _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=2), per_v_block=True)
+    return _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=2), per_v_block=True,
+                   override=over)
 
 
 def _launch_chunks(kernel, NT: int, tail: int, BH: int, args, meta, tail_kernel=None, tail_meta=None) -> None:
@@ -1456,8 +1470,8 @@ def empty_work_buffers(B: int, T: int, H: int, K: int, V: int, directions: int, 
     allocation, which the custom ops' fake implementations and the saved-memory accounting (device "meta", never
     grouped) repeat."""
     device = torch.device(device)
-    grouped = device.type == "cuda" and _state_group(triton.cdiv(T, BT), directions * B * H, V,
-                                                     _config(K, V, dtype)[0], device) > 0
+    grouped = not GROUPED_HALF and device.type == "cuda" and _state_group(
+        triton.cdiv(T, BT), directions * B * H, V, _config(K, V, dtype)[0], device) > 0
     return tuple(torch.empty(s, device=device, dtype=dt) for s, dt in
                  zip(work_buffer_shapes(B, T, H, K, V, directions).values(), buffer_dtypes(dtype, grouped)))
 
@@ -1492,7 +1506,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     fused = need_output and FUSED_OUTPUT and meta["BK"] < STATE_HALVES_MIN_BK
     _launch_state(_fwd_state, BH, NT, (k, g, W, U, h, initial_state, ht, q, o, scale),
                   dict(low, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail, OUTPUT=fused),
-                  initial_state, ht, backward=False)
+                  initial_state, ht, backward=False, half=h.dtype != torch.float32)
     if need_output and not fused:
         _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, U, h, o, scale), meta)
     return o, ht, (M, W, U, h)
@@ -1536,11 +1550,14 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     split = BK >= SPLIT_BWD_MIN_BK
     pre = split or BK >= PRE_MIN_BK or BK in PRE_BKS  # the split gradient kernel needs the precomputed products
     f32 = dict(device=q.device, dtype=torch.float32)
-    dU = torch.empty(U.shape, **f32)  # float32 whatever the work buffers' dtype (HALF_BUFFERS)
-    dh = torch.empty(h.shape, **f32)
+    # the backward's own buffers: dU float32 whatever the work buffers' dtype; dh, PH, dAf, dAo in h's (half or
+    # float32) with HALF_BWD_BUFFERS
+    half = dict(device=q.device, dtype=h.dtype if HALF_BWD_BUFFERS else torch.float32)
+    dU = torch.empty(U.shape, **f32)
+    dh = torch.empty(h.shape, **half)
     dh0 = torch.empty(B, H, K, V, **f32) if need_dh0 else None
     if pre:
-        PH = torch.empty(U.shape, **f32)
+        PH = torch.empty(U.shape, **half)
         DCQ = torch.empty(BH * NT * BT, **f32)
         # one slice per V block of _bwd_state, enough for the smallest block _launch may fall back to
         KDH = torch.empty(triton.cdiv(V, 16), BH * NT * BT, **f32)
@@ -1553,7 +1570,7 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
     bv_state = _launch_state(state_kernel, BH, NT, (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
                              dict(low, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
-                             dht, dh0, backward=True)
+                             dht, dh0, backward=True, half=h.dtype != torch.float32)
     n_vs = triton.cdiv(V, bv_state)
     dq, dk, dp, dv = (x.new_empty(nd, *x.shape) for x in (q, k, p, v))
     dg = torch.empty(nd, *g.shape, **f32)
@@ -1563,7 +1580,7 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                        (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
                         dq, dk, dv, dp, dg, dbeta, scale), dict(meta, PRE=pre))
     else:
-        dAf, dAo = torch.empty(M.shape, **f32), torch.empty(M.shape, **f32)
+        dAf, dAo = torch.empty(M.shape, **half), torch.empty(M.shape, **half)
         # no K-wide tile in its V loop: wider V blocks than the other kernels at this head size
         _launch(_bwd_grads_cc, (NT, BH),
                 (q, k, v, p, g, beta, M, U, dU, do, PH, DCQ, KDH, DCL, n_vs, dv, dg, dbeta, dAf, dAo, scale),

@@ -338,7 +338,15 @@ def test_recomputed_work_buffers_give_the_same_gradients(monkeypatch, T, K, V, v
 
 def _half_buffer_errors(monkeypatch, xs, h0, variant, reverse):
     """{half: (relative errors against float64, bytes autograd keeps)} with the work buffers in float32 (False)
-    and in the inputs' dtype (True, COMBA_HALF_BUFFERS=1). The float64 reference runs once."""
+    and in the inputs' dtype (True, COMBA_HALF_BUFFERS=1)."""
+    runs = _buffer_mode_errors(monkeypatch, xs, h0, variant, reverse,
+                               [dict(HALF_BUFFERS="0"), dict(HALF_BUFFERS="1")])
+    return dict(zip((False, True), runs))
+
+
+def _buffer_mode_errors(monkeypatch, xs, h0, variant, reverse, modes):
+    """[(relative errors against float64, bytes autograd keeps)], one per mode (triton_chunk attributes to set).
+    The float64 reference runs once."""
     import comba_vision.ops.triton_chunk as tc
     from tests.ops.helpers import GRAD_NAMES, run_with_grads
 
@@ -351,9 +359,10 @@ def _half_buffer_errors(monkeypatch, xs, h0, variant, reverse):
     names = ["o", "ht", *GRAD_NAMES]
     refs = run_with_grads(ref, [x.detach().cpu().double() for x in xs], h0.detach().cpu().double())
     refs = [*refs[:2], *refs[2]]
-    out = {}
-    for half in (False, True):
-        monkeypatch.setattr(tc, "HALF_BUFFERS", "1" if half else "0")
+    out = []
+    for mode in modes:
+        for name, value in mode.items():
+            monkeypatch.setattr(tc, name, value)
         kept = {}
 
         def pack(t, kept=kept):  # every tensor our op saves is alive at once: storages do not repeat
@@ -362,7 +371,7 @@ def _half_buffer_errors(monkeypatch, xs, h0, variant, reverse):
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             o, ht, grads = run_with_grads(ours, xs, h0)
         errs = {n: rel_err(a, r) for n, a, r in zip(names, [o, ht, *grads], refs)}
-        out[half] = errs, sum(t.untyped_storage().nbytes() for t in kept.values())
+        out.append((errs, sum(t.untyped_storage().nbytes() for t in kept.values())))
     return out
 
 
@@ -406,6 +415,36 @@ def test_gpu_bf16_half_work_buffers(monkeypatch, T, K, V, reverse, G):
     _check_half_buffers(_half_buffer_errors(monkeypatch, xs, h0, "splr", reverse), (2, T, 2, K, V), torch.bfloat16)
 
 
+def _check_half_bwd_buffers(out, dtype):
+    (e32, _), (e16, _) = out
+    assert e16 != e32  # the switch took effect: the rounded buffers change the numbers
+    assert max(e16.values()) <= BOUND[dtype], e16
+    assert max(e16.values()) <= 3 * max(e32.values()), (e16, e32)
+
+
+@pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
+@pytest.mark.parametrize("T, K, V, reverse", [(70, 64, 32, False), (130, 32, 16, True)])
+def test_half_bwd_buffers(monkeypatch, T, K, V, reverse):
+    """COMBA_HALF_BWD_BUFFERS=1 with fp16 inputs: the backward's dh, PH and (head size 64, the split gradient
+    kernels) dAf, dAo in fp16 keep output and gradients within the fp16 bound of the float64 reference and within
+    three times the error with them in float32 (the work buffers half in both runs)."""
+    xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.float16, init=True, seed=T + K + 1)
+    out = _buffer_mode_errors(monkeypatch, xs, h0, "splr", reverse, [
+        dict(HALF_BUFFERS="1", HALF_BWD_BUFFERS=False), dict(HALF_BUFFERS="1", HALF_BWD_BUFFERS=True)])
+    _check_half_bwd_buffers(out, torch.float16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("T, K, V, reverse", [(197, 32, 64, False), (150, 64, 64, True), (300, 128, 128, False)])
+def test_gpu_bf16_half_bwd_buffers(monkeypatch, T, K, V, reverse):
+    """COMBA_HALF_BWD_BUFFERS=1 with bf16 inputs on the GPU: as test_half_bwd_buffers, at the bf16 bound."""
+    xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.bfloat16, init=True, seed=T + K + 1, device="cuda")
+    out = _buffer_mode_errors(monkeypatch, xs, h0, "splr", reverse, [
+        dict(HALF_BUFFERS="1", HALF_BWD_BUFFERS=False), dict(HALF_BUFFERS="1", HALF_BWD_BUFFERS=True)])
+    _check_half_bwd_buffers(out, torch.bfloat16)
+
+
 def test_half_buffer_modes(monkeypatch):
     """COMBA_HALF_BUFFERS picks the work buffers' dtypes (M, W, U, h): "1" (the default) all four in a bf16 / fp16
     input dtype, float32 for float32 inputs; "0" float32 always; anything else is refused by name."""
@@ -436,6 +475,50 @@ def test_gpu_grouped_walk_keeps_float32_buffers(monkeypatch):
     assert all(b.dtype == torch.bfloat16 for b in bufs)
     xs, h0 = make_inputs(1, 4097, 2, 64, 64, dtype=torch.bfloat16, init=True, seed=5, device="cuda")
     errs = compare_to_reference(xs, h0, variant="splr", reverse=True, backend="triton")
+    assert max(errs.values()) <= BOUND[torch.bfloat16], errs
+
+
+def test_grouped_walk_launches_on_eight_warps_with_half_buffers(monkeypatch):
+    """_launch_state on half work buffers (possible in the grouped walk only with COMBA_GROUPED_HALF=1) launches
+    both grouped phases with 8 warps over the table's options, the carry and float32 buffers' phases as the table
+    says; the launches recorded from a stand-in kernel, as on a GPU."""
+    import types
+
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "_interpreting", lambda: False)
+    monkeypatch.setattr(tc, "_state_group", lambda *a: 4)
+    launched = []
+
+    class Kernel:
+        def __init__(self, name):
+            self.fn = types.SimpleNamespace(__name__=name)
+
+        def __getitem__(self, grid):
+            return lambda *args, **meta: launched.append((self.fn.__name__, meta.get("PHASE"), meta.get("num_warps")))
+    monkeypatch.setattr(tc, "_state_carry", Kernel("_state_carry"))
+    meta = dict(K=64, V=64, BK=64, BV=64, PREC="tf32", BT=64, num_warps=4)
+    for half in (False, True):
+        launched.clear()
+        tc._launch_state(Kernel("_fwd_state"), 8, 64, (torch.empty(0),) + (None,) * 9, meta, None, None,
+                         backward=False, half=half)
+        want = 8 if half else tc.KERNEL_CONFIGS[("_fwd_state", 64)]["num_warps"]
+        assert [w for n, ph, w in launched if n == "_fwd_state"] == [want, want], launched
+        assert [n for n, _, _ in launched] == ["_fwd_state", "_state_carry", "_fwd_state"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gpu_grouped_half_buffers_opt_in(monkeypatch, reverse):
+    """COMBA_GROUPED_HALF=1: half work buffers in the grouped walk too (on 8 warps), within the bf16 bound of the
+    float64 reference, at a shape of the session-16 fault (1, 4097, 2, 64)."""
+    import comba_vision.ops.triton_chunk as tc
+    from tests.ops.helpers import compare_to_reference
+    monkeypatch.setattr(tc, "HALF_BUFFERS", "1")
+    monkeypatch.setattr(tc, "GROUPED_HALF", True)
+    assert all(b.dtype == torch.bfloat16 for b in tc.empty_work_buffers(1, 4097, 2, 64, 64, 1, torch.bfloat16, "cuda"))
+    xs, h0 = make_inputs(1, 4097, 2, 64, 64, dtype=torch.bfloat16, init=True, seed=6, device="cuda")
+    errs = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
     assert max(errs.values()) <= BOUND[torch.bfloat16], errs
 
 
