@@ -139,6 +139,12 @@ HALF_BWD_BUFFERS = os.environ.get("COMBA_HALF_BWD_BUFFERS", "0") == "1"
 # is grouped too, and runs the grouped walks' two phases with 8 warps (with 4, Triton 3.6 built the forward's into
 # NaN or an illegal memory access on the H200; with 8 the session's reproducer passed once).
 GROUPED_HALF = os.environ.get("COMBA_GROUPED_HALF", "0") == "1"
+# COMBA_BF16_GRADS (session 16; "0" until checked and timed on a GPU): "1" gives the split gradient kernels
+# (_bwd_grads_cc, _bwd_grads_k: head size 64) bf16 products where BF16_DOTS applies. Compiled here for sm_90 at
+# (128, 197, 3, 64), both directions: _bwd_grads_cc 404 -> 384 spilled registers, 40 -> 24 KiB shared memory;
+# _bwd_grads_k 112 -> 32 KiB shared memory (with HALF_BWD_BUFFERS also no spills). The one-kernel _bwd_grads of
+# smaller heads keeps TF32 (session 13: on bf16 operands Triton 3.6 built it into an illegal memory access).
+BF16_GRADS = os.environ.get("COMBA_BF16_GRADS", "0") == "1"
 
 
 def buffer_dtypes(dtype: torch.dtype, grouped: bool = False) -> tuple[torch.dtype, torch.dtype, torch.dtype,
@@ -1581,13 +1587,14 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                         dq, dk, dv, dp, dg, dbeta, scale), dict(meta, PRE=pre))
     else:
         dAf, dAo = torch.empty(M.shape, **half), torch.empty(M.shape, **half)
+        gmeta = low if BF16_GRADS else meta
         # no K-wide tile in its V loop: wider V blocks than the other kernels at this head size
         _launch(_bwd_grads_cc, (NT, BH),
                 (q, k, v, p, g, beta, M, U, dU, do, PH, DCQ, KDH, DCL, n_vs, dv, dg, dbeta, dAf, dAo, scale),
-                dict(meta, BV=max(16, min(64, triton.next_power_of_2(V)))))
+                dict(gmeta, BV=max(16, min(64, triton.next_power_of_2(V)))))
         bk = min(BK, 64)
         _launch(_bwd_grads_k, (NT, BH, triton.cdiv(K, bk)),
-                (q, k, p, g, beta, U, dU, h, dh, do, dAf, dAo, dq, dk, dp, scale), dict(meta, BK=bk))
+                (q, k, p, g, beta, U, dU, h, dh, do, dAf, dAo, dq, dk, dp, scale), dict(gmeta, BK=bk))
     if nd == 2 and not sum_directions:
         return dq, dk, dv, dp, dg, dbeta, dh0
     # both directions: one reduction per gradient (each direction's part was rounded to the input dtype)

@@ -724,3 +724,23 @@ def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse, G):
         assert low == (expect & {n for n, _ in launched} if on and K <= 64 else set()), launched
         assert max(errs[on].values()) <= BOUND[torch.bfloat16], errs[on]
     assert max(errs[True].values()) <= 2 * max(errs[False].values()), errs
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("T, reverse", [(150, True), (1025, False)])
+def test_gpu_bf16_grads_opt_in(monkeypatch, T, reverse):
+    """COMBA_BF16_GRADS=1, head size 64: the split gradient kernels take bf16 products, within the bf16 bound of
+    the float64 reference and at most twice their TF32 error."""
+    import comba_vision.ops.triton_chunk as tc
+    xs, h0 = make_inputs(2, T, 2, 64, 64, dtype=torch.bfloat16, init=True, seed=T, device="cuda")
+    errs = {}
+    for on in (False, True):
+        monkeypatch.setattr(tc, "BF16_GRADS", on)
+        launched = _spy_launches(monkeypatch, tc, "PREC")
+        errs[on] = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
+        monkeypatch.undo()
+        grads = {prec for n, prec in launched if n.startswith("_bwd_grads")}
+        assert grads == ({"bf16"} if on else {"tf32"}), launched
+        assert max(errs[on].values()) <= BOUND[torch.bfloat16], errs[on]
+    assert max(errs[True].values()) <= 2 * max(errs[False].values()), errs
