@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import platform
 import statistics
@@ -541,8 +542,9 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
     """Memory one training forward keeps for the backward (bf16 autocast), in MB per image, by unique
     storage, grouped by the part of the block that saved it (mixer / attn / mlp / norm1 / norm2; stem and
     head by their module). Comba's operator is counted under "mixer", and its work buffers
-    (``empty_work_buffers``, float32 or as ``COMBA_HALF_BUFFERS`` says; none with
-    ``COMBA_RECOMPUTE_BUFFERS=1``) also on their own as ``op_buffers_mb``.
+    (``work_buffer_shapes`` in ``work_buffer_dtypes`` on this device: as ``COMBA_HALF_BUFFERS`` says, float32
+    where a GPU's state walk is grouped; none with ``COMBA_RECOMPUTE_BUFFERS=1``) also on their own as
+    ``op_buffers_mb``.
 
     The Triton operator keeps its six inputs and those buffers; on the CPU the operator runs its PyTorch path,
     which keeps other tensors, so there ``model_triton`` (the default on the CPU) counts what the Triton op
@@ -555,7 +557,7 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
     import comba_vision.layers.comba_mixer as mixer_mod
 
     from .ops import triton_chunk
-    from .ops.triton_chunk import empty_work_buffers
+    from .ops.triton_chunk import work_buffer_dtypes, work_buffer_shapes
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model_triton = device.type == "cpu" if model_triton is None else model_triton
     model_kwargs = _comba_only(name, comba_kwargs)
@@ -575,8 +577,10 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
 
     def operator(q, k, v, p, g, beta, scale=None, **kw):
         B, T, H, K = q.shape
+        shapes = work_buffer_shapes(B, T, H, K, v.shape[-1], 2).values()
+        dtypes = work_buffer_dtypes(B, T, H, K, v.shape[-1], 2, q.dtype, q.device)
         bufs = 0 if triton_chunk.RECOMPUTE_BUFFERS else sum(  # kept for the backward, or rebuilt there
-            t.nbytes for t in empty_work_buffers(B, T, H, K, v.shape[-1], 2, q.dtype, "meta"))
+            math.prod(s) * dt.itemsize for s, dt in zip(shapes, dtypes))
         op_bytes[0] += bufs
         if not model_triton:
             return orig(q, k, v, p, g, beta, scale, **kw)

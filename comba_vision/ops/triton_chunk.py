@@ -117,10 +117,11 @@ BF16_DOTS = os.environ.get("COMBA_BF16_DOTS", "1") == "1"
 # backward (M, W, U, h). "1": all four in the inputs' dtype when that is bf16 or fp16, as fla keeps its own: half
 # their memory (54 of Comba-T's 178 MB an image at 512px) and traffic. Only what is stored is rounded: every kernel
 # converts them to float32 on load and computes as before (the backward's own buffers, dU, dh and the precomputed
-# products, stay float32). H200, session 16, bf16, both directions' forward+backward (kernel ms, float32 -> half):
-# 0.893 -> 0.797 at (128, 197, 3, 64), 1.177 -> 1.064 at (32, 1025, 3, 64), 1.243 -> 1.119 at (8, 4097, 3, 64); the
-# largest relative error against float64 3.9e-3 -> 4.3-4.5e-3. With fp16 inputs M (an inverse) and h (the state)
-# are bounded by fp16's range (65504); bf16's is float32's. "0": float32 buffers (float32 inputs always get those).
+# products, stay float32 unless HALF_BWD_BUFFERS). H200, session 16, bf16, both directions' forward+backward
+# (kernel ms, float32 -> half): 0.893 -> 0.797 at (128, 197, 3, 64), 1.177 -> 1.064 at (32, 1025, 3, 64), 1.243 ->
+# 1.119 at (8, 4097, 3, 64); the largest relative error against float64 3.9e-3 -> 4.3-4.5e-3. With fp16 inputs
+# M (an inverse) and h (the state) are bounded by fp16's range (65504); bf16's is float32's. "0": float32 buffers
+# (float32 inputs always get those).
 # Not where the state walk is grouped (_state_group > 0: long sequences with few batch * head rows): there Triton
 # 3.6 builds the 4-warp grouped _fwd_state on half buffers into a kernel that gives NaN or an illegal memory access
 # on the H200 (session 16: compute-sanitizer's memcheck and initcheck found no bad access or unwritten read at
@@ -132,8 +133,8 @@ HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "1")
 # buffers in the inputs' half dtype where the forward's work buffers are half (HALF_BUFFERS, not grouped): dh (the
 # state gradient at each chunk end), PH (P h0) and the split gradient kernels' dAf, dAo (the C x C gradients passed
 # from _bwd_grads_cc to _bwd_grads_k), as fla keeps its dh. dU, which three kernels accumulate into, stays float32.
-# Every reader converts them to float32 on load. At (128, 197, 3, 64), both directions: 4 of the 5 x 50 MB float32
-# passes of the backward halved.
+# Every reader converts them to float32 on load; with fp16 inputs they are bounded by fp16's range, as M and h.
+# At (128, 197, 3, 64), both directions: 4 of the 5 x 50 MB float32 passes of the backward halved.
 HALF_BWD_BUFFERS = os.environ.get("COMBA_HALF_BWD_BUFFERS", "0") == "1"
 # COMBA_GROUPED_HALF (session 16; "0" until checked on a GPU): "1" keeps the half work buffers where the state walk
 # is grouped too, and runs the grouped walks' two phases with 8 warps (with 4, Triton 3.6 built the forward's into
@@ -1469,17 +1470,23 @@ def work_buffer_shapes(B: int, T: int, H: int, K: int, V: int, directions: int =
     return dict(M=(BH, NT, BT, BT), W=(BH, NT * BT, K), U=(BH, NT * BT, V), h=(BH, NT, K, V))
 
 
-def empty_work_buffers(B: int, T: int, H: int, K: int, V: int, directions: int, dtype: torch.dtype,
-                       device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Empty M, W, U, h for inputs of this dtype: work_buffer_shapes in buffer_dtypes (grouped: whether this
-    shape's state walk is grouped on a GPU; the interpreter's grouped walk keeps half buffers). The forward's
-    allocation, which the custom ops' fake implementations and the saved-memory accounting (device "meta", never
-    grouped) repeat."""
+def work_buffer_dtypes(B: int, T: int, H: int, K: int, V: int, directions: int, dtype: torch.dtype,
+                       device) -> tuple[torch.dtype, torch.dtype, torch.dtype, torch.dtype]:
+    """The dtypes of M, W, U, h for one call on this device: buffer_dtypes, float32 where this shape's state
+    walk is grouped on a GPU (unless GROUPED_HALF; the interpreter's grouped walk keeps half buffers)."""
     device = torch.device(device)
     grouped = not GROUPED_HALF and device.type == "cuda" and _state_group(
         triton.cdiv(T, BT), directions * B * H, V, _config(K, V, dtype)[0], device) > 0
+    return buffer_dtypes(dtype, grouped)
+
+
+def empty_work_buffers(B: int, T: int, H: int, K: int, V: int, directions: int, dtype: torch.dtype,
+                       device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Empty M, W, U, h for inputs of this dtype: work_buffer_shapes in work_buffer_dtypes. The forward's
+    allocation, which the custom ops' fake implementations repeat."""
     return tuple(torch.empty(s, device=device, dtype=dt) for s, dt in
-                 zip(work_buffer_shapes(B, T, H, K, V, directions).values(), buffer_dtypes(dtype, grouped)))
+                 zip(work_buffer_shapes(B, T, H, K, V, directions).values(),
+                     work_buffer_dtypes(B, T, H, K, V, directions, dtype, device)))
 
 
 def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse,

@@ -468,6 +468,8 @@ def test_gpu_grouped_walk_keeps_float32_buffers(monkeypatch):
     import comba_vision.ops.triton_chunk as tc
     from tests.ops.helpers import compare_to_reference
     monkeypatch.setattr(tc, "HALF_BUFFERS", "1")
+    monkeypatch.setattr(tc, "GROUPED_HALF", False)
+    monkeypatch.setattr(tc, "STATE_GROUP", "auto")
     bufs = tc.empty_work_buffers(1, 4097, 2, 64, 64, 2, torch.bfloat16, "cuda")  # 4 rows, 65 chunks: grouped
     assert tc._state_group(65, 4, 64, 64, torch.device("cuda")) > 0
     assert all(b.dtype == torch.float32 for b in bufs)
@@ -480,13 +482,14 @@ def test_gpu_grouped_walk_keeps_float32_buffers(monkeypatch):
 
 def test_grouped_walk_launches_on_eight_warps_with_half_buffers(monkeypatch):
     """_launch_state on half work buffers (possible in the grouped walk only with COMBA_GROUPED_HALF=1) launches
-    both grouped phases with 8 warps over the table's options, the carry and float32 buffers' phases as the table
-    says; the launches recorded from a stand-in kernel, as on a GPU."""
+    both grouped phases with 8 warps over the table's options; float32 buffers' phases take the table's, the carry
+    its own default; the launches recorded from a stand-in kernel, as on a GPU."""
     import types
 
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "_interpreting", lambda: False)
     monkeypatch.setattr(tc, "_state_group", lambda *a: 4)
+    monkeypatch.setattr(tc, "_FITTED", {})
     launched = []
 
     class Kernel:
@@ -496,14 +499,15 @@ def test_grouped_walk_launches_on_eight_warps_with_half_buffers(monkeypatch):
         def __getitem__(self, grid):
             return lambda *args, **meta: launched.append((self.fn.__name__, meta.get("PHASE"), meta.get("num_warps")))
     monkeypatch.setattr(tc, "_state_carry", Kernel("_state_carry"))
-    meta = dict(K=64, V=64, BK=64, BV=64, PREC="tf32", BT=64, num_warps=4)
+    meta = dict(K=64, V=64, BK=64, BV=64, PREC="tf32", BT=64, num_warps=2)  # the table's 4 replaces the 2
     for half in (False, True):
         launched.clear()
         tc._launch_state(Kernel("_fwd_state"), 8, 64, (torch.empty(0),) + (None,) * 9, meta, None, None,
                          backward=False, half=half)
         want = 8 if half else tc.KERNEL_CONFIGS[("_fwd_state", 64)]["num_warps"]
-        assert [w for n, ph, w in launched if n == "_fwd_state"] == [want, want], launched
-        assert [n for n, _, _ in launched] == ["_fwd_state", "_state_carry", "_fwd_state"]
+        assert want != meta["num_warps"]
+        assert [(n, ph) for n, ph, _ in launched] == [("_fwd_state", 1), ("_state_carry", None), ("_fwd_state", 2)]
+        assert [w for _, _, w in launched] == [want, None, want], launched  # the carry: no table entry, no override
 
 
 @pytest.mark.gpu
@@ -516,6 +520,8 @@ def test_gpu_grouped_half_buffers_opt_in(monkeypatch, reverse):
     from tests.ops.helpers import compare_to_reference
     monkeypatch.setattr(tc, "HALF_BUFFERS", "1")
     monkeypatch.setattr(tc, "GROUPED_HALF", True)
+    monkeypatch.setattr(tc, "STATE_GROUP", "auto")
+    assert tc._state_group(65, 2, 64, 64, torch.device("cuda")) > 0
     assert all(b.dtype == torch.bfloat16 for b in tc.empty_work_buffers(1, 4097, 2, 64, 64, 1, torch.bfloat16, "cuda"))
     xs, h0 = make_inputs(1, 4097, 2, 64, 64, dtype=torch.bfloat16, init=True, seed=6, device="cuda")
     errs = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
@@ -540,6 +546,23 @@ def test_half_work_buffers_fake_dtypes(monkeypatch):
         == {"SUCCESS"}
     bwd_args = (*xs, *bufs, torch.randn_like(o), None, 0.25, False, False, tc.BOTH)
     assert set(torch.library.opcheck(chunk_bwd, bwd_args, test_utils=checks).values()) == {"SUCCESS"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+def test_gpu_grouped_fake_dtypes(monkeypatch):
+    """At a shape whose state walk is grouped on the GPU the custom op's fake outputs carry float32 buffers, as
+    the real ones (opcheck's fake-tensor check), with bf16 inputs."""
+    import comba_vision.ops.triton_chunk as tc
+    from comba_vision.ops.function import chunk_fwd
+    for name, value in (("HALF_BUFFERS", "1"), ("GROUPED_HALF", False), ("STATE_GROUP", "auto")):
+        monkeypatch.setattr(tc, name, value)
+    xs, _ = make_inputs(1, 2100, 1, 16, 16, dtype=torch.bfloat16, seed=3, device="cuda")
+    assert tc._state_group(33, 2, 16, 16, torch.device("cuda")) > 0  # both directions: 2 rows, 33 chunks
+    fwd_args = (*xs, 0.25, None, False, False, tc.BOTH)
+    checks = ("test_schema", "test_faketensor")
+    assert set(torch.library.opcheck(chunk_fwd, fwd_args, test_utils=checks).values()) == {"SUCCESS"}
+    assert {b.dtype for b in chunk_fwd(*fwd_args)[2:]} == {torch.float32}
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
