@@ -209,19 +209,26 @@ def ops_table(records) -> str:
     return "\n".join(lines)
 
 
-def _profile_fwd_bwd(shape, dtype, iters: int = 5):
+def _op_call(both: bool):
+    """One direction's operator (its output), or both directions' as the mixer calls it (merge "stack")."""
+    if both:
+        return lambda *xs, **kw: comba_bidirectional(*xs, merge="stack", **kw)
+    return lambda *xs, **kw: comba(*xs, **kw)[0]
+
+
+def _profile_fwd_bwd(shape, dtype, iters: int = 5, both: bool = False):
     from torch.profiler import ProfilerActivity, profile
+    op = _op_call(both)
     xs = make_op_inputs(shape, dtype, "cuda")
-    o = comba(*xs)[0]
-    do = torch.randn_like(o)
+    do = torch.randn_like(op(*xs))
     for _ in range(3):
-        comba(*xs)[0].backward(do)
+        op(*xs).backward(do)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(iters):
             for x in xs:
                 x.grad = None
-            comba(*xs)[0].backward(do)
+            op(*xs).backward(do)
         torch.cuda.synchronize()
     return prof
 
@@ -233,10 +240,69 @@ def profile_op(shape, dtype=torch.bfloat16, log=print):
     log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12))
 
 
-def kernel_times(shape, dtype=torch.bfloat16, iters: int = 5) -> dict[str, float]:
-    """Mean CUDA milliseconds per forward+backward of each of our Triton kernels."""
-    prof = _profile_fwd_bwd(shape, dtype, iters)
+def kernel_times(shape, dtype=torch.bfloat16, iters: int = 5, both: bool = False) -> dict[str, float]:
+    """Mean CUDA milliseconds per forward+backward (one direction, or both: ``both``) of each of our Triton
+    kernels."""
+    prof = _profile_fwd_bwd(shape, dtype, iters, both)
     return {e.key: e.device_time_total / 1e3 / iters for e in prof.key_averages() if e.key.startswith("_")}
+
+
+OP_GRAD_NAMES = ("dq", "dk", "dv", "dp", "dg", "dbeta")
+
+
+def op_errors(shape, dtype=torch.bfloat16, device=None, both: bool = True, seed: int = 0) -> dict[str, float]:
+    """Relative errors (norm of the difference over the reference's norm) of the operator's output and six input
+    gradients (both directions' by default) against the PyTorch path in float64, for one random output
+    gradient."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    op = _op_call(both)
+    xs = [x.detach().requires_grad_() for x in make_op_inputs(shape, dtype, device, seed=seed)]
+    o = op(*xs)
+    do = torch.randn(o.shape, generator=torch.Generator().manual_seed(seed + 1)).to(device, dtype)
+    o.backward(do)
+    xr = [x.detach().cpu().double().requires_grad_() for x in xs]
+    ref = op(*xr, backend="torch")
+    ref.backward(do.cpu().double())
+
+    def rel(a, b):
+        return ((a.detach().cpu().double() - b).norm() / b.norm().clamp_min(1e-30)).item()
+    return dict(o=rel(o, ref), **{n: rel(x.grad, r.grad) for n, x, r in zip(OP_GRAD_NAMES, xs, xr)})
+
+
+def bench_kernels(shapes, dtype=torch.bfloat16, iters: int = 5, log=print) -> list[dict]:
+    """Per shape: each Triton kernel's CUDA milliseconds in both directions' forward+backward (torch.profiler),
+    their sum, and the largest relative error of output and gradients against float64 (op_errors), under this
+    process's COMBA_* settings (recorded)."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("benchmark.py kernels times CUDA kernels: no CUDA device here")
+    settings = {k: v for k, v in os.environ.items() if k.startswith("COMBA_")}
+    records = []
+    for shape in shapes:
+        shape = tuple(shape)
+        rec = dict(shape=shape, dtype=str(dtype).replace("torch.", ""), settings=settings)
+        try:
+            rec["errors"] = op_errors(shape, dtype)
+            rec["max_rel_err"] = max(rec["errors"].values())
+            rec["kernels_ms"] = dict(sorted(kernel_times(shape, dtype, iters, both=True).items(),
+                                            key=lambda kv: -kv[1]))
+            rec["total_ms"] = sum(rec["kernels_ms"].values())
+        except Exception as e:  # one shape's failure (an illegal access poisons the process) is reported
+            rec["error"] = f"{type(e).__name__}: {e}"[:300]
+        log(json.dumps(rec))
+        records.append(rec)
+    return records
+
+
+def kernels_table(records) -> str:
+    lines = ["| (B, T, H, K, V) | settings | max rel err | kernels ms | by kernel (ms) |", "|---|---|---|---|---|"]
+    for r in records:
+        tag = " ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
+        if "error" in r:
+            lines.append(f"| {r['shape']} | {tag} | error | | {r['error'][:80]} |")
+            continue
+        by = ", ".join(f"{k} {v:.3f}" for k, v in r["kernels_ms"].items())
+        lines.append(f"| {r['shape']} | {tag} | {r['max_rel_err']:.1e} | {r['total_ms']:.3f} | {by} |")
+    return "\n".join(lines)
 
 
 SWEEP_CONFIGS = [(4, 1), (4, 2), (4, 3), (8, 1), (8, 2), (2, 1)]

@@ -2,15 +2,26 @@
 medians of known sleeps)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from comba_vision import bench
+
+
+def _benchmark_tool():
+    """tools/benchmark.py loaded as a module (its main(argv) is the command line)."""
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_tool", Path(__file__).resolve().parents[1] / "tools" / "benchmark.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
 
 
 def test_ops_records_and_table():
@@ -160,10 +171,6 @@ def test_graphed_ops_first_backward_capture():
 def test_tracker_records_and_table(tmp_path):
     """The tracker benchmark on the CPU: a Comba and a timm ViT backbone (2 blocks, never pretrained), the
     network forward and the end-to-end CombaTracker frames, float32."""
-    import importlib.util
-    import math
-    from pathlib import Path
-
     names = ["comba_micro", "vit_tiny_patch16_224"]
     recs = bench.bench_tracker(names, template_size=64, search_size=128, dtype=torch.bfloat16, device="cpu",
                                reps=3, frames=4, backbone_kwargs={"depth": 2}, log=lambda *_: None)
@@ -182,10 +189,7 @@ def test_tracker_records_and_table(tmp_path):
         assert line.startswith(f"| {name} | 64 / 128 | 1 | float32 | no |") and line.count("|") == table[0].count("|")
     json.dumps(recs)
     # the command line: JSON with the environment, the table printed, errors reported per backbone
-    path = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
-    spec = importlib.util.spec_from_file_location("benchmark_tool", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _benchmark_tool()
     out = tmp_path / "tracker.json"
     tool.main(["tracker", "--backbones", "comba_micro", "resnet10t", "--template-size", "64", "--search-size",
                "128", "--batch", "2", "--reps", "3", "--no-full", "--backbone-kwargs", '{"drop_path_rate": 0.0}',
@@ -288,3 +292,33 @@ def test_saved_activations_on_cuda_count_the_operator():
         2, T, mixer.num_heads, mixer.head_dim_k, mixer.head_dim_v, 2).values())
     assert rec["op_buffers_mb"] == pytest.approx(len(model.blocks) * per_layer / 2**20 / 2)
     assert rec["groups"]["mixer"] > rec["op_buffers_mb"]
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
+                    reason="needs CUDA or TRITON_INTERPRET=1")
+def test_op_errors_against_float64():
+    """op_errors (what `benchmark.py kernels` reports next to the kernel times): the Triton operator's output and
+    six gradients in fp16 against the float64 torch path, both directions and one, within the fp16 bound and
+    above zero (a real comparison); float32 inputs far tighter."""
+    for both in (True, False):
+        errs = bench.op_errors((1, 70, 2, 16, 16), torch.float16, both=both)
+        assert list(errs) == ["o", *bench.OP_GRAD_NAMES]
+        assert 0 < max(errs.values()) <= 5e-3, errs
+    assert max(bench.op_errors((1, 70, 2, 16, 16), torch.float32).values()) <= 1e-4
+
+
+def test_kernels_table_and_cli_without_cuda(monkeypatch, capsys):
+    """The kernels table shows settings, error and the per-kernel split (an error record as such); without CUDA
+    the subcommand stops with a message naming the reason."""
+    recs = [dict(shape=(2, 197, 3, 64, 64), settings={"COMBA_HALF_BUFFERS": "0"}, max_rel_err=3.9e-3,
+                 kernels_ms={"_bwd_grads_cc": 0.2, "_fwd_state": 0.1}, total_ms=0.3),
+            dict(shape=(2, 16385, 3, 64, 64), settings={}, error="RuntimeError: illegal memory access")]
+    table = bench.kernels_table(recs).splitlines()
+    assert table[2] == ("| (2, 197, 3, 64, 64) | COMBA_HALF_BUFFERS=0 | 3.9e-03 | 0.300 | _bwd_grads_cc 0.200, "
+                        "_fwd_state 0.100 |")
+    assert table[3].startswith("| (2, 16385, 3, 64, 64) | defaults | error |") and "illegal" in table[3]
+    if torch.cuda.is_available():
+        return
+    with pytest.raises(SystemExit):
+        _benchmark_tool().main(["kernels"])
+    assert "no CUDA device here" in capsys.readouterr().err

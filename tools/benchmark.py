@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Benchmarks.  ``python tools/benchmark.py ops`` times the Comba operator against fla and SDPA;
 ``models`` times whole backbones (Comba vs DeiT); ``tracker`` times the one-stream tracker on each backbone
-(network forward and end-to-end ``CombaTracker`` frames per second); ``sweep`` tunes kernel launch configs.
+(network forward and end-to-end ``CombaTracker`` frames per second); ``sweep`` tunes kernel launch configs;
+``kernels`` lists each Triton kernel's time in both directions' forward+backward with the largest error against
+float64, under the process's COMBA_* settings (``COMBA_HALF_BWD_BUFFERS=1 python tools/benchmark.py kernels``).
 
 With no arguments: a correctness check against the float64 reference, then the operator timings at the
 default shapes for the device present (the six issue shapes on CUDA, a small one on the CPU).
@@ -87,7 +89,25 @@ def main(argv=None):
     sw = sub.add_parser("sweep", help="time each Triton kernel under a few launch configurations (CUDA)")
     sw.add_argument("--shapes", type=_shape, nargs="*", default=[(128, 197, 3, 64), (8, 2048, 16, 128)])
     sw.add_argument("--out", default="benchmark_sweep.json")
+    kn = sub.add_parser("kernels", help="each Triton kernel's ms in both directions' forward+backward, with the "
+                                         "largest error against float64 (CUDA)")
+    kn.add_argument("--shapes", type=_shape, nargs="*",
+                    default=[(128, 197, 3, 64), (32, 1025, 3, 64), (8, 4097, 3, 64)])
+    kn.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    kn.add_argument("--iters", type=int, default=5)
+    kn.add_argument("--out", default="benchmark_kernels.json")
     args = ap.parse_args(argv)
+    if args.cmd == "kernels":
+        if not torch.cuda.is_available():
+            ap.error("kernels times CUDA kernels: no CUDA device here")
+        env = bench.environment()
+        records = bench.bench_kernels([(*s, s[3]) if len(s) == 4 else s for s in args.shapes],
+                                      getattr(torch, args.dtype), args.iters)
+        with open(args.out, "w") as f:
+            json.dump(dict(environment=env, records=records), f, indent=1)
+        print(bench.kernels_table(records))
+        print(f"wrote {args.out}")
+        return
     if args.cmd == "sweep":
         env = bench.environment()
         res = bench.sweep_kernels(args.shapes)
