@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from comba_vision.ops import comba, comba_chunk_torch, comba_recurrent_reference
+from comba_vision.ops import comba, comba_bidirectional, comba_chunk_torch, comba_recurrent_reference
 from tests.ops.helpers import compare_to_reference, make_inputs, rel_err
 
 HAS_CUDA = torch.cuda.is_available()
@@ -546,6 +546,38 @@ def test_half_work_buffers_fake_dtypes(monkeypatch):
         == {"SUCCESS"}
     bwd_args = (*xs, *bufs, torch.randn_like(o), None, 0.25, False, False, tc.BOTH)
     assert set(torch.library.opcheck(chunk_bwd, bwd_args, test_utils=checks).values()) == {"SUCCESS"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+def test_gpu_no_read_of_unwritten_memory(monkeypatch):
+    """Every float tensor the operator allocates (torch.empty / empty_like) filled with NaN first: output and
+    gradients stay finite, both directions and the reverse scan alone, in one process over the shapes of the
+    session-16 fault (one walk, then grouped walks: a kernel reading memory no kernel wrote, or built into garbage,
+    shows as NaN or an illegal memory access here)."""
+    from comba_vision import bench
+    empty, empty_like = torch.empty, torch.empty_like
+
+    def nan_empty(*a, **k):
+        t = empty(*a, **k)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    def nan_empty_like(*a, **k):
+        t = empty_like(*a, **k)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+    for shape in [(4, 197, 3, 64, 64), (2, 1025, 3, 64, 64), (1, 4097, 2, 64, 64), (1, 4097, 3, 32, 64)]:
+        xs = [x.detach().requires_grad_() for x in bench.make_op_inputs(shape, torch.bfloat16, "cuda")]
+        for run in (lambda xs: comba_bidirectional(*xs, merge="stack"),
+                    lambda xs: comba(*xs, reverse=True, backend="triton")[0]):
+            for x in xs:
+                x.grad = None
+            monkeypatch.setattr(torch, "empty", nan_empty)
+            monkeypatch.setattr(torch, "empty_like", nan_empty_like)
+            o = run(xs)
+            o.backward(torch.ones_like(o))
+            torch.cuda.synchronize()
+            monkeypatch.undo()
+            assert o.isfinite().all() and all(x.grad.isfinite().all() for x in xs), shape
 
 
 @pytest.mark.gpu
