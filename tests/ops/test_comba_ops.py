@@ -548,14 +548,22 @@ def test_half_work_buffers_fake_dtypes(monkeypatch):
     assert set(torch.library.opcheck(chunk_bwd, bwd_args, test_utils=checks).values()) == {"SUCCESS"}
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
-def test_gpu_no_read_of_unwritten_memory(monkeypatch):
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+def test_no_read_of_unwritten_memory(monkeypatch):
     """Every float tensor the operator allocates (torch.empty / empty_like) filled with NaN first: output and
-    gradients stay finite, both directions and the reverse scan alone, in one process over the shapes of the
-    session-16 fault (one walk, then grouped walks: a kernel reading memory no kernel wrote, or built into garbage,
-    shows as NaN or an illegal memory access here)."""
+    gradients stay finite, both directions and the reverse scan alone, with a short last chunk, in one walk and
+    grouped. On the GPU (bf16) in one process over the shapes of the session-16 fault (a kernel reading memory no
+    kernel wrote, or built into garbage, shows as NaN or an illegal memory access); under the interpreter (fp16)
+    at small shapes, the grouped walk forced."""
+    import comba_vision.ops.triton_chunk as tc
     from comba_vision import bench
+    if HAS_CUDA:
+        dtype, device = torch.bfloat16, "cuda"
+        cases = [((4, 197, 3, 64, 64), "auto"), ((2, 1025, 3, 64, 64), "auto"), ((1, 4097, 2, 64, 64), "auto"),
+                 ((1, 4097, 3, 32, 64), "auto")]
+    else:
+        dtype, device = torch.float16, "cpu"
+        cases = [((1, 70, 1, 32, 16), "auto"), ((1, 150, 1, 16, 16), 2)]
     empty, empty_like = torch.empty, torch.empty_like
 
     def nan_empty(*a, **k):
@@ -565,17 +573,19 @@ def test_gpu_no_read_of_unwritten_memory(monkeypatch):
     def nan_empty_like(*a, **k):
         t = empty_like(*a, **k)
         return t.fill_(float("nan")) if t.is_floating_point() else t
-    for shape in [(4, 197, 3, 64, 64), (2, 1025, 3, 64, 64), (1, 4097, 2, 64, 64), (1, 4097, 3, 32, 64)]:
-        xs = [x.detach().requires_grad_() for x in bench.make_op_inputs(shape, torch.bfloat16, "cuda")]
+    for shape, group in cases:
+        xs = [x.detach().requires_grad_() for x in bench.make_op_inputs(shape, dtype, device)]
         for run in (lambda xs: comba_bidirectional(*xs, merge="stack"),
                     lambda xs: comba(*xs, reverse=True, backend="triton")[0]):
             for x in xs:
                 x.grad = None
+            monkeypatch.setattr(tc, "STATE_GROUP", group)
             monkeypatch.setattr(torch, "empty", nan_empty)
             monkeypatch.setattr(torch, "empty_like", nan_empty_like)
             o = run(xs)
             o.backward(torch.ones_like(o))
-            torch.cuda.synchronize()
+            if HAS_CUDA:
+                torch.cuda.synchronize()
             monkeypatch.undo()
             assert o.isfinite().all() and all(x.grad.isfinite().all() for x in xs), shape
 
