@@ -415,8 +415,11 @@ def test_gpu_bf16_half_work_buffers(monkeypatch, T, K, V, reverse, G):
     _check_half_buffers(_half_buffer_errors(monkeypatch, xs, h0, "splr", reverse), (2, T, 2, K, V), torch.bfloat16)
 
 
-def _check_half_bwd_buffers(out, dtype):
-    (e32, _), (e16, _) = out
+def _check_half_bwd_buffers(monkeypatch, xs, h0, reverse, dtype):
+    """The backward's buffers in float32 and then half (the work buffers half in both runs): errors against
+    float64."""
+    (e32, _), (e16, _) = _buffer_mode_errors(monkeypatch, xs, h0, "splr", reverse, [
+        dict(HALF_BUFFERS="1", HALF_BWD_BUFFERS=False), dict(HALF_BUFFERS="1", HALF_BWD_BUFFERS=True)])
     assert e16 != e32  # the switch took effect: the rounded buffers change the numbers
     assert max(e16.values()) <= BOUND[dtype], e16
     assert max(e16.values()) <= 3 * max(e32.values()), (e16, e32)
@@ -429,9 +432,7 @@ def test_half_bwd_buffers(monkeypatch, T, K, V, reverse):
     kernels) dAf, dAo in fp16 keep output and gradients within the fp16 bound of the float64 reference and within
     three times the error with them in float32 (the work buffers half in both runs)."""
     xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.float16, init=True, seed=T + K + 1)
-    out = _buffer_mode_errors(monkeypatch, xs, h0, "splr", reverse, [
-        dict(HALF_BUFFERS="1", HALF_BWD_BUFFERS=False), dict(HALF_BUFFERS="1", HALF_BWD_BUFFERS=True)])
-    _check_half_bwd_buffers(out, torch.float16)
+    _check_half_bwd_buffers(monkeypatch, xs, h0, reverse, torch.float16)
 
 
 @pytest.mark.gpu
@@ -440,9 +441,7 @@ def test_half_bwd_buffers(monkeypatch, T, K, V, reverse):
 def test_gpu_bf16_half_bwd_buffers(monkeypatch, T, K, V, reverse):
     """COMBA_HALF_BWD_BUFFERS=1 with bf16 inputs on the GPU: as test_half_bwd_buffers, at the bf16 bound."""
     xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.bfloat16, init=True, seed=T + K + 1, device="cuda")
-    out = _buffer_mode_errors(monkeypatch, xs, h0, "splr", reverse, [
-        dict(HALF_BUFFERS="1", HALF_BWD_BUFFERS=False), dict(HALF_BUFFERS="1", HALF_BWD_BUFFERS=True)])
-    _check_half_bwd_buffers(out, torch.bfloat16)
+    _check_half_bwd_buffers(monkeypatch, xs, h0, reverse, torch.bfloat16)
 
 
 def test_half_buffer_modes(monkeypatch):
@@ -564,15 +563,12 @@ def test_no_read_of_unwritten_memory(monkeypatch):
     else:
         dtype, device = torch.float16, "cpu"
         cases = [((1, 70, 1, 32, 16), "auto"), ((1, 150, 1, 16, 16), 2)]
-    empty, empty_like = torch.empty, torch.empty_like
-
-    def nan_empty(*a, **k):
-        t = empty(*a, **k)
-        return t.fill_(float("nan")) if t.is_floating_point() else t
-
-    def nan_empty_like(*a, **k):
-        t = empty_like(*a, **k)
-        return t.fill_(float("nan")) if t.is_floating_point() else t
+    def nan_filled(alloc):
+        def f(*a, **k):
+            t = alloc(*a, **k)
+            return t.fill_(float("nan")) if t.is_floating_point() else t
+        return f
+    nan_empty, nan_empty_like = nan_filled(torch.empty), nan_filled(torch.empty_like)
     for shape, group in cases:
         xs = [x.detach().requires_grad_() for x in bench.make_op_inputs(shape, dtype, device)]
         for run in (lambda xs: comba_bidirectional(*xs, merge="stack"),
