@@ -129,23 +129,27 @@ BF16_DOTS = os.environ.get("COMBA_BF16_DOTS", "1") == "1"
 # A session-15 mode "w" (W alone in bf16) gave NaN at (32, 1025, 3, 64) on the H200 and was dropped. The
 # shared-memory fallbacks remembered in _FITTED are keyed without the buffers' dtype (time only).
 HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "1")
-# COMBA_HALF_BWD_BUFFERS (session 16; "0" until checked and timed on a GPU): "1" keeps four of the backward's own
+# COMBA_HALF_BWD_BUFFERS (default "1" since session 17; "0": float32): "1" keeps four of the backward's own
 # buffers in the inputs' half dtype where the forward's work buffers are half (HALF_BUFFERS, not grouped): dh (the
 # state gradient at each chunk end), PH (P h0) and the split gradient kernels' dAf, dAo (the C x C gradients passed
 # from _bwd_grads_cc to _bwd_grads_k), as fla keeps its dh. dU, which three kernels accumulate into, stays float32.
 # Every reader converts them to float32 on load; with fp16 inputs they are bounded by fp16's range, as M and h.
-# At (128, 197, 3, 64), both directions: 4 of the 5 x 50 MB float32 passes of the backward halved.
-HALF_BWD_BUFFERS = os.environ.get("COMBA_HALF_BWD_BUFFERS", "0") == "1"
-# COMBA_GROUPED_HALF (session 16; "0" until checked on a GPU): "1" keeps the half work buffers where the state walk
-# is grouped too, and runs the grouped walks' two phases with 8 warps (with 4, Triton 3.6 built the forward's into
-# NaN or an illegal memory access on the H200; with 8 the session's reproducer passed once).
-GROUPED_HALF = os.environ.get("COMBA_GROUPED_HALF", "0") == "1"
-# COMBA_BF16_GRADS (session 16; "0" until checked and timed on a GPU): "1" gives the split gradient kernels
+# At (128, 197, 3, 64), both directions: 4 of the 5 x 50 MB float32 passes of the backward halved. H200, session
+# 17, bf16, both directions' fwd+bwd kernel ms (off -> on): 0.797 -> 0.731 at (128, 197, 3, 64), 1.064 -> 1.009 at
+# (32, 1025, 3, 64); with BF16_GRADS 0.644 and 0.928; largest relative error against float64 4.6e-3 (5.2e-3 with
+# BF16_GRADS; bound 2e-2); its GPU tests passed.
+HALF_BWD_BUFFERS = os.environ.get("COMBA_HALF_BWD_BUFFERS", "1") == "1"
+# Half buffers in the grouped walk too (session 16's COMBA_GROUPED_HALF, its phases on 8 warps) were removed in
+# session 17: correct on the H200 with 1 pipeline stage but slower (both directions' fwd+bwd at (8, 4097, 3, 64) 1.442
+# against 1.255 ms), and with the head-64 walks' 2 stages the forward's output was off by 40%.
+# COMBA_BF16_GRADS (default "1" since session 17; "0": TF32 products): "1" gives the split gradient kernels
 # (_bwd_grads_cc, _bwd_grads_k: head size 64) bf16 products where BF16_DOTS applies. Compiled here for sm_90 at
 # (128, 197, 3, 64), both directions: _bwd_grads_cc 404 -> 384 spilled registers, 40 -> 24 KiB shared memory;
 # _bwd_grads_k 112 -> 32 KiB shared memory (with HALF_BWD_BUFFERS also no spills). The one-kernel _bwd_grads of
 # smaller heads keeps TF32 (session 13: on bf16 operands Triton 3.6 built it into an illegal memory access).
-BF16_GRADS = os.environ.get("COMBA_BF16_GRADS", "0") == "1"
+# H200, session 17, bf16, both directions' fwd+bwd kernel ms: 0.797 -> 0.707 at (128, 197, 3, 64), 0.995 at
+# (32, 1025, 3, 64), 1.166 at (8, 4097, 3, 64) (1.255 before); largest relative error 5.2e-3; GPU tests passed.
+BF16_GRADS = os.environ.get("COMBA_BF16_GRADS", "1") == "1"
 
 
 def buffer_dtypes(dtype: torch.dtype, grouped: bool = False) -> tuple[torch.dtype, torch.dtype, torch.dtype,
@@ -1287,6 +1291,11 @@ KERNEL_CONFIGS: dict[tuple[str, int], dict] = {
 # (docs/bench/2026-11-29-h200/sweep128.json)
 KERNEL_CONFIGS.update({("_bwd_dv_local", 128): _kc(4, 2), ("_bwd_grads_cc", 128): _kc(4, 1),
                        ("_bwd_state_halves", 128): _kc(2, 1)})  # 0.70 ms (4 warps 0.91, 8 warps 1.58)
+# H200, bf16, session 17 (half work and backward buffers, bf16 gradient products): the head-64 state walks with 2
+# pipeline stages; both directions' fwd+bwd kernel ms (1 -> 2 stages; 3 stages 0.617 / 0.815 / 1.219): 0.644 ->
+# 0.603 at (128, 197, 3, 64), 0.928 -> 0.814 at (32, 1025, 3, 64), 1.165 -> 1.093 at (8, 4097, 3, 64)
+# (docs/bench/2026-11-30-h200-s17/call5_*)
+KERNEL_CONFIGS.update({("_fwd_state", 64): _kc(4, 2), ("_bwd_state", 64): _kc(4, 2)})
 # H200, bf16, 2026-11-29 sweep at (256, 197, 3, 32, 64), Comba-T's mixer with both directions' programs
 # (docs/bench/2026-11-29-h200-s5/call2_sweep32.json); the default 4 warps had the prepare at 0.213 ms, 2 warps 0.126
 KERNEL_CONFIGS.update({
@@ -1340,14 +1349,14 @@ def configured(name: str, meta: dict, fixed_bv: bool = False) -> dict:
 
 
 def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool = False,
-            identity_blocks: bool = False, override: dict | None = None) -> int:
+            identity_blocks: bool = False) -> int:
     """Launches kernel; when a configuration needs more shared memory than the device has, retries with
     no software pipelining and then smaller V blocks (and remembers what fitted). A kernel that must see
     all of V in one block (fixed_bv) is only retried without pipelining. per_v_block: grid[0] is the number
     of V blocks (plus, identity_blocks, the K / BV blocks of a group summary's transition matrix). Returns
-    the V block used. override: launch options that replace the table's (KERNEL_CONFIGS)."""
+    the V block used."""
     name = kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel)
-    meta = dict(configured(name, meta, fixed_bv), **(override or {}))
+    meta = configured(name, meta, fixed_bv)
     key = (name, meta["K"], meta["V"], meta["PREC"], meta.get("BT"), meta["BV"], meta.get("num_warps"),
            meta.get("OUTPUT"))
     bv, stages = _FITTED.get(key, (meta["BV"], meta.get("num_stages")))
@@ -1397,12 +1406,12 @@ def _state_group(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int
     return min(16, triton.next_power_of_2(round(NT ** 0.5 / 2)))
 
 
-def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool, half: bool = False) -> int:
+def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool) -> int:
     """A state kernel (_fwd_state, _bwd_state or _bwd_state_halves; args up to S, HS exclusive) over every
     chunk, or in groups (_state_group): the groups' summaries (PHASE 1), the carry across groups
     (_state_carry, which also takes h0 and writes ht: the initial state and final state, or dht and dh0
-    backwards), and each group walked from its starting state (PHASE 2). half: the work buffers are half (the
-    grouped phases then run on 8 warps, GROUPED_HALF). Returns the V block of the walk that stores."""
+    backwards), and each group walked from its starting state (PHASE 2); on a GPU the work buffers are float32
+    there (work_buffer_dtypes). Returns the V block of the walk that stores."""
     K, V, BK, BV = meta["K"], meta["V"], meta["BK"], meta["BV"]
     G = _state_group(NT, BH, V, BK, args[0].device)
     if not G:
@@ -1413,18 +1422,15 @@ def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool, 
     S = torch.empty(BH, NG, K, V + K, **f32)
     HS = torch.empty(BH, NG, K, V, **f32)
     bv = _state_block_v(BH * NG, V, BV, args[0].device)
-    # half work buffers here only with GROUPED_HALF (empty_work_buffers), and then on 8 warps
-    over = dict(num_warps=8) if half and not _interpreting() else None
     _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=1), per_v_block=True,
-            identity_blocks=True, override=over)
+            identity_blocks=True)
     # the carry applies the groups' transitions to the whole state (its e^(c_last) part included, which the walks
     # scale exactly): three-pass TF32 whatever the inputs, so that half-precision inputs' TF32 does not round
     # the state once per group (a tiny kernel)
     _launch(_state_carry, (None, BH), (S, HS, h0, ht, NG),
             dict(K=K, V=V, BK=BK, BV=bv, PREC="tf32x3", USE_H0=h0 is not None, STORE_HT=ht is not None,
                  BACKWARD=backward), per_v_block=True)
-    return _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=2), per_v_block=True,
-                   override=over)
+    return _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=2), per_v_block=True)
 
 
 def _launch_chunks(kernel, NT: int, tail: int, BH: int, args, meta, tail_kernel=None, tail_meta=None) -> None:
@@ -1473,9 +1479,9 @@ def work_buffer_shapes(B: int, T: int, H: int, K: int, V: int, directions: int =
 def work_buffer_dtypes(B: int, T: int, H: int, K: int, V: int, directions: int, dtype: torch.dtype,
                        device) -> tuple[torch.dtype, torch.dtype, torch.dtype, torch.dtype]:
     """The dtypes of M, W, U, h for one call on this device: buffer_dtypes, float32 where this shape's state
-    walk is grouped on a GPU (unless GROUPED_HALF; the interpreter's grouped walk keeps half buffers)."""
+    walk is grouped on a GPU (the interpreter's grouped walk keeps half buffers)."""
     device = torch.device(device)
-    grouped = not GROUPED_HALF and device.type == "cuda" and _state_group(
+    grouped = device.type == "cuda" and _state_group(
         triton.cdiv(T, BT), directions * B * H, V, _config(K, V, dtype)[0], device) > 0
     return buffer_dtypes(dtype, grouped)
 
@@ -1519,7 +1525,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     fused = need_output and FUSED_OUTPUT and meta["BK"] < STATE_HALVES_MIN_BK
     _launch_state(_fwd_state, BH, NT, (k, g, W, U, h, initial_state, ht, q, o, scale),
                   dict(low, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail, OUTPUT=fused),
-                  initial_state, ht, backward=False, half=h.dtype != torch.float32)
+                  initial_state, ht, backward=False)
     if need_output and not fused:
         _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, U, h, o, scale), meta)
     return o, ht, (M, W, U, h)
@@ -1583,7 +1589,7 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
     bv_state = _launch_state(state_kernel, BH, NT, (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
                              dict(low, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
-                             dht, dh0, backward=True, half=h.dtype != torch.float32)
+                             dht, dh0, backward=True)
     n_vs = triton.cdiv(V, bv_state)
     dq, dk, dp, dv = (x.new_empty(nd, *x.shape) for x in (q, k, p, v))
     dg = torch.empty(nd, *g.shape, **f32)
