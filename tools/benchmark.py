@@ -3,7 +3,7 @@
 ``models`` times whole backbones (Comba vs DeiT); ``tracker`` times the one-stream tracker on each backbone
 (network forward and end-to-end ``CombaTracker`` frames per second); ``sweep`` tunes kernel launch configs;
 ``kernels`` lists each Triton kernel's time in both directions' forward+backward with the largest error against
-float64, under the process's COMBA_* settings (``COMBA_HALF_BWD_BUFFERS=1 python tools/benchmark.py kernels``).
+float64, under the process's COMBA_* settings (``COMBA_BF16_GRADS=0 python tools/benchmark.py kernels``).
 
 With no arguments: a correctness check against the float64 reference, then the operator timings at the
 default shapes for the device present (the six issue shapes on CUDA, a small one on the CPU).
