@@ -77,9 +77,14 @@ def _finish(rec: dict, records: list, device: torch.device, log) -> None:
         torch.cuda.empty_cache()
 
 
+def full_op_shape(shape) -> tuple[int, int, int, int, int]:
+    """(B, T, H, K, V) from (B, T, H, K) (V = K) or (B, T, H, K, V)."""
+    return (*shape, shape[3]) if len(shape) == 4 else tuple(shape)
+
+
 def make_op_inputs(shape, dtype, device, seed=0):
     """Operator inputs for shape (B, T, H, K) or (B, T, H, K, V) (V = K when not given)."""
-    B, T, H, K, V = (*shape, shape[3]) if len(shape) == 4 else shape
+    B, T, H, K, V = full_op_shape(shape)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     q = torch.randn(B, T, H, K, generator=gen)
     k = F.normalize(torch.randn(B, T, H, K, generator=gen), dim=-1)
@@ -270,15 +275,15 @@ def op_errors(shape, dtype=torch.bfloat16, device=None, both: bool = True, seed:
 
 
 def bench_kernels(shapes, dtype=torch.bfloat16, iters: int = 5, log=print) -> list[dict]:
-    """Per shape: each Triton kernel's CUDA milliseconds in both directions' forward+backward (torch.profiler),
-    their sum, and the largest relative error of output and gradients against float64 (op_errors), under this
-    process's COMBA_* settings (recorded)."""
+    """Per shape ((B, T, H, K) or (B, T, H, K, V), recorded as the latter): each Triton kernel's CUDA milliseconds
+    in both directions' forward+backward (torch.profiler), their sum, and the largest relative error of output and
+    gradients against float64 (op_errors), under this process's COMBA_* settings (recorded)."""
     if not torch.cuda.is_available():
         raise RuntimeError("benchmark.py kernels times CUDA kernels: no CUDA device here")
     settings = {k: v for k, v in os.environ.items() if k.startswith("COMBA_")}
     records = []
     for shape in shapes:
-        shape = tuple(shape)
+        shape = full_op_shape(shape)
         rec = dict(shape=shape, dtype=str(dtype).replace("torch.", ""), settings=settings)
         try:
             rec["errors"] = op_errors(shape, dtype)

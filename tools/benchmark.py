@@ -29,6 +29,12 @@ def _shape(s: str):
     return parts
 
 
+def _write_json(path: str, env: dict, **payload) -> None:
+    """One run's record: the environment and what was measured."""
+    with open(path, "w") as f:
+        json.dump(dict(environment=env, **payload), f, indent=1)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd")
@@ -100,20 +106,17 @@ def main(argv=None):
     if args.cmd == "kernels":
         env = bench.environment()
         try:  # refused where there is no CUDA device (each shape's own failure is a record)
-            records = bench.bench_kernels([(*s, s[3]) if len(s) == 4 else s for s in args.shapes],
-                                          getattr(torch, args.dtype), args.iters)
+            records = bench.bench_kernels(args.shapes, getattr(torch, args.dtype), args.iters)
         except RuntimeError as e:
             ap.error(str(e))
-        with open(args.out, "w") as f:
-            json.dump(dict(environment=env, records=records), f, indent=1)
+        _write_json(args.out, env, records=records)
         print(bench.kernels_table(records))
         print(f"wrote {args.out}")
         return
     if args.cmd == "sweep":
         env = bench.environment()
         res = bench.sweep_kernels(args.shapes)
-        with open(args.out, "w") as f:
-            json.dump(dict(environment=env, **res), f, indent=1)
+        _write_json(args.out, env, **res)
         print(f"wrote {args.out}")
         return
     if args.cmd == "saved":
@@ -121,8 +124,7 @@ def main(argv=None):
         names = args.models or [n for pair in bench.MODEL_PAIRS for n in pair]
         records = [bench.saved_activations(n, s, args.batch, comba_kwargs=args.comba_kwargs)
                    for s in args.img_size for n in names]
-        with open(args.out, "w") as f:
-            json.dump(dict(environment=env, records=records), f, indent=1)
+        _write_json(args.out, env, records=records)
         print(bench.saved_table(records))
         print(f"wrote {args.out}")
         return
@@ -132,8 +134,7 @@ def main(argv=None):
         records = bench.bench_tracker(args.backbones, args.template_size, args.search_size, args.batch,
                                       getattr(torch, args.dtype), reps=args.reps, full=args.full,
                                       backbone_kwargs=args.backbone_kwargs, cuda_graph=args.cuda_graph)
-        with open(args.out, "w") as f:
-            json.dump(dict(environment=env, records=records), f, indent=1)
+        _write_json(args.out, env, records=records)
         print(bench.tracker_table(records))
         print(f"wrote {args.out}")
         return
@@ -149,8 +150,7 @@ def main(argv=None):
                                               compile=args.compile, profile=args.profile,
                                               cuda_graph=args.cuda_graph, profile_top=args.profile_top,
                                               fused_adamw=not args.foreach_adamw)
-                with open(args.out, "w") as f:  # after every size, so a cut-short run keeps what it measured
-                    json.dump(dict(environment=env, records=records), f, indent=1)
+                _write_json(args.out, env, records=records)  # after every size: a cut-short run keeps it
         print(bench.models_table(records))
         plot = args.plot or os.path.splitext(args.out)[0] + ".png"
         bench.plot_models(records, plot)
@@ -171,8 +171,7 @@ def main(argv=None):
         bench.check_op()
     records = bench.bench_ops(args.shapes, args.providers, getattr(torch, args.dtype), reps=args.reps,
                               cuda_graph=args.cuda_graph)
-    with open(args.out, "w") as f:
-        json.dump(dict(environment=env, records=records), f, indent=1)
+    _write_json(args.out, env, records=records)
     print(bench.ops_table(records))
     print(f"wrote {args.out}")
 

@@ -126,6 +126,9 @@ BF16_DOTS = os.environ.get("COMBA_BF16_DOTS", "1") == "1"
 # 3.6 builds the 4-warp grouped _fwd_state on half buffers into a kernel that gives NaN or an illegal memory access
 # on the H200 (session 16: compute-sanitizer's memcheck and initcheck found no bad access or unwritten read at
 # (1, 4097, 2, 64), yet the output was NaN; one walk or 8 warps did not fail), so those keep float32 buffers.
+# Half buffers there on 8 warps (session 16's COMBA_GROUPED_HALF) were removed in session 17: correct on the H200
+# with 1 pipeline stage but slower (both directions' fwd+bwd at (8, 4097, 3, 64) 1.442 against 1.255 ms), and with
+# the head-64 walks' 2 stages the forward's output was off by 40%.
 # A session-15 mode "w" (W alone in bf16) gave NaN at (32, 1025, 3, 64) on the H200 and was dropped. The
 # shared-memory fallbacks remembered in _FITTED are keyed without the buffers' dtype (time only).
 HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "1")
@@ -139,9 +142,6 @@ HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "1")
 # (32, 1025, 3, 64); with BF16_GRADS 0.644 and 0.928; largest relative error against float64 4.6e-3 (5.2e-3 with
 # BF16_GRADS; bound 2e-2); its GPU tests passed.
 HALF_BWD_BUFFERS = os.environ.get("COMBA_HALF_BWD_BUFFERS", "1") == "1"
-# Half buffers in the grouped walk too (session 16's COMBA_GROUPED_HALF, its phases on 8 warps) were removed in
-# session 17: correct on the H200 with 1 pipeline stage but slower (both directions' fwd+bwd at (8, 4097, 3, 64) 1.442
-# against 1.255 ms), and with the head-64 walks' 2 stages the forward's output was off by 40%.
 # COMBA_BF16_GRADS (default "1" since session 17; "0": TF32 products): "1" gives the split gradient kernels
 # (_bwd_grads_cc, _bwd_grads_k: head size 64) bf16 products where BF16_DOTS applies. Compiled here for sm_90 at
 # (128, 197, 3, 64), both directions: _bwd_grads_cc 404 -> 384 spilled registers, 40 -> 24 KiB shared memory;
