@@ -313,10 +313,10 @@ def kernels_table(records) -> str:
 SWEEP_CONFIGS = [(4, 1), (4, 2), (4, 3), (8, 1), (8, 2), (2, 1)]
 
 
-def sweep_kernels(shapes, configs=SWEEP_CONFIGS, dtype=torch.bfloat16, log=print) -> dict:
-    """Times every kernel of a forward+backward under each (num_warps, num_stages), all kernels at once
-    (they run one after another, so each kernel's time is its own); returns the times and the best
-    configuration per (kernel, padded head size)."""
+def sweep_kernels(shapes, configs=SWEEP_CONFIGS, dtype=torch.bfloat16, log=print, both: bool = False) -> dict:
+    """Times every kernel of a forward+backward (both directions' with both) under each (num_warps, num_stages),
+    all kernels at once (they run one after another, so each kernel's time is its own); returns the times and the
+    best configuration per (kernel, padded head size)."""
     from .ops import triton_chunk
     results, best = [], {}
     for shape in shapes:
@@ -328,7 +328,7 @@ def sweep_kernels(shapes, configs=SWEEP_CONFIGS, dtype=torch.bfloat16, log=print
                 f"{n}:{b}:{warps}:{stages}" for n in names for b in sorted({bk, min(bk, 64)}))
             triton_chunk._FITTED.clear()
             try:
-                times = kernel_times(shape, dtype)
+                times = kernel_times(shape, dtype, both=both)
             except Exception as e:  # a configuration that does not compile or fit is skipped
                 log(f"{shape} warps={warps} stages={stages}: {type(e).__name__}: {str(e)[:120]}")
                 continue

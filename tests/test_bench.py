@@ -322,3 +322,31 @@ def test_kernels_table_and_cli_without_cuda(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         _benchmark_tool().main(["kernels"])
     assert "no CUDA device here" in capsys.readouterr().err
+
+
+def test_sweep_cli_configs_and_directions(monkeypatch, tmp_path, capsys):
+    """`benchmark.py sweep --configs W:S ... --both`: each configuration is applied to every kernel (through
+    COMBA_KERNEL_CONFIG, removed afterwards), both directions are timed when asked, the least total time per
+    (kernel, padded head size) is chosen; a malformed configuration is refused by name."""
+    seen = []
+
+    def fake_times(shape, dtype, iters=5, both=False):
+        cfg = os.environ["COMBA_KERNEL_CONFIG"]
+        seen.append((tuple(shape), both, cfg))
+        warps = int(cfg.split(",")[0].split(":")[2])
+        return {"_fwd_state": 0.1 * warps, "_bwd_grads": 1.0 / warps}
+
+    monkeypatch.setattr(bench, "kernel_times", fake_times)
+    monkeypatch.delenv("COMBA_KERNEL_CONFIG", raising=False)
+    out = tmp_path / "sweep.json"
+    _benchmark_tool().main(["sweep", "--shapes", "2,196,3,32,64", "--configs", "2:1", "8:2", "--both",
+                            "--out", str(out)])
+    assert [(s, b) for s, b, _ in seen] == [((2, 196, 3, 32, 64), True)] * 2
+    assert "_bwd_grads:32:2:1" in seen[0][2] and "_fwd_state:32:8:2" in seen[1][2]
+    assert "COMBA_KERNEL_CONFIG" not in os.environ
+    best = json.loads(out.read_text())["best"]
+    assert (best["_fwd_state:32"]["warps"], best["_bwd_grads:32"]["warps"]) == (2, 8)
+    assert best["_bwd_grads:32"]["total_ms"] == pytest.approx(0.125)
+    with pytest.raises(SystemExit):
+        _benchmark_tool().main(["sweep", "--configs", "4-1"])
+    assert "warps:stages" in capsys.readouterr().err

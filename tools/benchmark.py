@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmarks.  ``python tools/benchmark.py ops`` times the Comba operator against fla and SDPA;
 ``models`` times whole backbones (Comba vs DeiT); ``tracker`` times the one-stream tracker on each backbone
-(network forward and end-to-end ``CombaTracker`` frames per second); ``sweep`` tunes kernel launch configs;
+(network forward and end-to-end ``CombaTracker`` frames per second); ``sweep`` tunes kernel launch configs
+(``--configs 4:1 8:2``; ``--both``: both scan directions, as the models run);
 ``kernels`` lists each Triton kernel's time in both directions' forward+backward with the largest error against
 float64, under the process's COMBA_* settings (``COMBA_BF16_GRADS=0 python tools/benchmark.py kernels``).
 
@@ -27,6 +28,14 @@ def _shape(s: str):
     if len(parts) not in (4, 5):
         raise argparse.ArgumentTypeError(f"shape must be B,T,H,K or B,T,H,K,V, got {s!r}")
     return parts
+
+
+def _config(s: str) -> tuple[int, int]:
+    try:
+        warps, stages = (int(x) for x in s.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a launch configuration is warps:stages, e.g. 4:2, got {s!r}") from None
+    return warps, stages
 
 
 def _write_json(path: str, env: dict, **payload) -> None:
@@ -94,6 +103,9 @@ def main(argv=None):
     sv.add_argument("--out", default="benchmark_saved.json")
     sw = sub.add_parser("sweep", help="time each Triton kernel under a few launch configurations (CUDA)")
     sw.add_argument("--shapes", type=_shape, nargs="*", default=[(128, 197, 3, 64), (8, 2048, 16, 128)])
+    sw.add_argument("--configs", type=_config, nargs="*", default=None,
+                    help="warps:stages pairs to time, e.g. 4:1 8:2 (default: bench.SWEEP_CONFIGS)")
+    sw.add_argument("--both", action="store_true", help="both scan directions in one launch, as the models run")
     sw.add_argument("--out", default="benchmark_sweep.json")
     kn = sub.add_parser("kernels", help="each Triton kernel's ms in both directions' forward+backward, with the "
                                          "largest error against float64 (CUDA)")
@@ -115,7 +127,7 @@ def main(argv=None):
         return
     if args.cmd == "sweep":
         env = bench.environment()
-        res = bench.sweep_kernels(args.shapes)
+        res = bench.sweep_kernels(args.shapes, args.configs or bench.SWEEP_CONFIGS, both=args.both)
         _write_json(args.out, env, **res)
         print(f"wrote {args.out}")
         return
