@@ -1302,6 +1302,10 @@ KERNEL_CONFIGS.update({
     ("_fwd_prepare_blocked", 32): _kc(2, 1), ("_fwd_state", 32): _kc(4, 2), ("_fwd_output", 32): _kc(2, 1),
     ("_bwd_dv_local", 32): _kc(2, 1), ("_bwd_state", 32): _kc(4, 2), ("_bwd_grads", 32): _kc(4, 1),
 })
+# H200, bf16, session 18 sweep under that session's defaults, both directions at (128, 196, 3, 32, 64) and (8, 4096, 3,
+# 32, 64) (docs/bench/2026-11-30-h200-s18/call2_*): these entries stayed the best but for _bwd_dv_local, 0.0507 ->
+# 0.0445 and 0.0611 -> 0.0564 ms on 4 warps; Triton 3.6 builds that one wrong at V = 16 (the gradients of
+# test_gpu_matches_reference[T197-H1-K32-V16-noh0-fwd-iplr-bfloat16] 45-106% off, call 5), so it keeps 2 warps
 
 
 def _env_kernel_configs() -> dict[tuple[str, int], dict]:

@@ -669,7 +669,8 @@ def test_gpu_bf16_output_launch_at_1025_tokens(monkeypatch, fused):
     """bf16, head size 64, both directions at (32, 1025, 3, 64) (17 chunks, a 1-row last chunk, one walk): output
     and gradients within the bf16 bound of float64 (bench.op_errors, what `benchmark.py kernels` reports) with the
     output from the state walk and from _fwd_output. Session 17's kernel benchmark hit an illegal memory access at
-    this shape with COMBA_FUSED_OUTPUT=0 (not yet explained: this test is its regression check)."""
+    this shape with COMBA_FUSED_OUTPUT=0 while the head-64 state walks ran on 1 pipeline stage; on 2 stages (session
+    18) it passed both ways: this test is its regression check."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import op_errors
     monkeypatch.setattr(tc, "FUSED_OUTPUT", fused)
