@@ -40,7 +40,14 @@ import torch
 import triton
 import triton.language as tl
 
-BT = 64
+# COMBA_CHUNK_SIZE (default 64; 32 is a session-18 trial, correct under the interpreter, not yet timed on a GPU): the
+# positions of a chunk. 32 quarters the chunk-parallel kernels' C x C tiles and halves their [C, K] and [C, V] ones
+# (fewer registers a program, which limit those kernels: docs/KERNELS.md, session 12), for twice the state walks'
+# steps. At 32 the prepare inverts by row substitution (the blocked inverse is written for 64) and the one-launch
+# fused forward (COMBA_FUSED_FWD) is not offered.
+BT = int(os.environ.get("COMBA_CHUNK_SIZE", "64"))
+if BT not in (32, 64):
+    raise ValueError(f"COMBA_CHUNK_SIZE must be 32 or 64, got {BT}")
 # Two choices kept switchable for comparison (both on by default; checked on the H100 in bf16 and fp32):
 # COMBA_SPLIT_BWD (default 1): from padded head size 64, split the gradient kernel in two (C x C part,
 # then K-blocked dq/dk/dp) so that its K-wide tiles and accumulators do not spill registers;
@@ -1520,7 +1527,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
     prep_args = (k, p, v, g, beta, M, W, U)
     low = _dot_meta(meta, q.dtype)
-    if BLOCKED_INVERSE:  # a short last chunk's inverse by row substitution on its small tile
+    if BLOCKED_INVERSE and BT == 64:  # a short last chunk's inverse by row substitution on its small tile
         _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, prep_args, dict(low, DOUBLING=DOUBLING_INVERSE),
                        tail_kernel=_fwd_prepare, tail_meta=low)
     else:
@@ -1540,7 +1547,7 @@ FUSED_MAX_STATE = 64 * 128
 
 
 def fused_bidir_supported(K: int, V: int) -> bool:
-    return max(16, triton.next_power_of_2(K)) * max(16, triton.next_power_of_2(V)) <= FUSED_MAX_STATE
+    return BT == 64 and max(16, triton.next_power_of_2(K)) * max(16, triton.next_power_of_2(V)) <= FUSED_MAX_STATE
 
 
 def comba_bidir_fwd_fused(q, k, v, p, g, beta, scale, iplr, mean):

@@ -565,16 +565,16 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
     row-substitution prepare kernels)."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "BLOCKED_INVERSE", not row_sub)
-    tail = T - (T - 1) // 64 * 64
+    tail = T - (T - 1) // tc.BT * tc.BT  # positions of the last chunk (COMBA_CHUNK_SIZE: 64 or 32)
     assert tc._tail_rows(T, max(16, 1 << (K - 1).bit_length())) == (16 if tail <= 16 else 32)
-    assert tc._tail_rows(T, 64) == 64  # the split gradient kernels (from head size 64) take whole chunks
+    assert tc._tail_rows(T, 64) == tc.BT  # the split gradient kernels (from head size 64) take whole chunks
     xs, h0 = make_inputs(2, T, 2, K, V, init=True, seed=9)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
     errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
     monkeypatch.setattr(tc, "TAIL_TILE", False)
-    assert tc._tail_rows(T, 32) == 64
+    assert tc._tail_rows(T, 32) == tc.BT
     whole = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(whole.values()) <= (1e-4 if INTERPRETING else 1e-3), whole
 
@@ -775,3 +775,26 @@ def test_gpu_bf16_grads(monkeypatch, T, reverse):
         assert grads == ({"bf16"} if on else {"tf32"}), launched
         assert max(errs[on].values()) <= BOUND[torch.bfloat16], errs[on]
     assert max(errs[True].values()) <= 2 * max(errs[False].values()), errs
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("T, K, V, variant, reverse, G", [
+    (197, 32, 64, "splr", False, 0), (150, 64, 64, "iplr", True, 0), (130, 32, 16, "splr", True, 2),
+    (70, 128, 32, "iplr", False, 0)])
+def test_chunk_size_32_matches_reference(monkeypatch, T, K, V, variant, reverse, G):
+    """COMBA_CHUNK_SIZE=32 (the trial chunk size, set here on the module): whole chunks of 32 positions with the
+    row-substitution prepare, the last one on a 16-row tile at head size 32 (197 = 6 * 32 + 5) or whole from head
+    size 64 (the split gradient kernels; 150 = 4 * 32 + 22), the grouped walk over 5 chunks, the head-128 kernels;
+    output, final state and every gradient against the float64 step recurrence, and the buffers at 32 positions."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "BT", 32)
+    monkeypatch.setattr(tc, "STATE_GROUP", G)
+    launched = _spy_launches(monkeypatch, tc, "BT")
+    xs, h0 = make_inputs(1, T, 2, K, V, init=True, seed=T)
+    if HAS_CUDA:
+        xs, h0 = [x.cuda() for x in xs], h0.cuda()
+    errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
+    assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
+    assert tc.work_buffer_shapes(1, T, 2, K, V)["M"] == (2, -(-T // 32), 32, 32)
+    assert ("_fwd_prepare_blocked", 32) not in launched and ("_fwd_prepare", 32) in launched
+    assert {bt for _, bt in launched if bt is not None} <= {16, 32}
