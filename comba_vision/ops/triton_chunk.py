@@ -43,8 +43,8 @@ import triton.language as tl
 # COMBA_CHUNK_SIZE (default 64; 32 is a session-18 trial, correct under the interpreter, not yet timed on a GPU): the
 # positions of a chunk. 32 quarters the chunk-parallel kernels' C x C tiles and halves their [C, K] and [C, V] ones
 # (fewer registers a program, which limit those kernels: docs/KERNELS.md, session 12), for twice the state walks'
-# steps. At 32 the prepare inverts by row substitution (the blocked inverse is written for 64) and the one-launch
-# fused forward (COMBA_FUSED_FWD) is not offered.
+# steps. At 32 the prepare inverts blockwise in two 16-row blocks (_fwd_prepare_blocked2) and the one-launch fused
+# forward (COMBA_FUSED_FWD) is not offered.
 BT = int(os.environ.get("COMBA_CHUNK_SIZE", "64"))
 if BT not in (32, 64):
     raise ValueError(f"COMBA_CHUNK_SIZE must be 32 or 64, got {BT}")
@@ -447,6 +447,51 @@ def _fwd_prepare_blocked(
         v3 = _load_rows(v, r3, m3, V, BV, i_v * BV) * be3[:, None]
         _store_lower_product(U + (base_c + o)[:, None] * V + o_v[None, :], V, mv,
                              X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, v0, v1, v2, v3, BC, PREC)
+
+
+@triton.jit
+def _fwd_prepare_blocked2(
+    k, p, v, g, beta, M, W, U,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
+):
+    """_fwd_prepare_blocked for 32-position chunks (COMBA_CHUNK_SIZE=32): two 16-token sub-blocks, the inverse's
+    diagonal blocks X00, X11 as there and X10 = -X11 N10 X00. Whole chunks only."""
+    tl.static_assert(BT == CS, "the blocked prepare takes whole chunks (a short one goes to _fwd_prepare)")
+    tl.static_assert(BT == 32, "_fwd_prepare_blocked2 is written for 32-position chunks")
+    BC: tl.constexpr = 16
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, CS)
+    o = tl.arange(0, BC)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    r0, m0, be0, k0, p0, c0, cf0 = _sub_block(g, beta, k, p, i_t, 0, i_b, T, H, i_h, K, 0., BT, BC, BK, REVERSE, IPLR)
+    r1, m1, be1, k1, p1, c1, cf1 = _sub_block(g, beta, k, p, i_t, 1, i_b, T, H, i_h, K,
+                                              tl.sum(tl.where(o == BC - 1, c0, 0.), 0), BT, BC, BK, REVERSE, IPLR)
+    X00 = _inv_diag(_n_block(p0, be0, cf0, k0, c0, True, BC, PREC), BC, DOUBLING)
+    X11 = _inv_diag(_n_block(p1, be1, cf1, k1, c1, True, BC, PREC), BC, DOUBLING)
+    X10 = -_dot(X11, _dot(_n_block(p1, be1, cf1, k0, c0, False, BC, PREC), X00, PREC), PREC)
+    base_c = (i_bh * NT + i_t) * CS
+    _store_m_block(M, base_c, X00, 0, 0, BT, BC)
+    _store_m_block(M, base_c, tl.zeros([BC, BC], dtype=tl.float32), 0, 1, BT, BC)
+    _store_m_block(M, base_c, X10, 1, 0, BT, BC)
+    _store_m_block(M, base_c, X11, 1, 1, BT, BC)
+    # W = M Diag(beta e^cf) P and U0 = M Diag(beta) V, by 16-row blocks
+    q0 = p0 * (be0 * tl.exp(cf0))[:, None]
+    q1 = p1 * (be1 * tl.exp(cf1))[:, None]
+    p_w = W + (base_c + o)[:, None] * K + o_k[None, :]
+    tl.store(p_w, _dot(X00, q0, PREC).to(W.dtype.element_ty), mask=m_k[None, :])
+    tl.store(p_w + BC * K, (_dot(X10, q0, PREC) + _dot(X11, q1, PREC)).to(W.dtype.element_ty), mask=m_k[None, :])
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        mv = (o_v < V)[None, :]
+        v0 = _load_rows(v, r0, m0, V, BV, i_v * BV) * be0[:, None]
+        v1 = _load_rows(v, r1, m1, V, BV, i_v * BV) * be1[:, None]
+        p_u = U + (base_c + o)[:, None] * V + o_v[None, :]
+        tl.store(p_u, _dot(X00, v0, PREC).to(U.dtype.element_ty), mask=mv)
+        tl.store(p_u + BC * V, (_dot(X10, v0, PREC) + _dot(X11, v1, PREC)).to(U.dtype.element_ty), mask=mv)
 
 
 @triton.jit
@@ -1527,9 +1572,9 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
     prep_args = (k, p, v, g, beta, M, W, U)
     low = _dot_meta(meta, q.dtype)
-    if BLOCKED_INVERSE and BT == 64:  # a short last chunk's inverse by row substitution on its small tile
-        _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, prep_args, dict(low, DOUBLING=DOUBLING_INVERSE),
-                       tail_kernel=_fwd_prepare, tail_meta=low)
+    if BLOCKED_INVERSE:  # a short last chunk's inverse by row substitution on its small tile
+        _launch_chunks(_fwd_prepare_blocked if BT == 64 else _fwd_prepare_blocked2, NT, tail, BH, prep_args,
+                       dict(low, DOUBLING=DOUBLING_INVERSE), tail_kernel=_fwd_prepare, tail_meta=low)
     else:
         _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, low)
     # the output made by the state walk below head size 128 (FUSED_OUTPUT), else by _fwd_output

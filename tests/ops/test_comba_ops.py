@@ -778,17 +778,20 @@ def test_gpu_bf16_grads(monkeypatch, T, reverse):
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, K, V, variant, reverse, G", [
-    (197, 32, 64, "splr", False, 0), (150, 64, 64, "iplr", True, 0), (130, 32, 16, "splr", True, 2),
-    (70, 128, 32, "iplr", False, 0)])
-def test_chunk_size_32_matches_reference(monkeypatch, T, K, V, variant, reverse, G):
-    """COMBA_CHUNK_SIZE=32 (the trial chunk size, set here on the module): whole chunks of 32 positions with the
-    row-substitution prepare, the last one on a 16-row tile at head size 32 (197 = 6 * 32 + 5) or whole from head
-    size 64 (the split gradient kernels; 150 = 4 * 32 + 22), the grouped walk over 5 chunks, the head-128 kernels;
-    output, final state and every gradient against the float64 step recurrence, and the buffers at 32 positions."""
+@pytest.mark.parametrize("T, K, V, variant, reverse, G, blocked, doubling", [
+    (197, 32, 64, "splr", False, 0, True, True), (150, 64, 64, "iplr", True, 0, True, False),
+    (130, 32, 16, "splr", True, 2, False, False), (70, 128, 32, "iplr", False, 0, True, True)])
+def test_chunk_size_32_matches_reference(monkeypatch, T, K, V, variant, reverse, G, blocked, doubling):
+    """COMBA_CHUNK_SIZE=32 (the trial chunk size, set here on the module): whole chunks of 32 positions, inverted in
+    two 16-row blocks (_fwd_prepare_blocked2, either inverse of the diagonal blocks) or by row substitution, the last
+    one on a 16-row tile at head size 32 (197 = 6 * 32 + 5) or whole from head size 64 (the split gradient kernels;
+    150 = 4 * 32 + 22), the grouped walk over 5 chunks, the head-128 kernels; output, final state and every gradient
+    against the float64 step recurrence, and the buffers at 32 positions."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "BT", 32)
     monkeypatch.setattr(tc, "STATE_GROUP", G)
+    monkeypatch.setattr(tc, "BLOCKED_INVERSE", blocked)
+    monkeypatch.setattr(tc, "DOUBLING_INVERSE", doubling)
     launched = _spy_launches(monkeypatch, tc, "BT")
     xs, h0 = make_inputs(1, T, 2, K, V, init=True, seed=T)
     if HAS_CUDA:
@@ -796,5 +799,6 @@ def test_chunk_size_32_matches_reference(monkeypatch, T, K, V, variant, reverse,
     errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
     assert tc.work_buffer_shapes(1, T, 2, K, V)["M"] == (2, -(-T // 32), 32, 32)
-    assert ("_fwd_prepare_blocked", 32) not in launched and ("_fwd_prepare", 32) in launched
+    assert ("_fwd_prepare_blocked2" if blocked else "_fwd_prepare", 32) in launched
+    assert ("_fwd_prepare_blocked", 32) not in launched
     assert {bt for _, bt in launched if bt is not None} <= {16, 32}

@@ -48,7 +48,7 @@ def test_tool_reports_every_launch_with_the_gpu_options(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     # whole chunks of BT positions (COMBA_CHUNK_SIZE), the last 6 positions on a 16-row tile
     assert sorted((r["kernel"], r["BT"]) for r in rows) == sorted([
-        ("_fwd_prepare_blocked" if BT == 64 else "_fwd_prepare", BT), ("_fwd_prepare", 16), ("_fwd_state", BT),
+        ("_fwd_prepare_blocked" if BT == 64 else "_fwd_prepare_blocked2", BT), ("_fwd_prepare", 16), ("_fwd_state", BT),
         ("_bwd_dv_local", BT), ("_bwd_dv_local", 16), ("_bwd_state", BT), ("_bwd_grads", BT), ("_bwd_grads", 16)])
     for r in rows:
         cfg = KERNEL_CONFIGS.get((r["kernel"], 32))
