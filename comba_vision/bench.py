@@ -315,15 +315,17 @@ SWEEP_CONFIGS = [(4, 1), (4, 2), (4, 3), (8, 1), (8, 2), (2, 1)]
 
 def sweep_kernels(shapes, configs=SWEEP_CONFIGS, dtype=torch.bfloat16, log=print, both: bool = False) -> dict:
     """Times every kernel of a forward+backward (both directions' with both) under each (num_warps, num_stages),
-    all kernels at once (they run one after another, so each kernel's time is its own); returns the times and the
-    best configuration per (kernel, padded head size)."""
+    all kernels at once (they run one after another, so each kernel's time is its own); returns the process's COMBA_*
+    settings, the times and the best configuration per (kernel, padded head size)."""
     from .ops import triton_chunk
+    # the process's other settings (the chunk size, switches), recorded as bench_kernels does
+    settings = {k: v for k, v in os.environ.items() if k.startswith("COMBA_") and k != "COMBA_KERNEL_CONFIG"}
     results, best = [], {}
     for shape in shapes:
         bk = max(16, 1 << (shape[3] - 1).bit_length())
         for warps, stages in configs:
-            names = ["_fwd_prepare", "_fwd_prepare_blocked", "_fwd_state", "_fwd_output", "_bwd_dv_local",
-                     "_bwd_state", "_bwd_state_halves", "_bwd_grads", "_bwd_grads_cc", "_bwd_grads_k"]
+            names = ["_fwd_prepare", "_fwd_prepare_blocked", "_fwd_prepare_blocked2", "_fwd_state", "_fwd_output",
+                     "_bwd_dv_local", "_bwd_state", "_bwd_state_halves", "_bwd_grads", "_bwd_grads_cc", "_bwd_grads_k"]
             os.environ["COMBA_KERNEL_CONFIG"] = ",".join(
                 f"{n}:{b}:{warps}:{stages}" for n in names for b in sorted({bk, min(bk, 64)}))
             triton_chunk._FITTED.clear()
@@ -346,7 +348,7 @@ def sweep_kernels(shapes, configs=SWEEP_CONFIGS, dtype=torch.bfloat16, log=print
         if key not in best or total < best[key]["total_ms"]:
             best[key] = dict(warps=r["warps"], stages=r["stages"], total_ms=total)
     log("best: " + json.dumps(best))
-    return dict(results=results, best=best)
+    return dict(settings=settings, results=results, best=best)
 
 
 def prune_fla_autotune(max_configs: int) -> int:

@@ -338,13 +338,16 @@ def test_sweep_cli_configs_and_directions(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(bench, "kernel_times", fake_times)
     monkeypatch.delenv("COMBA_KERNEL_CONFIG", raising=False)
+    monkeypatch.setenv("COMBA_CHUNK_SIZE", "32")  # recorded with the results (this process's kernels do not change)
     out = tmp_path / "sweep.json"
     _benchmark_tool().main(["sweep", "--shapes", "2,196,3,32,64", "--configs", "2:1", "8:2", "--both",
                             "--out", str(out)])
     assert [(s, b) for s, b, _ in seen] == [((2, 196, 3, 32, 64), True)] * 2
     assert "_bwd_grads:32:2:1" in seen[0][2] and "_fwd_state:32:8:2" in seen[1][2]
     assert "COMBA_KERNEL_CONFIG" not in os.environ
-    best = json.loads(out.read_text())["best"]
+    record = json.loads(out.read_text())
+    assert record["settings"]["COMBA_CHUNK_SIZE"] == "32" and "COMBA_KERNEL_CONFIG" not in record["settings"]
+    best = record["best"]
     assert (best["_fwd_state:32"]["warps"], best["_bwd_grads:32"]["warps"]) == (2, 8)
     assert best["_bwd_grads:32"]["total_ms"] == pytest.approx(0.125)
     with pytest.raises(SystemExit):

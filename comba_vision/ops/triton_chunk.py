@@ -1,4 +1,5 @@
-"""Triton chunkwise Comba: forward and backward kernels (chunk size 64, float32 state and solve).
+"""Triton chunkwise Comba: forward and backward kernels (chunk size 64, or 32 with COMBA_CHUNK_SIZE; float32 state
+and solve).
 
 Launches (B*H programs on the second grid axis everywhere, 2*B*H when both scan directions share the
 launches, ``REVERSE = BOTH``; NT = number of chunks):
@@ -57,7 +58,8 @@ if BT not in (32, 64):
 SPLIT_BWD_MIN_BK = (int(os.environ.get("COMBA_SPLIT_BWD_MIN_BK", "64"))
                     if os.environ.get("COMBA_SPLIT_BWD", "1") == "1" else 1 << 30)
 # COMBA_BLOCKED_INVERSE (default 1): invert the in-chunk triangular matrix blockwise (four 16x16 diagonal
-# blocks by row substitution, the rest by products) instead of 63 row-substitution steps on a 64x64 tile.
+# blocks by row substitution, the rest by products; two blocks for 32-position chunks) instead of 63 (31)
+# row-substitution steps on the whole tile.
 BLOCKED_INVERSE = os.environ.get("COMBA_BLOCKED_INVERSE", "1") == "1"
 # COMBA_FUSED_FWD=1: inference (no gradient needed) of comba_bidirectional through _fused_bidir_fwd, one
 # launch for both directions. Correct on the H200 (tests/ops/test_bidirectional.py) but slower there than
@@ -92,8 +94,8 @@ STATE_HALVES_MIN_BK = 128 if os.environ.get("COMBA_STATE_HALVES", "1") == "1" el
 # the whole GPU suite passed with it on the H200 (bf16 and fp32) and the forward got faster (docs/KERNELS.md);
 # COMBA_DOUBLING_INVERSE=0 gives the row substitution back.
 DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "1") == "1"
-# COMBA_TAIL_TILE (default 1): a short last chunk (at most 32 of its 64 positions used, e.g. 196 = 3 * 64 + 4
-# tokens at 224px) runs on a 16- or 32-row tile: the chunk-parallel kernels take it in a launch of its own,
+# COMBA_TAIL_TILE (default 1): a short last chunk (at most 32 of its 64 positions used, or 16 of 32; e.g. 196 = 3 * 64
+# + 4 tokens at 224px) runs on a 16- or 32-row tile: the chunk-parallel kernels take it in a launch of its own,
 # the state kernels in a last (first, backwards) step of their own; below head size 64 (_tail_rows).
 TAIL_TILE = os.environ.get("COMBA_TAIL_TILE", "1") == "1"
 # COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
@@ -346,6 +348,7 @@ def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: 
     """Chunk i_t as four 16-token sub-blocks (rows, mask, beta, k, p, c, cf of each) and the ten nonzero
     16x16 blocks X_ij of M = (I + Diag(beta) L)^-1: diagonal blocks by row substitution (15 steps on 16x16
     tiles instead of 63 on 64x64), the rest by 16x16 products."""
+    tl.static_assert(BT == 64, "four 16-token sub-blocks: 64-position chunks")
     BC: tl.constexpr = 16
     o = tl.arange(0, BC)
     r0, m0, be0, k0, p0, c0, cf0 = _sub_block(g, beta, k, p, i_t, 0, i_b, T, H, i_h, K, 0.,
@@ -402,6 +405,7 @@ def _fwd_prepare_blocked(
 ):
     """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only."""
     tl.static_assert(BT == CS, "the blocked prepare takes whole chunks (a short one goes to _fwd_prepare)")
+    tl.static_assert(BT == 64, "_fwd_prepare_blocked is written for 64-position chunks (32: _fwd_prepare_blocked2)")
     BC: tl.constexpr = 16
     i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -1354,6 +1358,8 @@ KERNEL_CONFIGS.update({
     ("_fwd_prepare_blocked", 32): _kc(2, 1), ("_fwd_state", 32): _kc(4, 2), ("_fwd_output", 32): _kc(2, 1),
     ("_bwd_dv_local", 32): _kc(2, 1), ("_bwd_state", 32): _kc(4, 2), ("_bwd_grads", 32): _kc(4, 1),
 })
+# 32-position chunks (COMBA_CHUNK_SIZE=32, untimed): their prepare on the 64-position prepare's 2 warps until swept
+KERNEL_CONFIGS.update({("_fwd_prepare_blocked2", 32): _kc(2, 1), ("_fwd_prepare_blocked2", 64): _kc(2, 1)})
 # H200, bf16, session 18 sweep under that session's defaults, both directions at (128, 196, 3, 32, 64) and (8, 4096, 3,
 # 32, 64) (docs/bench/2026-11-30-h200-s18/call2_*): these entries stayed the best but for _bwd_dv_local, 0.0507 ->
 # 0.0445 and 0.0611 -> 0.0564 ms on 4 warps; Triton 3.6 builds that one wrong at V = 16 (the gradients of
@@ -1599,6 +1605,9 @@ def comba_bidir_fwd_fused(q, k, v, p, g, beta, scale, iplr, mean):
     """Both directions' outputs summed (or averaged), forward only, one launch of B*H programs."""
     B, T, H, K = q.shape
     V = v.shape[-1]
+    if not fused_bidir_supported(K, V):
+        raise ValueError(f"the fused bidirectional forward takes 64-position chunks (COMBA_CHUNK_SIZE={BT}) and a "
+                         f"state of at most {FUSED_MAX_STATE} elements (padded K x V), got K={K}, V={V}")
     BK, _, prec, warps = _config(K, V, q.dtype)
     BV = max(16, triton.next_power_of_2(V))
     o = torch.empty_like(v)
