@@ -750,8 +750,8 @@ def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse, G):
         monkeypatch.undo()
         assert ("_state_carry" in {n for n, _ in launched}) == bool(G)
         low = {n for n, prec in launched if prec == "bf16"}
-        expect = {"_fwd_prepare_blocked", "_fwd_prepare", "_fwd_state", "_bwd_state", "_bwd_dv_local",
-                  "_bwd_grads_cc", "_bwd_grads_k"}
+        expect = {"_fwd_prepare_blocked", "_fwd_prepare_blocked2", "_fwd_prepare", "_fwd_state", "_bwd_state",
+                  "_bwd_dv_local", "_bwd_grads_cc", "_bwd_grads_k"}
         assert low == (expect & {n for n, _ in launched} if on and K <= 64 else set()), launched
         assert max(errs[on].values()) <= BOUND[torch.bfloat16], errs[on]
     assert max(errs[True].values()) <= 2 * max(errs[False].values()), errs
