@@ -802,3 +802,18 @@ def test_chunk_size_32_matches_reference(monkeypatch, T, K, V, variant, reverse,
     assert ("_fwd_prepare_blocked2" if blocked else "_fwd_prepare", 32) in launched
     assert ("_fwd_prepare_blocked", 32) not in launched
     assert {bt for _, bt in launched if bt is not None} <= {16, 32}
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+def test_chunk_size_32_both_directions(monkeypatch):
+    """COMBA_CHUNK_SIZE=32 with both scan directions in the same launches (what the models run): output and the six
+    gradients of both directions against the float64 chunk path (bench.op_errors), a short last chunk included."""
+    import comba_vision.ops.triton_chunk as tc
+    from comba_vision.bench import op_errors
+    monkeypatch.setattr(tc, "BT", 32)
+    monkeypatch.setenv("COMBA_BACKEND", "triton")
+    launched = _spy_launches(monkeypatch, tc, "BT")
+    dtype = torch.bfloat16 if HAS_CUDA else torch.float16
+    errs = op_errors((2, 101, 2, 32, 48), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=3)
+    assert max(errs.values()) <= BOUND[dtype], errs
+    assert {("_fwd_prepare_blocked2", 32), ("_fwd_prepare", 16), ("_bwd_grads", 16)} <= set(launched)
