@@ -397,6 +397,16 @@ def _store_lower_product(ptr, D, mask, X00, X10, X11, X20, X21, X22, X30, X31, X
 
 
 @triton.jit
+def _blocked_start(T, H, K, BT: tl.constexpr, BK: tl.constexpr, CS: tl.constexpr, I0, BC: tl.constexpr):
+    """A blocked prepare's program (whole chunks only: a short last one goes to _fwd_prepare): its chunk, (batch *
+    head) row, batch, head, the chunk count, the 16-row sub-block offsets and the K offsets and mask."""
+    tl.static_assert(BT == CS, "the blocked prepare takes whole chunks (a short one goes to _fwd_prepare)")
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
+    o_k = tl.arange(0, BK)
+    return i_t, i_bh, i_bh // H, i_bh % H, tl.cdiv(T, CS), tl.arange(0, BC), o_k, o_k < K
+
+
+@triton.jit
 def _fwd_prepare_blocked(
     k, p, v, g, beta, M, W, U,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
@@ -404,15 +414,9 @@ def _fwd_prepare_blocked(
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
 ):
     """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only."""
-    tl.static_assert(BT == CS, "the blocked prepare takes whole chunks (a short one goes to _fwd_prepare)")
     tl.static_assert(BT == 64, "_fwd_prepare_blocked is written for 64-position chunks (32: _fwd_prepare_blocked2)")
     BC: tl.constexpr = 16
-    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, CS)
-    o = tl.arange(0, BC)
-    o_k = tl.arange(0, BK)
-    m_k = o_k < K
+    i_t, i_bh, i_b, i_h, NT, o, o_k, m_k = _blocked_start(T, H, K, BT, BK, CS, I0, BC)
     (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
      r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
         g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC, DOUBLING)
@@ -462,15 +466,9 @@ def _fwd_prepare_blocked2(
 ):
     """_fwd_prepare_blocked for 32-position chunks (COMBA_CHUNK_SIZE=32): two 16-token sub-blocks, the inverse's
     diagonal blocks X00, X11 as there and X10 = -X11 N10 X00. Whole chunks only."""
-    tl.static_assert(BT == CS, "the blocked prepare takes whole chunks (a short one goes to _fwd_prepare)")
     tl.static_assert(BT == 32, "_fwd_prepare_blocked2 is written for 32-position chunks")
     BC: tl.constexpr = 16
-    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, CS)
-    o = tl.arange(0, BC)
-    o_k = tl.arange(0, BK)
-    m_k = o_k < K
+    i_t, i_bh, i_b, i_h, NT, o, o_k, m_k = _blocked_start(T, H, K, BT, BK, CS, I0, BC)
     r0, m0, be0, k0, p0, c0, cf0 = _sub_block(g, beta, k, p, i_t, 0, i_b, T, H, i_h, K, 0., BT, BC, BK, REVERSE, IPLR)
     r1, m1, be1, k1, p1, c1, cf1 = _sub_block(g, beta, k, p, i_t, 1, i_b, T, H, i_h, K,
                                               tl.sum(tl.where(o == BC - 1, c0, 0.), 0), BT, BC, BK, REVERSE, IPLR)
