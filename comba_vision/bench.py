@@ -255,6 +255,11 @@ def kernel_times(shape, dtype=torch.bfloat16, iters: int = 5, both: bool = False
 OP_GRAD_NAMES = ("dq", "dk", "dv", "dp", "dg", "dbeta")
 
 
+def comba_settings(exclude=()) -> dict[str, str]:
+    """This process's COMBA_* environment settings (what a kernel record was measured under), but those excluded."""
+    return {k: v for k, v in os.environ.items() if k.startswith("COMBA_") and k not in exclude}
+
+
 def op_errors(shape, dtype=torch.bfloat16, device=None, both: bool = True, seed: int = 0) -> dict[str, float]:
     """Relative errors (norm of the difference over the reference's norm) of the operator's output and six input
     gradients (both directions' by default) against the PyTorch path in float64, for one random output
@@ -280,7 +285,7 @@ def bench_kernels(shapes, dtype=torch.bfloat16, iters: int = 5, log=print) -> li
     gradients against float64 (op_errors), under this process's COMBA_* settings (recorded)."""
     if not torch.cuda.is_available():
         raise RuntimeError("benchmark.py kernels times CUDA kernels: no CUDA device here")
-    settings = {k: v for k, v in os.environ.items() if k.startswith("COMBA_")}
+    settings = comba_settings()
     records = []
     for shape in shapes:
         shape = full_op_shape(shape)
@@ -318,8 +323,8 @@ def sweep_kernels(shapes, configs=SWEEP_CONFIGS, dtype=torch.bfloat16, log=print
     all kernels at once (they run one after another, so each kernel's time is its own); returns the process's COMBA_*
     settings, the times and the best configuration per (kernel, padded head size)."""
     from .ops import triton_chunk
-    # the process's other settings (the chunk size, switches), recorded as bench_kernels does
-    settings = {k: v for k, v in os.environ.items() if k.startswith("COMBA_") and k != "COMBA_KERNEL_CONFIG"}
+    # the process's other settings (the chunk size, switches); the launch options are the sweep's own
+    settings = comba_settings(exclude=("COMBA_KERNEL_CONFIG",))
     results, best = [], {}
     for shape in shapes:
         bk = max(16, 1 << (shape[3] - 1).bit_length())
