@@ -106,6 +106,15 @@ TAIL_TILE = os.environ.get("COMBA_TAIL_TILE", "1") == "1"
 # what the one long walk stores. Sequential steps 2 G + NT / G instead of NT, with B*H * groups programs.
 _STATE_GROUP_ENV = os.environ.get("COMBA_STATE_GROUP", "auto")
 STATE_GROUP: str | int = "auto" if _STATE_GROUP_ENV == "auto" else int(_STATE_GROUP_ENV)
+# COMBA_TRANSITION_WALK ("auto" by default; "1" wherever the state walks run below head size 128; "0" never): the
+# transition walk, an alternative to the grouped walk for long sequences. A chunk's step of the state walk is
+# affine, h_end = A h0 + R with A = e^c_last I - K~^T W [K, K] (the same A backwards, transposed); a chunk-parallel
+# kernel (_chunk_affine) computes A and R for every chunk at once, so that the sequential walk (_affine_scan) is
+# one [K, K] x [K, BV] product and an add a chunk, with no operand that waits for the state; a chunk-parallel
+# kernel then completes u and the output (_fwd_output with COMPLETE_U) or dU and the dc terms (_bwd_complete).
+# "auto": where the automatic grouped walk would run (STATE_GROUP "auto" and _state_group > 0), which then also
+# keeps the half work buffers that the grouped walk cannot (HALF_BUFFERS).
+TRANSITION_WALK = os.environ.get("COMBA_TRANSITION_WALK", "auto")
 # COMBA_FUSED_OUTPUT (default 1): below head size 128 the forward state kernel's storing walk also writes the
 # output o = Diag(e^c) Q h0 + lower(Q K^T * decay) u of each chunk, in place of _fwd_output (it holds h0 and u on
 # chip already): the h and u round trips and a chunk-parallel launch pair go. H200, session 12, bf16, both
@@ -801,11 +810,14 @@ def _fwd_state(
 
 @triton.jit
 def _fwd_output(
-    q, k, g, U, h, o, scale,
+    q, k, g, W, U, h, o, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    COMPLETE_U: tl.constexpr = False, OUTPUT: tl.constexpr = True,
 ):
+    """o = Diag(e^c) Q h0 + lower(Q K^T * decay) u for one chunk. COMPLETE_U (after the transition walk, which
+    stores only the states): first u = U0 - W h0, written over U0; OUTPUT=False: only that."""
     i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, CS)
@@ -815,19 +827,142 @@ def _fwd_output(
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
-    b_A = _attn_lower(b_q, _load_rows(k, rows, m_t, K, BK, 0), b_c, BT, PREC)
-    b_qd = b_q * tl.exp(b_c)[:, None]
     base_c = (i_bh * NT + i_t) * CS
+    if OUTPUT:
+        b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+        b_A = _attn_lower(b_q, _load_rows(k, rows, m_t, K, BK, 0), b_c, BT, PREC)
+        b_qd = b_q * tl.exp(b_c)[:, None]
+    if COMPLETE_U:
+        b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         b_h = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
                       mask=m_k[:, None] & m_v[None, :], other=0.).to(tl.float32)
-        b_u = tl.load(U + (base_c + o_c)[:, None] * V + o_v[None, :], mask=m_v[None, :], other=0.).to(tl.float32)
-        b_o = _dot(b_qd, b_h, PREC) + _dot(b_A, b_u, PREC)
-        tl.store(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
-                 mask=m_t[:, None] & m_v[None, :])
+        p_U = U + (base_c + o_c)[:, None] * V + o_v[None, :]
+        b_u = tl.load(p_U, mask=m_v[None, :], other=0.).to(tl.float32)
+        if COMPLETE_U:
+            b_u -= _dot(b_W, b_h, PREC)
+            tl.store(p_U, b_u.to(U.dtype.element_ty), mask=m_v[None, :])
+        if OUTPUT:
+            b_o = _dot(b_qd, b_h, PREC) + _dot(b_A, b_u, PREC)
+            tl.store(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
+                     mask=m_t[:, None] & m_v[None, :])
+
+
+@triton.jit
+def _chunk_affine(
+    k, q, g, W, X, Y, A, R, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, BACKWARD: tl.constexpr,
+):
+    """One chunk's step of the state walk as an affine map (the transition walk, TRANSITION_WALK): h_end = A h0 + R
+    with A = e^c_last I - K~^T W [K, K], K~ = Diag(e^(c_last - c)) K, and R = K~^T U0 (X = U0); backwards
+    (BACKWARD) dh0 = A^T dh_end + R with R = (Diag(e^c) Q scale)^T dO - W^T dU_local (X = dU's local part, Y = dO).
+    A [.., NT, K, K] and R [.., NT, K, V] in float32."""
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, CS)
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    base_c = (i_bh * NT + i_t) * CS
+    b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
+    b_kd = _load_rows(k, rows, m_t, K, BK, 0) * tl.exp(b_clast - b_c)[:, None]
+    b_A = tl.where(o_k[:, None] == o_k[None, :], tl.exp(b_clast), 0.) - _dot(tl.trans(b_kd), b_W, PREC)
+    tl.store(A + (i_bh * NT + i_t) * K * K + o_k[:, None] * K + o_k[None, :], b_A, mask=m_k[:, None] & m_k[None, :])
+    if BACKWARD:
+        orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+        b_qd = _load_rows(q, rows, m_t, K, BK, 0) * (scale * tl.exp(b_c))[:, None]
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        b_x = tl.load(X + (base_c + o_c)[:, None] * V + o_v[None, :], mask=m_v[None, :], other=0.).to(tl.float32)
+        if BACKWARD:
+            b_r = (_dot(tl.trans(b_qd), _load_rows(Y, orows, m_t, V, BV, i_v * BV), PREC)
+                   - _dot(tl.trans(b_W), b_x, PREC))
+        else:
+            b_r = _dot(tl.trans(b_kd), b_x, PREC)
+        tl.store(R + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :], b_r,
+                 mask=m_k[:, None] & m_v[None, :])
+
+
+@triton.jit
+def _affine_scan(
+    A, R, h, h0, ht,
+    T, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
+    PREC: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, BACKWARD: tl.constexpr,
+):
+    """The transition walk: one program per V block walks the chunks' affine maps (_chunk_affine) holding the
+    state [K, BV] on chip, h_next = A_t h + R_t, storing the state at each chunk's start in h; backwards, from the
+    last chunk, dh = A_t^T dh + R_t, storing dh at each chunk's end. h0 / ht: the initial and final state (the
+    backward's dht and dh0). No loaded operand depends on the state, so the loads run ahead of the walk."""
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    NT = tl.cdiv(T, CS)
+    o_k = tl.arange(0, BK)
+    m_kk = (o_k < K)[:, None] & (o_k < K)[None, :]
+    if BACKWARD:  # A^T
+        kk = o_k[:, None] + o_k[None, :] * K
+    else:
+        kk = o_k[:, None] * K + o_k[None, :]
+    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
+    for j in range(0, NT):
+        if BACKWARD:
+            i_t = NT - 1 - j
+        else:
+            i_t = j
+        base = i_bh * NT + i_t
+        b_A = tl.load(A + base * K * K + kk, mask=m_kk, other=0.)
+        b_r = tl.load(R + base * K * V + kv, mask=m_kv, other=0.)
+        tl.store(h + base * K * V + kv, b_h.to(h.dtype.element_ty), mask=m_kv)
+        b_h = _dot(b_A, b_h, PREC) + b_r
+    if STORE_HT:
+        tl.store(ht + i_bh * K * V + kv, b_h, mask=m_kv)
+
+
+@triton.jit
+def _bwd_complete(
+    k, g, U, h, dh, dU, KDH, DCL,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
+):
+    """After the backward transition walk: what _bwd_state adds as it walks, chunk-parallel: dU += Diag(e^(c_last -
+    c)) K dh (dh at the chunk's end) and, with PRE, the K dh and <h0, dh> terms of dc in KDH and DCL (one slice for
+    all of V)."""
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, CS)
+    o_c = tl.arange(0, BT)
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    base_c = (i_bh * NT + i_t) * CS
+    b_kd = _load_rows(k, rows, m_t, K, BK, 0) * tl.exp(b_clast - b_c)[:, None]
+    b_ukdh = tl.zeros([BT], dtype=tl.float32)
+    b_inner = 0.
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
+        b_dh = tl.load(dh + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
+        b_kdh = _dot(b_kd, b_dh, PREC)
+        p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
+        tl.store(dU + p_cv, tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh, mask=m_v[None, :])
+        if PRE:
+            b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
+            b_ukdh += tl.sum(b_u * b_kdh, 1)
+            b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
+            b_inner += tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
+    if PRE:
+        o_kdh, o_dcl = _pre_slices(0, i_bh, i_t, NT, base_c, BT, CS)
+        tl.store(KDH + o_kdh, b_ukdh)
+        tl.store(DCL + o_dcl, tl.exp(b_clast) * b_inner)
 
 
 @triton.jit
@@ -1466,6 +1601,39 @@ def _state_group(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int
     return min(16, triton.next_power_of_2(round(NT ** 0.5 / 2)))
 
 
+TRANSITION = -1  # _walk_mode's value for the transition walk
+
+
+def _walk_mode(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int:
+    """How the state kernels walk the chunks: TRANSITION (the transition walk, TRANSITION_WALK), 0 (one walk) or
+    G > 0 (the grouped walk, G chunks a group: _state_group)."""
+    if TRANSITION_WALK not in ("auto", "0", "1"):
+        raise ValueError(f"COMBA_TRANSITION_WALK must be auto, 0 or 1, got {TRANSITION_WALK!r}")
+    G = _state_group(NT, BH, V, BK, device)
+    if BK < STATE_HALVES_MIN_BK and (TRANSITION_WALK == "1" or (TRANSITION_WALK == "auto" and STATE_GROUP == "auto"
+                                                                 and G > 0)):
+        return TRANSITION
+    return G
+
+
+def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta, backward: bool) -> None:
+    """The transition walk's first two launches: each chunk's affine map (_chunk_affine: A into a new [BH, NT, K,
+    K] buffer, R into a new [BH, NT, K, V] one, both float32; affine_args up to them exclusive, then scale), then
+    the walk over them (_affine_scan, scan_args: the states' buffer, h0, ht), products as meta's PREC (TF32 or
+    three-pass, not bf16: the walk's state is not rounded to bf16 as an operand)."""
+    K, V = meta["K"], meta["V"]
+    dev = affine_args[0].device
+    A = torch.empty(BH, NT, K, K, device=dev, dtype=torch.float32)
+    R = torch.empty(BH, NT, K, V, device=dev, dtype=torch.float32)
+    _launch_chunks(_chunk_affine, NT, tail, BH, (*affine_args[:-1], A, R, affine_args[-1]),
+                   dict(_dot_meta(meta, affine_args[0].dtype), BACKWARD=backward))
+    h, h0, ht = scan_args
+    _launch(_affine_scan, (None, BH), (A, R, h, h0, ht),
+            dict(T=meta["T"], K=K, V=V, BK=meta["BK"], BV=_state_block_v(BH, V, meta["BV"], dev), CS=meta["CS"],
+                 PREC=meta["PREC"], USE_H0=h0 is not None, STORE_HT=ht is not None, BACKWARD=backward,
+                 num_warps=meta["num_warps"]), per_v_block=True)
+
+
 def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool) -> int:
     """A state kernel (_fwd_state, _bwd_state or _bwd_state_halves; args up to S, HS exclusive) over every
     chunk, or in groups (_state_group): the groups' summaries (PHASE 1), the carry across groups
@@ -1541,7 +1709,7 @@ def work_buffer_dtypes(B: int, T: int, H: int, K: int, V: int, directions: int, 
     """The dtypes of M, W, U, h for one call on this device: buffer_dtypes, float32 where this shape's state
     walk is grouped on a GPU (the interpreter's grouped walk keeps half buffers)."""
     device = torch.device(device)
-    grouped = device.type == "cuda" and _state_group(
+    grouped = device.type == "cuda" and _walk_mode(
         triton.cdiv(T, BT), directions * B * H, V, _config(K, V, dtype)[0], device) > 0
     return buffer_dtypes(dtype, grouped)
 
@@ -1581,13 +1749,18 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
                        dict(low, DOUBLING=DOUBLING_INVERSE), tail_kernel=_fwd_prepare, tail_meta=low)
     else:
         _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, low)
+    if _walk_mode(NT, BH, V, meta["BK"], dev) == TRANSITION:  # the states, then u and the output chunk-parallel
+        _launch_transition(BH, NT, tail, (k, q, g, W, U, U, scale), (h, initial_state, ht), meta, backward=False)
+        _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale),
+                       dict(low, COMPLETE_U=True, OUTPUT=need_output))
+        return o, ht, (M, W, U, h)
     # the output made by the state walk below head size 128 (FUSED_OUTPUT), else by _fwd_output
     fused = need_output and FUSED_OUTPUT and meta["BK"] < STATE_HALVES_MIN_BK
     _launch_state(_fwd_state, BH, NT, (k, g, W, U, h, initial_state, ht, q, o, scale),
                   dict(low, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail, OUTPUT=fused),
                   initial_state, ht, backward=False)
     if need_output and not fused:
-        _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, U, h, o, scale), meta)
+        _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale), meta)
     return o, ht, (M, W, U, h)
 
 
@@ -1650,10 +1823,15 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, scale), dict(low, PRE=pre))
     # from head size 128 the state kernel works in K halves (COMBA_STATE_HALVES=0: whole K tiles)
     state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
-    bv_state = _launch_state(state_kernel, BH, NT, (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
-                             dict(low, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
-                             dht, dh0, backward=True)
-    n_vs = triton.cdiv(V, bv_state)
+    if _walk_mode(NT, BH, V, BK, q.device) == TRANSITION:  # dh's walk, then dU and the dc terms chunk-parallel
+        _launch_transition(BH, NT, tail, (k, q, g, W, dU, do, scale), (dh, dht, dh0), meta, backward=True)
+        _launch_chunks(_bwd_complete, NT, tail, BH, (k, g, U, h, dh, dU, KDH, DCL), dict(low, PRE=pre))
+        n_vs = 1
+    else:
+        bv_state = _launch_state(state_kernel, BH, NT, (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
+                                 dict(low, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
+                                 dht, dh0, backward=True)
+        n_vs = triton.cdiv(V, bv_state)
     dq, dk, dp, dv = (x.new_empty(nd, *x.shape) for x in (q, k, p, v))
     dg = torch.empty(nd, *g.shape, **f32)
     dbeta = torch.empty(nd, *beta.shape, **f32)

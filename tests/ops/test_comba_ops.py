@@ -468,6 +468,7 @@ def test_gpu_grouped_walk_keeps_float32_buffers(monkeypatch):
     from tests.ops.helpers import compare_to_reference
     monkeypatch.setattr(tc, "HALF_BUFFERS", "1")
     monkeypatch.setattr(tc, "STATE_GROUP", "auto")
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "0")  # else the transition walk replaces the grouped one
     bufs = tc.empty_work_buffers(1, 4097, 2, 64, 64, 2, torch.bfloat16, "cuda")  # 4 rows, 65 chunks: grouped
     assert tc._state_group(65, 4, 64, 64, torch.device("cuda")) > 0
     assert all(b.dtype == torch.float32 for b in bufs)
@@ -513,7 +514,7 @@ def test_no_read_of_unwritten_memory(monkeypatch):
                  ((1, 4097, 3, 32, 64), "auto")]
     else:
         dtype, device = torch.float16, "cpu"
-        cases = [((1, 70, 1, 32, 16), "auto"), ((1, 150, 1, 16, 16), 2)]
+        cases = [((1, 70, 1, 32, 16), "auto"), ((1, 150, 1, 16, 16), 2), ((1, 150, 1, 32, 16), "transition")]
     def nan_filled(alloc):
         def f(*a, **k):
             t = alloc(*a, **k)
@@ -526,7 +527,8 @@ def test_no_read_of_unwritten_memory(monkeypatch):
                     lambda xs: comba(*xs, reverse=True, backend="triton")[0]):
             for x in xs:
                 x.grad = None
-            monkeypatch.setattr(tc, "STATE_GROUP", group)
+            monkeypatch.setattr(tc, "STATE_GROUP", "auto" if group == "transition" else group)
+            monkeypatch.setattr(tc, "TRANSITION_WALK", "1" if group == "transition" else "auto")
             monkeypatch.setattr(torch, "empty", nan_empty)
             monkeypatch.setattr(torch, "empty_like", nan_empty_like)
             o = run(xs)
@@ -544,7 +546,7 @@ def test_gpu_grouped_fake_dtypes(monkeypatch):
     the real ones (opcheck's fake-tensor check), with bf16 inputs."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.ops.function import chunk_fwd
-    for name, value in (("HALF_BUFFERS", "1"), ("STATE_GROUP", "auto")):
+    for name, value in (("HALF_BUFFERS", "1"), ("STATE_GROUP", "auto"), ("TRANSITION_WALK", "0")):
         monkeypatch.setattr(tc, name, value)
     xs, _ = make_inputs(1, 2100, 1, 16, 16, dtype=torch.bfloat16, seed=3, device="cuda")
     assert tc._state_group(33, 2, 16, 16, torch.device("cuda")) > 0  # both directions: 2 rows, 33 chunks
@@ -817,3 +819,101 @@ def test_chunk_size_32_both_directions(monkeypatch):
     errs = op_errors((2, 101, 2, 32, 48), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=3)
     assert max(errs.values()) <= BOUND[dtype], errs
     assert {("_fwd_prepare_blocked2", 32), ("_fwd_prepare", 16), ("_bwd_grads", 16)} <= set(launched)
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("T, K, V, variant, reverse, init, bv", [
+    (197, 32, 64, "splr", False, True, None), (130, 16, 32, "iplr", True, True, None),
+    (300, 48, 40, "splr", True, False, 16), (64, 32, 16, "iplr", False, True, None),
+    (150, 64, 64, "iplr", False, True, 32)])
+def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv):
+    """COMBA_TRANSITION_WALK=1: each chunk's step as an affine map (_chunk_affine), the walk over the maps
+    (_affine_scan), then u, the output, dU and the dc terms chunk-parallel (_fwd_output with COMPLETE_U,
+    _bwd_complete). Output, final state and every gradient (initial state included) against the float64 step
+    recurrence: a short last chunk on its own tile (T = 197, 130 below head size 64) or on a whole one (T = 300;
+    T = 150 with the split gradient kernels of head size 64), whole chunks only (T = 64), a head size below its tile
+    (K = 48), several V blocks in the walk, the last one partial (V = 40, bv = 16). The state kernels of the other
+    walks are checked not to have run."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+    if bv is not None:
+        monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
+    launched = _spy_launches(monkeypatch, tc, "BACKWARD")
+    xs, h0 = make_inputs(1, T, 2, K, V, init=True, seed=T + K)
+    if HAS_CUDA:
+        xs, h0 = [x.cuda() for x in xs], h0.cuda()
+    errs = compare_to_reference(xs, h0 if init else None, variant=variant, reverse=reverse, backend="triton")
+    assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
+    assert [x for x in launched if x[0] == "_affine_scan"] == [("_affine_scan", False), ("_affine_scan", True)]
+    names = {n for n, _ in launched}
+    assert {"_chunk_affine", "_bwd_complete", "_fwd_output"} <= names
+    assert not names & {"_fwd_state", "_bwd_state", "_state_carry"}
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("recompute", [False, True])
+def test_transition_walk_both_directions(monkeypatch, recompute):
+    """The transition walk with both scan directions in the same launches (what the models run), with the work
+    buffers kept or rebuilt in the backward (COMBA_RECOMPUTE_BUFFERS: _fwd_output completes u without an output):
+    output and the six gradients of both directions against the float64 chunk path (bench.op_errors)."""
+    import comba_vision.ops.triton_chunk as tc
+    from comba_vision.bench import op_errors
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+    monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
+    monkeypatch.setenv("COMBA_BACKEND", "triton")
+    launched = _spy_launches(monkeypatch, tc, "OUTPUT")
+    dtype = torch.bfloat16 if HAS_CUDA else torch.float16
+    errs = op_errors((2, 150, 2, 32, 48), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=4)
+    assert max(errs.values()) <= BOUND[dtype], errs
+    assert ("_fwd_output", False) in launched if recompute else ("_fwd_output", False) not in launched
+    assert "_fwd_state" not in {n for n, _ in launched}
+
+
+def test_walk_mode_choice(monkeypatch):
+    """COMBA_TRANSITION_WALK: "auto" takes the transition walk exactly where the automatic grouped walk would run
+    (never on the CPU), "1" wherever the state walks run below head size 128, "0" never; a forced group size keeps
+    the grouped walk under "auto"; anything else is refused."""
+    import comba_vision.ops.triton_chunk as tc
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(tc, "STATE_HALVES_MIN_BK", 128)
+    monkeypatch.setattr(tc, "STATE_GROUP", "auto")
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "auto")
+    assert tc._walk_mode(256, 12, 64, 32, cpu) == 0
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+    assert tc._walk_mode(256, 12, 64, 32, cpu) == tc.TRANSITION
+    assert tc._walk_mode(2, 12, 64, 64, cpu) == tc.TRANSITION
+    assert tc._walk_mode(256, 12, 128, 128, cpu) == 0
+    monkeypatch.setattr(tc, "STATE_GROUP", 8)
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "auto")
+    assert tc._walk_mode(256, 12, 64, 32, cpu) == 8
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "0")
+    assert tc._walk_mode(256, 12, 64, 32, cpu) == 8
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "yes")
+    with pytest.raises(ValueError, match="COMBA_TRANSITION_WALK"):
+        tc._walk_mode(256, 12, 64, 32, cpu)
+    if HAS_CUDA:
+        dev = torch.device("cuda")
+        monkeypatch.setattr(tc, "STATE_GROUP", "auto")
+        monkeypatch.setattr(tc, "TRANSITION_WALK", "auto")
+        assert tc._walk_mode(256, 1, 64, 32, dev) == tc.TRANSITION
+        assert tc._walk_mode(16, 1, 64, 32, dev) == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("shape", [(1, 4097, 2, 64, 64), (8, 4096, 3, 32, 64), (2, 16385, 3, 32, 64)])
+def test_gpu_bf16_transition_walk(monkeypatch, shape):
+    """bf16 on the GPU, both directions, at long shapes where the default ("auto") takes the transition walk: half
+    work buffers there, output and every gradient within the bf16 bound of float64 (bench.op_errors)."""
+    import comba_vision.ops.triton_chunk as tc
+    from comba_vision.bench import op_errors
+    monkeypatch.setattr(tc, "HALF_BUFFERS", "1")
+    monkeypatch.setattr(tc, "STATE_GROUP", "auto")
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "auto")
+    B, T, H, K, V = shape
+    assert tc._walk_mode(-(-T // tc.BT), 2 * B * H, V, max(16, K), torch.device("cuda")) == tc.TRANSITION
+    assert {b.dtype for b in tc.empty_work_buffers(B, T, H, K, V, 2, torch.bfloat16, "cuda")} == {torch.bfloat16}
+    launched = _spy_launches(monkeypatch, tc, "BACKWARD")
+    errs = op_errors(shape, torch.bfloat16, "cuda", both=True, seed=6)
+    assert max(errs.values()) <= BOUND[torch.bfloat16], errs
+    assert ("_affine_scan", True) in launched
