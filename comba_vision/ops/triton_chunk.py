@@ -892,37 +892,47 @@ def _chunk_affine(
 
 @triton.jit
 def _affine_scan(
-    A, R, h, h0, ht,
+    A, R, h, h0, ht, S, HS,
     T, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     PREC: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, BACKWARD: tl.constexpr,
+    G: tl.constexpr, PHASE: tl.constexpr,
 ):
     """The transition walk: one program per V block walks the chunks' affine maps (_chunk_affine) holding the
     state [K, BV] on chip, h_next = A_t h + R_t, storing the state at each chunk's start in h; backwards, from the
     last chunk, dh = A_t^T dh + R_t, storing dh at each chunk's end. h0 / ht: the initial and final state (the
-    backward's dht and dh0). No loaded operand depends on the state, so the loads run ahead of the walk."""
+    backward's dht and dh0). No loaded operand depends on the state, so the loads run ahead of the walk.
+    G > 0: in groups of G chunks as _fwd_state's grouped walk (PHASE 1 summaries in S, _state_carry, PHASE 2)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     NT = tl.cdiv(T, CS)
     o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
     m_kk = (o_k < K)[:, None] & (o_k < K)[None, :]
     if BACKWARD:  # A^T
         kk = o_k[:, None] + o_k[None, :] * K
     else:
         kk = o_k[:, None] * K + o_k[None, :]
-    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
-    b_h = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_H0:
-        b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
-    for j in range(0, NT):
+    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)  # masked off for the identity's columns (PHASE 1): no R there
+    c0, c1, has_tail = _group_bounds(NT, G, CS, CS)
+    if PHASE == 0:
+        b_h = tl.zeros([BK, BV], dtype=tl.float32)
+        if USE_H0:
+            b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
+    else:
+        b_h = _group_start(HS, i_bh, i_v, o_k, o_v, K, V, BK, BV, PHASE)
+    for j in range(0, c1 - c0):
         if BACKWARD:
-            i_t = NT - 1 - j
+            i_t = c1 - 1 - j
         else:
-            i_t = j
+            i_t = c0 + j
         base = i_bh * NT + i_t
         b_A = tl.load(A + base * K * K + kk, mask=m_kk, other=0.)
         b_r = tl.load(R + base * K * V + kv, mask=m_kv, other=0.)
-        tl.store(h + base * K * V + kv, b_h.to(h.dtype.element_ty), mask=m_kv)
+        if PHASE != 1:
+            tl.store(h + base * K * V + kv, b_h.to(h.dtype.element_ty), mask=m_kv)
         b_h = _dot(b_A, b_h, PREC) + b_r
-    if STORE_HT:
+    if PHASE == 1:
+        _group_summary(S, b_h, i_bh, o_k, o_v, K, V, BV)
+    if PHASE == 0 and STORE_HT:
         tl.store(ht + i_bh * K * V + kv, b_h, mask=m_kv)
 
 
@@ -1594,6 +1604,20 @@ def _state_group(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int
         return 0
     if STATE_GROUP != "auto":
         return STATE_GROUP if 0 < STATE_GROUP < NT else 0
+    return _auto_group(NT, BH, V, device)
+
+
+TRANSITION = -1  # _walk_mode's value for the transition walk
+# COMBA_TRANSITION_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks): the
+# transition walk in groups of chunks, as the grouped walk (STATE_GROUP) but over the chunks' affine maps.
+_TRANSITION_GROUP_ENV = os.environ.get("COMBA_TRANSITION_GROUP", "auto")
+TRANSITION_GROUP: str | int = "auto" if _TRANSITION_GROUP_ENV == "auto" else int(_TRANSITION_GROUP_ENV)
+
+
+def _auto_group(NT: int, BH: int, V: int, device: torch.device) -> int:
+    """The automatic chunks per group of a walk: when it is long (NT >= 32) and B*H (by 16-wide V blocks) leaves the
+    GPU short of programs, about sqrt(NT) / 2 chunks a group (balancing the two group walks against the carry
+    over NT / G groups); else 0."""
     if device.type != "cuda" or NT < 32:
         return 0
     if BH * triton.cdiv(V, 16) >= 4 * torch.cuda.get_device_properties(device).multi_processor_count:
@@ -1601,7 +1625,11 @@ def _state_group(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int
     return min(16, triton.next_power_of_2(round(NT ** 0.5 / 2)))
 
 
-TRANSITION = -1  # _walk_mode's value for the transition walk
+def _transition_group(NT: int, BH: int, V: int, device: torch.device) -> int:
+    """Chunks per group of the transition walk (TRANSITION_GROUP), 0 for one walk."""
+    if TRANSITION_GROUP != "auto":
+        return TRANSITION_GROUP if 0 < TRANSITION_GROUP < NT else 0
+    return _auto_group(NT, BH, V, device)
 
 
 def _walk_mode(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int:
@@ -1617,21 +1645,37 @@ def _walk_mode(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int:
 
 
 def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta, backward: bool) -> None:
-    """The transition walk's first two launches: each chunk's affine map (_chunk_affine: A into a new [BH, NT, K,
-    K] buffer, R into a new [BH, NT, K, V] one, both float32; affine_args up to them exclusive, then scale), then
-    the walk over them (_affine_scan, scan_args: the states' buffer, h0, ht), products as meta's PREC (TF32 or
-    three-pass, not bf16: the walk's state is not rounded to bf16 as an operand)."""
-    K, V = meta["K"], meta["V"]
+    """The transition walk's launches before the completing kernel: each chunk's affine map (_chunk_affine: A into a
+    new [BH, NT, K, K] buffer, R into a new [BH, NT, K, V] one, both float32; affine_args up to them exclusive, then
+    scale), then the walk over them (_affine_scan, scan_args: the states' buffer, h0, ht), in groups of
+    _transition_group chunks where that is not 0 (the groups' summaries, _state_carry, the storing walk), products
+    as meta's PREC (TF32 or three-pass, not bf16: the walk's state is not rounded to bf16 as an operand)."""
+    K, V, BK = meta["K"], meta["V"], meta["BK"]
     dev = affine_args[0].device
-    A = torch.empty(BH, NT, K, K, device=dev, dtype=torch.float32)
-    R = torch.empty(BH, NT, K, V, device=dev, dtype=torch.float32)
+    f32 = dict(device=dev, dtype=torch.float32)
+    A = torch.empty(BH, NT, K, K, **f32)
+    R = torch.empty(BH, NT, K, V, **f32)
     _launch_chunks(_chunk_affine, NT, tail, BH, (*affine_args[:-1], A, R, affine_args[-1]),
                    dict(_dot_meta(meta, affine_args[0].dtype), BACKWARD=backward))
     h, h0, ht = scan_args
-    _launch(_affine_scan, (None, BH), (A, R, h, h0, ht),
-            dict(T=meta["T"], K=K, V=V, BK=meta["BK"], BV=_state_block_v(BH, V, meta["BV"], dev), CS=meta["CS"],
-                 PREC=meta["PREC"], USE_H0=h0 is not None, STORE_HT=ht is not None, BACKWARD=backward,
-                 num_warps=meta["num_warps"]), per_v_block=True)
+    G = _transition_group(NT, BH, V, dev)
+    scan = dict(T=meta["T"], K=K, V=V, BK=BK, CS=meta["CS"], PREC=meta["PREC"], USE_H0=h0 is not None,
+                STORE_HT=ht is not None, BACKWARD=backward, num_warps=meta["num_warps"])
+    if not G:
+        _launch(_affine_scan, (None, BH), (A, R, h, h0, ht, None, None),
+                dict(scan, BV=_state_block_v(BH, V, meta["BV"], dev), G=0, PHASE=0), per_v_block=True)
+        return
+    NG = triton.cdiv(NT, G)
+    S = torch.empty(BH, NG, K, V + K, **f32)
+    HS = torch.empty(BH, NG, K, V, **f32)
+    bv = _state_block_v(BH * NG, V, meta["BV"], dev)
+    _launch(_affine_scan, (None, BH, NG), (A, R, h, None, None, S, HS), dict(scan, BV=bv, G=G, PHASE=1),
+            per_v_block=True, identity_blocks=True)
+    _launch(_state_carry, (None, BH), (S, HS, h0, ht, NG),
+            dict(K=K, V=V, BK=BK, BV=bv, PREC="tf32x3", USE_H0=h0 is not None, STORE_HT=ht is not None,
+                 BACKWARD=backward), per_v_block=True)
+    _launch(_affine_scan, (None, BH, NG), (A, R, h, None, None, S, HS), dict(scan, BV=bv, G=G, PHASE=2),
+            per_v_block=True)
 
 
 def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool) -> int:

@@ -822,32 +822,37 @@ def test_chunk_size_32_both_directions(monkeypatch):
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, K, V, variant, reverse, init, bv", [
-    (197, 32, 64, "splr", False, True, None), (130, 16, 32, "iplr", True, True, None),
-    (300, 48, 40, "splr", True, False, 16), (64, 32, 16, "iplr", False, True, None),
-    (150, 64, 64, "iplr", False, True, 32)])
-def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv):
+@pytest.mark.parametrize("T, K, V, variant, reverse, init, bv, G", [
+    (197, 32, 64, "splr", False, True, None, 0), (130, 16, 32, "iplr", True, True, None, 2),
+    (300, 48, 40, "splr", True, False, 16, 2), (64, 32, 16, "iplr", False, True, None, 0),
+    (150, 64, 64, "iplr", False, True, 32, 0), (330, 32, 48, "splr", False, True, 16, 4)])
+def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G):
     """COMBA_TRANSITION_WALK=1: each chunk's step as an affine map (_chunk_affine), the walk over the maps
     (_affine_scan), then u, the output, dU and the dc terms chunk-parallel (_fwd_output with COMPLETE_U,
     _bwd_complete). Output, final state and every gradient (initial state included) against the float64 step
     recurrence: a short last chunk on its own tile (T = 197, 130 below head size 64) or on a whole one (T = 300;
     T = 150 with the split gradient kernels of head size 64), whole chunks only (T = 64), a head size below its tile
-    (K = 48), several V blocks in the walk, the last one partial (V = 40, bv = 16). The state kernels of the other
+    (K = 48), several V blocks in the walk, the last one partial (V = 40, bv = 16). G > 0: the walk in groups of G
+    chunks (COMBA_TRANSITION_GROUP: summaries, carry, storing walk), the last group shorter (T = 330, G = 4: groups
+    of 4 and 2 chunks), the identity's columns over two blocks (K = 32 with bv = 16). The state kernels of the other
     walks are checked not to have run."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+    monkeypatch.setattr(tc, "TRANSITION_GROUP", G)
     if bv is not None:
         monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
-    launched = _spy_launches(monkeypatch, tc, "BACKWARD")
+    launched = _spy_launches(monkeypatch, tc, "PHASE")
     xs, h0 = make_inputs(1, T, 2, K, V, init=True, seed=T + K)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
     errs = compare_to_reference(xs, h0 if init else None, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
-    assert [x for x in launched if x[0] == "_affine_scan"] == [("_affine_scan", False), ("_affine_scan", True)]
+    phases = [1, 2, 1, 2] if G else [0, 0]
+    assert [x for x in launched if x[0] == "_affine_scan"] == [("_affine_scan", ph) for ph in phases]
+    assert [n for n, _ in launched].count("_state_carry") == (2 if G else 0)
     names = {n for n, _ in launched}
     assert {"_chunk_affine", "_bwd_complete", "_fwd_output"} <= names
-    assert not names & {"_fwd_state", "_bwd_state", "_state_carry"}
+    assert not names & {"_fwd_state", "_bwd_state"}
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
@@ -888,6 +893,10 @@ def test_walk_mode_choice(monkeypatch):
     assert tc._walk_mode(256, 12, 64, 32, cpu) == 8
     monkeypatch.setattr(tc, "TRANSITION_WALK", "0")
     assert tc._walk_mode(256, 12, 64, 32, cpu) == 8
+    monkeypatch.setattr(tc, "TRANSITION_GROUP", "auto")
+    assert tc._transition_group(256, 12, 64, cpu) == 0
+    monkeypatch.setattr(tc, "TRANSITION_GROUP", 4)
+    assert (tc._transition_group(256, 12, 64, cpu), tc._transition_group(4, 12, 64, cpu)) == (4, 0)
     monkeypatch.setattr(tc, "TRANSITION_WALK", "yes")
     with pytest.raises(ValueError, match="COMBA_TRANSITION_WALK"):
         tc._walk_mode(256, 12, 64, 32, cpu)
@@ -897,6 +906,8 @@ def test_walk_mode_choice(monkeypatch):
         monkeypatch.setattr(tc, "TRANSITION_WALK", "auto")
         assert tc._walk_mode(256, 1, 64, 32, dev) == tc.TRANSITION
         assert tc._walk_mode(16, 1, 64, 32, dev) == 0
+        monkeypatch.setattr(tc, "TRANSITION_GROUP", "auto")
+        assert tc._transition_group(256, 1, 64, dev) == tc._state_group(256, 1, 64, 32, dev) == 8
 
 
 @pytest.mark.gpu
