@@ -907,7 +907,8 @@ def test_walk_mode_choice(monkeypatch):
         assert tc._walk_mode(256, 1, 64, 32, dev) == tc.TRANSITION
         assert tc._walk_mode(16, 1, 64, 32, dev) == 0
         monkeypatch.setattr(tc, "TRANSITION_GROUP", "auto")
-        assert tc._transition_group(256, 1, 64, dev) == tc._state_group(256, 1, 64, 32, dev) == 8
+        assert (tc._transition_group(256, 1, 64, dev), tc._transition_group(64, 1, 64, dev)) == (16, 8)
+        assert tc._transition_group(16, 1, 64, dev) == 0
 
 
 @pytest.mark.gpu
