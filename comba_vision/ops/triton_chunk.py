@@ -20,9 +20,12 @@ backward
   (P h0, the Q h0, K dh and <h0, dh> terms of dg), and 6 is split into ``_bwd_grads_cc`` (C x C and per-token
   gradients) and ``_bwd_grads_k`` (dq, dk, dp per K block); from 128, 5 runs in two K halves
   (``_bwd_state_halves``).
-  Long sequences with few programs (``_state_group``): 2 and 5 walk groups of G chunks in parallel, in three
-  launches (each group's summary from zero, grid (V/BV + K/BV, B*H, NT/G); ``_state_carry`` over the groups,
-  grid (V/BV, B*H); each group again from its true start, grid (V/BV, B*H, NT/G)).
+  Long sequences with few programs (``_walk_mode``): by default the transition walk (``TRANSITION_WALK``) replaces
+  2 and 5: ``_chunk_affine`` grid (NT, B*H) writes each chunk's affine map of the state (A, R), ``_affine_scan``
+  walks the maps, then ``_fwd_output`` (``COMPLETE_U``: u and o) or ``_bwd_complete`` (dU and the dc terms) grid
+  (NT, B*H). Both that walk and, with ``COMBA_TRANSITION_WALK=0``, the state kernels walk groups of G chunks in
+  parallel, in three launches (each group's summary from zero, grid (V/BV + K/BV, B*H, NT/G); ``_state_carry``
+  over the groups, grid (V/BV, B*H); each group again from its true start, grid (V/BV, B*H, NT/G)).
   Below head size 64 a last chunk of at most 32 positions runs on a 16- or 32-row tile (``_tail_rows``):
   1, 3, 4 and 6 launch once more for it, grid (1, B*H) (1 as ``_fwd_prepare`` by row substitution), and 2 and
   5 take it in a step of their own.
@@ -41,7 +44,8 @@ import torch
 import triton
 import triton.language as tl
 
-# COMBA_CHUNK_SIZE (default 64; 32 is a session-18 trial, correct under the interpreter, not yet timed on a GPU): the
+# COMBA_CHUNK_SIZE (default 64; 32 is a session-18 trial, correct on the H200 but slower at every measured shape in
+# session 19: Comba-T graphed 0.99x / 0.99x / 1.92x DeiT-T at 224 / 1024 / 2048px against 1.01x / 1.37x / 2.64x): the
 # positions of a chunk. 32 quarters the chunk-parallel kernels' C x C tiles and halves their [C, K] and [C, V] ones
 # (fewer registers a program, which limit those kernels: docs/KERNELS.md, session 12), for twice the state walks'
 # steps. At 32 the prepare inverts blockwise in two 16-row blocks (_fwd_prepare_blocked2) and the one-launch fused
@@ -113,7 +117,10 @@ STATE_GROUP: str | int = "auto" if _STATE_GROUP_ENV == "auto" else int(_STATE_GR
 # one [K, K] x [K, BV] product and an add a chunk, with no operand that waits for the state; a chunk-parallel
 # kernel then completes u and the output (_fwd_output with COMPLETE_U) or dU and the dc terms (_bwd_complete).
 # "auto": where the automatic grouped walk would run (STATE_GROUP "auto" and _state_group > 0), which then also
-# keeps the half work buffers that the grouped walk cannot (HALF_BUFFERS).
+# keeps the half work buffers that the grouped walk cannot (HALF_BUFFERS). H200, session 19, bf16, both directions'
+# forward+backward kernel ms at (8, 4096, 3, 32, 64): 0.806 (grouped walk) -> 0.702; graphed Comba-T training 1.37x ->
+# 1.47x DeiT-T at 1024px, 2.64x -> 2.93x at 2048px; slower at short shapes (0.495 -> 0.577 ms at (128, 196, 3, 32,
+# 64) forced), which keep the other walks.
 TRANSITION_WALK = os.environ.get("COMBA_TRANSITION_WALK", "auto")
 # COMBA_FUSED_OUTPUT (default 1): below head size 128 the forward state kernel's storing walk also writes the
 # output o = Diag(e^c) Q h0 + lower(Q K^T * decay) u of each chunk, in place of _fwd_output (it holds h0 and u on
@@ -144,6 +151,7 @@ BF16_DOTS = os.environ.get("COMBA_BF16_DOTS", "1") == "1"
 # 3.6 builds the 4-warp grouped _fwd_state on half buffers into a kernel that gives NaN or an illegal memory access
 # on the H200 (session 16: compute-sanitizer's memcheck and initcheck found no bad access or unwritten read at
 # (1, 4097, 2, 64), yet the output was NaN; one walk or 8 warps did not fail), so those keep float32 buffers.
+# (The transition walk, which replaces the grouped walk by default since session 19, keeps half buffers.)
 # Half buffers there on 8 warps (session 16's COMBA_GROUPED_HALF) were removed in session 17: correct on the H200
 # with 1 pipeline stage but slower (both directions' fwd+bwd at (8, 4097, 3, 64) 1.442 against 1.255 ms), and with
 # the head-64 walks' 2 stages the forward's output was off by 40%.
