@@ -49,7 +49,7 @@ def _recorded_launches():
     launches = []
 
     def record(kernel, grid, args, meta, per_v_block=False, fixed_bv=False, identity_blocks=False):
-        launches.append((kernel, args, tc.configured(kernel.fn.__name__, meta, fixed_bv)))
+        launches.append((kernel, args, tc.launch_options(kernel, meta, fixed_bv)[1]))
         return meta["BV"]
 
     real = tc._launch

@@ -985,11 +985,15 @@ def _bwd_complete(
 
 @triton.jit
 def _bwd_dv_local(
-    q, k, p, g, do, dU, h, PH, DCQ, scale,
+    q, k, p, g, do, dU, h, PH, DCQ, W, A, R, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
+    AFFINE: tl.constexpr = False,
 ):
+    """dU's local part lower(Q K^T * decay)^T dO (and with PRE P h0 and the Q h0 term of dc). AFFINE (the transition
+    walk's backward with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's backward writes it, A
+    = e^c_last I - K~^T W and R = (Diag(e^c) Q scale)^T dO - W^T dU_local, so that kernel is not launched."""
     i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     NT = tl.cdiv(T, CS)
@@ -1013,6 +1017,13 @@ def _bwd_dv_local(
         b_p = b_k
     b_dcq = tl.zeros([BT], dtype=tl.float32)
     base_c = (i_bh * NT + i_t) * CS
+    if AFFINE:
+        b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
+        b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
+        tl.store(A + (i_bh * NT + i_t) * K * K + o_k[:, None] * K + o_k[None, :],
+                 tl.where(o_k[:, None] == o_k[None, :], tl.exp(b_clast), 0.) - _dot(tl.trans(b_kd), b_W, PREC),
+                 mask=m_k[:, None] & m_k[None, :])
+        b_qd = b_q * tl.exp(b_c)[:, None]
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
@@ -1020,6 +1031,10 @@ def _bwd_dv_local(
         b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
         b_dU = _dot(b_At, b_do, PREC)
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
+        if AFFINE:
+            tl.store(R + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
+                     _dot(tl.trans(b_qd), b_do, PREC) - _dot(tl.trans(b_W), b_dU, PREC),
+                     mask=m_k[:, None] & m_v[None, :])
         if PRE:
             b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
                            mask=m_k[:, None] & m_v[None, :], other=0.).to(tl.float32)
@@ -1511,6 +1526,9 @@ KERNEL_CONFIGS.update({
 })
 # 32-position chunks (COMBA_CHUNK_SIZE=32, untimed): their prepare on the 64-position prepare's 2 warps until swept
 KERNEL_CONFIGS.update({("_fwd_prepare_blocked2", 32): _kc(2, 1), ("_fwd_prepare_blocked2", 64): _kc(2, 1)})
+# _bwd_dv_local writing the transition walk's maps (TRANSITION_FOLD, untimed): compiled here for sm_90 at (8, 4096, 3,
+# 32, 64) and (8, 4097, 3, 64, 64) both directions, 2 warps spill 184 / 760 registers, 4 warps none
+KERNEL_CONFIGS.update({("_bwd_dv_local_affine", 32): _kc(4, 1), ("_bwd_dv_local_affine", 64): _kc(4, 1)})
 # H200, bf16, session 18 sweep under that session's defaults, both directions at (128, 196, 3, 32, 64) and (8, 4096, 3,
 # 32, 64) (docs/bench/2026-11-30-h200-s18/call2_*): these entries stayed the best but for _bwd_dv_local, 0.0507 ->
 # 0.0445 and 0.0611 -> 0.0564 ms on 4 warps; Triton 3.6 builds that one wrong at V = 16 (the gradients of
@@ -1561,6 +1579,14 @@ def configured(name: str, meta: dict, fixed_bv: bool = False) -> dict:
     return meta
 
 
+def launch_options(kernel, meta: dict, fixed_bv: bool = False) -> tuple[str, dict]:
+    """The name a launch's options are kept under and its meta with them (configured): the kernel's name, or meta's
+    CONFIG_AS for a variant of a kernel with options of its own (taken out of meta: not a kernel argument)."""
+    meta = dict(meta)
+    name = meta.pop("CONFIG_AS", None) or (kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel))
+    return name, configured(name, meta, fixed_bv)
+
+
 def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool = False,
             identity_blocks: bool = False) -> int:
     """Launches kernel; when a configuration needs more shared memory than the device has, retries with
@@ -1568,8 +1594,7 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool 
     all of V in one block (fixed_bv) is only retried without pipelining. per_v_block: grid[0] is the number
     of V blocks (plus, identity_blocks, the K / BV blocks of a group summary's transition matrix). Returns
     the V block used."""
-    name = kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel)
-    meta = configured(name, meta, fixed_bv)
+    name, meta = launch_options(kernel, meta, fixed_bv)
     key = (name, meta["K"], meta["V"], meta["PREC"], meta.get("BT"), meta["BV"], meta.get("num_warps"),
            meta.get("OUTPUT"))
     bv, stages = _FITTED.get(key, (meta["BV"], meta.get("num_stages")))
@@ -1616,6 +1641,16 @@ def _state_group(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int
 
 
 TRANSITION = -1  # _walk_mode's value for the transition walk
+# COMBA_TRANSITION_FOLD (default 0, a session-19 trial: correct under the interpreter, not yet run on a GPU): "1" has
+# _bwd_dv_local write the backward transition walk's maps (A, R), which it has nearly all the operands of, instead of
+# a launch of _chunk_affine that reads q, k, g, W, dO and dU's local part again.
+TRANSITION_FOLD = os.environ.get("COMBA_TRANSITION_FOLD", "0") == "1"
+
+
+def _transition_maps(BH: int, NT: int, K: int, V: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty float32 buffers for the chunks' affine maps of the transition walk: A [BH, NT, K, K], R [BH, NT, K, V]."""
+    f32 = dict(device=device, dtype=torch.float32)
+    return torch.empty(BH, NT, K, K, **f32), torch.empty(BH, NT, K, V, **f32)
 # COMBA_TRANSITION_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks): the
 # transition walk in groups of chunks, as the grouped walk (STATE_GROUP) but over the chunks' affine maps.
 _TRANSITION_GROUP_ENV = os.environ.get("COMBA_TRANSITION_GROUP", "auto")
@@ -1656,19 +1691,23 @@ def _walk_mode(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int:
     return G
 
 
-def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta, backward: bool) -> None:
+def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta, backward: bool,
+                       maps: tuple | None = None) -> None:
     """The transition walk's launches before the completing kernel: each chunk's affine map (_chunk_affine: A into a
     new [BH, NT, K, K] buffer, R into a new [BH, NT, K, V] one, both float32; affine_args up to them exclusive, then
     scale), then the walk over them (_affine_scan, scan_args: the states' buffer, h0, ht), in groups of
     _transition_group chunks where that is not 0 (the groups' summaries, _state_carry, the storing walk), products
-    as meta's PREC (TF32 or three-pass, not bf16: the walk's state is not rounded to bf16 as an operand)."""
+    as meta's PREC (TF32 or three-pass, not bf16: the walk's state is not rounded to bf16 as an operand). maps: A
+    and R already written (_transition_maps; _bwd_dv_local with TRANSITION_FOLD), _chunk_affine not launched."""
     K, V, BK = meta["K"], meta["V"], meta["BK"]
     dev = affine_args[0].device
     f32 = dict(device=dev, dtype=torch.float32)
-    A = torch.empty(BH, NT, K, K, **f32)
-    R = torch.empty(BH, NT, K, V, **f32)
-    _launch_chunks(_chunk_affine, NT, tail, BH, (*affine_args[:-1], A, R, affine_args[-1]),
-                   dict(_dot_meta(meta, affine_args[0].dtype), BACKWARD=backward))
+    if maps is None:
+        A, R = _transition_maps(BH, NT, K, V, dev)
+        _launch_chunks(_chunk_affine, NT, tail, BH, (*affine_args[:-1], A, R, affine_args[-1]),
+                       dict(_dot_meta(meta, affine_args[0].dtype), BACKWARD=backward))
+    else:
+        A, R = maps
     h, h0, ht = scan_args
     G = _transition_group(NT, BH, V, dev)
     scan = dict(T=meta["T"], K=K, V=V, BK=BK, CS=meta["CS"], PREC=meta["PREC"], USE_H0=h0 is not None,
@@ -1876,11 +1915,16 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     else:
         PH = DCQ = KDH = DCL = U  # not read
     low = _dot_meta(meta, q.dtype)
-    _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, scale), dict(low, PRE=pre))
+    transition = _walk_mode(NT, BH, V, BK, q.device) == TRANSITION
+    # the transition walk's maps written by _bwd_dv_local (TRANSITION_FOLD), else by _chunk_affine
+    maps = _transition_maps(BH, NT, K, V, q.device) if transition and TRANSITION_FOLD else None
+    _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, W, *(maps or (None, None)), scale),
+                   dict(low, PRE=pre, AFFINE=maps is not None,
+                        **({"CONFIG_AS": "_bwd_dv_local_affine"} if maps is not None else {})))
     # from head size 128 the state kernel works in K halves (COMBA_STATE_HALVES=0: whole K tiles)
     state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
-    if _walk_mode(NT, BH, V, BK, q.device) == TRANSITION:  # dh's walk, then dU and the dc terms chunk-parallel
-        _launch_transition(BH, NT, tail, (k, q, g, W, dU, do, scale), (dh, dht, dh0), meta, backward=True)
+    if transition:  # dh's walk, then dU and the dc terms chunk-parallel
+        _launch_transition(BH, NT, tail, (k, q, g, W, dU, do, scale), (dh, dht, dh0), meta, backward=True, maps=maps)
         _launch_chunks(_bwd_complete, NT, tail, BH, (k, g, U, h, dh, dU, KDH, DCL), dict(low, PRE=pre))
         n_vs = 1
     else:

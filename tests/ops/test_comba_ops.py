@@ -822,11 +822,12 @@ def test_chunk_size_32_both_directions(monkeypatch):
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, K, V, variant, reverse, init, bv, G", [
-    (197, 32, 64, "splr", False, True, None, 0), (130, 16, 32, "iplr", True, True, None, 2),
-    (300, 48, 40, "splr", True, False, 16, 2), (64, 32, 16, "iplr", False, True, None, 0),
-    (150, 64, 64, "iplr", False, True, 32, 0), (330, 32, 48, "splr", False, True, 16, 4)])
-def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G):
+@pytest.mark.parametrize("T, K, V, variant, reverse, init, bv, G, fold", [
+    (197, 32, 64, "splr", False, True, None, 0, False), (130, 16, 32, "iplr", True, True, None, 2, True),
+    (300, 48, 40, "splr", True, False, 16, 2, False), (64, 32, 16, "iplr", False, True, None, 0, True),
+    (150, 64, 64, "iplr", False, True, 32, 0, True), (330, 32, 48, "splr", False, True, 16, 4, False),
+    (197, 32, 64, "splr", True, True, None, 2, True)])
+def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fold):
     """COMBA_TRANSITION_WALK=1: each chunk's step as an affine map (_chunk_affine), the walk over the maps
     (_affine_scan), then u, the output, dU and the dc terms chunk-parallel (_fwd_output with COMPLETE_U,
     _bwd_complete). Output, final state and every gradient (initial state included) against the float64 step
@@ -834,10 +835,12 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G):
     T = 150 with the split gradient kernels of head size 64), whole chunks only (T = 64), a head size below its tile
     (K = 48), several V blocks in the walk, the last one partial (V = 40, bv = 16). G > 0: the walk in groups of G
     chunks (COMBA_TRANSITION_GROUP: summaries, carry, storing walk), the last group shorter (T = 330, G = 4: groups
-    of 4 and 2 chunks), the identity's columns over two blocks (K = 32 with bv = 16). The state kernels of the other
-    walks are checked not to have run."""
+    of 4 and 2 chunks), the identity's columns over two blocks (K = 32 with bv = 16). fold (COMBA_TRANSITION_FOLD):
+    the backward's maps written by _bwd_dv_local, _chunk_affine launched for the forward only. The state kernels of
+    the other walks are checked not to have run."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", fold)
     monkeypatch.setattr(tc, "TRANSITION_GROUP", G)
     if bv is not None:
         monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
@@ -850,20 +853,24 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G):
     phases = [1, 2, 1, 2] if G else [0, 0]
     assert [x for x in launched if x[0] == "_affine_scan"] == [("_affine_scan", ph) for ph in phases]
     assert [n for n, _ in launched].count("_state_carry") == (2 if G else 0)
+    n_tail = 2 if tc._tail_rows(T, max(16, 1 << (K - 1).bit_length())) < tc.BT else 1  # launches a chunk kernel takes
+    assert [n for n, _ in launched].count("_chunk_affine") == (1 if fold else 2) * n_tail
     names = {n for n, _ in launched}
     assert {"_chunk_affine", "_bwd_complete", "_fwd_output"} <= names
     assert not names & {"_fwd_state", "_bwd_state"}
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("recompute", [False, True])
-def test_transition_walk_both_directions(monkeypatch, recompute):
+@pytest.mark.parametrize("recompute, fold", [(False, False), (True, False), (False, True)])
+def test_transition_walk_both_directions(monkeypatch, recompute, fold):
     """The transition walk with both scan directions in the same launches (what the models run), with the work
-    buffers kept or rebuilt in the backward (COMBA_RECOMPUTE_BUFFERS: _fwd_output completes u without an output):
-    output and the six gradients of both directions against the float64 chunk path (bench.op_errors)."""
+    buffers kept or rebuilt in the backward (COMBA_RECOMPUTE_BUFFERS: _fwd_output completes u without an output),
+    and with the backward's maps from _bwd_dv_local (COMBA_TRANSITION_FOLD): output and the six gradients of both
+    directions against the float64 chunk path (bench.op_errors)."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import op_errors
     monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", fold)
     monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
     monkeypatch.setenv("COMBA_BACKEND", "triton")
     launched = _spy_launches(monkeypatch, tc, "OUTPUT")
