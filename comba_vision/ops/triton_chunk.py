@@ -614,20 +614,30 @@ def _fused_bidir_fwd(
 
 
 @triton.jit
+def _chunk_start(g, T, H, K, BT: tl.constexpr, BK: tl.constexpr, CS: tl.constexpr, I0, REVERSE: tl.constexpr,
+                 IPLR: tl.constexpr):
+    """A chunk-parallel kernel's program (grid (chunks, rows), the first chunk I0): its chunk, (batch * head) row,
+    batch, head, the chunk count, tile offsets (rows, K and its mask), the input rows and their mask, the decays
+    (_decays: g, c, cf, c_last) and the chunk's first row in the work buffers."""
+    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, CS)
+    o_k = tl.arange(0, BK)
+    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    return (i_t, i_bh, i_b, i_h, NT, tl.arange(0, BT), o_k, o_k < K, rows, m_t, b_g, b_c, b_cf, b_clast,
+            (i_bh * NT + i_t) * CS)
+
+
+@triton.jit
 def _fwd_prepare(
     k, p, v, g, beta, M, W, U,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, CS)
-    o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
-    m_k = o_k < K
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
-    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
+    (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
+     base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     b_p = _load_rows(p, rows, m_t, K, BK, 0)
@@ -644,7 +654,6 @@ def _fwd_prepare(
         b_row = b_row + tl.sum(b_row[:, None] * b_X, 0) * (o_c < i)
         b_X = tl.where(m_row[:, None], b_row[None, :], b_X)
     b_M = b_X + tl.where(o_c[:, None] == o_c[None, :], 1., 0.)
-    base_c = (i_bh * NT + i_t) * CS
     tl.store(M + (base_c + o_c)[:, None] * CS + o_c[None, :], b_M.to(M.dtype.element_ty))
     b_W = _dot(b_M, b_p * (b_beta * tl.exp(b_cf))[:, None], PREC)
     tl.store(W + (base_c + o_c)[:, None] * K + o_k[None, :], b_W.to(W.dtype.element_ty), mask=m_k[None, :])
@@ -763,6 +772,17 @@ def _group_summary(S, b_h, i_bh, o_k, o_v, K, V, BV: tl.constexpr):
 
 
 @triton.jit
+def _walk_end(S, ht, b_h, i_bh, o_k, o_v, kv, m_kv, K, V, BV: tl.constexpr, PHASE: tl.constexpr,
+              STORE_HT: tl.constexpr):
+    """A state walk's end tile: a group's summary (PHASE 1), or the final state (the backward's dh0) in ht when
+    asked for (PHASE 0; the grouped walk's carry writes it otherwise)."""
+    if PHASE == 1:
+        _group_summary(S, b_h, i_bh, o_k, o_v, K, V, BV)
+    if PHASE == 0 and STORE_HT:
+        tl.store(ht + i_bh * K * V + kv, b_h, mask=m_kv)
+
+
+@triton.jit
 def _state_carry(S, HS, h0, ht, NG, K, V, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
                  USE_H0: tl.constexpr, STORE_HT: tl.constexpr, BACKWARD: tl.constexpr):
     """Walks the groups (backwards: from the last) with their summaries, h_next = P_g h + s_g, storing each
@@ -810,10 +830,7 @@ def _fwd_state(
         if has_tail:
             b_h = _fwd_state_chunk(k, g, W, U, h, b_h, NT - 1, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K,
                                    V, TAIL, BK, CS, REVERSE, IPLR, PREC, PHASE != 1, q, o, scale, OUTPUT)
-    if PHASE == 1:
-        _group_summary(S, b_h, i_bh, o_k, o_v, K, V, BV)
-    if PHASE == 0 and STORE_HT:
-        tl.store(ht + i_bh * K * V + kv, b_h, mask=m_kv)
+    _walk_end(S, ht, b_h, i_bh, o_k, o_v, kv, m_kv, K, V, BV, PHASE, STORE_HT)
 
 
 @triton.jit
@@ -826,16 +843,9 @@ def _fwd_output(
 ):
     """o = Diag(e^c) Q h0 + lower(Q K^T * decay) u for one chunk. COMPLETE_U (after the transition walk, which
     stores only the states): first u = U0 - W h0, written over U0; OUTPUT=False: only that."""
-    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, CS)
-    o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
-    m_k = o_k < K
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
+     base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
     orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
-    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-    base_c = (i_bh * NT + i_t) * CS
     if OUTPUT:
         b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
         b_A = _attn_lower(b_q, _load_rows(k, rows, m_t, K, BK, 0), b_c, BT, PREC)
@@ -869,15 +879,8 @@ def _chunk_affine(
     with A = e^c_last I - K~^T W [K, K], K~ = Diag(e^(c_last - c)) K, and R = K~^T U0 (X = U0); backwards
     (BACKWARD) dh0 = A^T dh_end + R with R = (Diag(e^c) Q scale)^T dO - W^T dU_local (X = dU's local part, Y = dO).
     A [.., NT, K, K] and R [.., NT, K, V] in float32."""
-    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, CS)
-    o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
-    m_k = o_k < K
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
-    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-    base_c = (i_bh * NT + i_t) * CS
+    (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
+     base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
     b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
     b_kd = _load_rows(k, rows, m_t, K, BK, 0) * tl.exp(b_clast - b_c)[:, None]
     b_A = tl.where(o_k[:, None] == o_k[None, :], tl.exp(b_clast), 0.) - _dot(tl.trans(b_kd), b_W, PREC)
@@ -910,23 +913,14 @@ def _affine_scan(
     last chunk, dh = A_t^T dh + R_t, storing dh at each chunk's end. h0 / ht: the initial and final state (the
     backward's dht and dh0). No loaded operand depends on the state, so the loads run ahead of the walk.
     G > 0: in groups of G chunks as _fwd_state's grouped walk (PHASE 1 summaries in S, _state_carry, PHASE 2)."""
-    i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    NT = tl.cdiv(T, CS)
-    o_k = tl.arange(0, BK)
-    o_v = i_v * BV + tl.arange(0, BV)
+    # (the walk has no short-tail step: TAIL = CS; kv's mask is off for the identity's columns of PHASE 1, no R there)
+    (i_v, i_bh, i_b, i_h, NT, o_k, o_v, m_v, kv, m_kv, c0, c1, has_tail,
+     b_h) = _walk_start(h0, HS, T, 1, K, V, BK, BV, CS, CS, G, PHASE, USE_H0)
     m_kk = (o_k < K)[:, None] & (o_k < K)[None, :]
     if BACKWARD:  # A^T
         kk = o_k[:, None] + o_k[None, :] * K
     else:
         kk = o_k[:, None] * K + o_k[None, :]
-    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)  # masked off for the identity's columns (PHASE 1): no R there
-    c0, c1, has_tail = _group_bounds(NT, G, CS, CS)
-    if PHASE == 0:
-        b_h = tl.zeros([BK, BV], dtype=tl.float32)
-        if USE_H0:
-            b_h += tl.load(h0 + i_bh * K * V + kv, mask=m_kv, other=0.)
-    else:
-        b_h = _group_start(HS, i_bh, i_v, o_k, o_v, K, V, BK, BV, PHASE)
     for j in range(0, c1 - c0):
         if BACKWARD:
             i_t = c1 - 1 - j
@@ -938,10 +932,7 @@ def _affine_scan(
         if PHASE != 1:
             tl.store(h + base * K * V + kv, b_h.to(h.dtype.element_ty), mask=m_kv)
         b_h = _dot(b_A, b_h, PREC) + b_r
-    if PHASE == 1:
-        _group_summary(S, b_h, i_bh, o_k, o_v, K, V, BV)
-    if PHASE == 0 and STORE_HT:
-        tl.store(ht + i_bh * K * V + kv, b_h, mask=m_kv)
+    _walk_end(S, ht, b_h, i_bh, o_k, o_v, kv, m_kv, K, V, BV, PHASE, STORE_HT)
 
 
 @triton.jit
@@ -954,13 +945,8 @@ def _bwd_complete(
     """After the backward transition walk: what _bwd_state adds as it walks, chunk-parallel: dU += Diag(e^(c_last -
     c)) K dh (dh at the chunk's end) and, with PRE, the K dh and <h0, dh> terms of dc in KDH and DCL (one slice for
     all of V)."""
-    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, CS)
-    o_c = tl.arange(0, BT)
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
-    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
-    base_c = (i_bh * NT + i_t) * CS
+    (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
+     base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
     b_kd = _load_rows(k, rows, m_t, K, BK, 0) * tl.exp(b_clast - b_c)[:, None]
     b_ukdh = tl.zeros([BT], dtype=tl.float32)
     b_inner = 0.
@@ -994,15 +980,9 @@ def _bwd_dv_local(
     """dU's local part lower(Q K^T * decay)^T dO (and with PRE P h0 and the Q h0 term of dc). AFFINE (the transition
     walk's backward with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's backward writes it, A
     = e^c_last I - K~^T W and R = (Diag(e^c) Q scale)^T dO - W^T dU_local, so that kernel is not launched."""
-    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, CS)
-    o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
-    m_k = o_k < K
-    rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
+     base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
     orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
-    b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     # transposed: At[j, i] = A[i, j] = (q_i . k_j) e^(c_i - c_j) for j <= i
@@ -1016,7 +996,6 @@ def _bwd_dv_local(
     else:
         b_p = b_k
     b_dcq = tl.zeros([BT], dtype=tl.float32)
-    base_c = (i_bh * NT + i_t) * CS
     if AFFINE:
         b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
         b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
@@ -1120,10 +1099,7 @@ def _bwd_state(
         b_dh = _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, c_full - 1 - j, i_v, i_b,
                                 i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V, CS, BK, BV, CS, REVERSE, IPLR,
                                 PREC, PRE, PHASE != 1)
-    if PHASE == 1:
-        _group_summary(S, b_dh, i_bh, o_k, o_v, K, V, BV)
-    if PHASE == 0 and STORE_DH0:
-        tl.store(dh0 + i_bh * K * V + kv, b_dh, mask=m_kv)
+    _walk_end(S, dh0, b_dh, i_bh, o_k, o_v, kv, m_kv, K, V, BV, PHASE, STORE_DH0)
 
 
 @triton.jit
