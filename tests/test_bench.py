@@ -308,12 +308,15 @@ def test_op_errors_against_float64():
 
 
 def test_kernels_table_and_cli_without_cuda(monkeypatch, capsys):
-    """The kernels table shows settings, error and the per-kernel split (an error record as such); without CUDA
-    the subcommand stops with a message naming the reason."""
+    """The kernels table shows settings, error and the per-kernel split (an error record as such, a run with
+    --no-check as not checked); without CUDA the subcommand stops with a message naming the reason."""
     recs = [dict(shape=(2, 197, 3, 64, 64), settings={"COMBA_HALF_BUFFERS": "0"}, max_rel_err=3.9e-3,
                  kernels_ms={"_bwd_grads_cc": 0.2, "_fwd_state": 0.1}, total_ms=0.3),
-            dict(shape=(2, 16385, 3, 64, 64), settings={}, error="RuntimeError: illegal memory access")]
+            dict(shape=(2, 16385, 3, 64, 64), settings={}, error="RuntimeError: illegal memory access"),
+            dict(shape=(8, 4096, 3, 32, 64), settings={}, max_rel_err=None, kernels_ms={"_bwd_grads": 0.25},
+                 total_ms=0.25)]
     table = bench.kernels_table(recs).splitlines()
+    assert table[4] == "| (8, 4096, 3, 32, 64) | defaults | not checked | 0.250 | _bwd_grads 0.250 |"
     assert table[2] == ("| (2, 197, 3, 64, 64) | COMBA_HALF_BUFFERS=0 | 3.9e-03 | 0.300 | _bwd_grads_cc 0.200, "
                         "_fwd_state 0.100 |")
     assert table[3].startswith("| (2, 16385, 3, 64, 64) | defaults | error |") and "illegal" in table[3]
@@ -353,3 +356,27 @@ def test_sweep_cli_configs_and_directions(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit):
         _benchmark_tool().main(["sweep", "--configs", "4-1"])
     assert "warps:stages" in capsys.readouterr().err
+
+
+def test_bench_kernels_without_check_and_after_each_shape(monkeypatch):
+    """bench_kernels(check=False) (`benchmark.py kernels --no-check`) times the kernels without the float64
+    reference (max_rel_err None), and hands the records so far to on_record after every shape, a failed one too
+    (the tool rewrites its JSON there, so that a run cut short keeps what it measured)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    def no_reference(*a, **k):
+        raise AssertionError("op_errors called with check=False")
+
+    def times(shape, dtype, iters, both):
+        if shape[1] == 999:
+            raise RuntimeError("illegal memory access")
+        return {"_fwd_state": 0.1, "_bwd_grads": 0.3}
+    monkeypatch.setattr(bench, "op_errors", no_reference)
+    monkeypatch.setattr(bench, "kernel_times", times)
+    seen = []
+    recs = bench.bench_kernels([(2, 197, 3, 32, 64), (1, 999, 1, 16)], check=False, log=lambda s: None,
+                               on_record=lambda r: seen.append(len(r)))
+    assert seen == [1, 2]
+    assert recs[0]["max_rel_err"] is None and list(recs[0]["kernels_ms"]) == ["_bwd_grads", "_fwd_state"]
+    assert recs[0]["total_ms"] == pytest.approx(0.4)
+    assert recs[1]["shape"] == (1, 999, 1, 16, 16) and "illegal" in recs[1]["error"]
