@@ -39,9 +39,12 @@ def _config(s: str) -> tuple[int, int]:
 
 
 def _write_json(path: str, env: dict, **payload) -> None:
-    """One run's record: the environment and what was measured."""
-    with open(path, "w") as f:
+    """One run's record: the environment and what was measured (written to a temporary file, then renamed: a run
+    killed while writing keeps the previous record)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
         json.dump(dict(environment=env, **payload), f, indent=1)
+    os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -125,6 +128,7 @@ def main(argv=None):
                                           on_record=lambda recs: _write_json(args.out, env, records=recs))
         except RuntimeError as e:
             ap.error(str(e))
+        _write_json(args.out, env, records=records)
         print(bench.kernels_table(records))
         print(f"wrote {args.out}")
         return

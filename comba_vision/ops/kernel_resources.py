@@ -49,7 +49,7 @@ def _recorded_launches():
     launches = []
 
     def record(kernel, grid, args, meta, per_v_block=False, fixed_bv=False, identity_blocks=False):
-        launches.append((kernel, args, tc.launch_options(kernel, meta, fixed_bv)[1]))
+        launches.append((kernel, args, *tc.launch_options(kernel, meta, fixed_bv)))
         return meta["BV"]
 
     real = tc._launch
@@ -123,8 +123,7 @@ def kernel_resources(shape, dtype: torch.dtype = torch.bfloat16, directions: int
     previous = driver._active  # None until a driver was first asked for (none exists on a machine without a GPU)
     driver.set_active(_TargetOnlyDriver(arch))
     try:
-        for kernel, args, meta in launches:
-            name = kernel.fn.__name__
+        for kernel, args, name, meta in launches:  # name: the kernel's, or its variant's (CONFIG_AS)
             key = (name, tuple(sorted((n, str(x)) for n, x in meta.items() if n != "I0")))
             if key in seen:
                 continue
@@ -138,6 +137,6 @@ def kernel_resources(shape, dtype: torch.dtype = torch.bfloat16, directions: int
             rows.append(row)
     finally:
         driver._active = previous
-        for kernel, _, _ in launches:  # nothing compiled for the stand-in target stays cached
+        for kernel, *_ in launches:  # nothing compiled for the stand-in target stays cached
             kernel.device_caches.clear()
     return rows

@@ -911,7 +911,10 @@ def _affine_scan(
     """The transition walk: one program per V block walks the chunks' affine maps (_chunk_affine) holding the
     state [K, BV] on chip, h_next = A_t h + R_t, storing the state at each chunk's start in h; backwards, from the
     last chunk, dh = A_t^T dh + R_t, storing dh at each chunk's end. h0 / ht: the initial and final state (the
-    backward's dht and dh0). No loaded operand depends on the state, so the loads run ahead of the walk.
+    backward's dht and dh0). No loaded operand depends on the state, so the loads run ahead of the walk. The
+    state is an operand of each step's product at PREC (TF32 for half inputs: rounded to 10 mantissa bits a chunk,
+    where the other walks keep e^c_last h exact and round h only inside their W h products; the errors against
+    float64 measured on the H200 stayed at the other walks' level, 4.8e-3 at 16384 tokens).
     G > 0: in groups of G chunks as _fwd_state's grouped walk (PHASE 1 summaries in S, _state_carry, PHASE 2)."""
     # (the walk has no short-tail step: TAIL = CS; kv's mask is off for the identity's columns of PHASE 1, no R there)
     (i_v, i_bh, i_b, i_h, NT, o_k, o_v, m_v, kv, m_kv, c0, c1, has_tail,
@@ -1503,7 +1506,8 @@ KERNEL_CONFIGS.update({
 # 32-position chunks (COMBA_CHUNK_SIZE=32, untimed): their prepare on the 64-position prepare's 2 warps until swept
 KERNEL_CONFIGS.update({("_fwd_prepare_blocked2", 32): _kc(2, 1), ("_fwd_prepare_blocked2", 64): _kc(2, 1)})
 # _bwd_dv_local writing the transition walk's maps (TRANSITION_FOLD, untimed): compiled here for sm_90 at (8, 4096, 3,
-# 32, 64) and (8, 4097, 3, 64, 64) both directions, 2 warps spill 184 / 760 registers, 4 warps none
+# 32, 64) and (8, 4097, 3, 64, 64) both directions, 2 warps spill 184 / 760 bytes a thread, 4 warps none (Triton 3.6
+# built the plain kernel wrong on 4 warps at V = 16 on the H200, session 18: test_gpu_bf16_transition_fold covers it)
 KERNEL_CONFIGS.update({("_bwd_dv_local_affine", 32): _kc(4, 1), ("_bwd_dv_local_affine", 64): _kc(4, 1)})
 # H200, bf16, session 18 sweep under that session's defaults, both directions at (128, 196, 3, 32, 64) and (8, 4096, 3,
 # 32, 64) (docs/bench/2026-11-30-h200-s18/call2_*): these entries stayed the best but for _bwd_dv_local, 0.0507 ->
@@ -1661,8 +1665,9 @@ def _walk_mode(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int:
     if TRANSITION_WALK not in ("auto", "0", "1"):
         raise ValueError(f"COMBA_TRANSITION_WALK must be auto, 0 or 1, got {TRANSITION_WALK!r}")
     G = _state_group(NT, BH, V, BK, device)
-    if BK < STATE_HALVES_MIN_BK and (TRANSITION_WALK == "1" or (TRANSITION_WALK == "auto" and STATE_GROUP == "auto"
-                                                                 and G > 0)):
+    # not from head size 128 ([128, 128] float32 maps; untried), whatever COMBA_STATE_HALVES says
+    if BK < min(STATE_HALVES_MIN_BK, 128) and (TRANSITION_WALK == "1" or (
+            TRANSITION_WALK == "auto" and STATE_GROUP == "auto" and G > 0)):
         return TRANSITION
     return G
 
@@ -1897,13 +1902,13 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, W, *(maps or (None, None)), scale),
                    dict(low, PRE=pre, AFFINE=maps is not None,
                         **({"CONFIG_AS": "_bwd_dv_local_affine"} if maps is not None else {})))
-    # from head size 128 the state kernel works in K halves (COMBA_STATE_HALVES=0: whole K tiles)
-    state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
     if transition:  # dh's walk, then dU and the dc terms chunk-parallel
         _launch_transition(BH, NT, tail, (k, q, g, W, dU, do, scale), (dh, dht, dh0), meta, backward=True, maps=maps)
         _launch_chunks(_bwd_complete, NT, tail, BH, (k, g, U, h, dh, dU, KDH, DCL), dict(low, PRE=pre))
         n_vs = 1
     else:
+        # from head size 128 the state kernel works in K halves (COMBA_STATE_HALVES=0: whole K tiles)
+        state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
         bv_state = _launch_state(state_kernel, BH, NT, (q, k, g, W, do, dU, dh, dht, dh0, scale, U, h, KDH, DCL),
                                  dict(low, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
                                  dht, dh0, backward=True)

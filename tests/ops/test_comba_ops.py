@@ -510,11 +510,15 @@ def test_no_read_of_unwritten_memory(monkeypatch):
     from comba_vision import bench
     if HAS_CUDA:
         dtype, device = torch.bfloat16, "cuda"
+        # (the long "auto" shapes take the transition walk; "grouped": the grouped walk there)
         cases = [((4, 197, 3, 64, 64), "auto"), ((2, 1025, 3, 64, 64), "auto"), ((1, 4097, 2, 64, 64), "auto"),
-                 ((1, 4097, 3, 32, 64), "auto")]
+                 ((1, 4097, 3, 32, 64), "auto"), ((1, 4097, 2, 64, 64), "grouped"), ((1, 4097, 3, 32, 64), "grouped")]
     else:
         dtype, device = torch.float16, "cpu"
-        cases = [((1, 70, 1, 32, 16), "auto"), ((1, 150, 1, 16, 16), 2), ((1, 150, 1, 32, 16), "transition")]
+        cases = [((1, 70, 1, 32, 16), "auto"), ((1, 150, 1, 16, 16), 2), ((1, 150, 1, 32, 16), "transition"),
+                 ((1, 200, 1, 32, 16), "transition-grouped")]
+    settings = {"auto": ("auto", "auto", "auto"), "grouped": ("auto", "0", "auto"), 2: (2, "auto", "auto"),
+                "transition": ("auto", "1", "auto"), "transition-grouped": ("auto", "1", 2)}
     def nan_filled(alloc):
         def f(*a, **k):
             t = alloc(*a, **k)
@@ -527,8 +531,8 @@ def test_no_read_of_unwritten_memory(monkeypatch):
                     lambda xs: comba(*xs, reverse=True, backend="triton")[0]):
             for x in xs:
                 x.grad = None
-            monkeypatch.setattr(tc, "STATE_GROUP", "auto" if group == "transition" else group)
-            monkeypatch.setattr(tc, "TRANSITION_WALK", "1" if group == "transition" else "auto")
+            for name, value in zip(("STATE_GROUP", "TRANSITION_WALK", "TRANSITION_GROUP"), settings[group]):
+                monkeypatch.setattr(tc, name, value)
             monkeypatch.setattr(torch, "empty", nan_empty)
             monkeypatch.setattr(torch, "empty_like", nan_empty_like)
             o = run(xs)
@@ -826,14 +830,15 @@ def test_chunk_size_32_both_directions(monkeypatch):
     (197, 32, 64, "splr", False, True, None, 0, False), (130, 16, 32, "iplr", True, True, None, 2, True),
     (300, 48, 40, "splr", True, False, 16, 2, False), (64, 32, 16, "iplr", False, True, None, 0, True),
     (150, 64, 64, "iplr", False, True, 32, 0, True), (330, 32, 48, "splr", False, True, 16, 4, False),
-    (197, 32, 64, "splr", True, True, None, 2, True)])
+    (197, 32, 64, "splr", True, True, None, 2, True), (140, 32, 96, "iplr", True, True, None, 0, True)])
 def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fold):
     """COMBA_TRANSITION_WALK=1: each chunk's step as an affine map (_chunk_affine), the walk over the maps
     (_affine_scan), then u, the output, dU and the dc terms chunk-parallel (_fwd_output with COMPLETE_U,
     _bwd_complete). Output, final state and every gradient (initial state included) against the float64 step
     recurrence: a short last chunk on its own tile (T = 197, 130 below head size 64) or on a whole one (T = 300;
     T = 150 with the split gradient kernels of head size 64), whole chunks only (T = 64), a head size below its tile
-    (K = 48), several V blocks in the walk, the last one partial (V = 40, bv = 16). G > 0: the walk in groups of G
+    (K = 48), several V blocks in the walk, the last one partial (V = 40, bv = 16), and in the chunk-parallel kernels
+    (V = 96: blocks of 64 and 32, summed into one dc slice by _bwd_complete). G > 0: the walk in groups of G
     chunks (COMBA_TRANSITION_GROUP: summaries, carry, storing walk), the last group shorter (T = 330, G = 4: groups
     of 4 and 2 chunks), the identity's columns over two blocks (K = 32 with bv = 16). fold (COMBA_TRANSITION_FOLD):
     the backward's maps written by _bwd_dv_local, _chunk_affine launched for the forward only. The state kernels of
@@ -878,7 +883,13 @@ def test_transition_walk_both_directions(monkeypatch, recompute, fold):
     errs = op_errors((2, 150, 2, 32, 48), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=4)
     assert max(errs.values()) <= BOUND[dtype], errs
     assert ("_fwd_output", False) in launched if recompute else ("_fwd_output", False) not in launched
-    assert "_fwd_state" not in {n for n, _ in launched}
+    names = [n for n, _ in launched]
+    assert "_fwd_state" not in names and "_bwd_state" not in names
+    # one scan forward and one backward (and one more forward to rebuild the buffers when recomputing); the maps of
+    # each scan from _chunk_affine, those of the backward from _bwd_dv_local when folded (T = 150: a tail launch each)
+    scans = 3 if recompute else 2
+    assert names.count("_affine_scan") == scans
+    assert names.count("_chunk_affine") == 2 * (scans - fold)
 
 
 def test_walk_mode_choice(monkeypatch):
@@ -936,3 +947,21 @@ def test_gpu_bf16_transition_walk(monkeypatch, shape):
     errs = op_errors(shape, torch.bfloat16, "cuda", both=True, seed=6)
     assert max(errs.values()) <= BOUND[torch.bfloat16], errs
     assert ("_affine_scan", True) in launched
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("shape", [(2, 1025, 2, 32, 16), (2, 197, 3, 32, 16), (4, 4096, 3, 32, 64),
+                                   (2, 1025, 2, 64, 64)])
+def test_gpu_bf16_transition_fold(monkeypatch, shape):
+    """COMBA_TRANSITION_FOLD=1 on the GPU, bf16, both directions: _bwd_dv_local writing the backward's maps on its
+    own launch options (4 warps, where Triton 3.6 built the plain kernel wrong at V = 16 in session 18), at V = 16
+    and 64, head sizes 32 and 64, short and long: output and every gradient within the bf16 bound of float64."""
+    import comba_vision.ops.triton_chunk as tc
+    from comba_vision.bench import op_errors
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", True)
+    launched = _spy_launches(monkeypatch, tc, "AFFINE")
+    errs = op_errors(shape, torch.bfloat16, "cuda", both=True, seed=8)
+    assert max(errs.values()) <= BOUND[torch.bfloat16], errs
+    assert ("_bwd_dv_local", True) in launched
