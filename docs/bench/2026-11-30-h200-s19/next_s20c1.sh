@@ -8,7 +8,7 @@ export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 PYTHONPATH=. NCCL_NVLS_ENABLE=0 TORC
 L=$OUT/log.txt; T0=$(date +%s); t() { echo "== t=$(( $(date +%s)-T0 )) $*" | tee -a $L; }
 N=""; python3 -c "import xdist" 2>/dev/null && N="-n 12"
 t transition tests
-timeout 200 python3 -m pytest -q $N -p no:cacheprovider tests/ops/test_comba_ops.py -k "transition or walk_mode" -rf 2>&1 | grep -v "^  \|^$" | grep "passed\|failed\|FAIL\|Error" | tail -8 | tee -a $L
+timeout 200 python3 -m pytest -q $N -p no:cacheprovider tests/ops/test_comba_ops.py -k "transition or walk_mode or unwritten" -rf 2>&1 | grep -v "^  \|^$" | grep "passed\|failed\|FAIL\|Error" | tail -8 | tee -a $L
 pkill -f pytest; sleep 1
 for f in 1 0; do
   t kernels fold $f
