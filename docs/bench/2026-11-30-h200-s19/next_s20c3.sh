@@ -2,6 +2,7 @@
 # prepared in session 19, a third call for the next device session: launch options of the transition walk's kernels
 # (defaults: 4 warps, Triton's stages) at the models' long shapes, kernel times only (--no-check: no float64
 # reference), one process per variant; only the named kernels take the variant's options
+# Run after next_s20c1.sh; drop COMBA_TRANSITION_FOLD=1 below if that call did not adopt the fold.
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 PYTHONPATH=.
 L=$OUT/log.txt; T0=$(date +%s); t() { echo "== t=$(( $(date +%s)-T0 )) $*" | tee -a $L; }
 i=0
