@@ -338,7 +338,8 @@ def sweep_kernels(shapes, configs=SWEEP_CONFIGS, dtype=torch.bfloat16, log=print
         for warps, stages in configs:
             names = ["_fwd_prepare", "_fwd_prepare_blocked", "_fwd_prepare_blocked2", "_fwd_state", "_fwd_output",
                      "_bwd_dv_local", "_bwd_state", "_bwd_state_halves", "_bwd_grads", "_bwd_grads_cc", "_bwd_grads_k",
-                     "_chunk_affine", "_affine_scan", "_bwd_complete", "_bwd_dv_local_affine"]
+                     "_chunk_affine", "_affine_scan", "_bwd_complete", "_bwd_dv_local_affine",
+                     "_fwd_prepare_blocked_affine"]
             os.environ["COMBA_KERNEL_CONFIG"] = ",".join(
                 f"{n}:{b}:{warps}:{stages}" for n in names for b in sorted({bk, min(bk, 64)}))
             triton_chunk._FITTED.clear()

@@ -404,13 +404,22 @@ def _lower_product(X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2,
 @triton.jit
 def _store_lower_product(ptr, D, mask, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2, y3,
                          BC: tl.constexpr, PREC: tl.constexpr):
-    """Stores M Y (_lower_product) at ptr (the first block's [BC, *] pointers, rows D apart)."""
+    """Stores M Y (_lower_product) at ptr (the first block's [BC, *] pointers, rows D apart) and returns its
+    blocks (float32, before rounding to ptr's dtype)."""
     u0, u1, u2, u3 = _lower_product(X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2, y3, PREC)
     dt = ptr.dtype.element_ty
     tl.store(ptr, u0.to(dt), mask=mask)
     tl.store(ptr + BC * D, u1.to(dt), mask=mask)
     tl.store(ptr + 2 * BC * D, u2.to(dt), mask=mask)
     tl.store(ptr + 3 * BC * D, u3.to(dt), mask=mask)
+    return u0, u1, u2, u3
+
+
+@triton.jit
+def _blocks_t_product(x0, x1, x2, x3, y0, y1, y2, y3, PREC: tl.constexpr):
+    """X^T Y for X and Y given by their four 16-row blocks."""
+    return (_dot(tl.trans(x0), y0, PREC) + _dot(tl.trans(x1), y1, PREC) + _dot(tl.trans(x2), y2, PREC)
+            + _dot(tl.trans(x3), y3, PREC))
 
 
 @triton.jit
@@ -425,12 +434,15 @@ def _blocked_start(T, H, K, BT: tl.constexpr, BK: tl.constexpr, CS: tl.constexpr
 
 @triton.jit
 def _fwd_prepare_blocked(
-    k, p, v, g, beta, M, W, U,
+    k, p, v, g, beta, M, W, U, A, R,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
+    AFFINE: tl.constexpr = False,
 ):
-    """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only."""
+    """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only.
+    AFFINE (the transition walk with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's forward writes
+    it, A = e^c_last I - K~^T W and R = K~^T U0, from the W and U0 blocks it holds, so that kernel is not launched."""
     tl.static_assert(BT == 64, "_fwd_prepare_blocked is written for 64-position chunks (32: _fwd_prepare_blocked2)")
     BC: tl.constexpr = 16
     i_t, i_bh, i_b, i_h, NT, o, o_k, m_k = _blocked_start(T, H, K, BT, BK, CS, I0, BC)
@@ -460,8 +472,17 @@ def _fwd_prepare_blocked(
     q1 = p1 * (be1 * tl.exp(cf1))[:, None]
     q2 = p2 * (be2 * tl.exp(cf2))[:, None]
     q3 = p3 * (be3 * tl.exp(cf3))[:, None]
-    _store_lower_product(W + (base_c + o)[:, None] * K + o_k[None, :], K, m_k[None, :],
-                         X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, q0, q1, q2, q3, BC, PREC)
+    w0, w1, w2, w3 = _store_lower_product(W + (base_c + o)[:, None] * K + o_k[None, :], K, m_k[None, :],
+                                          X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, q0, q1, q2, q3, BC, PREC)
+    if AFFINE:  # K~ by 16-row blocks (c is cumulative over the chunk: c_last is c3's last entry)
+        b_cl = tl.sum(tl.where(o == BC - 1, c3, 0.), 0)
+        kd0 = k0 * tl.exp(b_cl - c0)[:, None]
+        kd1 = k1 * tl.exp(b_cl - c1)[:, None]
+        kd2 = k2 * tl.exp(b_cl - c2)[:, None]
+        kd3 = k3 * tl.exp(b_cl - c3)[:, None]
+        tl.store(A + (i_bh * NT + i_t) * K * K + o_k[:, None] * K + o_k[None, :],
+                 tl.where(o_k[:, None] == o_k[None, :], tl.exp(b_cl), 0.)
+                 - _blocks_t_product(kd0, kd1, kd2, kd3, w0, w1, w2, w3, PREC), mask=m_k[:, None] & m_k[None, :])
     # U0 = M Diag(beta) V
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
@@ -470,8 +491,11 @@ def _fwd_prepare_blocked(
         v1 = _load_rows(v, r1, m1, V, BV, i_v * BV) * be1[:, None]
         v2 = _load_rows(v, r2, m2, V, BV, i_v * BV) * be2[:, None]
         v3 = _load_rows(v, r3, m3, V, BV, i_v * BV) * be3[:, None]
-        _store_lower_product(U + (base_c + o)[:, None] * V + o_v[None, :], V, mv,
-                             X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, v0, v1, v2, v3, BC, PREC)
+        u0, u1, u2, u3 = _store_lower_product(U + (base_c + o)[:, None] * V + o_v[None, :], V, mv, X00, X10, X11,
+                                              X20, X21, X22, X30, X31, X32, X33, v0, v1, v2, v3, BC, PREC)
+        if AFFINE:
+            tl.store(R + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
+                     _blocks_t_product(kd0, kd1, kd2, kd3, u0, u1, u2, u3, PREC), mask=m_k[:, None] & mv)
 
 
 @triton.jit
@@ -1509,6 +1533,10 @@ KERNEL_CONFIGS.update({("_fwd_prepare_blocked2", 32): _kc(2, 1), ("_fwd_prepare_
 # 32, 64) and (8, 4097, 3, 64, 64) both directions, 2 warps spill 184 / 760 bytes a thread, 4 warps none (Triton 3.6
 # built the plain kernel wrong on 4 warps at V = 16 on the H200, session 18: test_gpu_bf16_transition_fold covers it)
 KERNEL_CONFIGS.update({("_bwd_dv_local_affine", 32): _kc(4, 1), ("_bwd_dv_local_affine", 64): _kc(4, 1)})
+# the blocked prepare writing them (TRANSITION_FOLD, untimed), for sm_90 compiled here: at (8, 4096, 3, 32, 64) on the
+# plain prepare's 2 warps it spills 28 bytes a thread (4 warps none, but they made the plain prepare much slower,
+# session 7); at (8, 4097, 3, 64, 64) 1020 bytes on 2 warps, 16 on 4, 4 on 8
+KERNEL_CONFIGS.update({("_fwd_prepare_blocked_affine", 32): _kc(2, 1), ("_fwd_prepare_blocked_affine", 64): _kc(4, 1)})
 # H200, bf16, session 18 sweep under that session's defaults, both directions at (128, 196, 3, 32, 64) and (8, 4096, 3,
 # 32, 64) (docs/bench/2026-11-30-h200-s18/call2_*): these entries stayed the best but for _bwd_dv_local, 0.0507 ->
 # 0.0445 and 0.0611 -> 0.0564 ms on 4 warps; Triton 3.6 builds that one wrong at V = 16 (the gradients of
@@ -1621,10 +1649,18 @@ def _state_group(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int
 
 
 TRANSITION = -1  # _walk_mode's value for the transition walk
-# COMBA_TRANSITION_FOLD (default 0, a session-19 trial: correct under the interpreter, not yet run on a GPU): "1" has
-# _bwd_dv_local write the backward transition walk's maps (A, R), which it has nearly all the operands of, instead of
-# a launch of _chunk_affine that reads q, k, g, W, dO and dU's local part again.
-TRANSITION_FOLD = os.environ.get("COMBA_TRANSITION_FOLD", "0") == "1"
+# COMBA_TRANSITION_FOLD (default "0", a session-19 trial: correct under the interpreter, not yet run on a GPU): the
+# transition walk's maps (A, R) written by kernels that hold nearly all their operands, instead of _chunk_affine
+# launches that read them again: "bwd" _bwd_dv_local (q, k, dO and dU's local part), "fwd" the blocked prepare (W and
+# U0 in 16-row blocks; a short last chunk's maps still from _chunk_affine; not on 32-position chunks), "1" both.
+TRANSITION_FOLD = os.environ.get("COMBA_TRANSITION_FOLD", "0")
+
+
+def _fold(direction: str) -> bool:
+    """Whether TRANSITION_FOLD folds the maps of this direction's ("fwd" or "bwd") walk."""
+    if TRANSITION_FOLD not in ("0", "1", "fwd", "bwd"):
+        raise ValueError(f"COMBA_TRANSITION_FOLD must be 0, 1, fwd or bwd, got {TRANSITION_FOLD!r}")
+    return TRANSITION_FOLD in ("1", direction)
 
 
 def _transition_maps(BH: int, NT: int, K: int, V: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1679,7 +1715,8 @@ def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta
     scale), then the walk over them (_affine_scan, scan_args: the states' buffer, h0, ht), in groups of
     _transition_group chunks where that is not 0 (the groups' summaries, _state_carry, the storing walk), products
     as meta's PREC (TF32 or three-pass, not bf16: the walk's state is not rounded to bf16 as an operand). maps: A
-    and R already written (_transition_maps; _bwd_dv_local with TRANSITION_FOLD), _chunk_affine not launched."""
+    and R already written (_transition_maps; by the blocked prepare or _bwd_dv_local with TRANSITION_FOLD),
+    _chunk_affine not launched."""
     K, V, BK = meta["K"], meta["V"], meta["BK"]
     dev = affine_args[0].device
     f32 = dict(device=dev, dtype=torch.float32)
@@ -1737,15 +1774,16 @@ def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool) 
     return _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=2), per_v_block=True)
 
 
-def _launch_chunks(kernel, NT: int, tail: int, BH: int, args, meta, tail_kernel=None, tail_meta=None) -> None:
+def _launch_chunks(kernel, NT: int, tail: int, BH: int, args, meta, tail_kernel=None, tail_meta=None,
+                   tail_args=None) -> None:
     """A chunk-parallel kernel over grid (chunks, BH): the chunks on BT-row tiles and, when tail < BT, the
-    last chunk in a launch of its own on a tail-row tile (tail_kernel with tail_meta, by default the same).
-    I0 (the launch's first chunk) is the kernel's only argument not in meta."""
+    last chunk in a launch of its own on a tail-row tile (tail_kernel with tail_meta and tail_args, by default the
+    same). I0 (the launch's first chunk) is the kernel's only argument not in meta."""
     n_full = NT - 1 if tail < BT else NT
     if n_full:
         _launch(kernel, (n_full, BH), args, dict(meta, I0=0))
     if tail < BT:
-        _launch(tail_kernel or kernel, (1, BH), args, dict(tail_meta or meta, BT=tail, I0=NT - 1))
+        _launch(tail_kernel or kernel, (1, BH), tail_args or args, dict(tail_meta or meta, BT=tail, I0=NT - 1))
 
 
 def _dot_meta(meta: dict, dtype: torch.dtype) -> dict:
@@ -1820,13 +1858,26 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
     prep_args = (k, p, v, g, beta, M, W, U)
     low = _dot_meta(meta, q.dtype)
-    if BLOCKED_INVERSE:  # a short last chunk's inverse by row substitution on its small tile
-        _launch_chunks(_fwd_prepare_blocked if BT == 64 else _fwd_prepare_blocked2, NT, tail, BH, prep_args,
-                       dict(low, DOUBLING=DOUBLING_INVERSE), tail_kernel=_fwd_prepare, tail_meta=low)
+    transition = _walk_mode(NT, BH, V, meta["BK"], dev) == TRANSITION
+    # the transition walk's maps of whole chunks written by the blocked prepare (TRANSITION_FOLD "fwd" or "1")
+    maps = (_transition_maps(BH, NT, K, V, dev) if transition and _fold("fwd") and BLOCKED_INVERSE and BT == 64
+            else None)
+    if BLOCKED_INVERSE and BT == 64:  # a short last chunk's inverse by row substitution on its small tile
+        _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, (*prep_args, *(maps or (None, None))),
+                       dict(low, DOUBLING=DOUBLING_INVERSE, AFFINE=maps is not None,
+                            **({"CONFIG_AS": "_fwd_prepare_blocked_affine"} if maps is not None else {})),
+                       tail_kernel=_fwd_prepare, tail_meta=low, tail_args=prep_args)
+        if maps is not None and tail < BT:  # the short last chunk's map
+            _launch(_chunk_affine, (1, BH), (k, q, g, W, U, U, *maps, scale),
+                    dict(low, BACKWARD=False, BT=tail, I0=NT - 1))
+    elif BLOCKED_INVERSE:
+        _launch_chunks(_fwd_prepare_blocked2, NT, tail, BH, prep_args, dict(low, DOUBLING=DOUBLING_INVERSE),
+                       tail_kernel=_fwd_prepare, tail_meta=low)
     else:
         _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, low)
-    if _walk_mode(NT, BH, V, meta["BK"], dev) == TRANSITION:  # the states, then u and the output chunk-parallel
-        _launch_transition(BH, NT, tail, (k, q, g, W, U, U, scale), (h, initial_state, ht), meta, backward=False)
+    if transition:  # the states, then u and the output chunk-parallel
+        _launch_transition(BH, NT, tail, (k, q, g, W, U, U, scale), (h, initial_state, ht), meta, backward=False,
+                           maps=maps)
         _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale),
                        dict(low, COMPLETE_U=True, OUTPUT=need_output))
         return o, ht, (M, W, U, h)
@@ -1897,8 +1948,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
         PH = DCQ = KDH = DCL = U  # not read
     low = _dot_meta(meta, q.dtype)
     transition = _walk_mode(NT, BH, V, BK, q.device) == TRANSITION
-    # the transition walk's maps written by _bwd_dv_local (TRANSITION_FOLD), else by _chunk_affine
-    maps = _transition_maps(BH, NT, K, V, q.device) if transition and TRANSITION_FOLD else None
+    # the transition walk's maps written by _bwd_dv_local (TRANSITION_FOLD "bwd" or "1"), else by _chunk_affine
+    maps = _transition_maps(BH, NT, K, V, q.device) if transition and _fold("bwd") else None
     _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, W, *(maps or (None, None)), scale),
                    dict(low, PRE=pre, AFFINE=maps is not None,
                         **({"CONFIG_AS": "_bwd_dv_local_affine"} if maps is not None else {})))

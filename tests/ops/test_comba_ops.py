@@ -840,12 +840,12 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fo
     (K = 48), several V blocks in the walk, the last one partial (V = 40, bv = 16), and in the chunk-parallel kernels
     (V = 96: blocks of 64 and 32, summed into one dc slice by _bwd_complete). G > 0: the walk in groups of G
     chunks (COMBA_TRANSITION_GROUP: summaries, carry, storing walk), the last group shorter (T = 330, G = 4: groups
-    of 4 and 2 chunks), the identity's columns over two blocks (K = 32 with bv = 16). fold (COMBA_TRANSITION_FOLD):
-    the backward's maps written by _bwd_dv_local, _chunk_affine launched for the forward only. The state kernels of
-    the other walks are checked not to have run."""
+    of 4 and 2 chunks), the identity's columns over two blocks (K = 32 with bv = 16). fold (COMBA_TRANSITION_FOLD=1):
+    the maps written by the blocked prepare (a short last chunk's still by _chunk_affine) and by _bwd_dv_local. The
+    state kernels of the other walks are checked not to have run, and _chunk_affine's launches counted."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
-    monkeypatch.setattr(tc, "TRANSITION_FOLD", fold)
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", "1" if fold else "0")
     monkeypatch.setattr(tc, "TRANSITION_GROUP", G)
     if bv is not None:
         monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
@@ -859,9 +859,9 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fo
     assert [x for x in launched if x[0] == "_affine_scan"] == [("_affine_scan", ph) for ph in phases]
     assert [n for n, _ in launched].count("_state_carry") == (2 if G else 0)
     n_tail = 2 if tc._tail_rows(T, max(16, 1 << (K - 1).bit_length())) < tc.BT else 1  # launches a chunk kernel takes
-    assert [n for n, _ in launched].count("_chunk_affine") == (1 if fold else 2) * n_tail
+    assert [n for n, _ in launched].count("_chunk_affine") == (n_tail - 1 if fold else 2 * n_tail)
     names = {n for n, _ in launched}
-    assert {"_chunk_affine", "_bwd_complete", "_fwd_output"} <= names
+    assert {"_bwd_complete", "_fwd_output"} <= names
     assert not names & {"_fwd_state", "_bwd_state"}
 
 
@@ -870,12 +870,12 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fo
 def test_transition_walk_both_directions(monkeypatch, recompute, fold):
     """The transition walk with both scan directions in the same launches (what the models run), with the work
     buffers kept or rebuilt in the backward (COMBA_RECOMPUTE_BUFFERS: _fwd_output completes u without an output),
-    and with the backward's maps from _bwd_dv_local (COMBA_TRANSITION_FOLD): output and the six gradients of both
-    directions against the float64 chunk path (bench.op_errors)."""
+    and with the maps from the blocked prepare and _bwd_dv_local (COMBA_TRANSITION_FOLD=1): output and the six
+    gradients of both directions against the float64 chunk path (bench.op_errors)."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import op_errors
     monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
-    monkeypatch.setattr(tc, "TRANSITION_FOLD", fold)
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", "1" if fold else "0")
     monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
     monkeypatch.setenv("COMBA_BACKEND", "triton")
     launched = _spy_launches(monkeypatch, tc, "OUTPUT")
@@ -886,10 +886,11 @@ def test_transition_walk_both_directions(monkeypatch, recompute, fold):
     names = [n for n, _ in launched]
     assert "_fwd_state" not in names and "_bwd_state" not in names
     # one scan forward and one backward (and one more forward to rebuild the buffers when recomputing); the maps of
-    # each scan from _chunk_affine, those of the backward from _bwd_dv_local when folded (T = 150: a tail launch each)
+    # each scan from _chunk_affine (T = 150: two launches, whole chunks and the short last one), or when folded from
+    # the blocked prepare (the short chunk's still from _chunk_affine) and _bwd_dv_local
     scans = 3 if recompute else 2
     assert names.count("_affine_scan") == scans
-    assert names.count("_chunk_affine") == 2 * (scans - fold)
+    assert names.count("_chunk_affine") == (scans - 1 if fold else 2 * scans)
 
 
 def test_walk_mode_choice(monkeypatch):
@@ -915,6 +916,11 @@ def test_walk_mode_choice(monkeypatch):
     assert tc._transition_group(256, 12, 64, cpu) == 0
     monkeypatch.setattr(tc, "TRANSITION_GROUP", 4)
     assert (tc._transition_group(256, 12, 64, cpu), tc._transition_group(4, 12, 64, cpu)) == (4, 0)
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", "both")
+    with pytest.raises(ValueError, match="COMBA_TRANSITION_FOLD"):
+        tc._fold("fwd")
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", "bwd")
+    assert (tc._fold("fwd"), tc._fold("bwd")) == (False, True)
     monkeypatch.setattr(tc, "TRANSITION_WALK", "yes")
     with pytest.raises(ValueError, match="COMBA_TRANSITION_WALK"):
         tc._walk_mode(256, 12, 64, 32, cpu)
@@ -954,14 +960,15 @@ def test_gpu_bf16_transition_walk(monkeypatch, shape):
 @pytest.mark.parametrize("shape", [(2, 1025, 2, 32, 16), (2, 197, 3, 32, 16), (4, 4096, 3, 32, 64),
                                    (2, 1025, 2, 64, 64)])
 def test_gpu_bf16_transition_fold(monkeypatch, shape):
-    """COMBA_TRANSITION_FOLD=1 on the GPU, bf16, both directions: _bwd_dv_local writing the backward's maps on its
-    own launch options (4 warps, where Triton 3.6 built the plain kernel wrong at V = 16 in session 18), at V = 16
-    and 64, head sizes 32 and 64, short and long: output and every gradient within the bf16 bound of float64."""
+    """COMBA_TRANSITION_FOLD=1 on the GPU, bf16, both directions: the blocked prepare and _bwd_dv_local writing the
+    walk's maps, each on launch options of its own (_bwd_dv_local on 4 warps, where Triton 3.6 built the plain kernel
+    wrong at V = 16 in session 18), at V = 16 and 64, head sizes 32 and 64, short and long: output and every
+    gradient within the bf16 bound of float64."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import op_errors
     monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
-    monkeypatch.setattr(tc, "TRANSITION_FOLD", True)
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", "1")
     launched = _spy_launches(monkeypatch, tc, "AFFINE")
     errs = op_errors(shape, torch.bfloat16, "cuda", both=True, seed=8)
     assert max(errs.values()) <= BOUND[torch.bfloat16], errs
-    assert ("_bwd_dv_local", True) in launched
+    assert {("_bwd_dv_local", True), ("_fwd_prepare_blocked", True)} <= set(launched)
