@@ -416,6 +416,20 @@ def _store_lower_product(ptr, D, mask, X00, X10, X11, X20, X21, X22, X30, X31, X
 
 
 @triton.jit
+def _store_transition(A, b_kw, b_clast, i_bh, i_t, NT, o_k, m_k, K):
+    """Stores chunk i_t's transition matrix of the transition walk, A = e^c_last I - b_kw (b_kw = K~^T W), in
+    A [.., NT, K, K] (float32)."""
+    tl.store(A + (i_bh * NT + i_t) * K * K + o_k[:, None] * K + o_k[None, :],
+             tl.where(o_k[:, None] == o_k[None, :], tl.exp(b_clast), 0.) - b_kw, mask=m_k[:, None] & m_k[None, :])
+
+
+@triton.jit
+def _store_offset(R, b_r, i_bh, i_t, NT, o_k, m_k, o_v, m_v, K, V):
+    """Stores V block o_v of chunk i_t's constant term of the transition walk in R [.., NT, K, V] (float32)."""
+    tl.store(R + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :], b_r, mask=m_k[:, None] & m_v[None, :])
+
+
+@triton.jit
 def _blocks_t_product(x0, x1, x2, x3, y0, y1, y2, y3, PREC: tl.constexpr):
     """X^T Y for X and Y given by their four 16-row blocks."""
     return (_dot(tl.trans(x0), y0, PREC) + _dot(tl.trans(x1), y1, PREC) + _dot(tl.trans(x2), y2, PREC)
@@ -480,9 +494,8 @@ def _fwd_prepare_blocked(
         kd1 = k1 * tl.exp(b_cl - c1)[:, None]
         kd2 = k2 * tl.exp(b_cl - c2)[:, None]
         kd3 = k3 * tl.exp(b_cl - c3)[:, None]
-        tl.store(A + (i_bh * NT + i_t) * K * K + o_k[:, None] * K + o_k[None, :],
-                 tl.where(o_k[:, None] == o_k[None, :], tl.exp(b_cl), 0.)
-                 - _blocks_t_product(kd0, kd1, kd2, kd3, w0, w1, w2, w3, PREC), mask=m_k[:, None] & m_k[None, :])
+        _store_transition(A, _blocks_t_product(kd0, kd1, kd2, kd3, w0, w1, w2, w3, PREC), b_cl, i_bh, i_t, NT, o_k,
+                          m_k, K)
     # U0 = M Diag(beta) V
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
@@ -494,8 +507,8 @@ def _fwd_prepare_blocked(
         u0, u1, u2, u3 = _store_lower_product(U + (base_c + o)[:, None] * V + o_v[None, :], V, mv, X00, X10, X11,
                                               X20, X21, X22, X30, X31, X32, X33, v0, v1, v2, v3, BC, PREC)
         if AFFINE:
-            tl.store(R + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
-                     _blocks_t_product(kd0, kd1, kd2, kd3, u0, u1, u2, u3, PREC), mask=m_k[:, None] & mv)
+            _store_offset(R, _blocks_t_product(kd0, kd1, kd2, kd3, u0, u1, u2, u3, PREC), i_bh, i_t, NT, o_k, m_k, o_v,
+                          o_v < V, K, V)
 
 
 @triton.jit
@@ -707,13 +720,12 @@ def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v,
     the state at the chunk end. STORE=False (a group's summary walk): stores nothing, U0 is only read.
     OUTPUT (with STORE): also this V block's output o = Diag(e^c) Q h0 + lower(Q K^T * decay) u."""
     o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
     if STORE:
         tl.store(h + (i_bh * NT + i_t) * K * V + kv, b_h.to(h.dtype.element_ty), mask=m_kv)
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     base_c = (i_bh * NT + i_t) * CS
-    b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=(o_k < K)[None, :], other=0.).to(tl.float32)
+    b_W = _w_cols(W, base_c, K, BT, BK, 0)
     p_U = U + (base_c + o_c)[:, None] * V + o_v[None, :]
     b_u = tl.load(p_U, mask=m_v[None, :], other=0.).to(tl.float32) - _dot(b_W, b_h, PREC)
     if STORE:
@@ -875,7 +887,7 @@ def _fwd_output(
         b_A = _attn_lower(b_q, _load_rows(k, rows, m_t, K, BK, 0), b_c, BT, PREC)
         b_qd = b_q * tl.exp(b_c)[:, None]
     if COMPLETE_U:
-        b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
+        b_W = _w_cols(W, base_c, K, BT, BK, 0)
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
@@ -905,10 +917,9 @@ def _chunk_affine(
     A [.., NT, K, K] and R [.., NT, K, V] in float32."""
     (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
      base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
-    b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
+    b_W = _w_cols(W, base_c, K, BT, BK, 0)
     b_kd = _load_rows(k, rows, m_t, K, BK, 0) * tl.exp(b_clast - b_c)[:, None]
-    b_A = tl.where(o_k[:, None] == o_k[None, :], tl.exp(b_clast), 0.) - _dot(tl.trans(b_kd), b_W, PREC)
-    tl.store(A + (i_bh * NT + i_t) * K * K + o_k[:, None] * K + o_k[None, :], b_A, mask=m_k[:, None] & m_k[None, :])
+    _store_transition(A, _dot(tl.trans(b_kd), b_W, PREC), b_clast, i_bh, i_t, NT, o_k, m_k, K)
     if BACKWARD:
         orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
         b_qd = _load_rows(q, rows, m_t, K, BK, 0) * (scale * tl.exp(b_c))[:, None]
@@ -921,8 +932,7 @@ def _chunk_affine(
                    - _dot(tl.trans(b_W), b_x, PREC))
         else:
             b_r = _dot(tl.trans(b_kd), b_x, PREC)
-        tl.store(R + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :], b_r,
-                 mask=m_k[:, None] & m_v[None, :])
+        _store_offset(R, b_r, i_bh, i_t, NT, o_k, m_k, o_v, m_v, K, V)
 
 
 @triton.jit
@@ -1024,11 +1034,9 @@ def _bwd_dv_local(
         b_p = b_k
     b_dcq = tl.zeros([BT], dtype=tl.float32)
     if AFFINE:
-        b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
+        b_W = _w_cols(W, base_c, K, BT, BK, 0)
         b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
-        tl.store(A + (i_bh * NT + i_t) * K * K + o_k[:, None] * K + o_k[None, :],
-                 tl.where(o_k[:, None] == o_k[None, :], tl.exp(b_clast), 0.) - _dot(tl.trans(b_kd), b_W, PREC),
-                 mask=m_k[:, None] & m_k[None, :])
+        _store_transition(A, _dot(tl.trans(b_kd), b_W, PREC), b_clast, i_bh, i_t, NT, o_k, m_k, K)
         b_qd = b_q * tl.exp(b_c)[:, None]
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
@@ -1038,9 +1046,8 @@ def _bwd_dv_local(
         b_dU = _dot(b_At, b_do, PREC)
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
         if AFFINE:
-            tl.store(R + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
-                     _dot(tl.trans(b_qd), b_do, PREC) - _dot(tl.trans(b_W), b_dU, PREC),
-                     mask=m_k[:, None] & m_v[None, :])
+            _store_offset(R, _dot(tl.trans(b_qd), b_do, PREC) - _dot(tl.trans(b_W), b_dU, PREC), i_bh, i_t, NT, o_k,
+                          m_k, o_v, m_v, K, V)
         if PRE:
             b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
                            mask=m_k[:, None] & m_v[None, :], other=0.).to(tl.float32)
@@ -1077,7 +1084,6 @@ def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i
     """One chunk of _bwd_state on a BT-row tile: stores dh at the chunk end, completes dU, returns dh at the
     chunk start. STORE=False (a group's summary walk): stores nothing, dU (its local part) is only read."""
     o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
     if STORE:
         tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh.to(dh.dtype.element_ty), mask=m_kv)
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
@@ -1087,7 +1093,7 @@ def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     b_q = _load_rows(q, rows, m_t, K, BK, 0)
     b_q = b_q * (scale * tl.exp(b_c))[:, None]
-    b_W = tl.load(W + (base_c + o_c)[:, None] * K + o_k[None, :], mask=(o_k < K)[None, :], other=0.).to(tl.float32)
+    b_W = _w_cols(W, base_c, K, BT, BK, 0)
     b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
     p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
     b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
@@ -1717,9 +1723,8 @@ def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta
     as meta's PREC (TF32 or three-pass, not bf16: the walk's state is not rounded to bf16 as an operand). maps: A
     and R already written (_transition_maps; by the blocked prepare or _bwd_dv_local with TRANSITION_FOLD),
     _chunk_affine not launched."""
-    K, V, BK = meta["K"], meta["V"], meta["BK"]
+    K, V = meta["K"], meta["V"]
     dev = affine_args[0].device
-    f32 = dict(device=dev, dtype=torch.float32)
     if maps is None:
         A, R = _transition_maps(BH, NT, K, V, dev)
         _launch_chunks(_chunk_affine, NT, tail, BH, (*affine_args[:-1], A, R, affine_args[-1]),
@@ -1727,34 +1732,21 @@ def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta
     else:
         A, R = maps
     h, h0, ht = scan_args
-    G = _transition_group(NT, BH, V, dev)
-    scan = dict(T=meta["T"], K=K, V=V, BK=BK, CS=meta["CS"], PREC=meta["PREC"], USE_H0=h0 is not None,
-                STORE_HT=ht is not None, BACKWARD=backward, num_warps=meta["num_warps"])
-    if not G:
-        _launch(_affine_scan, (None, BH), (A, R, h, h0, ht, None, None),
-                dict(scan, BV=_state_block_v(BH, V, meta["BV"], dev), G=0, PHASE=0), per_v_block=True)
-        return
-    NG = triton.cdiv(NT, G)
-    S = torch.empty(BH, NG, K, V + K, **f32)
-    HS = torch.empty(BH, NG, K, V, **f32)
-    bv = _state_block_v(BH * NG, V, meta["BV"], dev)
-    _launch(_affine_scan, (None, BH, NG), (A, R, h, None, None, S, HS), dict(scan, BV=bv, G=G, PHASE=1),
-            per_v_block=True, identity_blocks=True)
-    _launch(_state_carry, (None, BH), (S, HS, h0, ht, NG),
-            dict(K=K, V=V, BK=BK, BV=bv, PREC="tf32x3", USE_H0=h0 is not None, STORE_HT=ht is not None,
-                 BACKWARD=backward), per_v_block=True)
-    _launch(_affine_scan, (None, BH, NG), (A, R, h, None, None, S, HS), dict(scan, BV=bv, G=G, PHASE=2),
-            per_v_block=True)
+    _launch_state(_affine_scan, BH, NT, (A, R, h, h0, ht),
+                  dict(T=meta["T"], K=K, V=V, BK=meta["BK"], BV=meta["BV"], CS=meta["CS"], PREC=meta["PREC"],
+                       USE_H0=h0 is not None, STORE_HT=ht is not None, BACKWARD=backward, num_warps=meta["num_warps"]),
+                  h0, ht, backward, G=_transition_group(NT, BH, V, dev))
 
 
-def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool) -> int:
-    """A state kernel (_fwd_state, _bwd_state or _bwd_state_halves; args up to S, HS exclusive) over every
-    chunk, or in groups (_state_group): the groups' summaries (PHASE 1), the carry across groups
-    (_state_carry, which also takes h0 and writes ht: the initial state and final state, or dht and dh0
-    backwards), and each group walked from its starting state (PHASE 2); on a GPU the work buffers are float32
-    there (work_buffer_dtypes). Returns the V block of the walk that stores."""
+def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool, G: int | None = None) -> int:
+    """A state kernel (_fwd_state, _bwd_state, _bwd_state_halves or _affine_scan; args up to S, HS exclusive) over
+    every chunk, or in groups of G chunks (by default _state_group's): the groups' summaries (PHASE 1), the carry
+    across groups (_state_carry, which also takes h0 and writes ht: the initial state and final state, or dht and
+    dh0 backwards), and each group walked from its starting state (PHASE 2); on a GPU the work buffers are float32
+    there for the state kernels (work_buffer_dtypes). Returns the V block of the walk that stores."""
     K, V, BK, BV = meta["K"], meta["V"], meta["BK"], meta["BV"]
-    G = _state_group(NT, BH, V, BK, args[0].device)
+    if G is None:
+        G = _state_group(NT, BH, V, BK, args[0].device)
     if not G:
         return _launch(kernel, (None, BH), (*args, None, None),
                        dict(meta, BV=_state_block_v(BH, V, BV, args[0].device), G=0, PHASE=0), per_v_block=True)
