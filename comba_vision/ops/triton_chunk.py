@@ -1715,22 +1715,24 @@ def _walk_mode(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int:
 
 
 def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta, backward: bool,
-                       maps: tuple | None = None) -> None:
+                       maps: tuple | None = None, maps_tail: bool = True) -> None:
     """The transition walk's launches before the completing kernel: each chunk's affine map (_chunk_affine: A into a
     new [BH, NT, K, K] buffer, R into a new [BH, NT, K, V] one, both float32; affine_args up to them exclusive, then
     scale), then the walk over them (_affine_scan, scan_args: the states' buffer, h0, ht), in groups of
     _transition_group chunks where that is not 0 (the groups' summaries, _state_carry, the storing walk), products
     as meta's PREC (TF32 or three-pass, not bf16: the walk's state is not rounded to bf16 as an operand). maps: A
     and R already written (_transition_maps; by the blocked prepare or _bwd_dv_local with TRANSITION_FOLD),
-    _chunk_affine not launched."""
+    _chunk_affine not launched, or (maps_tail=False: the blocked prepare takes whole chunks only) launched for a
+    short last chunk alone."""
     K, V = meta["K"], meta["V"]
     dev = affine_args[0].device
+    A, R = maps or _transition_maps(BH, NT, K, V, dev)
+    args = (*affine_args[:-1], A, R, affine_args[-1])
+    affine_meta = dict(_dot_meta(meta, affine_args[0].dtype), BACKWARD=backward)
     if maps is None:
-        A, R = _transition_maps(BH, NT, K, V, dev)
-        _launch_chunks(_chunk_affine, NT, tail, BH, (*affine_args[:-1], A, R, affine_args[-1]),
-                       dict(_dot_meta(meta, affine_args[0].dtype), BACKWARD=backward))
-    else:
-        A, R = maps
+        _launch_chunks(_chunk_affine, NT, tail, BH, args, affine_meta)
+    elif not maps_tail and tail < BT:
+        _launch(_chunk_affine, (1, BH), args, dict(affine_meta, BT=tail, I0=NT - 1))
     h, h0, ht = scan_args
     _launch_state(_affine_scan, BH, NT, (A, R, h, h0, ht),
                   dict(T=meta["T"], K=K, V=V, BK=meta["BK"], BV=meta["BV"], CS=meta["CS"], PREC=meta["PREC"],
@@ -1859,9 +1861,6 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
                        dict(low, DOUBLING=DOUBLING_INVERSE, AFFINE=maps is not None,
                             **({"CONFIG_AS": "_fwd_prepare_blocked_affine"} if maps is not None else {})),
                        tail_kernel=_fwd_prepare, tail_meta=low, tail_args=prep_args)
-        if maps is not None and tail < BT:  # the short last chunk's map
-            _launch(_chunk_affine, (1, BH), (k, q, g, W, U, U, *maps, scale),
-                    dict(low, BACKWARD=False, BT=tail, I0=NT - 1))
     elif BLOCKED_INVERSE:
         _launch_chunks(_fwd_prepare_blocked2, NT, tail, BH, prep_args, dict(low, DOUBLING=DOUBLING_INVERSE),
                        tail_kernel=_fwd_prepare, tail_meta=low)
@@ -1869,7 +1868,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
         _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, low)
     if transition:  # the states, then u and the output chunk-parallel
         _launch_transition(BH, NT, tail, (k, q, g, W, U, U, scale), (h, initial_state, ht), meta, backward=False,
-                           maps=maps)
+                           maps=maps, maps_tail=False)  # the blocked prepare wrote whole chunks' maps only
         _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale),
                        dict(low, COMPLETE_U=True, OUTPUT=need_output))
         return o, ht, (M, W, U, h)
