@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 from comba_vision import bench  # noqa: E402
+from comba_vision.tracking.evaluation import atomic_write_text  # noqa: E402
 
 
 def _shape(s: str):
@@ -39,12 +40,9 @@ def _config(s: str) -> tuple[int, int]:
 
 
 def _write_json(path: str, env: dict, **payload) -> None:
-    """One run's record: the environment and what was measured (written to a temporary file, then renamed: a run
-    killed while writing keeps the previous record)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(dict(environment=env, **payload), f, indent=1)
-    os.replace(tmp, path)
+    """One run's record: the environment and what was measured (atomic_write_text: a temporary file renamed into
+    place, so that a run killed while writing keeps the previous record)."""
+    atomic_write_text(path, json.dumps(dict(environment=env, **payload), indent=1))
 
 
 def main(argv=None):

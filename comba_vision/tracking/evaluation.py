@@ -197,7 +197,7 @@ def time_path(result_dir: PathLike, seq_name: str, fmt: str = "got10k") -> str:
     return os.path.join(result_dir, f"{seq_name}_time.txt")
 
 
-def _atomic_write_text(path: str, text: str) -> None:
+def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to a temporary file next to ``path`` and rename it into place."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
@@ -236,12 +236,12 @@ def write_results(
     if not np.isfinite(arr).all():
         raise ValueError(f"results of {seq_name}: boxes must be finite")
     path = result_path(result_dir, seq_name, fmt, repetition)
-    _atomic_write_text(path, "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in arr))
+    atomic_write_text(path, "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in arr))
     if times is not None:
         t = np.asarray(times, dtype=np.float64).reshape(-1)
         if len(t) != len(arr):
             raise ValueError(f"times of {seq_name}: {len(t)} values for {len(arr)} boxes")
-        _atomic_write_text(time_path(result_dir, seq_name, fmt), "".join(f"{v:.8f}\n" for v in t))
+        atomic_write_text(time_path(result_dir, seq_name, fmt), "".join(f"{v:.8f}\n" for v in t))
     return path
 
 
