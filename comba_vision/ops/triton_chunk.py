@@ -1535,11 +1535,12 @@ KERNEL_CONFIGS.update({
 })
 # 32-position chunks (COMBA_CHUNK_SIZE=32, untimed): their prepare on the 64-position prepare's 2 warps until swept
 KERNEL_CONFIGS.update({("_fwd_prepare_blocked2", 32): _kc(2, 1), ("_fwd_prepare_blocked2", 64): _kc(2, 1)})
-# _bwd_dv_local writing the transition walk's maps (TRANSITION_FOLD, untimed): compiled here for sm_90 at (8, 4096, 3,
+# _bwd_dv_local writing the transition walk's maps (TRANSITION_FOLD): compiled here for sm_90 at (8, 4096, 3,
 # 32, 64) and (8, 4097, 3, 64, 64) both directions, 2 warps spill 184 / 760 bytes a thread, 4 warps none (Triton 3.6
-# built the plain kernel wrong on 4 warps at V = 16 on the H200, session 18: test_gpu_bf16_transition_fold covers it)
+# built the plain kernel wrong on 4 warps at V = 16 on the H200, session 18, and this one in session 20: _fold keeps
+# it to V > 16 on CUDA; test_gpu_bf16_transition_fold covers both)
 KERNEL_CONFIGS.update({("_bwd_dv_local_affine", 32): _kc(4, 1), ("_bwd_dv_local_affine", 64): _kc(4, 1)})
-# the blocked prepare writing them (TRANSITION_FOLD, untimed), for sm_90 compiled here: at (8, 4096, 3, 32, 64) on the
+# the blocked prepare writing them (TRANSITION_FOLD), for sm_90 compiled here: at (8, 4096, 3, 32, 64) on the
 # plain prepare's 2 warps it spills 28 bytes a thread (4 warps none, but they made the plain prepare much slower,
 # session 7); at (8, 4097, 3, 64, 64) 1020 bytes on 2 warps, 16 on 4, 4 on 8
 KERNEL_CONFIGS.update({("_fwd_prepare_blocked_affine", 32): _kc(2, 1), ("_fwd_prepare_blocked_affine", 64): _kc(4, 1)})
@@ -1655,17 +1656,22 @@ def _state_group(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int
 
 
 TRANSITION = -1  # _walk_mode's value for the transition walk
-# COMBA_TRANSITION_FOLD (default "0", a session-19 trial: correct under the interpreter, not yet run on a GPU): the
-# transition walk's maps (A, R) written by kernels that hold nearly all their operands, instead of _chunk_affine
-# launches that read them again: "bwd" _bwd_dv_local (q, k, dO and dU's local part), "fwd" the blocked prepare (W and
-# U0 in 16-row blocks; a short last chunk's maps still from _chunk_affine; not on 32-position chunks), "1" both.
-TRANSITION_FOLD = os.environ.get("COMBA_TRANSITION_FOLD", "0")
+# COMBA_TRANSITION_FOLD (default "1" since session 20: 0.702 -> 0.676 ms at (8, 4096, 3, 32, 64), both directions'
+# forward+backward, H200): the transition walk's maps (A, R) written by kernels that hold nearly all their operands,
+# instead of _chunk_affine launches that read them again: "bwd" _bwd_dv_local (q, k, dO and dU's local part), "fwd"
+# the blocked prepare (W and U0 in 16-row blocks; a short last chunk's maps still from _chunk_affine; not on
+# 32-position chunks), "1" both, "0" neither.
+TRANSITION_FOLD = os.environ.get("COMBA_TRANSITION_FOLD", "1")
 
 
-def _fold(direction: str) -> bool:
-    """Whether TRANSITION_FOLD folds the maps of this direction's ("fwd" or "bwd") walk."""
+def _fold(direction: str, V: int = 64, device=None) -> bool:
+    """Whether TRANSITION_FOLD folds the maps of this direction's ("fwd" or "bwd") walk. Not the backward's on CUDA
+    at V <= 16 (V blocks of 16): Triton 3.6 built the folded _bwd_dv_local wrong there on the H200 (bf16 dK / dV
+    off by 20-120%, session 20), as it had the plain kernel on 4 warps in session 18; _chunk_affine writes them."""
     if TRANSITION_FOLD not in ("0", "1", "fwd", "bwd"):
         raise ValueError(f"COMBA_TRANSITION_FOLD must be 0, 1, fwd or bwd, got {TRANSITION_FOLD!r}")
+    if direction == "bwd" and V <= 16 and device is not None and torch.device(device).type == "cuda":
+        return False
     return TRANSITION_FOLD in ("1", direction)
 
 
@@ -1940,7 +1946,7 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     low = _dot_meta(meta, q.dtype)
     transition = _walk_mode(NT, BH, V, BK, q.device) == TRANSITION
     # the transition walk's maps written by _bwd_dv_local (TRANSITION_FOLD "bwd" or "1"), else by _chunk_affine
-    maps = _transition_maps(BH, NT, K, V, q.device) if transition and _fold("bwd") else None
+    maps = _transition_maps(BH, NT, K, V, q.device) if transition and _fold("bwd", V, q.device) else None
     _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, W, *(maps or (None, None)), scale),
                    dict(low, PRE=pre, AFFINE=maps is not None,
                         **({"CONFIG_AS": "_bwd_dv_local_affine"} if maps is not None else {})))
