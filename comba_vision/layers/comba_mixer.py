@@ -22,16 +22,17 @@ from __future__ import annotations
 import math
 import os
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.nn.modules.module as _module_mod
 from timm.layers import DropPath, Mlp
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import comba_bidirectional
 from ..ops.dwconv import dwconv_applies, dwconv_tokens
+from ..ops.layer_norm import fused_norm_applies
 from ..ops.linear import fused_linear_applies, linear
 from ..ops.mixer_fused import (
     fused_applies,
@@ -43,12 +44,39 @@ from ..ops.mixer_fused import (
     mixer_scan_applies,
 )
 from ..ops.mixer_joint import mixer_joint, mixer_joint_applies
-from .fused import FusedLayerNorm, FusedLinear, fuse_linears
+from .fused import FusedLayerNorm, FusedLinear, fuse_linears, watched
 
 Segments = list[tuple[int, int]]
 # the joint input projection's output width is padded to a multiple of this (see CombaMixer._in_proj);
 # COMBA_IN_PROJ_ALIGN=1 turns the padding off
 IN_PROJ_ALIGN = max(1, int(os.environ.get("COMBA_IN_PROJ_ALIGN", "8")))
+# COMBA_BRANCH_BIAS_IN_NORM (default "0", a session-20 trial, not yet run on a GPU): in the chained blocks
+# (CombaBlock.forward_pending), the biases of the two Linear layers that end the residual branches (the mixer's
+# proj and the MLP's fc2) are added by the fused LayerNorm that takes the branch (add_layer_norm's rb), whose
+# backward sums their gradients from the pass it makes anyway: no column-sum kernel and row sum for them (24 of the
+# 48 bias-gradient kernels and 24 small reductions of a Comba-T step). Where a dropout or a drop path follows the
+# Linear layer, or hooks watch it, its bias stays in the GEMM.
+BRANCH_BIAS_IN_NORM = os.environ.get("COMBA_BRANCH_BIAS_IN_NORM", "0") == "1"
+
+
+class Branch(NamedTuple):
+    """A residual branch not yet added to the stream: out, plus bias ([C], the bias of the Linear layer that made
+    out, not yet added; None: out is the branch)."""
+    out: torch.Tensor
+    bias: torch.Tensor | None = None
+
+    def merged(self) -> torch.Tensor:
+        return self.out if self.bias is None else self.out + self.bias
+
+
+def _unbiased(lin: nn.Linear, dropout: nn.Module, x: torch.Tensor) -> Branch:
+    """dropout(lin(x)) as a Branch whose bias is left out where BRANCH_BIAS_IN_NORM allows it: a bias, the dropout
+    off (p = 0 or eval mode), no hooks on the layer and the fused LayerNorm in use (which adds it for free; the
+    PyTorch norm would need an add of its own); else the whole result."""
+    if (BRANCH_BIAS_IN_NORM and lin.bias is not None and not watched(lin) and fused_norm_applies(x)
+            and (not dropout.training or getattr(dropout, "p", 0.0) == 0)):
+        return Branch((linear if fused_linear_applies(x) else F.linear)(x, lin.weight), lin.bias)
+    return Branch(dropout(lin(x)))
 
 
 def _in_proj_pad(width: int, x: torch.Tensor) -> int:
@@ -184,7 +212,7 @@ class CombaMixer(nn.Module):
         out = mixer_joint(linear(x, w, b), self.conv.weight, self.conv.bias, self.A_log, self.dt_bias, self.b_logit,
                           self.d, self.o_norm.weight, self.num_heads, self.head_dim_k, self.head_dim_v,
                           _check_segments(x.shape[1], segments), self.variant, eps=self.o_norm.eps)
-        return self.proj_drop(self.proj(out))
+        return _unbiased(self.proj, self.proj_drop, out)
 
     def _conv_and_gates(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):
         """The prep's inputs: (conv output c, the gate logits z, its per-head parameters and sizes), and the
@@ -209,19 +237,24 @@ class CombaMixer(nn.Module):
         """Both scan directions over the token order: returns (forward, reverse) outputs, [B, N, H, V]."""
         return comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="none")
 
-    def _output(self, o2: torch.Tensor, y_g: torch.Tensor) -> torch.Tensor:
+    def _output(self, o2: torch.Tensor, y_g: torch.Tensor) -> Branch:
         """y = W_o (RMSNorm_head(o_fwd + o_rev) * sigmoid(W_g x)) from both scans o2 [2, B, N, H, V] (one fused
-        kernel on CUDA) or their sum [B, N, H, V] (PyTorch ops)."""
+        kernel on CUDA) or their sum [B, N, H, V] (PyTorch ops), W_o's bias left out where _unbiased allows."""
         args = (o2, y_g, self.o_norm.weight, self.o_norm.eps)
         y = mixer_out(*args) if fused_applies(o2) else mixer_out_torch(*args)
-        return self.proj_drop(self.proj(y))
+        return _unbiased(self.proj, self.proj_drop, y)
 
     def _output_from_x(self, o2: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """_output with the output gate's own projection of x: what recompute runs under checkpoint, so that
         it keeps x (kept anyway) rather than a slice of the joint projection's output (and with it all of it)."""
-        return self._output(o2, self.out_gate(x))
+        return self._output(o2, self.out_gate(x)).merged()
 
     def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
+        return self.forward_branch(x, segments).merged()
+
+    def forward_branch(self, x: torch.Tensor, segments: Segments | None = None) -> Branch:
+        """forward's result as a Branch: with COMBA_BRANCH_BIAS_IN_NORM the output projection's bias apart (see
+        _unbiased), for the LayerNorm that takes the branch to add (CombaBlock.forward_pending)."""
         B, N, C = x.shape
         recompute = self.recompute and torch.is_grad_enabled() and _COUNTER is None
         if recompute:
@@ -247,7 +280,7 @@ class CombaMixer(nn.Module):
         else:
             o2 = comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="stack" if stack else "sum")
         if recompute:
-            return checkpoint(self._output_from_x, o2, x, use_reentrant=False)
+            return Branch(checkpoint(self._output_from_x, o2, x, use_reentrant=False))
         return self._output(o2, y_g)
 
 
@@ -277,38 +310,44 @@ class CombaBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
         x, m = self.forward_pending(x, None, segments)
-        return x + m
+        return x + m.merged()
 
-    def forward_pending(self, x: torch.Tensor, r: torch.Tensor | None = None,
-                        segments: Segments | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_pending(self, x: torch.Tensor, r: Branch | None = None,
+                        segments: Segments | None = None) -> tuple[torch.Tensor, Branch]:
         """The block on the residual stream x + r (r: the previous block's pending branch, None when x is the
-        stream), its own last residual add left to the caller: returns (s, m), the block's output being s + m.
-        Chained this way (CombaViT), every residual add runs inside the LayerNorm that follows it (a
-        FusedLayerNorm's residual form: one kernel each way), where a plain add costs a float32 pass forward
-        and a gradient sum backward. Called directly, not as a module: the caller checks that no hook watches
+        stream), its own last residual add left to the caller: returns (s, m), the block's output being
+        s + m.merged(). Chained this way (CombaViT), every residual add runs inside the LayerNorm that follows it
+        (a FusedLayerNorm's residual form: one kernel each way), where a plain add costs a float32 pass forward
+        and a gradient sum backward; with COMBA_BRANCH_BIAS_IN_NORM so do the biases of the Linear layers that end
+        the branches (Branch.bias). Called directly, not as a module: the caller checks that no hook watches
         the block (CombaViT._chained)."""
         if r is None:
             y = self.norm1(x)
         else:
             x, y = add_norm(self.norm1, x, r)
-        x, y = add_norm(self.norm2, x, self.drop_path1(self.mixer(y, segments)))
-        return x, self.drop_path2(self.mlp(y))
+        x, y = add_norm(self.norm2, x, self._branch(self.mixer, self.drop_path1, y, segments))
+        return x, self._branch(self.mlp, self.drop_path2, y)
+
+    def _branch(self, module: nn.Module, drop_path: nn.Module, y: torch.Tensor,
+                segments: Segments | None = None) -> Branch:
+        """drop_path(module(y)) as a Branch: the bias of the module's last Linear layer apart (_unbiased) where no
+        drop path (or hook on the module) comes between, for the mixer and a timm Mlp with no norm inside."""
+        if not isinstance(drop_path, nn.Identity) or watched(module):
+            return Branch(drop_path(module(y, segments) if module is self.mixer else module(y)))
+        if module is self.mixer:
+            return self.mixer.forward_branch(y, segments)
+        mlp = self.mlp
+        if type(mlp) is not Mlp or not isinstance(mlp.norm, nn.Identity) or watched(mlp.act):
+            return Branch(mlp(y))
+        return _unbiased(mlp.fc2, mlp.drop2, mlp.drop1(mlp.act(mlp.fc1(y))))
 
 
-def add_norm(norm: nn.Module, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x + r, norm(x + r)): one kernel each way for a fused FusedLayerNorm (its residual form), unless hooks
-    watch the norm: then the add and a call of the norm as a module, so that they see its input and output."""
+def add_norm(norm: nn.Module, x: torch.Tensor, r: torch.Tensor | Branch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, norm(s)) for s = x + r (a Branch: x + r.merged()): one kernel each way for a fused FusedLayerNorm (its
+    residual form, the branch's bias included), unless hooks watch the norm: then the add and a call of the norm
+    as a module, so that they see its input and output."""
+    r = r if isinstance(r, Branch) else Branch(r)
     if isinstance(norm, FusedLayerNorm) and not watched(norm):
-        return norm.residual(x, r)
-    s = x + r
+        return norm.residual(x, r.out, r.bias)
+    s = x + r.merged()
     return s, norm(s)
-
-
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
-
-def watched(module: nn.Module | None = None) -> bool:
-    """Whether a hook would see a call of this module (None: whether any global module hook is set)."""
-    if module is None:
-        return any(getattr(_module_mod, "_global" + d, None) for d in _HOOK_DICTS)
-    return any(getattr(module, d, None) for d in _HOOK_DICTS)

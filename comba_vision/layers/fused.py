@@ -7,9 +7,19 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.nn.modules.module as _module_mod
 
 from ..ops.layer_norm import add_layer_norm, fused_norm_applies, layer_norm
 from ..ops.linear import fused_linear_applies, linear
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def watched(module: nn.Module | None = None) -> bool:
+    """Whether a hook would see a call of this module (None: whether any global module hook is set)."""
+    if module is None:
+        return any(getattr(_module_mod, "_global" + d, None) for d in _HOOK_DICTS)
+    return any(getattr(module, d, None) for d in _HOOK_DICTS)
 
 
 class FusedLayerNorm(nn.LayerNorm):
@@ -26,12 +36,14 @@ class FusedLayerNorm(nn.LayerNorm):
             return layer_norm(x, self.weight, self.bias, self.eps)
         return super().forward(x)
 
-    def residual(self, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x + r, self(x + r)): a residual add and this norm, fused into one kernel each way where the norm
-        is fused (ops.layer_norm.add_layer_norm)."""
+    def residual(self, x: torch.Tensor, r: torch.Tensor,
+                 rb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s, self(s)) for s = x + r (with rb, the bias of the Linear layer that made r: x + (r + rb)): a residual
+        add and this norm, fused into one kernel each way where the norm is fused (ops.layer_norm.add_layer_norm,
+        whose backward then also gives rb's gradient)."""
         if self._fused(x) and r.shape == x.shape:
-            return add_layer_norm(x, r, self.weight, self.bias, self.eps)
-        s = x + r
+            return add_layer_norm(x, r, self.weight, self.bias, self.eps, rb=rb)
+        s = x + (r if rb is None else r + rb)
         return s, self(s)
 
 

@@ -21,7 +21,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-from ..layers.comba_mixer import CombaBlock, Segments, add_norm, count_recurrence_macs, watched
+from ..layers.comba_mixer import Branch, CombaBlock, Segments, add_norm, count_recurrence_macs, watched
 from ..layers.fused import FusedLayerNorm, gemm_patch_conv
 
 __all__ = ["CombaViT", "count_macs", "unwrap_checkpoint"]
@@ -164,11 +164,11 @@ class CombaViT(nn.Module):
         return x, m, taken
 
     @staticmethod
-    def _close(x: torch.Tensor, m: torch.Tensor | None, norm: nn.Module | None = None) -> torch.Tensor:
+    def _close(x: torch.Tensor, m: Branch | None, norm: nn.Module | None = None) -> torch.Tensor:
         """The stream s + m (norm given: norm(s + m), the add inside the norm's kernel where it is fused)."""
         if m is None:
             return x if norm is None else norm(x)
-        return x + m if norm is None else add_norm(norm, x, m)[1]
+        return x + m.merged() if norm is None else add_norm(norm, x, m)[1]
 
     def forward_tokens(self, x: torch.Tensor, segments: Segments, norm: bool = True) -> torch.Tensor:
         """Runs the blocks on a caller's token sequence.

@@ -45,15 +45,19 @@ def _ln_stats(x, m, W, cols, D, EPS: tl.constexpr):
 
 @triton.jit
 def _ln_fwd(X, R, S, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS: tl.constexpr,
-            HAS_RES: tl.constexpr):
-    """y = LN(x), or with HAS_RES s = x + r (stored in S's dtype, which the norm then reads) and y = LN(s)."""
+            HAS_RES: tl.constexpr, RB=None, HAS_RB: tl.constexpr = False):
+    """y = LN(x), or with HAS_RES s = x + r (stored in S's dtype, which the norm then reads) and y = LN(s); with
+    HAS_RB s = x + r + rb, rb [D] the branch's bias (that of the Linear layer whose output r is)."""
     rows = tl.program_id(0) * BN + tl.arange(0, BN)
     cols = tl.arange(0, BD)
     m = (rows[:, None] < NROWS) & (cols[None, :] < D)
     offs = rows[:, None] * D + cols[None, :]
     x = tl.load(X + offs, mask=m, other=0.0)
     if HAS_RES:
-        x = (x.to(tl.float32) + tl.load(R + offs, mask=m, other=0.0).to(tl.float32)).to(S.dtype.element_ty)
+        r = tl.load(R + offs, mask=m, other=0.0).to(tl.float32)
+        if HAS_RB:
+            r += tl.load(RB + cols, mask=cols < D, other=0.0).to(tl.float32)[None, :]
+        x = (x.to(tl.float32) + r).to(S.dtype.element_ty)
         tl.store(S + offs, x, mask=m)
     xh, _, w = _ln_stats(x.to(tl.float32), m, W, cols, D, EPS)
     b = tl.load(B + cols, mask=cols < D, other=0.0).to(tl.float32)
@@ -62,12 +66,14 @@ def _ln_fwd(X, R, S, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS:
 
 @triton.jit
 def _ln_bwd(X, W, DY, DX, DWBP, DS, DR, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, ITERS: tl.constexpr,
-            EPS: tl.constexpr, HAS_RES: tl.constexpr, STORE_DR: tl.constexpr):
+            EPS: tl.constexpr, HAS_RES: tl.constexpr, STORE_DR: tl.constexpr, HAS_RB: tl.constexpr = False):
     """dx of y = LN(x); with HAS_RES (x = s = x0 + r) the sum's own gradient ds is added, and with STORE_DR
-    the result is also stored in r's dtype (DR) for the residual branch."""
+    the result is also stored in r's dtype (DR) for the residual branch. HAS_RB (s = x0 + r + rb): the column
+    sums of that gradient, rb's, as a third row of the partials."""
     pid = tl.program_id(0)
     dw = tl.zeros([BD], dtype=tl.float32)
     db = tl.zeros([BD], dtype=tl.float32)
+    drb = tl.zeros([BD], dtype=tl.float32)
     cols = tl.arange(0, BD)
     for it in range(ITERS):
         rows = (pid * ITERS + it) * BN + tl.arange(0, BN)
@@ -86,11 +92,16 @@ def _ln_bwd(X, W, DY, DX, DWBP, DS, DR, NROWS, D, BN: tl.constexpr, BD: tl.const
             tl.store(DR + offs, dx.to(DR.dtype.element_ty), mask=m)
         dw += tl.sum(dy * xh, axis=0)
         db += tl.sum(dy, axis=0)
-    # this program's column of the [2 * D, programs] partials (summed along rows afterwards: a row sum is some
-    # 3 us in a CUDA graph where the column sum of the transposed layout took 11 at Comba-T's 784 programs)
+        if HAS_RB:
+            drb += tl.sum(dx, axis=0)
+    # this program's column of the [2 * D (3 * D with HAS_RB), programs] partials (summed along rows afterwards: a
+    # row sum is some 3 us in a CUDA graph where the column sum of the transposed layout took 11 at Comba-T's 784
+    # programs)
     npr = tl.num_programs(0)
     tl.store(DWBP + cols * npr + pid, dw, mask=cols < D)
     tl.store(DWBP + (D + cols) * npr + pid, db, mask=cols < D)
+    if HAS_RB:
+        tl.store(DWBP + (2 * D + cols) * npr + pid, drb, mask=cols < D)
 
 
 def _meta(D: int):
@@ -109,15 +120,16 @@ def _bwd_meta(D: int):
 
 
 def _run_ln_bwd(x2: Tensor, weight: Tensor, dy2: Tensor, dx: Tensor, ds2: Tensor, dr: Tensor, eps: float,
-                has_res: bool, store_dr: bool) -> Tensor:
+                has_res: bool, store_dr: bool, has_rb: bool = False) -> Tensor:
     """_ln_bwd over the rows of x2 [rows, D] on the backward's tiles (dx written; ds2 read with has_res, dr
-    written with store_dr): returns [dw; db] as one [2, D] float32 tensor (one reduction of the partials)."""
+    written with store_dr): returns [dw; db] as one [2, D] float32 tensor (one reduction of the partials), with
+    has_rb [dw; db; drb] as [3, D]."""
     D = x2.shape[1]
     meta = _bwd_meta(D)
     programs = triton.cdiv(x2.shape[0], meta["BN"] * meta["ITERS"])
-    part = torch.empty(2, D, programs, device=x2.device, dtype=torch.float32)
+    part = torch.empty(3 if has_rb else 2, D, programs, device=x2.device, dtype=torch.float32)
     _ln_bwd[(programs,)](x2, weight, dy2, dx, part, ds2, dr, x2.shape[0], D, EPS=eps, HAS_RES=has_res,
-                         STORE_DR=store_dr, **meta)
+                         STORE_DR=store_dr, HAS_RB=has_rb, **meta)
     return part.sum(-1)
 
 
@@ -170,60 +182,61 @@ _ln_op.register_autograd(_backward, setup_context=_setup)
 
 @torch.library.custom_op("comba_vision::add_layer_norm", mutates_args=())
 def _add_ln_op(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: float,
-               out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+               out_dtype: torch.dtype, rb: Tensor | None = None) -> tuple[Tensor, Tensor]:
     D = x.shape[-1]
     x2, r2 = x.reshape(-1, D).contiguous(), r.reshape(-1, D).contiguous()
     s = torch.empty(x2.shape, dtype=torch.promote_types(x.dtype, r.dtype), device=x.device)
     y = torch.empty(x2.shape, dtype=out_dtype, device=x.device)
     meta = _meta(D)
     _ln_fwd[(triton.cdiv(x2.shape[0], meta["BN"]),)](x2, r2, s, weight, bias, y, x2.shape[0], D, EPS=eps,
-                                                      HAS_RES=True, **meta)
+                                                      HAS_RES=True, RB=rb, HAS_RB=rb is not None, **meta)
     return s.view(x.shape), y.view(x.shape)
 
 
 @_add_ln_op.register_fake
-def _(x, r, weight, bias, eps, out_dtype):
+def _(x, r, weight, bias, eps, out_dtype, rb=None):
     return (x.new_empty(x.shape, dtype=torch.promote_types(x.dtype, r.dtype)),
             x.new_empty(x.shape, dtype=out_dtype))
 
 
 @torch.library.custom_op("comba_vision::add_layer_norm_bwd", mutates_args=())
 def _add_ln_bwd_op(s: Tensor, weight: Tensor, ds: Tensor, dy: Tensor, eps: float,
-                   r_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+                   r_dtype: torch.dtype, has_rb: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """(d(x + r) in s's dtype, the same in r's dtype where that differs (else an empty placeholder: the caller
-    hands dx to both), [dw; db] as one [2, D] float32 tensor)."""
+    hands dx to both), [dw; db] as one [2, D] float32 tensor; has_rb: [dw; db; drb], [3, D])."""
     D = s.shape[-1]
     s2, ds2, dy2 = (t.reshape(-1, D).contiguous() for t in (s, ds, dy))
     dx = torch.empty_like(s2)
     same = r_dtype == s.dtype
     dr = s2.new_empty(0, dtype=r_dtype) if same else torch.empty(s2.shape, dtype=r_dtype, device=s.device)
-    dwb = _run_ln_bwd(s2, weight, dy2, dx, ds2, dr, eps, has_res=True, store_dr=not same)
+    dwb = _run_ln_bwd(s2, weight, dy2, dx, ds2, dr, eps, has_res=True, store_dr=not same, has_rb=has_rb)
     return dx.view(s.shape), (dr if same else dr.view(s.shape)), dwb
 
 
 @_add_ln_bwd_op.register_fake
-def _(s, weight, ds, dy, eps, r_dtype):
+def _(s, weight, ds, dy, eps, r_dtype, has_rb=False):
     D = s.shape[-1]
     dr = s.new_empty(0, dtype=r_dtype) if r_dtype == s.dtype else s.new_empty(s.shape, dtype=r_dtype)
-    return s.new_empty(s.shape), dr, s.new_empty(2, D, dtype=torch.float32)
+    return s.new_empty(s.shape), dr, s.new_empty(3 if has_rb else 2, D, dtype=torch.float32)
 
 
 def _add_setup(ctx, inputs, output):
-    x, r, weight, bias, eps, out_dtype = inputs
+    x, r, weight, bias, eps, out_dtype, rb = inputs
     ctx.save_for_backward(output[0], weight)
     ctx.eps = eps
-    ctx.dtypes = (x.dtype, r.dtype, bias.dtype)
+    ctx.dtypes = (x.dtype, r.dtype, bias.dtype, None if rb is None else rb.dtype)
 
 
 def _add_backward(ctx, ds, dy):
     s, weight = ctx.saved_tensors
-    x_dtype, r_dtype, bias_dtype = ctx.dtypes
+    x_dtype, r_dtype, bias_dtype, rb_dtype = ctx.dtypes
     ds = ds if ds is not None else torch.zeros_like(s)
     dy = dy if dy is not None else torch.zeros_like(s)
-    dx, dr, dwb = _add_ln_bwd_op(s, weight, ds, dy, ctx.eps, r_dtype)
+    dx, dr, dwb = _add_ln_bwd_op(s, weight, ds, dy, ctx.eps, r_dtype, rb_dtype is not None)
     if r_dtype == s.dtype:  # one gradient for both summands, as x + r's own backward hands out
         dr = dx
-    return dx.to(x_dtype), dr, dwb[0].to(weight.dtype), dwb[1].to(bias_dtype), None, None
+    drb = None if rb_dtype is None else dwb[2].to(rb_dtype)
+    return dx.to(x_dtype), dr, dwb[0].to(weight.dtype), dwb[1].to(bias_dtype), None, None, drb
 
 
 _add_ln_op.register_autograd(_add_backward, setup_context=_add_setup)
@@ -259,16 +272,22 @@ def _out_dtype(x: Tensor, out_dtype: torch.dtype | None, normed: torch.dtype | N
 
 
 def add_layer_norm(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5,
-                   out_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+                   out_dtype: torch.dtype | None = None, rb: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(s, LN(s)) for the residual sum s = x + r (in the promoted dtype of x and r, as ``x + r``), from one
     Triton kernel forward and one backward: a pre-norm block's residual add and the next norm in one pass. The
-    norm's output dtype is chosen as layer_norm's."""
+    norm's output dtype is chosen as layer_norm's. rb [D]: s = x + (r + rb), the bias of the Linear layer that
+    made r added here instead (its gradient, the column sums of ds, comes from the same backward pass rather than
+    a column-sum kernel of its own); the sum is in x and r's promoted dtype, whatever rb's."""
     if r.shape != x.shape:
         raise ValueError(f"add_layer_norm: x {tuple(x.shape)} and r {tuple(r.shape)} differ in shape")
     if not r.is_floating_point():
         raise ValueError(f"add_layer_norm needs a floating-point residual branch, got {r.dtype}")
     _check_args(x, weight, bias)
-    return _add_ln_op(x, r, weight, bias, float(eps), _out_dtype(x, out_dtype, torch.promote_types(x.dtype, r.dtype)))
+    if rb is not None and (tuple(rb.shape) != (x.shape[-1],) or not rb.is_contiguous()):
+        raise ValueError(f"add_layer_norm needs a contiguous branch bias rb of shape ({x.shape[-1]},), got "
+                         f"{tuple(rb.shape)}")
+    return _add_ln_op(x, r, weight, bias, float(eps), _out_dtype(x, out_dtype, torch.promote_types(x.dtype, r.dtype)),
+                      rb)
 
 
 def fused_norm_applies(x: Tensor) -> bool:

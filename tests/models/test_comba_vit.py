@@ -326,8 +326,8 @@ def test_blocks_run_as_modules_when_watched(monkeypatch):
     model.set_grad_checkpointing(False)
     from comba_vision.layers.fused import FusedLayerNorm
 
-    def kernel_like(self, x, r):  # as the fused kernel: the norm is not called as a module
-        s = x + r
+    def kernel_like(self, x, r, rb=None):  # as the fused kernel: the norm is not called as a module
+        s = x + (r if rb is None else r + rb)
         return s, torch.nn.functional.layer_norm(s, self.normalized_shape, self.weight, self.bias, self.eps)
     monkeypatch.setattr(FusedLayerNorm, "residual", kernel_like)
     seen = []
@@ -336,3 +336,44 @@ def test_blocks_run_as_modules_when_watched(monkeypatch):
     assert chained() and len(seen) == 2
     for h in handles:
         h.remove()
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
+                    reason="the fused LayerNorm needs CUDA or TRITON_INTERPRET=1")
+def test_branch_bias_in_norm_matches(monkeypatch):
+    """COMBA_BRANCH_BIAS_IN_NORM: the biases of the mixer's proj and the MLP's fc2 added by the fused LayerNorm
+    that takes each branch (norm2, the next block's norm1, the final norm) give the logits, every gradient and
+    the intermediates of the biases in the GEMMs; each of those norms gets one (2 a block); in training mode no
+    branch that a drop path follows hands its bias on."""
+    import comba_vision.layers.comba_mixer as cm
+    import comba_vision.layers.fused as fused
+    from comba_vision.ops.layer_norm import add_layer_norm
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    for mod in (fused, cm):
+        monkeypatch.setattr(mod, "fused_norm_applies", lambda x: True)
+    rbs = []
+    monkeypatch.setattr(fused, "add_layer_norm", lambda *a, rb=None, **k: rbs.append(rb) or add_layer_norm(
+        *a, rb=rb, **k))
+    model = _micro(drop_path_rate=0.0).to(dev)
+    x = torch.randn(2, 3, IMG, IMG, device=dev)
+
+    def run(on):
+        monkeypatch.setattr(cm, "BRANCH_BIAS_IN_NORM", on)
+        rbs.clear()
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        (out * torch.linspace(-1, 1, out.numel(), device=dev).view(out.shape)).sum().backward()
+        inter = model.forward_intermediates(x, indices=[1, 3], norm=True, intermediates_only=True)
+        return [out, *inter], {n: p.grad for n, p in model.named_parameters()}, [rb is not None for rb in rbs]
+
+    (outs0, grads0, rb0), (outs1, grads1, rb1) = run(False), run(True)
+    depth = len(model.blocks)
+    assert not any(rb0) and sum(rb1[:2 * depth]) == 2 * depth  # the training forward's norms, then intermediates'
+    for a, b in zip(outs0, outs1, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    for n, g in grads0.items():
+        torch.testing.assert_close(grads1[n], g, rtol=1e-4, atol=1e-7, msg=n)
+    model = _micro(drop_path_rate=0.1).to(dev).train()  # drop paths from the second block on (the first's rate 0)
+    rbs.clear()
+    model(x)
+    assert [rb is not None for rb in rbs] == [True, True] + [False] * (2 * depth - 2)

@@ -117,6 +117,30 @@ def test_add_layer_norm_matches_float64(shape):
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("shape, half", [((2, 37, 192), False), ((3, 50, 100), False), ((4, 20, 96), True)])
+def test_add_layer_norm_branch_bias(shape, half):
+    """rb, the branch's bias added in the norm's kernel (s = x + (r + rb)): both outputs and the five gradients
+    against float64, rb's the column sums of the sum's gradient, from the backward's partials; a float32 stream
+    with a half-precision branch and a float32 bias as under autocast (half)."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    hdt = torch.bfloat16 if dev == "cuda" else torch.float16
+    x, w, b = _inputs(shape, torch.float32, dev)
+    r = _inputs(shape, hdt if half else torch.float32, dev, seed=5)[0]
+    rb = _inputs(shape[-1:], torch.float32, dev, seed=6)[0]
+    kw = dict(out_dtype=hdt) if half else {}
+    (s, y), grads = _run_add(lambda x, r, w, b, rb: add_layer_norm(x, r, w, b, 1e-6, rb=rb, **kw), [x, r, w, b, rb],
+                             dy_dtype=hdt if half else None)
+    (s_ref, y_ref), ref = _run_add(lambda x, r, w, b, rb: _add_ref(x, r + rb, w, b),
+                                   [t.double() for t in (x, r, w, b, rb)], dy_dtype=hdt if half else None)
+    assert s.dtype == torch.float32 and grads[4].dtype == torch.float32
+    assert rel_err(s, s_ref) <= 1e-6 and rel_err(y, y_ref) <= (4e-3 if half else 1e-5)
+    for name, g, gr in zip(("dx", "dr", "dweight", "dbias", "drb"), grads, ref):
+        assert rel_err(g, gr) <= ((4e-3 if name == "dr" else 1e-3) if half else 1e-5), name
+    with pytest.raises(ValueError, match="branch bias"):
+        add_layer_norm(x, r, w, b, rb=rb[:-1])
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 def test_add_layer_norm_mixed_dtypes():
     """A float32 residual stream plus a half-precision branch (a Linear's output under autocast): the sum
     is float32 as x + r is, the branch's gradient comes back in its own dtype."""
