@@ -69,11 +69,13 @@ class Branch(NamedTuple):
         return self.out if self.bias is None else self.out + self.bias
 
 
-def _unbiased(lin: nn.Linear, dropout: nn.Module, x: torch.Tensor) -> Branch:
-    """dropout(lin(x)) as a Branch whose bias is left out where BRANCH_BIAS_IN_NORM allows it: a bias, the dropout
-    off (p = 0 or eval mode), no hooks on the layer and the fused LayerNorm in use (which adds it for free; the
-    PyTorch norm would need an add of its own); else the whole result."""
-    if (BRANCH_BIAS_IN_NORM and lin.bias is not None and not watched(lin) and fused_norm_applies(x)
+def _unbiased(lin: nn.Linear, dropout: nn.Module, x: torch.Tensor, defer: bool = True) -> Branch:
+    """dropout(lin(x)) as a Branch whose bias is left out where defer and BRANCH_BIAS_IN_NORM allow it: a plain (or
+    fused) Linear layer with a bias (a subclass's own forward is never bypassed), the dropout off (p = 0 or eval
+    mode), no hooks on either or global ones, and the fused LayerNorm in use (which adds the bias for free;
+    PyTorch's norm would need an add of its own); else the whole result."""
+    if (defer and BRANCH_BIAS_IN_NORM and type(lin) in (nn.Linear, FusedLinear) and lin.bias is not None
+            and not (watched() or watched(lin) or watched(dropout)) and fused_norm_applies(x)
             and (not dropout.training or getattr(dropout, "p", 0.0) == 0)):
         return Branch((linear if fused_linear_applies(x) else F.linear)(x, lin.weight), lin.bias)
     return Branch(dropout(lin(x)))
@@ -205,14 +207,14 @@ class CombaMixer(nn.Module):
             bs.append(bs[0].new_zeros(pad))
         return torch.cat(ws), torch.cat(bs), widths + ([pad] if pad else [])
 
-    def _joint(self, x: torch.Tensor, segments: Segments | None) -> torch.Tensor:
+    def _joint(self, x: torch.Tensor, segments: Segments | None, defer: bool) -> Branch:
         """Everything between the two projections as one autograd node on the joint projection's output
         (ops.mixer_joint: its backward writes that output's gradient in one piece, no concatenation)."""
         w, b, _ = self._joint_weight(x)
         out = mixer_joint(linear(x, w, b), self.conv.weight, self.conv.bias, self.A_log, self.dt_bias, self.b_logit,
                           self.d, self.o_norm.weight, self.num_heads, self.head_dim_k, self.head_dim_v,
                           _check_segments(x.shape[1], segments), self.variant, eps=self.o_norm.eps)
-        return _unbiased(self.proj, self.proj_drop, out)
+        return _unbiased(self.proj, self.proj_drop, out, defer)
 
     def _conv_and_gates(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):
         """The prep's inputs: (conv output c, the gate logits z, its per-head parameters and sizes), and the
@@ -237,12 +239,12 @@ class CombaMixer(nn.Module):
         """Both scan directions over the token order: returns (forward, reverse) outputs, [B, N, H, V]."""
         return comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="none")
 
-    def _output(self, o2: torch.Tensor, y_g: torch.Tensor) -> Branch:
+    def _output(self, o2: torch.Tensor, y_g: torch.Tensor, defer: bool = False) -> Branch:
         """y = W_o (RMSNorm_head(o_fwd + o_rev) * sigmoid(W_g x)) from both scans o2 [2, B, N, H, V] (one fused
         kernel on CUDA) or their sum [B, N, H, V] (PyTorch ops), W_o's bias left out where _unbiased allows."""
         args = (o2, y_g, self.o_norm.weight, self.o_norm.eps)
         y = mixer_out(*args) if fused_applies(o2) else mixer_out_torch(*args)
-        return _unbiased(self.proj, self.proj_drop, y)
+        return _unbiased(self.proj, self.proj_drop, y, defer)
 
     def _output_from_x(self, o2: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """_output with the output gate's own projection of x: what recompute runs under checkpoint, so that
@@ -250,11 +252,11 @@ class CombaMixer(nn.Module):
         return self._output(o2, self.out_gate(x)).merged()
 
     def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
-        return self.forward_branch(x, segments).merged()
+        return self.forward_branch(x, segments, defer=False).merged()
 
-    def forward_branch(self, x: torch.Tensor, segments: Segments | None = None) -> Branch:
-        """forward's result as a Branch: with COMBA_BRANCH_BIAS_IN_NORM the output projection's bias apart (see
-        _unbiased), for the LayerNorm that takes the branch to add (CombaBlock.forward_pending)."""
+    def forward_branch(self, x: torch.Tensor, segments: Segments | None = None, defer: bool = True) -> Branch:
+        """forward's result as a Branch: with defer and COMBA_BRANCH_BIAS_IN_NORM the output projection's bias apart
+        (see _unbiased), for the LayerNorm that takes the branch to add (CombaBlock.forward_pending)."""
         B, N, C = x.shape
         recompute = self.recompute and torch.is_grad_enabled() and _COUNTER is None
         if recompute:
@@ -263,11 +265,11 @@ class CombaMixer(nn.Module):
             # training on CUDA: the conv, prep, both scans and the output gate as one autograd node
             if (torch.is_grad_enabled() and _COUNTER is None and fused_linear_applies(x)
                     and mixer_joint_applies(x, self.conv)):
-                return self._joint(x, segments)
+                return self._joint(x, segments, defer)
             args, (y_g,) = self._conv_and_gates(x, segments)
             # training on CUDA: the prep and both scans as one autograd node (mixer_fused.mixer_scan)
             if torch.is_grad_enabled() and _COUNTER is None and mixer_scan_applies(args[0]):
-                return self._output(mixer_scan(*args, variant=self.variant), y_g)
+                return self._output(mixer_scan(*args, variant=self.variant), y_g, defer)
             q, k, v, p, g, beta = mixer_prep(*args) if fused_applies(args[0]) else mixer_prep_torch(*args)
         # both scans as one [2, B, N, H, V] tensor for the fused output kernel (no pass to sum them), else, and
         # under recompute (whose checkpoint keeps the output kernel's input: the sum is half the memory), summed;
@@ -281,7 +283,7 @@ class CombaMixer(nn.Module):
             o2 = comba_bidirectional(q, k, v, p, g, beta, variant=self.variant, merge="stack" if stack else "sum")
         if recompute:
             return Branch(checkpoint(self._output_from_x, o2, x, use_reentrant=False))
-        return self._output(o2, y_g)
+        return self._output(o2, y_g, defer)
 
 
 class CombaBlock(nn.Module):
@@ -330,15 +332,17 @@ class CombaBlock(nn.Module):
 
     def _branch(self, module: nn.Module, drop_path: nn.Module, y: torch.Tensor,
                 segments: Segments | None = None) -> Branch:
-        """drop_path(module(y)) as a Branch: the bias of the module's last Linear layer apart (_unbiased) where no
-        drop path (or hook on the module) comes between, for the mixer and a timm Mlp with no norm inside."""
-        if not isinstance(drop_path, nn.Identity) or watched(module):
-            return Branch(drop_path(module(y, segments) if module is self.mixer else module(y)))
+        """drop_path(module(y)) as a Branch. With BRANCH_BIAS_IN_NORM the bias of the module's last Linear layer
+        apart (_unbiased) where no drop path is active (Identity, or eval mode) and no hook would miss a module
+        call (on the module, its drop path, the Mlp's activation, or global ones): for the mixer and a timm Mlp with
+        no norm inside. Otherwise the modules are called as modules."""
+        direct = (BRANCH_BIAS_IN_NORM and (isinstance(drop_path, nn.Identity) or not drop_path.training)
+                  and not (watched() or watched(module) or watched(drop_path)))
         if module is self.mixer:
-            return self.mixer.forward_branch(y, segments)
-        mlp = self.mlp
-        if type(mlp) is not Mlp or not isinstance(mlp.norm, nn.Identity) or watched(mlp.act):
-            return Branch(mlp(y))
+            return self.mixer.forward_branch(y, segments) if direct else Branch(drop_path(module(y, segments)))
+        mlp = module
+        if not direct or type(mlp) is not Mlp or not isinstance(mlp.norm, nn.Identity) or watched(mlp.act):
+            return Branch(drop_path(mlp(y)))
         return _unbiased(mlp.fc2, mlp.drop2, mlp.drop1(mlp.act(mlp.fc1(y))))
 
 

@@ -377,3 +377,46 @@ def test_branch_bias_in_norm_matches(monkeypatch):
     rbs.clear()
     model(x)
     assert [rb is not None for rb in rbs] == [True, True] + [False] * (2 * depth - 2)
+    model.eval()  # drop paths off: every branch's bias again
+    rbs.clear()
+    with torch.no_grad():
+        model(x)
+    assert all(rb is not None for rb in rbs) and len(rbs) == 2 * depth
+    model = _micro(proj_drop_rate=0.1).to(dev).train()  # a dropout after proj and fc2: their biases stay
+    rbs.clear()
+    model(x)
+    assert rbs and not any(rb is not None for rb in rbs)
+    seen = []  # a global hook: the blocks, mixers and MLPs called as modules, no bias handed on
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, a, o: seen.append(type(m).__name__))
+    try:
+        rbs.clear()
+        model.eval()(x)
+    finally:
+        handle.remove()
+    assert {"CombaBlock", "CombaMixer", "Mlp"} <= set(seen)
+    assert not any(rb is not None for rb in rbs)
+
+
+@pytest.mark.parametrize("on", [False, True])
+@pytest.mark.parametrize("hook", ["module", "global"])
+def test_block_submodules_called_as_modules(monkeypatch, on, hook):
+    """Hooks on a block's mixer and MLP, or a global module hook, see every call of them, with or without
+    COMBA_BRANCH_BIAS_IN_NORM (the chained blocks take the mixer and the MLP apart only where no hook would miss it)."""
+    import comba_vision.layers.comba_mixer as cm
+    monkeypatch.setattr(cm, "BRANCH_BIAS_IN_NORM", on)
+    model = _micro(drop_path_rate=0.0)
+    seen = []
+    handles = []
+    if hook == "module":
+        for blk in model.blocks:
+            handles += [blk.mixer.register_forward_hook(lambda m, a, o: seen.append(type(m).__name__)),
+                        blk.mlp.register_forward_hook(lambda m, a, o: seen.append(type(m).__name__))]
+    else:
+        handles.append(torch.nn.modules.module.register_module_forward_hook(
+            lambda m, a, o: seen.append(type(m).__name__)))
+    try:
+        model(torch.randn(1, 3, IMG, IMG))
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen.count("CombaMixer") == seen.count("Mlp") == len(model.blocks)
