@@ -420,3 +420,27 @@ def test_block_submodules_called_as_modules(monkeypatch, on, hook):
         for h in handles:
             h.remove()
     assert seen.count("CombaMixer") == seen.count("Mlp") == len(model.blocks)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast with the fused block kernels on the GPU")
+def test_branch_bias_in_norm_bf16_on_gpu(monkeypatch):
+    """COMBA_BRANCH_BIAS_IN_NORM under bf16 autocast with every fused block kernel (the joint mixer node, the fused
+    Linear with no bias, the norms with a float32 branch bias on a bf16 branch): logits (2e-2) and every gradient
+    (5e-2) within bf16 rounding of the run with the biases in the GEMMs."""
+    import comba_vision.layers.comba_mixer as cm
+    from comba_vision.ops import fused_block_kernels
+    from tests.ops.helpers import rel_err
+    model = _micro(drop_path_rate=0.0).cuda()
+    x = torch.randn(4, 3, IMG, IMG, device="cuda")
+    runs = []
+    for on in (False, True):
+        monkeypatch.setattr(cm, "BRANCH_BIAS_IN_NORM", on)
+        model.zero_grad(set_to_none=True)
+        with fused_block_kernels(), torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(x)
+        (out.float() * torch.linspace(-1, 1, out.numel(), device="cuda").view(out.shape)).sum().backward()
+        runs.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+    names = ["logits"] + [n for n, _ in model.named_parameters()]
+    for name, a, b in zip(names, *runs, strict=True):  # both sides rounded to bf16 on their own
+        assert rel_err(b, a) <= (2e-2 if name == "logits" else 5e-2), name
