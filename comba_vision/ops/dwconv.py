@@ -195,10 +195,11 @@ def _(a, weight, bias, segments):
     return a.new_empty(a.shape)
 
 
-def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int], da: Tensor | None = None
-                   ) -> tuple[Tensor, Tensor]:
+def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int], da: Tensor | None = None,
+                   finish: bool = True) -> tuple[Tensor, Tensor]:
     """_dw_bwd_op's work; da: where to write a's gradient (rows of a uniform stride, e.g. a column slice of the
-    joint projection's gradient; the 3 x 3 path), else a new [B, N, C] tensor."""
+    joint projection's gradient; the 3 x 3 path), else a new [B, N, C] tensor. finish=False: the weight and bias
+    gradients as their [k*k + 1, C, programs] partials, for the caller to sum along the last dimension."""
     a, sa = _rows(a)
     dout = dout.contiguous()  # read as rows C apart
     B, N, C = a.shape
@@ -207,7 +208,7 @@ def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int],
     launches, parts = (_launches(B, C, segments, BWD3_TOKENS * BWD3_ITERS, BWD3_CHANNELS) if three
                        else _launches(B, C, segments))
     if da is not None and not three:  # the general kernel writes rows C apart: into its own tensor, then copied
-        da_own, dwb = _dw_bwd_launch(a, weight, dout, segments)
+        da_own, dwb = _dw_bwd_launch(a, weight, dout, segments, finish=finish)
         return da.copy_(da_own), dwb
     da = a.new_empty(B, N, C) if da is None else da
     # [taps + bias, C, programs]: each program writes one column; one row sum at the end (a column sum of the
@@ -227,7 +228,7 @@ def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int],
             _dw_bwd[grid](a, sa, weight, dout, da, dwp[..., p0:], parts, B * h * w, N, start, h, w, C,
                           ALIGNED_C=C % 8 == 0,
                           **meta)
-    return da, dwp.sum(-1)
+    return da, (dwp.sum(-1) if finish else dwp)
 
 
 @torch.library.custom_op("comba_vision::dwconv_tokens_bwd", mutates_args=())

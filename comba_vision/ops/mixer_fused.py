@@ -263,10 +263,11 @@ def _(c, z, A_log, dt_bias, b_logit, d, H, K, V):
 
 
 def _prep_bwd_launch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
-                     douts: tuple[Tensor, ...], H: int, K: int, V: int, dz: Tensor | None = None
-                     ) -> tuple[Tensor, Tensor, Tensor]:
+                     douts: tuple[Tensor, ...], H: int, K: int, V: int, dz: Tensor | None = None,
+                     finish: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """_prep_bwd_op's work; dz: where to write z's gradient (rows of a uniform stride, e.g. a column slice of
-    the joint projection's gradient), else a new [B, N, 2H] tensor."""
+    the joint projection's gradient), else a new [B, N, 2H] tensor. finish=False: the per-head parameters'
+    gradients as their [programs, 4, H] partials, for the caller to sum along the first dimension."""
     c, (z, sz) = c.contiguous(), _rows(z)
     dq, dk, dv, dp, dg, dbeta = (x.contiguous() for x in douts)
     B, N, _ = c.shape
@@ -277,7 +278,7 @@ def _prep_bwd_launch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_log
     dpar = torch.empty(grid[0], 4, H, device=c.device, dtype=torch.float32)
     _prep_bwd[grid](c, z, sz, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, dc, dz, sdz, dpar, B * N, H, K,
                     V, TWO=dq.dim() == 5, **meta)
-    return dc, dz, dpar.sum(0)
+    return dc, dz, (dpar.sum(0) if finish else dpar)
 
 
 @torch.library.custom_op("comba_vision::mixer_prep_bwd", mutates_args=())
@@ -491,9 +492,10 @@ def _(o2, y_g, weight, eps):
     return o2.new_empty(B, N, H * V)
 
 
-def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float, dyg: Tensor | None = None
-                    ) -> tuple[Tensor, Tensor, Tensor]:
-    """_out_bwd_op's work; dyg: where to write y_g's gradient (rows of a uniform stride), else a new tensor."""
+def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float, dyg: Tensor | None = None,
+                    finish: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """_out_bwd_op's work; dyg: where to write y_g's gradient (rows of a uniform stride), else a new tensor.
+    finish=False: the norm weight's gradient as its [V, programs * H] partials, for the caller to sum along rows."""
     o2, (y_g, syg), dy = o2.contiguous(), _rows(y_g), dy.contiguous()
     B, N, H, V = o2.shape[-4:]
     grid, meta = _out_meta(H, V, B * N, eps)
@@ -502,7 +504,7 @@ def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: fl
     dwp = torch.empty(V, grid[0] * H, device=o2.device, dtype=torch.float32)
     _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, _row_stride(dyg), dwp, B * N, H, V, TWO=o2.dim() == 5,
                    **meta)
-    return do2, dyg, dwp.sum(-1)
+    return do2, dyg, (dwp.sum(-1) if finish else dwp)
 
 
 @torch.library.custom_op("comba_vision::mixer_out_bwd", mutates_args=())

@@ -36,9 +36,14 @@ from .mixer_fused import (
     _prep_launch,
     mixer_scan_applies,
 )
+from .reductions import row_sums
 from .triton_chunk import BOTH, comba_fwd_triton, empty_work_buffers
 
 MIXER_JOINT = os.environ.get("COMBA_MIXER_JOINT", "1") == "1"
+# COMBA_JOINT_ONE_SUM (default "0", a session-20 trial, not yet run on a GPU): the backward's three two-stage
+# reductions (the conv's taps and bias, the output norm's weight, the per-head parameters) finished by one row_sums
+# launch instead of three PyTorch sums (two launches a block fewer)
+JOINT_ONE_SUM = os.environ.get("COMBA_JOINT_ONE_SUM", "0") == "1"
 
 
 def _pieces(y: Tensor, H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -81,12 +86,16 @@ def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, A_log: Tensor, dt_bia
     dy = torch.empty(y.shape, dtype=y.dtype, device=y.device)  # dense rows, whatever y's strides
     a, z, y_g = _pieces(y, H, K, V)
     da, dz, dyg = _pieces(dy, H, K, V)
-    do2, _, dnw = _out_bwd_launch(o2, y_g, norm_w, dout, eps, dyg=dyg)
+    finish = not JOINT_ONE_SUM
+    do2, _, dnw = _out_bwd_launch(o2, y_g, norm_w, dout, eps, dyg=dyg, finish=finish)
     if len(kept) == 6:  # RECOMPUTE_BUFFERS: the work buffers rebuilt from q~, k, v, p, g, beta
         kept = [*kept, *chunk_buffers(*kept, None, iplr, BOTH)]
     grads = chunk_bwd(*kept, do2, None, scale, False, iplr, BOTH, False)[:6]
-    dc, _, dpar = _prep_bwd_launch(c, z, A_log, dt_bias, b_logit, d, grads, H, K, V, dz=dz)
-    _, dwb = _dw_bwd_launch(a, conv_w, dc, segments, da=da)
+    dc, _, dpar = _prep_bwd_launch(c, z, A_log, dt_bias, b_logit, d, grads, H, K, V, dz=dz, finish=finish)
+    _, dwb = _dw_bwd_launch(a, conv_w, dc, segments, da=da, finish=finish)
+    if not finish:  # the partials: [taps + 1, C, P1], [V, P2], [P3, 4, H] (the last summed over its first dim)
+        sums = row_sums(dwb.reshape(-1, dwb.shape[-1]), dnw, dpar.reshape(dpar.shape[0], -1).t())
+        dwb, dnw, dpar = sums[0].view(dwb.shape[:-1]), sums[1], sums[2].view(dpar.shape[1:])
     pad = y.shape[-1] - (2 * H * K + 2 * H + 2 * H * V)
     if pad:
         dy[..., y.shape[-1] - pad:].zero_()

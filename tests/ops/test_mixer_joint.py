@@ -73,10 +73,14 @@ def _run(fn, xs, seed=1):
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("B, grid, H, K, V, pad, variant", [
     (2, [(5, 6)], 2, 16, 24, 3, "splr"), (1, [(4, 4), (3, 7)], 2, 32, 16, 0, "iplr")])
-def test_mixer_joint_matches_float64(B, grid, H, K, V, pad, variant):
+@pytest.mark.parametrize("one_sum", [False, True])
+def test_mixer_joint_matches_float64(monkeypatch, B, grid, H, K, V, pad, variant, one_sum):
     """Output and every gradient (y's, padding columns zero, and each parameter's) against the PyTorch conv, prep,
     float64 step recurrence of each direction and output norm; and against the three nodes it replaces (the
-    same kernels: equal up to float32 rounding)."""
+    same kernels: equal up to float32 rounding). one_sum: the backward's partial sums finished by one row_sums
+    launch (COMBA_JOINT_ONE_SUM)."""
+    import comba_vision.ops.mixer_joint as mj
+    monkeypatch.setattr(mj, "JOINT_ONE_SUM", one_sum)
     xs = [x.to(DEV) for x in _inputs(B, grid, H, K, V, pad)]
     dims = (H, K, V, grid, variant)
     out, grads = _run(lambda *a: mixer_joint(*a[:8], H, K, V, grid, variant, eps=1e-5), xs)
