@@ -124,7 +124,9 @@ def _provider_fn(name, xs):
 
 
 def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=None, reps=50, log=print,
-              cuda_graph=False):
+              cuda_graph=False, on_record=None):
+    """Forward and forward+backward ms of each provider at each shape; on_record(records so far) after each shape
+    (what a run cut short keeps)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
         dtype = torch.float32
@@ -150,6 +152,8 @@ def bench_ops(shapes=None, providers=PROVIDERS, dtype=torch.bfloat16, device=Non
             except Exception as e:  # a provider that is missing or fails is reported, not fatal
                 rec["error"] = f"{type(e).__name__}: {str(e)[:200]}"
             _finish(rec, records, device, log)
+        if on_record is not None:
+            on_record(records)
     return records
 
 

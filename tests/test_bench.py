@@ -36,8 +36,10 @@ def test_ops_records_and_table():
 
 
 def test_unknown_provider_is_reported_not_fatal():
-    recs = bench.bench_ops([(1, 4, 1, 16)], ["nope"], reps=1, log=lambda *_: None)
-    assert "unknown provider" in recs[0]["error"]
+    seen = []  # on_record: the records so far after each shape (what benchmark.py writes to its JSON each time)
+    recs = bench.bench_ops([(1, 4, 1, 16), (1, 5, 1, 16)], ["nope"], reps=1, log=lambda *_: None,
+                           on_record=lambda r: seen.append(len(r)))
+    assert "unknown provider" in recs[0]["error"] and seen == [1, 2]
 
 
 def test_models_records_table_and_plot(tmp_path):

@@ -187,7 +187,8 @@ def main(argv=None):
     if not args.no_check:
         bench.check_op()
     records = bench.bench_ops(args.shapes, args.providers, getattr(torch, args.dtype), reps=args.reps,
-                              cuda_graph=args.cuda_graph)
+                              cuda_graph=args.cuda_graph,
+                              on_record=lambda recs: _write_json(args.out, env, records=recs))  # after each shape
     _write_json(args.out, env, records=records)
     print(bench.ops_table(records))
     print(f"wrote {args.out}")
