@@ -224,7 +224,8 @@ def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int],
         flips, cs_parts = _launches(B, C, segments)
         for grid, p0, start, h, w in flips:
             _dw_fwd[grid](dout, C, weight, weight, da, _row_stride(da), B * h * w, N, start, h, w, C, HAS_BIAS=False,
-                          FLIP=True, CS=None if colsum is None else colsum[:, p0:], CS_PARTS=cs_parts,
+                          FLIP=True, CS=None if colsum is None else colsum[:, p0:],
+                          CS_PARTS=0 if colsum is None else cs_parts,
                           HAS_CS=colsum is not None, **_meta(C, k))
     for grid, p0, start, h, w in launches:
         if three:

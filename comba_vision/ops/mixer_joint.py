@@ -148,7 +148,7 @@ def _backward(ctx, dout, *_):
     if dout is None:
         return (None,) * 16
     y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, *kept = ctx.saved_tensors
-    with_bias = ctx.proj_bias_dtype is not None
+    with_bias = ctx.proj_bias_dtype is not None and ctx.needs_input_grad[15]  # a frozen bias pays nothing
     dy, dwb, dpar, dnw, db = _joint_bwd_op(dout.contiguous(), y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2,
                                            kept, *ctx.args, bias_grad=with_bias)
     dconv_w, dconv_b = _conv_grads(dwb, conv_w)

@@ -9,6 +9,8 @@ one launch: program row i of a [rows, cols] view (any two strides) sums its colu
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -20,14 +22,16 @@ _MAX = 4  # views a launch
 
 @triton.jit
 def _rows_of(X, R, P, SR, SP, OUT, i_r, BR: tl.constexpr, BP: tl.constexpr):
-    """Rows i_r * BR .. of X [R, P] (strides SR, SP) summed into OUT [R]."""
-    rows = i_r * BR + tl.arange(0, BR)
-    acc = tl.zeros([BR], dtype=tl.float32)
-    for p0 in range(0, P, BP):
-        cols = p0 + tl.arange(0, BP)
-        m = (rows[:, None] < R) & (cols[None, :] < P)
-        acc += tl.sum(tl.load(X + rows[:, None] * SR + cols[None, :] * SP, mask=m, other=0.0).to(tl.float32), axis=1)
-    tl.store(OUT + rows, acc, mask=rows < R)
+    """Rows i_r * BR .. of X [R, P] (strides SR, SP) summed into OUT [R] (nothing past the view's rows)."""
+    if i_r * BR < R:
+        rows = i_r * BR + tl.arange(0, BR)
+        acc = tl.zeros([BR], dtype=tl.float32)
+        for p0 in range(0, P, BP):
+            cols = p0 + tl.arange(0, BP)
+            m = (rows[:, None] < R) & (cols[None, :] < P)
+            acc += tl.sum(tl.load(X + rows[:, None] * SR + cols[None, :] * SP, mask=m, other=0.0).to(tl.float32),
+                          axis=1)
+        tl.store(OUT + rows, acc, mask=rows < R)
 
 
 @triton.jit
@@ -47,14 +51,16 @@ def _row_sums(X0, R0, P0, SR0, SP0, O0, X1, R1, P1, SR1, SP1, O1, X2, R2, P2, SR
 
 def row_sums(*views: Tensor) -> list[Tensor]:
     """Each 2-D view's sums along its rows (``v.sum(-1)`` in float32), up to four views a launch (more take more
-    launches). CUDA, or the CPU under TRITON_INTERPRET=1; views on other devices, empty ones or ones too large for
-    the kernel's int32 offsets get PyTorch's sum."""
+    launches). CUDA, or the CPU under TRITON_INTERPRET=1; other views (another device than the first view's, the
+    CPU without the interpreter, empty ones, ones whose offsets reach past int32) get PyTorch's sum."""
     outs: list[Tensor | None] = [None] * len(views)
     todo = []
     for i, v in enumerate(views):
         if v.dim() != 2:
             raise ValueError(f"row_sums takes 2-D views, got shape {tuple(v.shape)}")
-        if v.numel() == 0 or v.numel() >= 2**31 or v.device != views[0].device:
+        reach = 1 + sum((n - 1) * abs(st) for n, st in zip(v.shape, v.stride())) if v.numel() else 0
+        runs = v.device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+        if v.numel() == 0 or reach >= 2**31 or v.device != views[0].device or not runs:
             outs[i] = v.float().sum(-1)
         else:
             todo.append(i)

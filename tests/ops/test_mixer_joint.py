@@ -97,11 +97,15 @@ def test_mixer_joint_matches_float64(monkeypatch, B, grid, H, K, V, pad, variant
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 def test_mixer_joint_op_schema_and_fake_shapes():
-    """torch.library.opcheck's schema and fake-tensor checks of the op (what torch.compile needs)."""
+    """torch.library.opcheck's schema and fake-tensor checks of the op (what torch.compile needs), with and without
+    proj_bias (with it also the autograd registration's check)."""
     xs = [x.to(DEV) for x in _inputs(1, [(3, 3)], 2, 16, 16, 2)]
     args = (*xs, 2, 16, 16, [3, 3], 0.25, False, 1e-5)
     assert set(torch.library.opcheck(_joint_op, args, test_utils=("test_schema", "test_faketensor")).values()) \
         == {"SUCCESS"}
+    bias = torch.zeros(xs[0].shape[-1], device=DEV, requires_grad=True)
+    checks = ("test_schema", "test_faketensor", "test_autograd_registration")
+    assert set(torch.library.opcheck(_joint_op, (*args, bias), test_utils=checks).values()) == {"SUCCESS"}
 
 
 def test_mixer_joint_names_bad_inputs():
