@@ -26,7 +26,6 @@ from typing import NamedTuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch.utils.checkpoint import checkpoint
 
@@ -45,7 +44,7 @@ from ..ops.mixer_fused import (
     mixer_scan_applies,
 )
 from ..ops.mixer_joint import mixer_joint, mixer_joint_applies
-from .fused import FusedLayerNorm, FusedLinear, fuse_linears, watched
+from .fused import FusedLayerNorm, FusedLinear, block_linear, fuse_linears, watched
 
 Segments = list[tuple[int, int]]
 # the joint input projection's output width is padded to a multiple of this (see CombaMixer._in_proj);
@@ -78,7 +77,7 @@ def _unbiased(lin: nn.Linear, dropout: nn.Module, x: torch.Tensor, defer: bool =
     if (defer and BRANCH_BIAS_IN_NORM and type(lin) in (nn.Linear, FusedLinear) and lin.bias is not None
             and not (watched() or watched(lin) or watched(dropout)) and fused_norm_applies(x)
             and (not dropout.training or getattr(dropout, "p", 0.0) == 0)):
-        return Branch((linear if fused_linear_applies(x) else F.linear)(x, lin.weight), lin.bias)
+        return Branch(block_linear(x, lin.weight), lin.bias)
     return Branch(dropout(lin(x)))
 
 
@@ -189,7 +188,7 @@ class CombaMixer(nn.Module):
         all three GEMMs ran as Ampere-generation kernels (H200 profile, session 7). On the CPU the 582-wide
         GEMM took 4.75 ms against 3.30 for 584 (session 8, this repository's 2-core host)."""
         w, b, parts = self._joint_weight(x, out_gate)
-        out = (linear if fused_linear_applies(x) else F.linear)(x, w, b).split(parts, dim=-1)
+        out = block_linear(x, w, b).split(parts, dim=-1)
         return (out[0], out[2], out[1]) if out_gate else (out[0], out[1])
 
     def _joint_weight(self, x: torch.Tensor, out_gate: bool = True):
@@ -350,11 +349,10 @@ class CombaBlock(nn.Module):
         return _unbiased(mlp.fc2, mlp.drop2, mlp.drop1(mlp.act(mlp.fc1(y))))
 
 
-def add_norm(norm: nn.Module, x: torch.Tensor, r: torch.Tensor | Branch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s, norm(s)) for s = x + r (a Branch: x + r.merged()): one kernel each way for a fused FusedLayerNorm (its
-    residual form, the branch's bias included), unless hooks watch the norm: then the add and a call of the norm
-    as a module, so that they see its input and output."""
-    r = r if isinstance(r, Branch) else Branch(r)
+def add_norm(norm: nn.Module, x: torch.Tensor, r: Branch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, norm(s)) for s = x + r.merged(): one kernel each way for a fused FusedLayerNorm (its residual form, the
+    branch's bias included), unless hooks watch the norm: then the add and a call of the norm as a module, so that
+    they see its input and output."""
     if isinstance(norm, FusedLayerNorm) and not watched(norm):
         return norm.residual(x, r.out, r.bias)
     s = x + r.merged()

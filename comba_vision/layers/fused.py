@@ -47,15 +47,19 @@ class FusedLayerNorm(nn.LayerNorm):
         return s, self(s)
 
 
+def block_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear(x, weight, bias) as the blocks' Linear layers run it: ops.linear.linear (the Triton bias gradient)
+    where the fused Linear applies to x, else PyTorch's."""
+    return (linear if fused_linear_applies(x) else F.linear)(x, weight, bias)
+
+
 class FusedLinear(nn.Linear):
     """nn.Linear whose bias gradient, fused (see the module docstring), is one Triton column sum
     (comba_vision.ops.linear) instead of PyTorch's reduction kernel; the forward and the other gradients are
     the same cuBLAS GEMMs."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused_linear_applies(x):
-            return linear(x, self.weight, self.bias)
-        return super().forward(x)
+        return block_linear(x, self.weight, self.bias)
 
 
 def fuse_linears(*modules: nn.Linear) -> None:
