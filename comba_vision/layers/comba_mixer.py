@@ -30,7 +30,6 @@ from timm.layers import DropPath, Mlp
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import comba_bidirectional
-from ..ops import mixer_joint as mixer_joint_mod
 from ..ops.dwconv import dwconv_applies, dwconv_tokens
 from ..ops.layer_norm import fused_norm_applies
 from ..ops.linear import fused_linear_applies, linear
@@ -211,12 +210,9 @@ class CombaMixer(nn.Module):
         """Everything between the two projections as one autograd node on the joint projection's output
         (ops.mixer_joint: its backward writes that output's gradient in one piece, no concatenation)."""
         w, b, _ = self._joint_weight(x)
-        # COMBA_JOINT_BIAS_SUMS: the bias's gradient from the node's kernels, none from the projection's backward
-        sums = mixer_joint_mod.JOINT_BIAS_SUMS and b.requires_grad
-        out = mixer_joint(linear(x, w, b.detach() if sums else b), self.conv.weight, self.conv.bias, self.A_log,
-                          self.dt_bias, self.b_logit, self.d, self.o_norm.weight, self.num_heads, self.head_dim_k,
-                          self.head_dim_v, _check_segments(x.shape[1], segments), self.variant, eps=self.o_norm.eps,
-                          proj_bias=b if sums else None)
+        out = mixer_joint(linear(x, w, b), self.conv.weight, self.conv.bias, self.A_log, self.dt_bias, self.b_logit,
+                          self.d, self.o_norm.weight, self.num_heads, self.head_dim_k, self.head_dim_v,
+                          _check_segments(x.shape[1], segments), self.variant, eps=self.o_norm.eps)
         return _unbiased(self.proj, self.proj_drop, out, defer)
 
     def _conv_and_gates(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):

@@ -82,11 +82,9 @@ def _tap(X, SX, row, m_r, y, x, cols, m_c, GH, GW, t: tl.constexpr, K: tl.conste
 
 @triton.jit
 def _dw_fwd(A, SA, Wt, BIAS, OUT, SO, NSEG, N, START, GH, GW, C, K: tl.constexpr, HAS_BIAS: tl.constexpr,
-            ALIGNED: tl.constexpr, BN: tl.constexpr, BC: tl.constexpr, FLIP: tl.constexpr = False, CS=None,
-            CS_PARTS=0, HAS_CS: tl.constexpr = False):
+            ALIGNED: tl.constexpr, BN: tl.constexpr, BC: tl.constexpr, FLIP: tl.constexpr = False):
     """FLIP: the window turned by 180 degrees (tap t takes weight K * K - 1 - t): the data gradient. OUT's rows
-    are SO elements apart. HAS_CS: the output's column sums over the program's tokens, column i_n of CS's
-    [C, CS_PARTS] partials (CS offset to the grid's first program)."""
+    are SO elements apart."""
     i_n, i_c = tl.program_id(0), tl.program_id(1)
     row, m_r, y, x = _grid_rows(i_n, NSEG, N, START, GH, GW, BN)
     cols = i_c * BC + tl.arange(0, BC)
@@ -98,8 +96,6 @@ def _dw_fwd(A, SA, Wt, BIAS, OUT, SO, NSEG, N, START, GH, GW, C, K: tl.constexpr
     if HAS_BIAS:
         acc += tl.load(BIAS + cols, mask=m_c, other=0.0).to(tl.float32)[None, :]
     tl.store(OUT + row[:, None] * SO + cols[None, :], acc.to(OUT.dtype.element_ty), mask=m_r[:, None] & m_c[None, :])
-    if HAS_CS:  # rows past the grid hold zeros (no bias with HAS_CS)
-        tl.store(CS + cols * CS_PARTS + i_n, tl.sum(acc, axis=0), mask=m_c)
 
 
 @triton.jit
@@ -199,12 +195,10 @@ def _(a, weight, bias, segments):
     return a.new_empty(a.shape)
 
 
-def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int], da: Tensor | None = None,
-                   finish: bool = True, colsum: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int], da: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor]:
     """_dw_bwd_op's work; da: where to write a's gradient (rows of a uniform stride, e.g. a column slice of the
-    joint projection's gradient; the 3 x 3 path), else a new [B, N, C] tensor. finish=False: the weight and bias
-    gradients as their [k*k + 1, C, programs] partials, for the caller to sum along the last dimension. colsum: a
-    [C, P] float32 buffer (dw_colsum_buffer) for da's column-sum partials, to be summed along its rows."""
+    joint projection's gradient; the 3 x 3 path), else a new [B, N, C] tensor."""
     a, sa = _rows(a)
     dout = dout.contiguous()  # read as rows C apart
     B, N, C = a.shape
@@ -213,7 +207,7 @@ def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int],
     launches, parts = (_launches(B, C, segments, BWD3_TOKENS * BWD3_ITERS, BWD3_CHANNELS) if three
                        else _launches(B, C, segments))
     if da is not None and not three:  # the general kernel writes rows C apart: into its own tensor, then copied
-        da_own, dwb = _dw_bwd_launch(a, weight, dout, segments, finish=finish, colsum=colsum)
+        da_own, dwb = _dw_bwd_launch(a, weight, dout, segments)
         return da.copy_(da_own), dwb
     da = a.new_empty(B, N, C) if da is None else da
     # [taps + bias, C, programs]: each program writes one column; one row sum at the end (a column sum of the
@@ -221,12 +215,9 @@ def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int],
     dwp = torch.empty(k * k + 1, C, parts, device=a.device, dtype=torch.float32)
     meta = _meta(sa, k)
     if three:  # da: the forward kernel on dout with the window flipped; then the weight gradient on its own
-        flips, cs_parts = _launches(B, C, segments)
-        for grid, p0, start, h, w in flips:
+        for grid, _, start, h, w in _launches(B, C, segments)[0]:
             _dw_fwd[grid](dout, C, weight, weight, da, _row_stride(da), B * h * w, N, start, h, w, C, HAS_BIAS=False,
-                          FLIP=True, CS=None if colsum is None else colsum[:, p0:],
-                          CS_PARTS=0 if colsum is None else cs_parts,
-                          HAS_CS=colsum is not None, **_meta(C, k))
+                          FLIP=True, **_meta(C, k))
     for grid, p0, start, h, w in launches:
         if three:
             _dw_wgrad3[grid](a, sa, dout, dwp[..., p0:], parts, B * h * w, N, start, h, w, C,
@@ -236,15 +227,7 @@ def _dw_bwd_launch(a: Tensor, weight: Tensor, dout: Tensor, segments: list[int],
             _dw_bwd[grid](a, sa, weight, dout, da, dwp[..., p0:], parts, B * h * w, N, start, h, w, C,
                           ALIGNED_C=C % 8 == 0,
                           **meta)
-    if colsum is not None and not three:  # the general kernel keeps no column sums: PyTorch's, in the first column
-        colsum.zero_()[:, 0] = da.reshape(-1, C).float().sum(0)
-    return da, (dwp.sum(-1) if finish else dwp)
-
-
-def dw_colsum_buffer(a: Tensor, segments: list[int]) -> Tensor:
-    """The [C, P] float32 buffer _dw_bwd_launch's colsum takes for input a [B, N, C] on these segments."""
-    B, _, C = a.shape
-    return torch.empty(C, _launches(B, C, segments)[1], device=a.device, dtype=torch.float32)
+    return da, dwp.sum(-1)
 
 
 @torch.library.custom_op("comba_vision::dwconv_tokens_bwd", mutates_args=())

@@ -158,11 +158,9 @@ def _ld2(ptr, mask, S, TWO: tl.constexpr):
 
 @triton.jit
 def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, SDZ, DPAR, NTOK, H, K, V,
-              BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr, TWO: tl.constexpr,
-              NPAR: tl.constexpr = 4):
+              BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr, TWO: tl.constexpr):
     """TWO: the six gradients are [2, B, N, H, *], both scan directions' (summed here, in float32). DZ's rows
-    are SDZ elements apart. NPAR = 5: a fifth partial row, the column sums of z's gate half of dz (those of its
-    first half are d dt_bias's), for the projection's bias gradient."""
+    are SDZ elements apart."""
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
     m_r = rows < NTOK
@@ -198,13 +196,11 @@ def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, 
     tl.store(DZ + rows * SDZ + H + i_h, (dbeta * beta * (1.0 - beta)).to(DZ.dtype.element_ty), mask=m_r)
     # this program's parts of the per-head parameter gradients (summed over programs afterwards);
     # masked rows contribute nothing: their loaded gradients are zero
-    base = DPAR + i_n * NPAR * H + i_h
+    base = DPAR + i_n * 4 * H + i_h
     tl.store(base, tl.sum(dg * g, axis=0))                                   # d A_log
     tl.store(base + H, tl.sum(dza, axis=0))                                  # d dt_bias
     tl.store(base + 2 * H, tl.sum(tl.sum(dp * kh, axis=1), axis=0) * s * (1.0 - s))   # d b_logit
     tl.store(base + 3 * H, -tl.sum(tl.sum(dqt * kh, axis=1), axis=0))        # d d
-    if NPAR == 5:
-        tl.store(base + 4 * H, tl.sum(dbeta * beta * (1.0 - beta), axis=0))  # z's second half, summed
 
 
 def _meta(H: int, K: int, V: int, ntok: int):
@@ -267,12 +263,10 @@ def _(c, z, A_log, dt_bias, b_logit, d, H, K, V):
 
 
 def _prep_bwd_launch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
-                     douts: tuple[Tensor, ...], H: int, K: int, V: int, dz: Tensor | None = None,
-                     finish: bool = True, zsum: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+                     douts: tuple[Tensor, ...], H: int, K: int, V: int, dz: Tensor | None = None
+                     ) -> tuple[Tensor, Tensor, Tensor]:
     """_prep_bwd_op's work; dz: where to write z's gradient (rows of a uniform stride, e.g. a column slice of
-    the joint projection's gradient), else a new [B, N, 2H] tensor. finish=False: the per-head parameters'
-    gradients as their [programs, 4, H] partials, for the caller to sum along the first dimension. zsum: a fifth
-    row, dz's second half summed over tokens ([5, H], or [programs, 5, H])."""
+    the joint projection's gradient), else a new [B, N, 2H] tensor."""
     c, (z, sz) = c.contiguous(), _rows(z)
     dq, dk, dv, dp, dg, dbeta = (x.contiguous() for x in douts)
     B, N, _ = c.shape
@@ -280,10 +274,10 @@ def _prep_bwd_launch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_log
     dc = torch.empty_like(c)
     dz = z.new_empty(z.shape) if dz is None else dz
     sdz = _row_stride(dz)
-    dpar = torch.empty(grid[0], 5 if zsum else 4, H, device=c.device, dtype=torch.float32)
+    dpar = torch.empty(grid[0], 4, H, device=c.device, dtype=torch.float32)
     _prep_bwd[grid](c, z, sz, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, dc, dz, sdz, dpar, B * N, H, K,
-                    V, TWO=dq.dim() == 5, NPAR=5 if zsum else 4, **meta)
-    return dc, dz, (dpar.sum(0) if finish else dpar)
+                    V, TWO=dq.dim() == 5, **meta)
+    return dc, dz, dpar.sum(0)
 
 
 @torch.library.custom_op("comba_vision::mixer_prep_bwd", mutates_args=())
@@ -451,9 +445,8 @@ def _out_fwd(O2, YG, SYG, WN, Y, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr,
 
 @triton.jit
 def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, SDYG, DWP, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr,
-             EPS: tl.constexpr, TWO: tl.constexpr, GSUM=None, HAS_GSUM: tl.constexpr = False):
-    """DYG's rows are SDYG elements apart. HAS_GSUM: dy_g's column sums over the program's tokens, column i_n of
-    GSUM's [H * V, programs] partials (for the projection's bias gradient)."""
+             EPS: tl.constexpr, TWO: tl.constexpr):
+    """DYG's rows are SDYG elements apart."""
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
     m_r = rows < NTOK
@@ -462,11 +455,7 @@ def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, SDYG, DWP, NTOK, H, V, BN: tl.conste
     dy = tl.load(pdy, mask=m, other=0.0).to(tl.float32)
     dn = dy * w[None, :] * sg
     pg, _ = _head_rows_s(DYG, rows, m_r, i_h, V, SDYG, BV)
-    dyg = dy * n * w[None, :] * sg * (1.0 - sg)
-    tl.store(pg, dyg.to(DYG.dtype.element_ty), mask=m)
-    if HAS_GSUM:
-        cg = tl.arange(0, BV)
-        tl.store(GSUM + (i_h * V + cg) * tl.num_programs(0) + i_n, tl.sum(dyg, axis=0), mask=cg < V)
+    tl.store(pg, (dy * n * w[None, :] * sg * (1.0 - sg)).to(DYG.dtype.element_ty), mask=m)
     do = r[:, None] * (dn - n * (tl.sum(dn * n, axis=1) / V)[:, None])
     po, _ = _head_rows(DO2, rows, m_r, i_h, H, V, BV)
     tl.store(po, do.to(DO2.dtype.element_ty), mask=m)  # the sum's gradient: the same for both scans
@@ -502,11 +491,9 @@ def _(o2, y_g, weight, eps):
     return o2.new_empty(B, N, H * V)
 
 
-def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float, dyg: Tensor | None = None,
-                    finish: bool = True, gsum: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """_out_bwd_op's work; dyg: where to write y_g's gradient (rows of a uniform stride), else a new tensor.
-    finish=False: the norm weight's gradient as its [V, programs * H] partials, for the caller to sum along rows.
-    gsum: a [H * V, programs] float32 buffer (out_gsum_buffer) for dy_g's column-sum partials."""
+def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float, dyg: Tensor | None = None
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """_out_bwd_op's work; dyg: where to write y_g's gradient (rows of a uniform stride), else a new tensor."""
     o2, (y_g, syg), dy = o2.contiguous(), _rows(y_g), dy.contiguous()
     B, N, H, V = o2.shape[-4:]
     grid, meta = _out_meta(H, V, B * N, eps)
@@ -514,14 +501,8 @@ def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: fl
     dyg = y_g.new_empty(y_g.shape) if dyg is None else dyg
     dwp = torch.empty(V, grid[0] * H, device=o2.device, dtype=torch.float32)
     _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, _row_stride(dyg), dwp, B * N, H, V, TWO=o2.dim() == 5,
-                   GSUM=gsum, HAS_GSUM=gsum is not None, **meta)
-    return do2, dyg, (dwp.sum(-1) if finish else dwp)
-
-
-def out_gsum_buffer(o2: Tensor) -> Tensor:
-    """The [H * V, programs] float32 buffer _out_bwd_launch's gsum takes for both scans' outputs o2."""
-    B, N, H, V = o2.shape[-4:]
-    return torch.empty(H * V, _out_meta(H, V, B * N, 0.0)[0][0], device=o2.device, dtype=torch.float32)
+                   **meta)
+    return do2, dyg, dwp.sum(-1)
 
 
 @torch.library.custom_op("comba_vision::mixer_out_bwd", mutates_args=())

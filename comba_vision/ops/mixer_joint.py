@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from . import triton_chunk
-from .dwconv import _conv_grads, _dw_bwd_launch, _dw_launch, conv_args, dw_colsum_buffer, dwconv_applies
+from .dwconv import _conv_grads, _dw_bwd_launch, _dw_launch, conv_args, dwconv_applies
 from .function import chunk_buffers, chunk_bwd
 from .mixer_fused import (
     _check,
@@ -35,21 +35,10 @@ from .mixer_fused import (
     _prep_fake,
     _prep_launch,
     mixer_scan_applies,
-    out_gsum_buffer,
 )
-from .reductions import row_sums
 from .triton_chunk import BOTH, comba_fwd_triton, empty_work_buffers
 
 MIXER_JOINT = os.environ.get("COMBA_MIXER_JOINT", "1") == "1"
-# COMBA_JOINT_ONE_SUM (default "0", a session-20 trial, not yet run on a GPU): the backward's three two-stage
-# reductions (the conv's taps and bias, the output norm's weight, the per-head parameters) finished by one row_sums
-# launch instead of three PyTorch sums (two launches a block fewer)
-JOINT_ONE_SUM = os.environ.get("COMBA_JOINT_ONE_SUM", "0") == "1"
-# COMBA_JOINT_BIAS_SUMS (default "0", a session-20 trial, not yet run on a GPU): the joint projection's bias gradient
-# from column sums the backward's kernels keep of what they write (the conv's data gradient, the output gate's, the
-# gates'), instead of a column-sum kernel over the whole [B, N, width] gradient after it (CombaMixer._joint hands the
-# bias in as proj_bias and keeps it out of the projection's own backward)
-JOINT_BIAS_SUMS = os.environ.get("COMBA_JOINT_BIAS_SUMS", "0") == "1"
 
 
 def _pieces(y: Tensor, H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -63,12 +52,10 @@ def _pieces(y: Tensor, H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor]:
 @torch.library.custom_op("comba_vision::mixer_joint", mutates_args=())
 def _joint_op(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor,
               d: Tensor, norm_w: Tensor, H: int, K: int, V: int, segments: list[int], scale: float, iplr: bool,
-              eps: float, proj_bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
-                                                                    Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
-                                                                    Tensor]:
+              eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                                   Tensor, Tensor, Tensor]:
     """(the gated output [B, N, H * V], then what the backward keeps: the conv output c, q~, k, v, p, g, beta,
-    the operator's work buffers M, W, U, h and both scans' outputs o2). proj_bias: the projection's bias, already
-    in y; not read here, its gradient (y's gradient summed over tokens) comes from the backward."""
+    the operator's work buffers M, W, U, h and both scans' outputs o2)."""
     a, z, y_g = _pieces(y, H, K, V)
     c = _dw_launch(a, conv_w, conv_b, segments)
     qkvpgb = _prep_launch(c, z, A_log, dt_bias, b_logit, d, H, K, V)
@@ -77,7 +64,7 @@ def _joint_op(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias:
 
 
 @_joint_op.register_fake
-def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps, proj_bias=None):
+def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps):
     B, N, _ = y.shape
     c = y.new_empty(B, N, 2 * H * K + H * V)
     bufs = empty_work_buffers(B, N, H, K, V, 2, y.dtype, y.device)
@@ -87,53 +74,34 @@ def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, 
 @torch.library.custom_op("comba_vision::mixer_joint_bwd", mutates_args=())
 def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor,
                   d: Tensor, norm_w: Tensor, c: Tensor, o2: Tensor, kept: list[Tensor], H: int, K: int, V: int,
-                  segments: list[int], scale: float, iplr: bool, eps: float, bias_grad: bool = False
-                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  segments: list[int], scale: float, iplr: bool, eps: float
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y's gradient, the conv's [k*k + 1, C] weight-by-tap and bias gradients, the four per-head parameter
-    gradients [4, H], the output norm's weight gradient [V], and with bias_grad y's gradient summed over tokens
-    [width] (else an empty tensor); float32 but the first)."""
+    gradients [4, H], the output norm's weight gradient [V]; float32 but the first)."""
     dy = torch.empty(y.shape, dtype=y.dtype, device=y.device)  # dense rows, whatever y's strides
     a, z, y_g = _pieces(y, H, K, V)
     da, dz, dyg = _pieces(dy, H, K, V)
-    finish = not JOINT_ONE_SUM
-    # with bias_grad the kernels also keep column sums of the pieces of dy they write: dy_g's (gsum), da's
-    # (dacs), and the prep's fifth partial row (z's gate half; its first half's are d dt_bias's)
-    gsum = out_gsum_buffer(o2) if bias_grad else None
-    do2, _, dnw = _out_bwd_launch(o2, y_g, norm_w, dout, eps, dyg=dyg, finish=finish, gsum=gsum)
+    do2, _, dnw = _out_bwd_launch(o2, y_g, norm_w, dout, eps, dyg=dyg)
     if len(kept) == 6:  # RECOMPUTE_BUFFERS: the work buffers rebuilt from q~, k, v, p, g, beta
         kept = [*kept, *chunk_buffers(*kept, None, iplr, BOTH)]
     grads = chunk_bwd(*kept, do2, None, scale, False, iplr, BOTH, False)[:6]
-    dc, _, dpar = _prep_bwd_launch(c, z, A_log, dt_bias, b_logit, d, grads, H, K, V, dz=dz, finish=finish,
-                                   zsum=bias_grad)
-    dacs = dw_colsum_buffer(a, segments) if bias_grad else None
-    _, dwb = _dw_bwd_launch(a, conv_w, dc, segments, da=da, finish=finish, colsum=dacs)
-    col_parts = [dacs, gsum] if bias_grad else []
-    if not finish:  # the partials: [taps + 1, C, P1], [V, P2], [P3, 4 or 5, H] (the last summed over its first dim)
-        sums = row_sums(dwb.reshape(-1, dwb.shape[-1]), dnw, dpar.reshape(dpar.shape[0], -1).t(), *col_parts)
-        dwb, dnw, dpar, col_sums = sums[0].view(dwb.shape[:-1]), sums[1], sums[2].view(dpar.shape[1:]), sums[3:]
-    else:
-        col_sums = [t.sum(-1) for t in col_parts]
+    dc, _, dpar = _prep_bwd_launch(c, z, A_log, dt_bias, b_logit, d, grads, H, K, V, dz=dz)
+    _, dwb = _dw_bwd_launch(a, conv_w, dc, segments, da=da)
     pad = y.shape[-1] - (2 * H * K + 2 * H + 2 * H * V)
     if pad:
         dy[..., y.shape[-1] - pad:].zero_()
-    db = dy.new_empty(0, dtype=torch.float32)
-    if bias_grad:  # in y's column order: a, y_g, z (z's two halves), padding
-        db = torch.cat([*col_sums, dpar[1], dpar[4], dpar.new_zeros(pad)])
-        dpar = dpar[:4]
-    return dy, dwb, dpar, dnw, db
+    return dy, dwb, dpar, dnw
 
 
 @_joint_bwd_op.register_fake
-def _(dout, y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, kept, H, K, V, segments, scale, iplr, eps,
-      bias_grad=False):
+def _(dout, y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, kept, H, K, V, segments, scale, iplr, eps):
     f32 = dict(dtype=torch.float32)
     return (y.new_empty(y.shape), y.new_empty(conv_w.shape[-1] ** 2 + 1, conv_w.shape[0], **f32),
-            y.new_empty(4, H, **f32), y.new_empty(V, **f32), y.new_empty(y.shape[-1] if bias_grad else 0, **f32))
+            y.new_empty(4, H, **f32), y.new_empty(V, **f32))
 
 
 def _setup(ctx, inputs, output):
-    y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps, proj_bias = inputs
-    ctx.proj_bias_dtype = None if proj_bias is None else proj_bias.dtype
+    y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps = inputs
     _, c, *kept, o2 = output
     ctx.mark_non_differentiable(c, *kept, o2)
     ctx.set_materialize_grads(False)
@@ -146,15 +114,13 @@ def _setup(ctx, inputs, output):
 
 def _backward(ctx, dout, *_):
     if dout is None:
-        return (None,) * 16
+        return (None,) * 15
     y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, *kept = ctx.saved_tensors
-    with_bias = ctx.proj_bias_dtype is not None and ctx.needs_input_grad[15]  # a frozen bias pays nothing
-    dy, dwb, dpar, dnw, db = _joint_bwd_op(dout.contiguous(), y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2,
-                                           kept, *ctx.args, bias_grad=with_bias)
+    dy, dwb, dpar, dnw = _joint_bwd_op(dout.contiguous(), y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2,
+                                       kept, *ctx.args)
     dconv_w, dconv_b = _conv_grads(dwb, conv_w)
     return (dy, dconv_w, dconv_b.to(ctx.bias_dtype), *_param_grads(dpar, (A_log, dt_bias, b_logit, d)),
-            dnw.to(norm_w.dtype), None, None, None, None, None, None, None,
-            db.to(ctx.proj_bias_dtype) if with_bias else None)
+            dnw.to(norm_w.dtype), None, None, None, None, None, None, None)
 
 
 _joint_op.register_autograd(_backward, setup_context=_setup)
@@ -167,13 +133,11 @@ def mixer_joint_applies(y: Tensor, conv: torch.nn.Conv2d) -> bool:
 
 def mixer_joint(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor,
                 d: Tensor, norm_w: Tensor, H: int, K: int, V: int, segments=None, variant: str = "splr",
-                scale: float | None = None, eps: float | None = None, proj_bias: Tensor | None = None) -> Tensor:
+                scale: float | None = None, eps: float | None = None) -> Tensor:
     """mixer_out(mixer_scan(dwconv_tokens(a, conv_w, conv_b, segments), z, A_log, dt_bias, b_logit, d, H, K, V,
     variant, scale), y_g, norm_w, eps) for the joint projection's output y = [a | y_g | z | padding]
     [B, N, >= 2HK + 2H + 2HV], as one autograd node whose backward writes y's gradient in one piece (padding
-    columns zero). Returns [B, N, H * V] in y's dtype. proj_bias [width]: the projection's bias, already added
-    into y (with no gradient of its own there, e.g. ``linear(x, w, b.detach())``): its gradient, y's summed over
-    tokens, comes from column sums the backward's kernels keep, not from a pass over y's gradient."""
+    columns zero). Returns [B, N, H * V] in y's dtype."""
     from .comba import check_sizes_and_variant
     check_sizes_and_variant(K, V, variant)
     if conv_b is None:
@@ -192,7 +156,5 @@ def mixer_joint(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bia
     scale = float(K ** -0.5 if scale is None else scale)
     # eps None: what F.rms_norm takes then, the machine epsilon of the activations' dtype (as mixer_out)
     eps = float(torch.finfo(y.dtype).eps if eps is None else eps)
-    if proj_bias is not None and tuple(proj_bias.shape) != (y.shape[-1],):
-        raise ValueError(f"proj_bias must be [width] = [{y.shape[-1]}], got shape {tuple(proj_bias.shape)}")
     return _joint_op(y, conv_w.contiguous(), conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segs, scale,
-                     variant == "iplr", eps, proj_bias)[0]
+                     variant == "iplr", eps)[0]
