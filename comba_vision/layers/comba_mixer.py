@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
 import torch
@@ -32,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from ..ops import comba_bidirectional
 from ..ops.dwconv import dwconv_applies, dwconv_tokens
 from ..ops.layer_norm import fused_norm_applies
-from ..ops.linear import fused_linear_applies, linear
+from ..ops.linear import cast_once, fused_linear_applies, linear
 from ..ops.mixer_fused import (
     fused_applies,
     mixer_out,
@@ -49,13 +49,14 @@ Segments = list[tuple[int, int]]
 # the joint input projection's output width is padded to a multiple of this (see CombaMixer._in_proj);
 # COMBA_IN_PROJ_ALIGN=1 turns the padding off
 IN_PROJ_ALIGN = max(1, int(os.environ.get("COMBA_IN_PROJ_ALIGN", "8")))
-# COMBA_BRANCH_BIAS_IN_NORM (default "0", a session-20 trial, not yet run on a GPU): in the chained blocks
+# COMBA_BRANCH_BIAS_IN_NORM (default "1" since session 21; "0" keeps the biases in the GEMMs): in the chained blocks
 # (CombaBlock.forward_pending), the biases of the two Linear layers that end the residual branches (the mixer's
 # proj and the MLP's fc2) are added by the fused LayerNorm that takes the branch (add_layer_norm's rb), whose
 # backward sums their gradients from the pass it makes anyway: no column-sum kernel and row sum for them (24 of the
 # 48 bias-gradient kernels and 24 small reductions of a Comba-T step). Where a dropout or a drop path follows the
-# Linear layer, or hooks watch it, its bias stays in the GEMM.
-BRANCH_BIAS_IN_NORM = os.environ.get("COMBA_BRANCH_BIAS_IN_NORM", "0") == "1"
+# Linear layer, or hooks watch it, its bias stays in the GEMM. H200, graphed Comba-T training (session 21): 420.6 ->
+# 427.8 images/s at 1024px, 102.7 -> 104.4 at 2048px.
+BRANCH_BIAS_IN_NORM = os.environ.get("COMBA_BRANCH_BIAS_IN_NORM", "1") == "1"
 
 
 class Branch(NamedTuple):
@@ -191,20 +192,21 @@ class CombaMixer(nn.Module):
         return (out[0], out[2], out[1]) if out_gate else (out[0], out[1])
 
     def _joint_weight(self, x: torch.Tensor, out_gate: bool = True):
-        """(weight, bias, column widths) of the joint input projection: the qkv, (out_gate) output-gate and gate
-        Linear layers side by side, then the zero padding _in_proj_pad asks for. The output gate's H * V columns
+        """(weight, bias, column widths) of the joint input projection, weight and bias as pieces stacked by rows
+        (ops.linear.Pieces): the qkv, (out_gate) output-gate and gate Linear layers side by side, then the zero
+        padding _in_proj_pad asks for (and zero rows for a missing bias). The output gate's H * V columns
         come before the gate's 2H, so that they start 16 bytes aligned in each row where 2HK + HV and the padded
         row width are multiples of 8 (Comba-T and Comba-S): the output kernels then read and write them as
         vectors (ops.mixer_joint)."""
         lins = (self.qkv, self.out_gate, self.gates) if out_gate else (self.qkv, self.gates)
         widths = [m.out_features for m in lins]
         ws = [m.weight for m in lins]
-        bs = [m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in lins]
+        bs = [m.bias if m.bias is not None else m.out_features for m in lins]
         pad = _in_proj_pad(sum(widths), x)
         if pad:
-            ws.append(ws[0].new_zeros(pad, ws[0].shape[1]))
-            bs.append(bs[0].new_zeros(pad))
-        return torch.cat(ws), torch.cat(bs), widths + ([pad] if pad else [])
+            ws.append(pad)
+            bs.append(pad)
+        return ws, bs, widths + ([pad] if pad else [])
 
     def _joint(self, x: torch.Tensor, segments: Segments | None, defer: bool) -> Branch:
         """Everything between the two projections as one autograd node on the joint projection's output
@@ -322,12 +324,26 @@ class CombaBlock(nn.Module):
         and a gradient sum backward; with COMBA_BRANCH_BIAS_IN_NORM so do the biases of the Linear layers that end
         the branches (Branch.bias). Called directly, not as a module: the caller checks that no hook watches
         the block (CombaViT._chained)."""
-        if r is None:
-            y = self.norm1(x)
-        else:
-            x, y = add_norm(self.norm1, x, r)
-        x, y = add_norm(self.norm2, x, self._branch(self.mixer, self.drop_path1, y, segments))
-        return x, self._branch(self.mlp, self.drop_path2, y)
+        with self._weight_casts(x):
+            if r is None:
+                y = self.norm1(x)
+            else:
+                x, y = add_norm(self.norm1, x, r)
+            x, y = add_norm(self.norm2, x, self._branch(self.mixer, self.drop_path1, y, segments))
+            return x, self._branch(self.mlp, self.drop_path2, y)
+
+    def _weight_casts(self, x: torch.Tensor):
+        return block_weight_casts([self], x)
+
+    def cast_groups(self, x: torch.Tensor) -> list:
+        """The weights and biases of the block's Linear layers as ops.linear.cast_once takes them (the joint input
+        projection's as its pieces; what takes another layout is a miss, cast where it is used)."""
+        w, b, _ = self.mixer._joint_weight(x)
+        groups = [w, b]
+        for lin in (self.mixer.proj, getattr(self.mlp, "fc1", None), getattr(self.mlp, "fc2", None)):
+            if isinstance(lin, nn.Linear):
+                groups += [lin.weight] + ([lin.bias] if lin.bias is not None else [])
+        return groups
 
     def _branch(self, module: nn.Module, drop_path: nn.Module, y: torch.Tensor,
                 segments: Segments | None = None) -> Branch:
@@ -343,6 +359,20 @@ class CombaBlock(nn.Module):
         if not direct or type(mlp) is not Mlp or not isinstance(mlp.norm, nn.Identity) or watched(mlp.act):
             return Branch(drop_path(mlp(y)))
         return _unbiased(mlp.fc2, mlp.drop2, mlp.drop1(mlp.act(mlp.fc1(y))))
+
+
+def block_weight_casts(blocks, x: torch.Tensor):
+    """Where the blocks' Linear layers take ops.linear under autocast (CUDA, fused block kernels): ops.linear's
+    cast_once for their weights and biases, one concatenation and one cast for all of them where each layer cast
+    its own weight and bias, a kernel each (Comba-T: ten kernels a block). Otherwise no context."""
+    dev = x.device.type
+    if torch.compiler.is_compiling() or not (torch.is_autocast_enabled(dev) and fused_linear_applies(x)):
+        return nullcontext()
+    dt = torch.get_autocast_dtype(dev)
+    groups = [g for blk in blocks for g in blk.cast_groups(x)]
+    if all(p.dtype == dt for g in groups for p in (g if isinstance(g, list) else [g]) if isinstance(p, torch.Tensor)):
+        return nullcontext()
+    return cast_once(groups, dt)
 
 
 def add_norm(norm: nn.Module, x: torch.Tensor, r: Branch) -> tuple[torch.Tensor, torch.Tensor]:

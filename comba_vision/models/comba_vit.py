@@ -10,6 +10,7 @@ token: a bidirectional recurrence has no privileged position (docs/ARCHITECTURE.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -21,7 +22,15 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-from ..layers.comba_mixer import Branch, CombaBlock, Segments, add_norm, count_recurrence_macs, watched
+from ..layers.comba_mixer import (
+    Branch,
+    CombaBlock,
+    Segments,
+    add_norm,
+    block_weight_casts,
+    count_recurrence_macs,
+    watched,
+)
 from ..layers.fused import FusedLayerNorm, gemm_patch_conv
 
 __all__ = ["CombaViT", "count_macs", "unwrap_checkpoint"]
@@ -154,13 +163,15 @@ class CombaViT(nn.Module):
         ckpt = self.grad_checkpointing and not torch.jit.is_scripting() and torch.is_grad_enabled()
         chained = self._chained(blocks, ckpt)
         m, taken = None, []
-        for i, blk in enumerate(blocks):
-            if chained:
-                x, m = blk.forward_pending(x, m, segments)
-            else:
-                x = checkpoint(blk, x, segments, use_reentrant=False) if ckpt else blk(x, segments)
-            if i in take:
-                taken.append((x, m))
+        # chained: the weight casts of all blocks at once (blocks also cast their own where run alone)
+        with block_weight_casts(blocks, x) if chained else nullcontext():
+            for i, blk in enumerate(blocks):
+                if chained:
+                    x, m = blk.forward_pending(x, m, segments)
+                else:
+                    x = checkpoint(blk, x, segments, use_reentrant=False) if ckpt else blk(x, segments)
+                if i in take:
+                    taken.append((x, m))
         return x, m, taken
 
     @staticmethod

@@ -156,3 +156,38 @@ def test_padded_joint_projection_changes_nothing(monkeypatch):
     assert [o.shape for o in o1] == [o.shape for o in o2] and o1[0].shape[-1] == sum(mixer.qkv_dims)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(o1 + [gx1] + gp1, o2 + [gx2] + gp2))
     assert len(gp1) == len(gp2) == 6  # the weight and bias of qkv, out_gate, gates
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
+                    reason="needs CUDA or TRITON_INTERPRET=1")
+def test_block_weight_casts_change_nothing(monkeypatch):
+    """A block whose Linear layers take ops.linear under autocast casts their weights once (cast_once over the
+    joint projection's pieces, proj, fc1 and fc2): every linear call is served from it, and the output and all
+    gradients equal those of the same block casting layer by layer."""
+    import comba_vision.layers.comba_mixer as cm
+    import comba_vision.layers.fused as fused
+    import comba_vision.ops.linear as L
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dt = torch.bfloat16 if dev == "cuda" else torch.float16
+    for mod in (cm, fused):
+        monkeypatch.setattr(mod, "fused_linear_applies", lambda t: True)
+    torch.manual_seed(0)
+    block = CombaBlock(64, 2).to(dev)
+    x = torch.randn(2, 40, 64, device=dev)
+    misses = []
+    stack = L._stack
+    monkeypatch.setattr(L, "_stack", lambda p, d: (None if L._key(p, d) in getattr(L._CASTS, "table", {})
+                                                    else misses.append(p)) or stack(p, d))
+    runs = []
+    for once in (True, False):
+        if not once:
+            monkeypatch.setattr(CombaBlock, "_weight_casts", lambda self, x: cm.nullcontext())
+        block.zero_grad(set_to_none=True)
+        misses.clear()
+        with torch.autocast(dev, dtype=dt):
+            y = block(x, [(5, 8)])
+        (y.float() * torch.linspace(-1, 1, y.numel(), device=dev).view(y.shape)).sum().backward()
+        runs.append([y.detach()] + [p.grad for p in block.parameters()])
+        assert (not misses) == once and all(g.dtype == torch.float32 for g in runs[-1][1:])
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)

@@ -444,3 +444,40 @@ def test_branch_bias_in_norm_bf16_on_gpu(monkeypatch):
     names = ["logits"] + [n for n, _ in model.named_parameters()]
     for name, a, b in zip(names, *runs, strict=True):  # both sides rounded to bf16 on their own
         assert rel_err(b, a) <= (2e-2 if name == "logits" else 5e-2), name
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
+                    reason="needs CUDA or TRITON_INTERPRET=1")
+def test_chained_blocks_cast_their_weights_once(monkeypatch):
+    """Chained blocks whose Linear layers take ops.linear under autocast: one cast_once for the weights of every
+    block (eight groups a block: the joint projection's weight and bias pieces, proj, fc1 and fc2), none left to
+    the blocks' own contexts, and the logits and every gradient equal to those of casting layer by layer."""
+    import comba_vision.layers.comba_mixer as cm
+    import comba_vision.layers.fused as fused
+    import comba_vision.ops.linear as L
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dt = torch.bfloat16 if dev == "cuda" else torch.float16
+    for mod in (cm, fused):
+        monkeypatch.setattr(mod, "fused_linear_applies", lambda t: True)
+    model = _micro().to(dev)
+    x = torch.randn(2, 3, IMG, IMG, device=dev)
+    served = []
+    once = L.cast_once
+
+    def counting(groups, dtype):
+        outer = getattr(L._CASTS, "table", {})
+        served.append(sum(L._key(L._as_pieces(g), dtype) not in outer for g in groups))
+        return once(groups, dtype)
+    monkeypatch.setattr(cm, "cast_once", counting)
+    runs = []
+    for on in (True, False):
+        if not on:
+            monkeypatch.setattr(cm, "cast_once", lambda groups, dtype: nullcontext())
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(dev, dtype=dt):
+            out = model(x)
+        (out.float() * torch.linspace(-1, 1, out.numel(), device=dev).view(out.shape)).sum().backward()
+        runs.append([out.detach()] + [p.grad for p in model.parameters()])
+    assert served == [8 * len(model.blocks)] + [0] * len(model.blocks)
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)

@@ -109,3 +109,67 @@ def test_block_kernel_policy(monkeypatch):
     monkeypatch.setenv("COMBA_FUSED_NORM", "yes")
     with pytest.raises(ValueError, match="COMBA_FUSED_NORM must be one of"):
         applies("COMBA_FUSED_NORM", cuda_x)
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_linear_pieces_match_float64():
+    """Weight and bias as pieces stacked by rows (ints: zero rows, as the joint input projection's padding and a
+    missing bias): the output of the stacked layer, and each tensor piece's own gradient against float64; a frozen
+    piece gets none."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 21, 16, generator=gen)
+    w1, w2, b1 = torch.randn(5, 16, generator=gen), torch.randn(7, 16, generator=gen), torch.randn(5, generator=gen)
+    frozen = torch.randn(2, 16, generator=gen)
+    xs = [t.to(DEV).clone().requires_grad_() for t in (x, w1, w2, b1)]
+    fz = frozen.to(DEV)
+    y = linear(xs[0], [xs[1], fz, xs[2], 3], [xs[3], 9, 3])
+    refs = [t.double().requires_grad_() for t in (x, w1, w2, b1)]
+    w_ref = torch.cat([refs[1], frozen.double(), refs[2], torch.zeros(3, 16, dtype=torch.float64)])
+    y_ref = F.linear(refs[0], w_ref, torch.cat([refs[3], torch.zeros(12, dtype=torch.float64)]))
+    assert y.shape == (3, 21, 17)
+    dy = torch.randn(y_ref.shape, generator=gen, dtype=torch.float64)
+    y.backward(dy.to(DEV, torch.float32))
+    y_ref.backward(dy)
+    assert rel_err(y, y_ref) <= 1e-5
+    for name, a, r in zip(("dx", "dw1", "dw2", "db1"), xs, refs):
+        assert a.grad.shape == r.grad.shape and rel_err(a.grad, r.grad) <= 1e-5, name
+    assert fz.grad is None
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_cast_once_serves_the_casts(monkeypatch):
+    """Inside cast_once, linear under autocast takes its weight and bias copies from the context (no cast of its
+    own), the same values it would cast itself: equal outputs and gradients, float32 parameter gradients; the
+    context's copies are gone after it, and an inner context adds to the outer one."""
+    import comba_vision.ops.linear as L
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 9, 16, generator=gen).to(DEV)
+    w = [torch.randn(6, 16, generator=gen).to(DEV).requires_grad_(), 2]
+    b = [torch.randn(6, generator=gen).to(DEV).requires_grad_(), 2]
+    w2 = torch.randn(4, 16, generator=gen).to(DEV).requires_grad_()
+    dev, dt = torch.device(DEV).type, torch.float16
+    made = []
+    stack = L._stack
+    monkeypatch.setattr(L, "_stack", lambda p, d: made.append(p) or stack(p, d))
+
+    def run():
+        with torch.autocast(dev, dtype=dt):
+            y = linear(x, w, b)
+        y.float().square().sum().backward()
+        out = (y.detach(), w[0].grad, b[0].grad)
+        w[0].grad = b[0].grad = None
+        return out
+
+    plain = run()
+    with L.cast_once([w, b, w2], dt):
+        with L.cast_once([w2], dt):  # inner: a group of its own, the outer ones still served
+            table = L._CASTS.table
+            assert len(table) == 3 and all(stack(g, dt) is table[L._key(g, dt)][1] for g, _ in table.values())
+        assert len(L._CASTS.table) == 3
+        before = len(made)
+        cached = run()
+        assert all(L._key(p, dt) in L._CASTS.table for p in made[before:])
+    assert not hasattr(L._CASTS, "table")
+    assert cached[1].dtype == cached[2].dtype == torch.float32
+    for a, r in zip(cached, plain, strict=True):
+        assert torch.equal(a, r)
