@@ -103,6 +103,10 @@ def setup_distributed() -> tuple[int, int, int, torch.device]:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
+        if local >= torch.cuda.device_count():
+            raise RuntimeError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA device(s) are visible: "
+                               "start at most that many processes per node (torchrun --nproc_per_node), or hide the "
+                               "GPUs (CUDA_VISIBLE_DEVICES=) to run every rank on the CPU")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     else:

@@ -321,7 +321,8 @@ def test_torchrun_two_cpu_processes(got10k, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
     cmd += [str(TRAIN_SCRIPT), "--config", str(GOT10K_YAML), *args, "--epochs", "1", "--batch-size", "2"]
     cmd += ["--data-root-got10k", str(got10k), "--output", str(tmp_path / "out"), "--experiment", "ddp"]
-    res = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    env = dict(_env(), CUDA_VISIBLE_DEVICES="")  # both ranks on the CPU, also on a machine with one GPU
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "weights identical across 2 ranks" in res.stderr + res.stdout
     assert "global batch 4" in res.stderr

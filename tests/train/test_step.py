@@ -204,3 +204,13 @@ def test_graphed_training_stops_on_nan(digits, tmp_path, nan_models):
     with pytest.raises(NonFiniteLossError, match="updates 1..2"):
         trainer.train(_cfg(digits, tmp_path, cuda_graph=True))
     assert not (tmp_path / "run" / "last.pth").exists()
+
+
+def test_setup_distributed_names_a_missing_gpu(monkeypatch):
+    """More processes on a node than visible GPUs: an error that says so, not CUDA's 'invalid device ordinal'."""
+    from comba_vision.train.trainer import setup_distributed
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(RuntimeError, match="LOCAL_RANK 1 but only 1 CUDA device"):
+        setup_distributed()

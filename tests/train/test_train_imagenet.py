@@ -100,6 +100,7 @@ def test_torchrun_two_cpu_processes(digits, tmp_path):
            "--output", str(tmp_path / "out"), "--experiment", "ddp", "--min-val-top1", "null"]
     env = _env(tmp_path)
     env["OMP_NUM_THREADS"] = "1"
+    env["CUDA_VISIBLE_DEVICES"] = ""  # both ranks on the CPU, also on a machine with one GPU
     res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "weights identical across 2 ranks" in res.stderr + res.stdout
