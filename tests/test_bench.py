@@ -284,15 +284,18 @@ def test_saved_activations_with_mixer_recompute():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_saved_activations_on_cuda_count_the_operator():
     """On CUDA the real kernels run (the mixer's prep and scans as one node in training): the accounting still
-    sees the operator and counts its float32 work buffers as their shapes say."""
-    from comba_vision.ops.triton_chunk import work_buffer_shapes
-    rec = bench.saved_activations("comba_micro", img_size=64, batch=2, device="cuda")
+    sees the operator and counts its work buffers as their shapes and dtypes say (bf16 under autocast with
+    COMBA_HALF_BUFFERS=1, the default), in MB per image."""
+    from comba_vision.ops.triton_chunk import work_buffer_dtypes, work_buffer_shapes
+    batch = 2
+    rec = bench.saved_activations("comba_micro", img_size=64, batch=batch, device="cuda")
     model = __import__("timm").create_model("comba_micro", img_size=64)
     mixer = model.blocks[0].mixer
     T = model.patch_embed.num_patches + getattr(model, "num_prefix_tokens", 0)
-    per_layer = sum(4 * math.prod(s) for s in work_buffer_shapes(
-        2, T, mixer.num_heads, mixer.head_dim_k, mixer.head_dim_v, 2).values())
-    assert rec["op_buffers_mb"] == pytest.approx(len(model.blocks) * per_layer / 2**20 / 2)
+    dims = (batch, T, mixer.num_heads, mixer.head_dim_k, mixer.head_dim_v, 2)
+    dtypes = work_buffer_dtypes(*dims, torch.bfloat16, "cuda")
+    per_layer = sum(dt.itemsize * math.prod(s) for s, dt in zip(work_buffer_shapes(*dims).values(), dtypes))
+    assert rec["op_buffers_mb"] == pytest.approx(len(model.blocks) * per_layer / 2**20 / batch)
     assert rec["groups"]["mixer"] > rec["op_buffers_mb"]
 
 
