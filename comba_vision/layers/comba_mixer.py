@@ -348,10 +348,12 @@ class CombaBlock(nn.Module):
     def _branch(self, module: nn.Module, drop_path: nn.Module, y: torch.Tensor,
                 segments: Segments | None = None) -> Branch:
         """drop_path(module(y)) as a Branch. With BRANCH_BIAS_IN_NORM the bias of the module's last Linear layer
-        apart (_unbiased) where no drop path is active (Identity, or eval mode) and no hook would miss a module
+        apart (_unbiased) where the fused norm that would add it applies (elsewhere the modules are called as
+        modules, e.g. on the CPU), no drop path is active (Identity, or eval mode) and no hook would miss a module
         call (on the module, its drop path, the Mlp's activation, or global ones): for the mixer and a timm Mlp with
         no norm inside. Otherwise the modules are called as modules."""
-        direct = (BRANCH_BIAS_IN_NORM and (isinstance(drop_path, nn.Identity) or not drop_path.training)
+        direct = (BRANCH_BIAS_IN_NORM and fused_norm_applies(y)
+                  and (isinstance(drop_path, nn.Identity) or not drop_path.training)
                   and not (watched() or watched(module) or watched(drop_path)))
         if module is self.mixer:
             return self.mixer.forward_branch(y, segments) if direct else Branch(drop_path(module(y, segments)))
@@ -370,7 +372,8 @@ def block_weight_casts(blocks, x: torch.Tensor):
         return nullcontext()
     dt = torch.get_autocast_dtype(dev)
     groups = [g for blk in blocks for g in blk.cast_groups(x)]
-    if all(p.dtype == dt for g in groups for p in (g if isinstance(g, list) else [g]) if isinstance(p, torch.Tensor)):
+    if all(p.dtype == dt for g in groups for p in (g if isinstance(g, (list, tuple)) else [g])
+           if isinstance(p, torch.Tensor)):
         return nullcontext()
     return cast_once(groups, dt)
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torch.nn.modules.module as _module_mod
 
 from ..ops.layer_norm import add_layer_norm, fused_norm_applies, layer_norm
-from ..ops.linear import Pieces, fused_linear_applies, linear
+from ..ops.linear import Pieces, fused_linear_applies, linear, stack_pieces
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
@@ -47,15 +47,6 @@ class FusedLayerNorm(nn.LayerNorm):
         return s, self(s)
 
 
-def stacked(t: torch.Tensor | Pieces) -> torch.Tensor:
-    """A weight or bias given as pieces stacked by rows (ints: zero rows, in the dtype and trailing shape of the
-    tensor pieces) as one tensor, through autograd; a tensor as it is."""
-    if isinstance(t, torch.Tensor):
-        return t
-    like = next(p for p in t if isinstance(p, torch.Tensor))
-    return torch.cat([p if isinstance(p, torch.Tensor) else like.new_zeros(p, *like.shape[1:]) for p in t])
-
-
 def block_linear(x: torch.Tensor, weight: torch.Tensor | Pieces,
                  bias: torch.Tensor | Pieces | None = None) -> torch.Tensor:
     """F.linear(x, weight, bias) as the blocks' Linear layers run it: ops.linear.linear (the Triton bias gradient,
@@ -63,7 +54,7 @@ def block_linear(x: torch.Tensor, weight: torch.Tensor | Pieces,
     bias may be pieces stacked by rows (ops.linear.Pieces)."""
     if fused_linear_applies(x):
         return linear(x, weight, bias)
-    return F.linear(x, stacked(weight), None if bias is None else stacked(bias))
+    return F.linear(x, stack_pieces(weight), None if bias is None else stack_pieces(bias))
 
 
 class FusedLinear(nn.Linear):

@@ -77,7 +77,28 @@ Pieces = Sequence[Tensor | int]  # parameters stacked by rows; an int: that many
 
 
 def _as_pieces(t: Tensor | Pieces | None) -> tuple | None:
-    return None if t is None else (t,) if isinstance(t, Tensor) else tuple(t)
+    if t is None:
+        return None
+    pieces = (t,) if isinstance(t, Tensor) else tuple(t)
+    if not any(isinstance(p, Tensor) for p in pieces):
+        raise ValueError(f"a weight or bias given as pieces needs a tensor among them (for its dtype and shape), got "
+                         f"{pieces}")
+    return pieces
+
+
+def _tensor_of(pieces: tuple) -> Tensor:
+    return next(p for p in pieces if isinstance(p, Tensor))
+
+
+def stack_pieces(t: Tensor | Pieces, dtype: torch.dtype | None = None) -> Tensor:
+    """A weight or bias given as pieces stacked by rows (ints: zero rows, in the tensor pieces' dtype and trailing
+    shape) as one tensor, through autograd, in dtype (None: the pieces'); a tensor as it is."""
+    if isinstance(t, Tensor):
+        return t if dtype is None else t.to(dtype)
+    pieces = _as_pieces(t)
+    ref = _tensor_of(pieces)
+    out = torch.cat([p if isinstance(p, Tensor) else ref.new_zeros(p, *ref.shape[1:]) for p in pieces])
+    return out if dtype is None else out.to(dtype)
 
 
 def _rows(p: Tensor | int) -> int:
@@ -97,27 +118,39 @@ def _mm_as(a: Tensor, b: Tensor, dtype: torch.dtype) -> Tensor:
 class _Linear(torch.autograd.Function):
     """F.linear(x, wc, bc) whose parameter gradients go to the pieces wc and bc are made of (n_w weight pieces,
     then the bias pieces; ints are zero rows, which get none), in the pieces' own dtype: float32 parameters under
-    autocast get float32 gradients straight from the GEMM and the column sum, with no cast kernels either way."""
+    autocast get float32 gradients straight from the GEMM and the column sum, with no cast kernels either way.
+    Under create_graph (double backward) the gradients are formed from the pieces through autograd instead."""
 
     @staticmethod
     def forward(ctx, x: Tensor, wc: Tensor, bc: Tensor | None, n_w: int, *pieces: Tensor | int) -> Tensor:
-        ctx.save_for_backward(x, wc)
-        ctx.rows = [_rows(p) for p in pieces]
+        ctx.save_for_backward(x, wc, *(p for p in pieces if isinstance(p, Tensor)))
+        ctx.ints = [p if isinstance(p, int) else None for p in pieces]
         ctx.n_w = n_w
         ctx.grads = [isinstance(p, Tensor) and p.requires_grad for p in pieces]
-        ctx.dtypes = [next((p.dtype for p in part if isinstance(p, Tensor)), None)
-                      for part in (pieces[:n_w], pieces[n_w:])]
+        ctx.dtypes = [_tensor_of(part).dtype if part else None for part in (pieces[:n_w], pieces[n_w:])]
         return F.linear(x, wc, bc)
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        x, wc = ctx.saved_tensors
+        x, wc, *tensors = ctx.saved_tensors
+        it = iter(tensors)
+        pieces = [next(it) if i is None else i for i in ctx.ints]
+        rows = [_rows(p) for p in pieces]
+        n_w, grads = ctx.n_w, ctx.grads
+        double = torch.is_grad_enabled()  # create_graph: every product through autograd, the weight's too
         dy2 = dy.reshape(-1, dy.shape[-1])
-        n_w, rows, grads = ctx.n_w, ctx.rows, ctx.grads
-        dx = (dy2 @ wc).view(*dy.shape[:-1], wc.shape[1]) if ctx.needs_input_grad[0] else None
+        x2 = x.reshape(-1, x.shape[-1])
+        dx = None
+        if ctx.needs_input_grad[0]:
+            w = stack_pieces(tuple(pieces[:n_w]), wc.dtype) if double and any(grads[:n_w]) else wc
+            dx = (dy2 @ w).view(*dy.shape[:-1], wc.shape[1])
         out = [None] * len(rows)
-        for lo, hi, full in ((0, n_w, lambda: _mm_as(dy2.t(), x.reshape(-1, x.shape[-1]), ctx.dtypes[0])),
-                             (n_w, len(rows), lambda: bias_grad(dy2).to(ctx.dtypes[1]))):
+        if double:
+            fulls = (lambda: (dy2.t() @ x2).to(ctx.dtypes[0]),
+                     lambda: dy2.sum(0, dtype=torch.promote_types(dy2.dtype, torch.float32)).to(ctx.dtypes[1]))
+        else:
+            fulls = (lambda: _mm_as(dy2.t(), x2, ctx.dtypes[0]), lambda: bias_grad(dy2).to(ctx.dtypes[1]))
+        for (lo, hi), full in zip(((0, n_w), (n_w, len(rows))), fulls):
             if any(grads[lo:hi]):
                 g = full()
                 parts = g[:sum(rows[lo:hi])].split(rows[lo:hi])
@@ -125,24 +158,29 @@ class _Linear(torch.autograd.Function):
         return (dx, None, None, None, *out)
 
 
-_CASTS = threading.local()  # .table: {key: (pieces, stacked copy)} inside cast_once
+_CASTS = threading.local()  # .table: {key: (pieces, their versions, stacked copy)} inside cast_once
 
 
 def _key(pieces: tuple, dtype: torch.dtype) -> tuple:
     return (dtype, *(p if isinstance(p, int) else id(p) for p in pieces))
 
 
+def _versions(pieces: tuple) -> tuple:
+    return tuple(p if isinstance(p, int) else p._version for p in pieces)
+
+
 def _stack(pieces: tuple, dtype: torch.dtype) -> Tensor:
     """The pieces stacked by rows (ints: zero rows) in dtype, outside autograd: from cast_once's copies where
-    they hold them, else made here (no copy for one piece already in dtype)."""
+    they hold them (the same tensors, not changed in place since: a hook may have), else made here (no copy for
+    one piece already in dtype)."""
     hit = getattr(_CASTS, "table", {}).get(_key(pieces, dtype))
-    if hit is not None and all(a is b for a, b in zip(hit[0], pieces, strict=True)):
-        return hit[1]
-    ref = next(p for p in pieces if isinstance(p, Tensor))
+    if (hit is not None and all(a is b or isinstance(a, int) for a, b in zip(hit[0], pieces, strict=True))
+            and hit[1] == _versions(pieces)):
+        return hit[2]
     with torch.no_grad():
         if len(pieces) == 1:
-            return ref.detach().to(dtype)
-        return torch.cat([p if isinstance(p, Tensor) else ref.new_zeros(p, *ref.shape[1:]) for p in pieces]).to(dtype)
+            return pieces[0].detach().to(dtype)
+        return stack_pieces(pieces, dtype)
 
 
 @contextmanager
@@ -154,28 +192,22 @@ def cast_once(groups: Sequence[Tensor | Pieces], dtype: torch.dtype):
     forward (layers.comba_mixer.block_weight_casts), so that a recomputed block enters it again."""
     outer = getattr(_CASTS, "table", {})
     groups = [g for g in map(_as_pieces, groups) if _key(g, dtype) not in outer]  # an outer context's stay
-    tensors = [p for g in groups for p in g if isinstance(p, Tensor)]
-    if not tensors:
+    if not groups:
         yield
         return
-    ref = tensors[0]
+    tails = [_tensor_of(g).shape[1:] for g in groups]
     with torch.no_grad():
-        zero_n = max((p * (ref.shape[1] if ref.dim() > 1 else 1) for g in groups for p in g if isinstance(p, int)),
+        zero_n = max((p * math.prod(tail) for g, tail in zip(groups, tails) for p in g if isinstance(p, int)),
                      default=0)
-        zeros = ref.new_zeros(zero_n) if zero_n else None
-        flat_parts, shapes = [], []
-        for g in groups:
-            t0 = next(p for p in g if isinstance(p, Tensor))
-            tail = t0.shape[1:]
-            for p in g:
-                n = _rows(p) * math.prod(tail)
-                flat_parts.append(p.reshape(-1) if isinstance(p, Tensor) else zeros[:n])
-            shapes.append((sum(_rows(p) for p in g), *tail))
+        zeros = _tensor_of(groups[0]).new_zeros(zero_n) if zero_n else None
+        flat_parts = [p.reshape(-1) if isinstance(p, Tensor) else zeros[:p * math.prod(tail)]
+                      for g, tail in zip(groups, tails) for p in g]
+        shapes = [(sum(_rows(p) for p in g), *tail) for g, tail in zip(groups, tails)]
         flat = torch.cat(flat_parts).to(dtype)
     table, offset = dict(outer), 0
     for g, shape in zip(groups, shapes, strict=True):
         n = math.prod(shape)
-        table[_key(g, dtype)] = (g, flat[offset:offset + n].view(shape))
+        table[_key(g, dtype)] = (g, _versions(g), flat[offset:offset + n].view(shape))
         offset += n
     prev, _CASTS.table = getattr(_CASTS, "table", None), table
     try:
@@ -199,7 +231,7 @@ def linear(x: Tensor, w: Tensor | Pieces, b: Tensor | Pieces | None = None) -> T
         dt = torch.get_autocast_dtype(dev)
         x = x.to(dt)
     else:
-        dt = next(p for p in wp if isinstance(p, Tensor)).dtype
+        dt = _tensor_of(wp).dtype
     wc = _stack(wp, dt)
     bc = _stack(bp, dt) if bp is not None else None
     with torch.autocast(dev, enabled=False):

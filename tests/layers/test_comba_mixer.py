@@ -176,8 +176,14 @@ def test_block_weight_casts_change_nothing(monkeypatch):
     x = torch.randn(2, 40, 64, device=dev)
     misses = []
     stack = L._stack
-    monkeypatch.setattr(L, "_stack", lambda p, d: (None if L._key(p, d) in getattr(L._CASTS, "table", {})
-                                                    else misses.append(p)) or stack(p, d))
+
+    def served(p, d):  # a miss: a copy made here rather than the context's (absent, or its piece changed since)
+        out = stack(p, d)
+        hit = getattr(L._CASTS, "table", {}).get(L._key(p, d))
+        if hit is None or out is not hit[2]:
+            misses.append(p)
+        return out
+    monkeypatch.setattr(L, "_stack", served)
     runs = []
     for once in (True, False):
         if not once:

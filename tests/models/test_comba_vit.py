@@ -469,6 +469,15 @@ def test_chained_blocks_cast_their_weights_once(monkeypatch):
         served.append(sum(L._key(L._as_pieces(g), dtype) not in outer for g in groups))
         return once(groups, dtype)
     monkeypatch.setattr(cm, "cast_once", counting)
+    misses, stack = [], L._stack
+
+    def made(p, d):  # a copy made at the call rather than the context's
+        out = stack(p, d)
+        hit = getattr(L._CASTS, "table", {}).get(L._key(p, d))
+        if hit is None or out is not hit[2]:
+            misses.append(p)
+        return out
+    monkeypatch.setattr(L, "_stack", made)
     runs = []
     for on in (True, False):
         if not on:
@@ -478,6 +487,8 @@ def test_chained_blocks_cast_their_weights_once(monkeypatch):
             out = model(x)
         (out.float() * torch.linspace(-1, 1, out.numel(), device=dev).view(out.shape)).sum().backward()
         runs.append([out.detach()] + [p.grad for p in model.parameters()])
-    assert served == [8 * len(model.blocks)] + [0] * len(model.blocks)
+        if on:
+            assert not misses
+    assert served == [8 * len(model.blocks)] + [0] * len(model.blocks) and misses
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)

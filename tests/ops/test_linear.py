@@ -164,7 +164,7 @@ def test_cast_once_serves_the_casts(monkeypatch):
     with L.cast_once([w, b, w2], dt):
         with L.cast_once([w2], dt):  # inner: a group of its own, the outer ones still served
             table = L._CASTS.table
-            assert len(table) == 3 and all(stack(g, dt) is table[L._key(g, dt)][1] for g, _ in table.values())
+            assert len(table) == 3 and all(stack(g, dt) is table[L._key(g, dt)][2] for g, *_ in table.values())
         assert len(L._CASTS.table) == 3
         before = len(made)
         cached = run()
@@ -173,3 +173,41 @@ def test_cast_once_serves_the_casts(monkeypatch):
     assert cached[1].dtype == cached[2].dtype == torch.float32
     for a, r in zip(cached, plain, strict=True):
         assert torch.equal(a, r)
+
+
+def test_cast_once_group_shapes():
+    """Groups of any order and width: a bias group before a padded weight group gets its own zero rows' width, and
+    every copy holds its pieces' values then zeros; a group with no tensor piece is named as the error."""
+    import comba_vision.ops.linear as L
+    gen = torch.Generator().manual_seed(5)
+    b, w = torch.randn(3, generator=gen), torch.randn(4, 6, generator=gen)
+    with pytest.raises(ValueError, match="needs a tensor among them"):
+        with L.cast_once([[b, 2], [5]], torch.float16):
+            pass
+    with L.cast_once([[b, 2], [w, 3]], torch.float16):
+        table = L._CASTS.table
+        assert len(table) == 2
+        cb, cw = table[L._key((b, 2), torch.float16)][2], table[L._key((w, 3), torch.float16)][2]
+    assert cb.shape == (5,) and cw.shape == (7, 6) and cb.dtype == cw.dtype == torch.float16
+    assert torch.equal(cb, torch.cat([b, torch.zeros(2)]).half())
+    assert torch.equal(cw, torch.cat([w, torch.zeros(3, 6)]).half())
+
+
+def test_cast_once_sees_in_place_changes():
+    """A piece changed in place inside the context (a hook may mask a weight) is cast again where it is used, not
+    taken from the context's copy made before."""
+    import comba_vision.ops.linear as L
+    w = torch.randn(4, 6)
+    with L.cast_once([w, [w, 2]], torch.float16):
+        w.mul_(0)
+        assert not L._stack((w,), torch.float16).any() and not L._stack((w, 2), torch.float16).any()
+
+
+def test_linear_double_backward():
+    """create_graph through linear (pieces, zero rows, a bias): gradgradcheck in float64 against autograd's own
+    differences, the weight's part of the input gradient included."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    w1 = torch.randn(3, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    b1 = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: linear(x, [w, 2], [b, 2]), (x, w1, b1))
