@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from comba_vision.layers import CombaBlock, CombaMixer
-from tests.ops.helpers import rel_err
+from tests.ops.helpers import record_cast_misses, rel_err
 
 
 def _mixer(seed=0, **kw):
@@ -166,7 +166,6 @@ def test_block_weight_casts_change_nothing(monkeypatch):
     gradients equal those of the same block casting layer by layer."""
     import comba_vision.layers.comba_mixer as cm
     import comba_vision.layers.fused as fused
-    import comba_vision.ops.linear as L
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dt = torch.bfloat16 if dev == "cuda" else torch.float16
     for mod in (cm, fused):
@@ -174,16 +173,7 @@ def test_block_weight_casts_change_nothing(monkeypatch):
     torch.manual_seed(0)
     block = CombaBlock(64, 2).to(dev)
     x = torch.randn(2, 40, 64, device=dev)
-    misses = []
-    stack = L._stack
-
-    def served(p, d):  # a miss: a copy made here rather than the context's (absent, or its piece changed since)
-        out = stack(p, d)
-        hit = getattr(L._CASTS, "table", {}).get(L._key(p, d))
-        if hit is None or out is not hit[2]:
-            misses.append(p)
-        return out
-    monkeypatch.setattr(L, "_stack", served)
+    misses = record_cast_misses(monkeypatch)
     runs = []
     for once in (True, False):
         if not once:

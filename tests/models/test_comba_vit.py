@@ -455,6 +455,7 @@ def test_chained_blocks_cast_their_weights_once(monkeypatch):
     import comba_vision.layers.comba_mixer as cm
     import comba_vision.layers.fused as fused
     import comba_vision.ops.linear as L
+    from tests.ops.helpers import record_cast_misses
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dt = torch.bfloat16 if dev == "cuda" else torch.float16
     for mod in (cm, fused):
@@ -469,15 +470,7 @@ def test_chained_blocks_cast_their_weights_once(monkeypatch):
         served.append(sum(L._key(L._as_pieces(g), dtype) not in outer for g in groups))
         return once(groups, dtype)
     monkeypatch.setattr(cm, "cast_once", counting)
-    misses, stack = [], L._stack
-
-    def made(p, d):  # a copy made at the call rather than the context's
-        out = stack(p, d)
-        hit = getattr(L._CASTS, "table", {}).get(L._key(p, d))
-        if hit is None or out is not hit[2]:
-            misses.append(p)
-        return out
-    monkeypatch.setattr(L, "_stack", made)
+    misses = record_cast_misses(monkeypatch)
     runs = []
     for on in (True, False):
         if not on:

@@ -62,3 +62,19 @@ def compare_to_reference(xs, h0, *, variant, reverse, backend, scale=None):
         assert a.dtype == (h0.dtype if name == "dh0" else xs[0].dtype), f"{name} has dtype {a.dtype}"
         errs[name] = rel_err(a, b)
     return errs
+
+
+def record_cast_misses(monkeypatch) -> list:
+    """Patches ops.linear's weight-copy lookup so that every copy made at the call rather than served from a
+    cast_once context (absent there, or its piece changed since) is appended to the returned list."""
+    import comba_vision.ops.linear as L
+    misses, stack = [], L._stack
+
+    def made(p, d):
+        out = stack(p, d)
+        hit = getattr(L._CASTS, "table", {}).get(L._key(p, d))
+        if hit is None or out is not hit[2]:
+            misses.append(p)
+        return out
+    monkeypatch.setattr(L, "_stack", made)
+    return misses
