@@ -23,6 +23,8 @@ and keeps its share of dw and db in registers, written as one column of a [2 * D
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -109,12 +111,31 @@ def _meta(D: int):
     return dict(BN=max(1, _TILE // BD), BD=BD, num_warps=4 if BD <= 1024 else 8)
 
 
+def _bwd_tile_override() -> tuple[int, int, int] | None:
+    """COMBA_LN_BWD_TILE="rows,warps,row_blocks" (powers of two) sets the backward's tiles, for timing others
+    than _bwd_meta's (docs/bench/2026-11-30-h200-s21/lnbench.py); unset: _bwd_meta's."""
+    raw = os.environ.get("COMBA_LN_BWD_TILE", "")
+    if not raw:
+        return None
+    try:
+        tile = tuple(int(v) for v in raw.split(","))
+    except ValueError:
+        tile = ()
+    if len(tile) != 3 or any(v < 1 or v & (v - 1) for v in tile) or tile[1] > 32:
+        raise ValueError(f"COMBA_LN_BWD_TILE must be 'rows,warps,row_blocks', powers of two (warps <= 32), got {raw!r}")
+    return tile
+
+
 def _bwd_meta(D: int):
     """The backward's tiles: 16 rows, a warp per 128 padded columns (two at least), four row blocks a program
     up to 256 columns, two above. H200, bf16 dy, float32 residual stream, 25088 rows, in a CUDA graph (session
     11 sweep of tile, row blocks and warps): the residual-add backward 57 -> 40 us at D = 192 and 97 -> 78 us at
-    D = 384 against the forward's tiles with two row blocks and four warps."""
+    D = 384 against the forward's tiles with two row blocks and four warps. (At D = 192 with the branch bias this
+    spills 252 bytes a thread on sm_90, session 21; COMBA_LN_BWD_TILE times others.)"""
     BD = triton.next_power_of_2(D)
+    tile = _bwd_tile_override()
+    if tile is not None:
+        return dict(BN=tile[0], BD=BD, num_warps=tile[1], ITERS=tile[2])
     return dict(BN=max(1, min(16, 8192 // BD)), BD=BD, num_warps=max(2, min(8, BD // 128)),
                 ITERS=4 if BD <= 256 else 2)
 

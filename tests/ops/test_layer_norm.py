@@ -118,10 +118,13 @@ def test_add_layer_norm_matches_float64(shape):
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("shape, half", [((2, 37, 192), False), ((3, 50, 100), False), ((4, 20, 96), True)])
-def test_add_layer_norm_branch_bias(shape, half):
+@pytest.mark.parametrize("tile", ["", "8,2,8", "4,1,16"])
+def test_add_layer_norm_branch_bias(shape, half, tile, monkeypatch):
     """rb, the branch's bias added in the norm's kernel (s = x + (r + rb)): both outputs and the five gradients
     against float64, rb's the column sums of the sum's gradient, from the backward's partials; a float32 stream
-    with a half-precision branch and a float32 bias as under autocast (half)."""
+    with a half-precision branch and a float32 bias as under autocast (half); the backward on its default tiles
+    and on others (COMBA_LN_BWD_TILE)."""
+    monkeypatch.setenv("COMBA_LN_BWD_TILE", tile)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     hdt = torch.bfloat16 if dev == "cuda" else torch.float16
     x, w, b = _inputs(shape, torch.float32, dev)
@@ -243,3 +246,13 @@ def test_bad_inputs_are_named():
         layer_norm(x, torch.ones(8), None)
     with pytest.raises(ValueError, match="floating-point"):
         layer_norm(x.long(), torch.ones(8), torch.zeros(8))
+
+
+@pytest.mark.parametrize("bad", ["8,2", "8,3,4", "a,b,c", "0,2,4", "8,64,4"])
+def test_ln_bwd_tile_override_is_checked(bad, monkeypatch):
+    from comba_vision.ops.layer_norm import _bwd_meta
+    monkeypatch.setenv("COMBA_LN_BWD_TILE", "8,4,8")
+    assert _bwd_meta(192) == dict(BN=8, BD=256, num_warps=4, ITERS=8)
+    monkeypatch.setenv("COMBA_LN_BWD_TILE", bad)
+    with pytest.raises(ValueError, match="COMBA_LN_BWD_TILE must be"):
+        _bwd_meta(192)
