@@ -92,12 +92,13 @@ def _tensor_of(pieces: tuple) -> Tensor:
 
 def stack_pieces(t: Tensor | Pieces, dtype: torch.dtype | None = None) -> Tensor:
     """A weight or bias given as pieces stacked by rows (ints: zero rows, in the tensor pieces' dtype and trailing
-    shape) as one tensor, through autograd, in dtype (None: the pieces'); a tensor as it is."""
-    if isinstance(t, Tensor):
-        return t if dtype is None else t.to(dtype)
+    shape) as one tensor, through autograd, in dtype (None: the pieces'); one tensor piece as it is (no copy)."""
     pieces = _as_pieces(t)
-    ref = _tensor_of(pieces)
-    out = torch.cat([p if isinstance(p, Tensor) else ref.new_zeros(p, *ref.shape[1:]) for p in pieces])
+    if len(pieces) == 1:
+        out = pieces[0]
+    else:
+        ref = _tensor_of(pieces)
+        out = torch.cat([p if isinstance(p, Tensor) else ref.new_zeros(p, *ref.shape[1:]) for p in pieces])
     return out if dtype is None else out.to(dtype)
 
 
@@ -178,9 +179,7 @@ def _stack(pieces: tuple, dtype: torch.dtype) -> Tensor:
             and hit[1] == _versions(pieces)):
         return hit[2]
     with torch.no_grad():
-        if len(pieces) == 1:
-            return pieces[0].detach().to(dtype)
-        return stack_pieces(pieces, dtype)
+        return stack_pieces(pieces, dtype).detach()
 
 
 @contextmanager
