@@ -685,10 +685,14 @@ def saved_activations(name: str, img_size: int = 224, batch: int = 1, device=Non
 
     def fused(torch_fn):
         """The mixer's fused kernels keep their own inputs only (mixer_fused: c, z, the per-head parameters;
-        o2, the output-gate logits, the norm weight): saved through an autograd node (so that a checkpoint
-        around them drops them as it would the kernels'), the PyTorch form run uncounted."""
+        the output-gate logits, the norm weight and the scans' sum, which the output kernel writes for both scans'
+        outputs o2 [2, B, N, H, V]): saved through an autograd node (so that a checkpoint around them drops them
+        as it would the kernels'), the PyTorch form run uncounted."""
         def run(*args):
-            _KeepForBackward.apply(*(a for a in args if isinstance(a, torch.Tensor)))
+            kept = [a for a in args if isinstance(a, torch.Tensor)]
+            if torch_fn is mixer_mod.mixer_out_torch and kept[0].dim() == 5:
+                kept[0] = kept[0][0] + kept[0][1]
+            _KeepForBackward.apply(*kept)
             inside[0] = True
             try:
                 return torch_fn(*args)

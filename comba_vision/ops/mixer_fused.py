@@ -418,39 +418,46 @@ def mixer_out_torch(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float | None) 
 
 @triton.jit
 def _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV: tl.constexpr, EPS: tl.constexpr, TWO: tl.constexpr):
-    """(normalised sum of both scans, 1 / rms, weight, output gate) of head i_h for the rows. TWO: O2 holds both
+    """(sum of both scans, 1 / rms, weight, output gate) of head i_h for the rows. TWO: O2 holds both
     scans' outputs one after the other, else their sum."""
     p, m = _head_rows(O2, rows, m_r, i_h, H, V, BV)
     o = tl.load(p, mask=m, other=0.0).to(tl.float32)
     if TWO:
-        o += tl.load(p + NTOK * H * V, mask=m, other=0.0).to(tl.float32)
+        # the sum rounded to the scans' dtype, as the PyTorch form (and the sum the forward keeps) has it
+        o = (o + tl.load(p + NTOK * H * V, mask=m, other=0.0).to(tl.float32)).to(O2.dtype.element_ty).to(tl.float32)
     r = 1.0 / tl.sqrt(tl.sum(o * o, axis=1) / V + EPS)
     cols = tl.arange(0, BV)
     w = tl.load(WN + cols, mask=cols < V, other=0.0).to(tl.float32)
     pg, _ = _head_rows_s(YG, rows, m_r, i_h, V, SYG, BV)
     sg = tl.sigmoid(tl.load(pg, mask=m, other=0.0).to(tl.float32))
-    return o * r[:, None], r, w, sg, m
+    return o, r, w, sg, m
 
 
 @triton.jit
-def _out_fwd(O2, YG, SYG, WN, Y, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr,
-             TWO: tl.constexpr):
+def _out_fwd(O2, YG, SYG, WN, Y, OS, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr,
+             TWO: tl.constexpr, STORE_SUM: tl.constexpr = False):
+    """STORE_SUM: also the scans' sum, [NTOK, H, V] in O2's dtype, to OS (what the backward keeps)."""
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
     m_r = rows < NTOK
-    n, _, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS, TWO)
+    o, r, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS, TWO)
     py, _ = _head_rows(Y, rows, m_r, i_h, H, V, BV)
-    tl.store(py, (n * w[None, :] * sg).to(Y.dtype.element_ty), mask=m)
+    tl.store(py, (o * r[:, None] * w[None, :] * sg).to(Y.dtype.element_ty), mask=m)
+    if STORE_SUM:
+        ps, _ = _head_rows(OS, rows, m_r, i_h, H, V, BV)
+        tl.store(ps, o.to(OS.dtype.element_ty), mask=m)
 
 
 @triton.jit
 def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, SDYG, DWP, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr,
-             EPS: tl.constexpr, TWO: tl.constexpr):
-    """DYG's rows are SDYG elements apart."""
+             EPS: tl.constexpr, TWO: tl.constexpr, DO_TWO: tl.constexpr):
+    """DYG's rows are SDYG elements apart. TWO: O2 holds both scans' outputs, else their sum; DO_TWO: the sum's
+    gradient is written for both scans, [2, NTOK, H, V] (the same for each), else once."""
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
     m_r = rows < NTOK
-    n, r, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS, TWO)
+    o, r, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS, TWO)
+    n = o * r[:, None]
     pdy, _ = _head_rows(DY, rows, m_r, i_h, H, V, BV)
     dy = tl.load(pdy, mask=m, other=0.0).to(tl.float32)
     dn = dy * w[None, :] * sg
@@ -459,7 +466,7 @@ def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, SDYG, DWP, NTOK, H, V, BN: tl.conste
     do = r[:, None] * (dn - n * (tl.sum(dn * n, axis=1) / V)[:, None])
     po, _ = _head_rows(DO2, rows, m_r, i_h, H, V, BV)
     tl.store(po, do.to(DO2.dtype.element_ty), mask=m)  # the sum's gradient: the same for both scans
-    if TWO:
+    if DO_TWO:
         tl.store(po + NTOK * H * V, do.to(DO2.dtype.element_ty), mask=m)
     cols = tl.arange(0, BV)
     # this program's dw: column (i_n, i_h) of the [V, programs * H] partials (a row sum ends it)
@@ -471,60 +478,76 @@ def _out_meta(H: int, V: int, ntok: int, eps: float):
                                                        EPS=eps, num_warps=4)
 
 
-def _out_launch(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
+def _out_launch(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float, keep_sum: bool = False):
+    """The gated output y [B, N, H * V]; with keep_sum (o2 both scans' outputs) (y, the scans' sum
+    [B, N, H, V] in o2's dtype): what the backward keeps in place of o2, half its memory."""
     o2, (y_g, syg) = o2.contiguous(), _rows(y_g)
     B, N, H, V = o2.shape[-4:]
     y = o2.new_empty(B, N, H * V)
+    keep_sum = keep_sum and o2.dim() == 5
+    o = o2.new_empty(B, N, H, V) if keep_sum else None
     grid, meta = _out_meta(H, V, B * N, eps)
-    _out_fwd[grid](o2, y_g, syg, weight, y, B * N, H, V, TWO=o2.dim() == 5, **meta)
-    return y
+    _out_fwd[grid](o2, y_g, syg, weight, y, o, B * N, H, V, TWO=o2.dim() == 5, STORE_SUM=keep_sum, **meta)
+    return (y, o) if keep_sum else y
 
 
 @torch.library.custom_op("comba_vision::mixer_out", mutates_args=())
-def _out_op(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> Tensor:
-    return _out_launch(o2, y_g, weight, eps)
+def _out_op(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """(the gated output, and for both scans' outputs o2 their sum, which the backward keeps in o2's place;
+    an empty tensor for a sum o2, kept as it is)."""
+    if o2.dim() == 5:
+        return _out_launch(o2, y_g, weight, eps, keep_sum=True)
+    return _out_launch(o2, y_g, weight, eps), o2.new_empty(0)
 
 
 @_out_op.register_fake
 def _(o2, y_g, weight, eps):
     B, N, H, V = o2.shape[-4:]
-    return o2.new_empty(B, N, H * V)
+    return o2.new_empty(B, N, H * V), o2.new_empty((B, N, H, V) if o2.dim() == 5 else (0,))
 
 
-def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float, dyg: Tensor | None = None
-                    ) -> tuple[Tensor, Tensor, Tensor]:
-    """_out_bwd_op's work; dyg: where to write y_g's gradient (rows of a uniform stride), else a new tensor."""
+def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float, dyg: Tensor | None = None,
+                    do_two: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """_out_bwd_op's work; dyg: where to write y_g's gradient (rows of a uniform stride), else a new tensor.
+    o2: both scans' outputs or their sum; do_two: the sum's gradient for both scans, [2, B, N, H, V] (default:
+    as o2 comes)."""
     o2, (y_g, syg), dy = o2.contiguous(), _rows(y_g), dy.contiguous()
     B, N, H, V = o2.shape[-4:]
     grid, meta = _out_meta(H, V, B * N, eps)
-    do2 = torch.empty_like(o2)
+    do_two = o2.dim() == 5 if do_two is None else do_two
+    do2 = o2.new_empty((2, B, N, H, V) if do_two else (B, N, H, V))
     dyg = y_g.new_empty(y_g.shape) if dyg is None else dyg
     dwp = torch.empty(V, grid[0] * H, device=o2.device, dtype=torch.float32)
     _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, _row_stride(dyg), dwp, B * N, H, V, TWO=o2.dim() == 5,
-                   **meta)
+                   DO_TWO=do_two, **meta)
     return do2, dyg, dwp.sum(-1)
 
 
 @torch.library.custom_op("comba_vision::mixer_out_bwd", mutates_args=())
-def _out_bwd_op(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(d o2, d y_g, d weight as float32)."""
-    return _out_bwd_launch(o2, y_g, weight, dy, eps)
+def _out_bwd_op(o: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float, two: bool
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """(d o2, d y_g, d weight as float32) from the scans' sum o; two: o2 was both scans' outputs, whose
+    gradients [2, B, N, H, V] are then that of the sum twice."""
+    return _out_bwd_launch(o, y_g, weight, dy, eps, do_two=two)
 
 
 @_out_bwd_op.register_fake
-def _(o2, y_g, weight, dy, eps):
-    return o2.new_empty(o2.shape), y_g.new_empty(y_g.shape), weight.new_empty(weight.shape, dtype=torch.float32)
+def _(o, y_g, weight, dy, eps, two):
+    return (o.new_empty((2, *o.shape) if two else o.shape), y_g.new_empty(y_g.shape),
+            weight.new_empty(weight.shape, dtype=torch.float32))
 
 
 def _out_setup_ctx(ctx, inputs, output):
     o2, y_g, weight, eps = inputs
-    ctx.save_for_backward(o2, y_g, weight)
+    ctx.mark_non_differentiable(output[1])
+    ctx.two = o2.dim() == 5
+    ctx.save_for_backward(output[1] if ctx.two else o2, y_g, weight)
     ctx.eps = eps
 
 
-def _out_backward(ctx, dy):
-    o2, y_g, weight = ctx.saved_tensors
-    do2, dyg, dw = _out_bwd_op(o2, y_g, weight, dy, ctx.eps)
+def _out_backward(ctx, dy, _):
+    o, y_g, weight = ctx.saved_tensors
+    do2, dyg, dw = _out_bwd_op(o, y_g, weight, dy.contiguous(), ctx.eps, ctx.two)
     return do2, dyg, dw.to(weight.dtype), None
 
 
@@ -546,4 +569,4 @@ def mixer_out(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float | None) -> Ten
     _check_offsets(o2.numel(), "o2")
     _check_rows(y_g, "y_g")
     # eps None: what F.rms_norm takes then, the machine epsilon of the activations' dtype
-    return _out_op(o2, y_g, weight, float(torch.finfo(o2.dtype).eps if eps is None else eps))
+    return _out_op(o2, y_g, weight, float(torch.finfo(o2.dtype).eps if eps is None else eps))[0]

@@ -55,12 +55,13 @@ def _joint_op(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias:
               eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
                                    Tensor, Tensor, Tensor]:
     """(the gated output [B, N, H * V], then what the backward keeps: the conv output c, q~, k, v, p, g, beta,
-    the operator's work buffers M, W, U, h and both scans' outputs o2)."""
+    the operator's work buffers M, W, U, h and the sum of both scans' outputs, [B, N, H, V])."""
     a, z, y_g = _pieces(y, H, K, V)
     c = _dw_launch(a, conv_w, conv_b, segments)
     qkvpgb = _prep_launch(c, z, A_log, dt_bias, b_logit, d, H, K, V)
     o2, _, bufs = comba_fwd_triton(*qkvpgb, scale, None, False, iplr, BOTH)
-    return (_out_launch(o2, y_g, norm_w, eps), c, *qkvpgb, *bufs, o2)
+    out, o = _out_launch(o2, y_g, norm_w, eps, keep_sum=True)
+    return (out, c, *qkvpgb, *bufs, o)
 
 
 @_joint_op.register_fake
@@ -68,12 +69,12 @@ def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, 
     B, N, _ = y.shape
     c = y.new_empty(B, N, 2 * H * K + H * V)
     bufs = empty_work_buffers(B, N, H, K, V, 2, y.dtype, y.device)
-    return (y.new_empty(B, N, H * V), c, *_prep_fake(c, H, K, V), *bufs, y.new_empty(2, B, N, H, V))
+    return (y.new_empty(B, N, H * V), c, *_prep_fake(c, H, K, V), *bufs, y.new_empty(B, N, H, V))
 
 
 @torch.library.custom_op("comba_vision::mixer_joint_bwd", mutates_args=())
 def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor,
-                  d: Tensor, norm_w: Tensor, c: Tensor, o2: Tensor, kept: list[Tensor], H: int, K: int, V: int,
+                  d: Tensor, norm_w: Tensor, c: Tensor, o: Tensor, kept: list[Tensor], H: int, K: int, V: int,
                   segments: list[int], scale: float, iplr: bool, eps: float
                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y's gradient, the conv's [k*k + 1, C] weight-by-tap and bias gradients, the four per-head parameter
@@ -81,7 +82,7 @@ def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, A_log: Tensor, dt_bia
     dy = torch.empty(y.shape, dtype=y.dtype, device=y.device)  # dense rows, whatever y's strides
     a, z, y_g = _pieces(y, H, K, V)
     da, dz, dyg = _pieces(dy, H, K, V)
-    do2, _, dnw = _out_bwd_launch(o2, y_g, norm_w, dout, eps, dyg=dyg)
+    do2, _, dnw = _out_bwd_launch(o, y_g, norm_w, dout, eps, dyg=dyg, do_two=True)
     if len(kept) == 6:  # RECOMPUTE_BUFFERS: the work buffers rebuilt from q~, k, v, p, g, beta
         kept = [*kept, *chunk_buffers(*kept, None, iplr, BOTH)]
     grads = chunk_bwd(*kept, do2, None, scale, False, iplr, BOTH, False)[:6]
@@ -94,7 +95,7 @@ def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, A_log: Tensor, dt_bia
 
 
 @_joint_bwd_op.register_fake
-def _(dout, y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, kept, H, K, V, segments, scale, iplr, eps):
+def _(dout, y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o, kept, H, K, V, segments, scale, iplr, eps):
     f32 = dict(dtype=torch.float32)
     return (y.new_empty(y.shape), y.new_empty(conv_w.shape[-1] ** 2 + 1, conv_w.shape[0], **f32),
             y.new_empty(4, H, **f32), y.new_empty(V, **f32))
@@ -102,12 +103,12 @@ def _(dout, y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, kept, H, K, V,
 
 def _setup(ctx, inputs, output):
     y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps = inputs
-    _, c, *kept, o2 = output
-    ctx.mark_non_differentiable(c, *kept, o2)
+    _, c, *kept, o = output
+    ctx.mark_non_differentiable(c, *kept, o)
     ctx.set_materialize_grads(False)
     # RECOMPUTE_BUFFERS: the backward rebuilds M, W, U, h from q~, k, v, p, g, beta (as the operator's own does)
     keep = kept[:6] if triton_chunk.RECOMPUTE_BUFFERS else kept
-    ctx.save_for_backward(y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, *keep)
+    ctx.save_for_backward(y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o, *keep)
     ctx.args = (H, K, V, segments, scale, iplr, eps)
     ctx.bias_dtype = conv_b.dtype
 
@@ -115,8 +116,8 @@ def _setup(ctx, inputs, output):
 def _backward(ctx, dout, *_):
     if dout is None:
         return (None,) * 15
-    y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2, *kept = ctx.saved_tensors
-    dy, dwb, dpar, dnw = _joint_bwd_op(dout.contiguous(), y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o2,
+    y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o, *kept = ctx.saved_tensors
+    dy, dwb, dpar, dnw = _joint_bwd_op(dout.contiguous(), y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o,
                                        kept, *ctx.args)
     dconv_w, dconv_b = _conv_grads(dwb, conv_w)
     return (dy, dconv_w, dconv_b.to(ctx.bias_dtype), *_param_grads(dpar, (A_log, dt_bias, b_logit, d)),

@@ -137,6 +137,21 @@ def test_fused_out_takes_the_sum_of_both_scans():
     assert torch.equal(g1[0], g2[0][0])
 
 
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_fused_out_keeps_the_sum_not_both_scans():
+    """For both scans' outputs the node keeps their sum (half the memory), equal to o2[0] + o2[1] rounded to their
+    dtype, and not o2 itself."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    o2, y_g, w = (x.requires_grad_() for x in _out_inputs(2, 11, 2, 16, torch.float16, dev))
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        mixer_out(o2, y_g, w, 1e-5)
+    shapes = [tuple(t.shape) for t in kept]
+    assert tuple(o2.shape) not in shapes and shapes.count(tuple(o2.shape[1:])) == 1
+    o = next(t for t in kept if tuple(t.shape) == tuple(o2.shape[1:]))
+    assert o.dtype == torch.float16 and torch.equal(o, o2[0].detach() + o2[1].detach())
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 stores on the GPU")
 def test_fused_out_bf16_on_gpu():

@@ -100,6 +100,18 @@ def test_mixer_joint_op_schema_and_fake_shapes():
         == {"SUCCESS"}
 
 
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_mixer_joint_keeps_the_scans_sum():
+    """The node keeps the sum of both scans' outputs [B, N, H, V], not the [2, B, N, H, V] pair."""
+    B, grid, H, K, V = 1, [(4, 5)], 2, 16, 24
+    xs = [x.to(DEV).requires_grad_() for x in _inputs(B, grid, H, K, V, 2)]
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        mixer_joint(*xs, H, K, V, grid, eps=1e-5)
+    shapes = [tuple(t.shape) for t in kept]
+    assert (B, 20, H, V) in shapes and (2, B, 20, H, V) not in shapes
+
+
 def test_mixer_joint_names_bad_inputs():
     xs = _inputs(1, [(3, 3)], 2, 16, 16, 0)
     with pytest.raises(ValueError, match="y must be"):
