@@ -57,6 +57,10 @@ IN_PROJ_ALIGN = max(1, int(os.environ.get("COMBA_IN_PROJ_ALIGN", "8")))
 # Linear layer, or hooks watch it, its bias stays in the GEMM. H200, graphed Comba-T training (session 21): 420.6 ->
 # 427.8 images/s at 1024px, 102.7 -> 104.4 at 2048px.
 BRANCH_BIAS_IN_NORM = os.environ.get("COMBA_BRANCH_BIAS_IN_NORM", "1") == "1"
+# The MLP's fc2 takes its GELU inside (ops.linear's act="gelu") where its bias goes to the norm (above): it keeps
+# fc1's output h for the backward and not gelu(h), which the kernel that forms h's gradient writes again. One
+# [tokens, hidden] tensor less a block (Comba-T at 1024px: 75 of 572 MB an image kept for the backward).
+GELU_RECOMPUTE = os.environ.get("COMBA_GELU_RECOMPUTE", "1") == "1"
 
 
 class Branch(NamedTuple):
@@ -69,16 +73,18 @@ class Branch(NamedTuple):
         return self.out if self.bias is None else self.out + self.bias
 
 
-def _unbiased(lin: nn.Linear, dropout: nn.Module, x: torch.Tensor, defer: bool = True) -> Branch:
+def _unbiased(lin: nn.Linear, dropout: nn.Module, x: torch.Tensor, defer: bool = True,
+              gelu: nn.Module | None = None) -> Branch:
     """dropout(lin(x)) as a Branch whose bias is left out where defer and BRANCH_BIAS_IN_NORM allow it: a plain (or
     fused) Linear layer with a bias (a subclass's own forward is never bypassed), the dropout off (p = 0 or eval
     mode), no hooks on either or global ones, and the fused LayerNorm in use (which adds the bias for free;
-    PyTorch's norm would need an add of its own); else the whole result."""
+    PyTorch's norm would need an add of its own); else the whole result. gelu (an exact nn.GELU): of gelu(x),
+    which the layer then does not keep for its backward where the bias is left out (GELU_RECOMPUTE)."""
     if (defer and BRANCH_BIAS_IN_NORM and type(lin) in (nn.Linear, FusedLinear) and lin.bias is not None
             and not (watched() or watched(lin) or watched(dropout)) and fused_norm_applies(x)
             and (not dropout.training or getattr(dropout, "p", 0.0) == 0)):
-        return Branch(block_linear(x, lin.weight), lin.bias)
-    return Branch(dropout(lin(x)))
+        return Branch(block_linear(x, lin.weight, act="gelu" if gelu is not None else None), lin.bias)
+    return Branch(dropout(lin(x if gelu is None else gelu(x))))
 
 
 def _in_proj_pad(width: int, x: torch.Tensor) -> int:
@@ -360,6 +366,9 @@ class CombaBlock(nn.Module):
         mlp = module
         if not direct or type(mlp) is not Mlp or not isinstance(mlp.norm, nn.Identity) or watched(mlp.act):
             return Branch(drop_path(mlp(y)))
+        if (GELU_RECOMPUTE and type(mlp.act) is nn.GELU and mlp.act.approximate == "none"
+                and (not mlp.drop1.training or getattr(mlp.drop1, "p", 0.0) == 0)):
+            return _unbiased(mlp.fc2, mlp.drop2, mlp.fc1(y), gelu=mlp.act)
         return _unbiased(mlp.fc2, mlp.drop2, mlp.drop1(mlp.act(mlp.fc1(y))))
 
 

@@ -48,12 +48,14 @@ class FusedLayerNorm(nn.LayerNorm):
 
 
 def block_linear(x: torch.Tensor, weight: torch.Tensor | Pieces,
-                 bias: torch.Tensor | Pieces | None = None) -> torch.Tensor:
+                 bias: torch.Tensor | Pieces | None = None, act: str | None = None) -> torch.Tensor:
     """F.linear(x, weight, bias) as the blocks' Linear layers run it: ops.linear.linear (the Triton bias gradient,
     the weights cast once a block under autocast) where the fused Linear applies to x, else PyTorch's. weight and
-    bias may be pieces stacked by rows (ops.linear.Pieces)."""
+    bias may be pieces stacked by rows (ops.linear.Pieces). act "gelu": of F.gelu(x), which ops.linear does not
+    keep for the backward."""
     if fused_linear_applies(x):
-        return linear(x, weight, bias)
+        return linear(x, weight, bias, act=act)
+    x = F.gelu(x) if act == "gelu" else x
     return F.linear(x, stack_pieces(weight), None if bias is None else stack_pieces(bias))
 
 

@@ -47,9 +47,11 @@ def _ln_stats(x, m, W, cols, D, EPS: tl.constexpr):
 
 @triton.jit
 def _ln_fwd(X, R, S, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS: tl.constexpr,
-            HAS_RES: tl.constexpr, RB=None, HAS_RB: tl.constexpr = False):
+            HAS_RES: tl.constexpr, RB=None, HAS_RB: tl.constexpr = False, XH=None, RS=None,
+            STORE_XH: tl.constexpr = False):
     """y = LN(x), or with HAS_RES s = x + r (stored in S's dtype, which the norm then reads) and y = LN(s); with
-    HAS_RB s = x + r + rb, rb [D] the branch's bias (that of the Linear layer whose output r is)."""
+    HAS_RB s = x + r + rb, rb [D] the branch's bias (that of the Linear layer whose output r is). STORE_XH: also
+    x^ in XH's dtype and rstd (float32, one a row) in RS, what the backward then reads instead of x."""
     rows = tl.program_id(0) * BN + tl.arange(0, BN)
     cols = tl.arange(0, BD)
     m = (rows[:, None] < NROWS) & (cols[None, :] < D)
@@ -61,17 +63,22 @@ def _ln_fwd(X, R, S, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS:
             r += tl.load(RB + cols, mask=cols < D, other=0.0).to(tl.float32)[None, :]
         x = (x.to(tl.float32) + r).to(S.dtype.element_ty)
         tl.store(S + offs, x, mask=m)
-    xh, _, w = _ln_stats(x.to(tl.float32), m, W, cols, D, EPS)
+    xh, rstd, w = _ln_stats(x.to(tl.float32), m, W, cols, D, EPS)
     b = tl.load(B + cols, mask=cols < D, other=0.0).to(tl.float32)
     tl.store(Y + offs, (xh * w[None, :] + b[None, :]).to(Y.dtype.element_ty), mask=m)
+    if STORE_XH:
+        tl.store(XH + offs, xh.to(XH.dtype.element_ty), mask=m)
+        tl.store(RS + rows, rstd, mask=rows < NROWS)
 
 
 @triton.jit
 def _ln_bwd(X, W, DY, DX, DWBP, DS, DR, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, ITERS: tl.constexpr,
-            EPS: tl.constexpr, HAS_RES: tl.constexpr, STORE_DR: tl.constexpr, HAS_RB: tl.constexpr = False):
+            EPS: tl.constexpr, HAS_RES: tl.constexpr, STORE_DR: tl.constexpr, HAS_RB: tl.constexpr = False,
+            RS=None, FROM_XH: tl.constexpr = False):
     """dx of y = LN(x); with HAS_RES (x = s = x0 + r) the sum's own gradient ds is added, and with STORE_DR
     the result is also stored in r's dtype (DR) for the residual branch. HAS_RB (s = x0 + r + rb): the column
-    sums of that gradient, rb's, as a third row of the partials."""
+    sums of that gradient, rb's, as a third row of the partials. FROM_XH: X holds x^ and RS rstd (the forward's
+    STORE_XH), not x."""
     pid = tl.program_id(0)
     dw = tl.zeros([BD], dtype=tl.float32)
     db = tl.zeros([BD], dtype=tl.float32)
@@ -81,7 +88,12 @@ def _ln_bwd(X, W, DY, DX, DWBP, DS, DR, NROWS, D, BN: tl.constexpr, BD: tl.const
         rows = (pid * ITERS + it) * BN + tl.arange(0, BN)
         m = (rows[:, None] < NROWS) & (cols[None, :] < D)
         offs = rows[:, None] * D + cols[None, :]
-        xh, rstd, w = _ln_stats(tl.load(X + offs, mask=m, other=0.0).to(tl.float32), m, W, cols, D, EPS)
+        if FROM_XH:
+            xh = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
+            rstd = tl.load(RS + rows, mask=rows < NROWS, other=0.0)
+            w = tl.load(W + cols, mask=cols < D, other=0.0).to(tl.float32)
+        else:
+            xh, rstd, w = _ln_stats(tl.load(X + offs, mask=m, other=0.0).to(tl.float32), m, W, cols, D, EPS)
         dy = tl.load(DY + offs, mask=m, other=0.0).to(tl.float32)
         g = dy * w[None, :]
         c1 = tl.sum(g, axis=1) / D
@@ -141,61 +153,87 @@ def _bwd_meta(D: int):
 
 
 def _run_ln_bwd(x2: Tensor, weight: Tensor, dy2: Tensor, dx: Tensor, ds2: Tensor, dr: Tensor, eps: float,
-                has_res: bool, store_dr: bool, has_rb: bool = False) -> Tensor:
+                has_res: bool, store_dr: bool, has_rb: bool = False, rstd: Tensor | None = None) -> Tensor:
     """_ln_bwd over the rows of x2 [rows, D] on the backward's tiles (dx written; ds2 read with has_res, dr
     written with store_dr): returns [dw; db] as one [2, D] float32 tensor (one reduction of the partials), with
-    has_rb [dw; db; drb] as [3, D]."""
+    has_rb [dw; db; drb] as [3, D]. With rstd, x2 is x^ (the forward's keep_xh)."""
     D = x2.shape[1]
     meta = _bwd_meta(D)
     programs = triton.cdiv(x2.shape[0], meta["BN"] * meta["ITERS"])
     part = torch.empty(3 if has_rb else 2, D, programs, device=x2.device, dtype=torch.float32)
     _ln_bwd[(programs,)](x2, weight, dy2, dx, part, ds2, dr, x2.shape[0], D, EPS=eps, HAS_RES=has_res,
-                         STORE_DR=store_dr, HAS_RB=has_rb, **meta)
+                         STORE_DR=store_dr, HAS_RB=has_rb, RS=rstd, FROM_XH=rstd is not None, **meta)
     return part.sum(-1)
 
 
+# What the backward keeps. The norm's input x (Comba-T: the float32 residual stream) is 4 bytes an element; where
+# the output is narrower (bf16 under autocast) the forward also writes x^ in the output's dtype and rstd, and the
+# backward reads those instead of recomputing them from x: half the bytes kept (and read) for the norms, x^ then
+# rounded to bf16 (a relative 2^-9, where x itself would round with |x - mean| / std as a factor). Comba-T at
+# 1024px: 38 of 572 MB an image kept for the backward. COMBA_LN_KEEP_XHAT=0: x kept.
+KEEP_XHAT = os.environ.get("COMBA_LN_KEEP_XHAT", "1") == "1"
+
+
+def _keeps_xh(x_dtype: torch.dtype, out_dtype: torch.dtype) -> bool:
+    return KEEP_XHAT and out_dtype.itemsize < x_dtype.itemsize
+
+
+def _xh_buffers(x2: Tensor, out_dtype: torch.dtype, keep: bool) -> tuple[Tensor, Tensor]:
+    """(x^ [rows, D] in out_dtype, rstd [rows] float32) for the forward to write, or two empty tensors."""
+    if not keep:
+        return x2.new_empty(0, dtype=out_dtype), x2.new_empty(0, dtype=torch.float32)
+    return torch.empty(x2.shape, dtype=out_dtype, device=x2.device), x2.new_empty(x2.shape[0], dtype=torch.float32)
+
+
 @torch.library.custom_op("comba_vision::layer_norm", mutates_args=())
-def _ln_op(x: Tensor, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch.dtype) -> Tensor:
+def _ln_op(x: Tensor, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch.dtype,
+           keep_xh: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """(y, and with keep_xh x^ [rows, D] in out_dtype and rstd [rows] for the backward, else empty tensors)."""
     D = x.shape[-1]
     x2 = x.reshape(-1, D).contiguous()
     y = torch.empty(x2.shape, dtype=out_dtype, device=x.device)
+    xh, rstd = _xh_buffers(x2, out_dtype, keep_xh)
     meta = _meta(D)
     _ln_fwd[(triton.cdiv(x2.shape[0], meta["BN"]),)](x2, x2, x2, weight, bias, y, x2.shape[0], D, EPS=eps,
-                                                      HAS_RES=False, **meta)
-    return y.view(x.shape)
+                                                      HAS_RES=False, XH=xh, RS=rstd, STORE_XH=keep_xh, **meta)
+    return y.view(x.shape), xh, rstd
 
 
 @_ln_op.register_fake
-def _(x, weight, bias, eps, out_dtype):
-    return x.new_empty(x.shape, dtype=out_dtype)
+def _(x, weight, bias, eps, out_dtype, keep_xh=False):
+    return (x.new_empty(x.shape, dtype=out_dtype), *_xh_buffers(x.reshape(-1, x.shape[-1]), out_dtype, keep_xh))
 
 
 @torch.library.custom_op("comba_vision::layer_norm_bwd", mutates_args=())
-def _ln_bwd_op(x: Tensor, weight: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """(dx in x's dtype, [dw; db] as one [2, D] float32 tensor)."""
+def _ln_bwd_op(x: Tensor, weight: Tensor, dy: Tensor, eps: float, rstd: Tensor | None = None,
+               x_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """(dx in x_dtype (default x's), [dw; db] as one [2, D] float32 tensor). With rstd, x is x^ [rows, D]."""
     D = x.shape[-1]
     x2, dy2 = x.reshape(-1, D).contiguous(), dy.reshape(-1, D).contiguous()
-    dx = torch.empty_like(x2)
-    return dx.view(x.shape), _run_ln_bwd(x2, weight, dy2, dx, dx, dx, eps, has_res=False, store_dr=False)
+    dx = torch.empty(x2.shape, dtype=x_dtype or x.dtype, device=x.device)
+    dwb = _run_ln_bwd(x2, weight, dy2, dx, dx, dx, eps, has_res=False, store_dr=False, rstd=rstd)
+    return dx.view(dy.shape), dwb
 
 
 @_ln_bwd_op.register_fake
-def _(x, weight, dy, eps):
+def _(x, weight, dy, eps, rstd=None, x_dtype=None):
     D = x.shape[-1]
-    return x.new_empty(x.shape), x.new_empty(2, D, dtype=torch.float32)
+    return dy.new_empty(dy.shape, dtype=x_dtype or x.dtype), x.new_empty(2, D, dtype=torch.float32)
 
 
 def _setup(ctx, inputs, output):
-    x, weight, bias, eps, out_dtype = inputs
-    ctx.save_for_backward(x, weight)
+    x, weight, bias, eps, out_dtype, keep_xh = inputs
+    _, xh, rstd = output
+    ctx.mark_non_differentiable(xh, rstd)
+    ctx.save_for_backward(*((xh, rstd) if keep_xh else (x, None)), weight)
     ctx.eps = eps
-    ctx.bias_dtype = bias.dtype
+    ctx.dtypes = (x.dtype, bias.dtype)
 
 
-def _backward(ctx, dy):
-    x, weight = ctx.saved_tensors
-    dx, dwb = _ln_bwd_op(x, weight, dy, ctx.eps)
-    return dx, dwb[0].to(weight.dtype), dwb[1].to(ctx.bias_dtype), None, None
+def _backward(ctx, dy, *_):
+    x, rstd, weight = ctx.saved_tensors
+    dx, dwb = _ln_bwd_op(x, weight, dy, ctx.eps, rstd, ctx.dtypes[0])
+    return dx, dwb[0].to(weight.dtype), dwb[1].to(ctx.dtypes[1]), None, None, None
 
 
 _ln_op.register_autograd(_backward, setup_context=_setup)
@@ -203,61 +241,71 @@ _ln_op.register_autograd(_backward, setup_context=_setup)
 
 @torch.library.custom_op("comba_vision::add_layer_norm", mutates_args=())
 def _add_ln_op(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: float,
-               out_dtype: torch.dtype, rb: Tensor | None = None) -> tuple[Tensor, Tensor]:
+               out_dtype: torch.dtype, rb: Tensor | None = None, keep_xh: bool = False
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(s, y, and with keep_xh x^ of s [rows, D] in out_dtype and rstd [rows] for the backward, else empty
+    tensors)."""
     D = x.shape[-1]
     x2, r2 = x.reshape(-1, D).contiguous(), r.reshape(-1, D).contiguous()
     s = torch.empty(x2.shape, dtype=torch.promote_types(x.dtype, r.dtype), device=x.device)
     y = torch.empty(x2.shape, dtype=out_dtype, device=x.device)
+    xh, rstd = _xh_buffers(x2, out_dtype, keep_xh)
     meta = _meta(D)
     _ln_fwd[(triton.cdiv(x2.shape[0], meta["BN"]),)](x2, r2, s, weight, bias, y, x2.shape[0], D, EPS=eps,
-                                                      HAS_RES=True, RB=rb, HAS_RB=rb is not None, **meta)
-    return s.view(x.shape), y.view(x.shape)
+                                                      HAS_RES=True, RB=rb, HAS_RB=rb is not None, XH=xh, RS=rstd,
+                                                      STORE_XH=keep_xh, **meta)
+    return s.view(x.shape), y.view(x.shape), xh, rstd
 
 
 @_add_ln_op.register_fake
-def _(x, r, weight, bias, eps, out_dtype, rb=None):
+def _(x, r, weight, bias, eps, out_dtype, rb=None, keep_xh=False):
     return (x.new_empty(x.shape, dtype=torch.promote_types(x.dtype, r.dtype)),
-            x.new_empty(x.shape, dtype=out_dtype))
+            x.new_empty(x.shape, dtype=out_dtype), *_xh_buffers(x.reshape(-1, x.shape[-1]), out_dtype, keep_xh))
 
 
 @torch.library.custom_op("comba_vision::add_layer_norm_bwd", mutates_args=())
 def _add_ln_bwd_op(s: Tensor, weight: Tensor, ds: Tensor, dy: Tensor, eps: float,
-                   r_dtype: torch.dtype, has_rb: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """(d(x + r) in s's dtype, the same in r's dtype where that differs (else an empty placeholder: the caller
-    hands dx to both), [dw; db] as one [2, D] float32 tensor; has_rb: [dw; db; drb], [3, D])."""
+                   r_dtype: torch.dtype, has_rb: bool = False, rstd: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """(d(x + r) in ds's dtype (s's), the same in r's dtype where that differs (else an empty placeholder: the
+    caller hands dx to both), [dw; db] as one [2, D] float32 tensor; has_rb: [dw; db; drb], [3, D]). With rstd,
+    s is x^ of the sum [rows, D] (in the norm's output dtype)."""
     D = s.shape[-1]
     s2, ds2, dy2 = (t.reshape(-1, D).contiguous() for t in (s, ds, dy))
-    dx = torch.empty_like(s2)
-    same = r_dtype == s.dtype
+    dx = torch.empty_like(ds2)
+    same = r_dtype == ds.dtype
     dr = s2.new_empty(0, dtype=r_dtype) if same else torch.empty(s2.shape, dtype=r_dtype, device=s.device)
-    dwb = _run_ln_bwd(s2, weight, dy2, dx, ds2, dr, eps, has_res=True, store_dr=not same, has_rb=has_rb)
-    return dx.view(s.shape), (dr if same else dr.view(s.shape)), dwb
+    dwb = _run_ln_bwd(s2, weight, dy2, dx, ds2, dr, eps, has_res=True, store_dr=not same, has_rb=has_rb, rstd=rstd)
+    return dx.view(ds.shape), (dr if same else dr.view(ds.shape)), dwb
 
 
 @_add_ln_bwd_op.register_fake
-def _(s, weight, ds, dy, eps, r_dtype, has_rb=False):
+def _(s, weight, ds, dy, eps, r_dtype, has_rb=False, rstd=None):
     D = s.shape[-1]
-    dr = s.new_empty(0, dtype=r_dtype) if r_dtype == s.dtype else s.new_empty(s.shape, dtype=r_dtype)
-    return s.new_empty(s.shape), dr, s.new_empty(3 if has_rb else 2, D, dtype=torch.float32)
+    dr = s.new_empty(0, dtype=r_dtype) if r_dtype == ds.dtype else ds.new_empty(ds.shape, dtype=r_dtype)
+    return ds.new_empty(ds.shape), dr, s.new_empty(3 if has_rb else 2, D, dtype=torch.float32)
 
 
 def _add_setup(ctx, inputs, output):
-    x, r, weight, bias, eps, out_dtype, rb = inputs
-    ctx.save_for_backward(output[0], weight)
+    x, r, weight, bias, eps, out_dtype, rb, keep_xh = inputs
+    s, _, xh, rstd = output
+    ctx.mark_non_differentiable(xh, rstd)
+    ctx.save_for_backward(*((xh, rstd) if keep_xh else (s, None)), weight)
     ctx.eps = eps
-    ctx.dtypes = (x.dtype, r.dtype, bias.dtype, None if rb is None else rb.dtype)
+    ctx.dtypes = (x.dtype, r.dtype, bias.dtype, None if rb is None else rb.dtype, s.dtype)
+    ctx.shape = s.shape
 
 
-def _add_backward(ctx, ds, dy):
-    s, weight = ctx.saved_tensors
-    x_dtype, r_dtype, bias_dtype, rb_dtype = ctx.dtypes
-    ds = ds if ds is not None else torch.zeros_like(s)
-    dy = dy if dy is not None else torch.zeros_like(s)
-    dx, dr, dwb = _add_ln_bwd_op(s, weight, ds, dy, ctx.eps, r_dtype, rb_dtype is not None)
-    if r_dtype == s.dtype:  # one gradient for both summands, as x + r's own backward hands out
+def _add_backward(ctx, ds, dy, *_):
+    s, rstd, weight = ctx.saved_tensors
+    x_dtype, r_dtype, bias_dtype, rb_dtype, s_dtype = ctx.dtypes
+    ds = ds if ds is not None else s.new_zeros(ctx.shape, dtype=s_dtype)
+    dy = dy if dy is not None else s.new_zeros(ctx.shape)
+    dx, dr, dwb = _add_ln_bwd_op(s, weight, ds, dy, ctx.eps, r_dtype, rb_dtype is not None, rstd)
+    if r_dtype == s_dtype:  # one gradient for both summands, as x + r's own backward hands out
         dr = dx
     drb = None if rb_dtype is None else dwb[2].to(rb_dtype)
-    return dx.to(x_dtype), dr, dwb[0].to(weight.dtype), dwb[1].to(bias_dtype), None, None, drb
+    return dx.to(x_dtype), dr, dwb[0].to(weight.dtype), dwb[1].to(bias_dtype), None, None, drb, None
 
 
 _add_ln_op.register_autograd(_add_backward, setup_context=_add_setup)
@@ -269,7 +317,8 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5,
     TRITON_INTERPRET=1). The result is in ``out_dtype``: by default the autocast dtype where autocast is on
     for x's device (what the next Linear would cast it to), else x's dtype."""
     _check_args(x, weight, bias)
-    return _ln_op(x, weight, bias, float(eps), _out_dtype(x, out_dtype))
+    out_dtype = _out_dtype(x, out_dtype)
+    return _ln_op(x, weight, bias, float(eps), out_dtype, _keeps_xh(x.dtype, out_dtype))[0]
 
 
 def _check_args(x: Tensor, weight: Tensor, bias: Tensor) -> None:
@@ -307,8 +356,9 @@ def add_layer_norm(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: floa
     if rb is not None and (tuple(rb.shape) != (x.shape[-1],) or not rb.is_contiguous()):
         raise ValueError(f"add_layer_norm needs a contiguous branch bias rb of shape ({x.shape[-1]},), got "
                          f"{tuple(rb.shape)}")
-    return _add_ln_op(x, r, weight, bias, float(eps), _out_dtype(x, out_dtype, torch.promote_types(x.dtype, r.dtype)),
-                      rb)
+    s_dtype = torch.promote_types(x.dtype, r.dtype)
+    out_dtype = _out_dtype(x, out_dtype, s_dtype)
+    return _add_ln_op(x, r, weight, bias, float(eps), out_dtype, rb, _keeps_xh(s_dtype, out_dtype))[:2]
 
 
 def fused_norm_applies(x: Tensor) -> bool:

@@ -73,6 +73,51 @@ def bias_grad(dy: Tensor) -> Tensor:
     return _bias_grad_op(dy)
 
 
+# ------------------------------------------------------------------ GELU before the layer, recomputed backward
+# linear(h, w, b, act="gelu") is F.linear(gelu(h), w, b) keeping h only for the backward: an MLP's fc2 otherwise
+# keeps gelu(h) as its input and the GELU keeps h, two [rows, hidden] tensors (Comba-T at 1024px: 75 MB an
+# image of its 572). The backward forms gelu(h) again in the kernel that forms h's gradient, which reads h and
+# the gradient anyway: one extra write.
+_GELU_BLOCK = 4096
+
+
+@triton.jit
+def _gelu_bwd(H, DA, DH, A, N, BLOCK: tl.constexpr):
+    """dh = da * gelu'(h) and a = gelu(h) (exact, erf form), float32 arithmetic, stored in DH's and A's dtypes."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < N
+    h = tl.load(H + offs, mask=m, other=0.0).to(tl.float32)
+    da = tl.load(DA + offs, mask=m, other=0.0).to(tl.float32)
+    cdf = 0.5 * (1.0 + tl.math.erf(h * 0.7071067811865476))
+    pdf = tl.exp(-0.5 * h * h) * 0.3989422804014327
+    tl.store(DH + offs, (da * (cdf + h * pdf)).to(DH.dtype.element_ty), mask=m)
+    tl.store(A + offs, (h * cdf).to(A.dtype.element_ty), mask=m)
+
+
+@torch.library.custom_op("comba_vision::gelu_bwd_recompute", mutates_args=())
+def _gelu_bwd_op(h: Tensor, da: Tensor) -> tuple[Tensor, Tensor]:
+    """(h's gradient da * gelu'(h), gelu(h)), both in h's dtype."""
+    h, da = h.contiguous(), da.contiguous()
+    dh, a = torch.empty_like(h), torch.empty_like(h)
+    n = h.numel()
+    if n:
+        _gelu_bwd[(triton.cdiv(n, _GELU_BLOCK),)](h, da, dh, a, n, BLOCK=_GELU_BLOCK, num_warps=8)
+    return dh, a
+
+
+@_gelu_bwd_op.register_fake
+def _(h, da):
+    return torch.empty_like(h), torch.empty_like(h)
+
+
+def _gelu_grad(h: Tensor) -> Tensor:
+    """gelu'(h) as differentiable PyTorch ops (double backward)."""
+    return 0.5 * (1.0 + torch.erf(h * 0.7071067811865476)) + h * torch.exp(-0.5 * h * h) * 0.3989422804014327
+
+
+ACTS = (None, "gelu")
+
+
 Pieces = Sequence[Tensor | int]  # parameters stacked by rows; an int: that many zero rows
 
 
@@ -120,16 +165,18 @@ class _Linear(torch.autograd.Function):
     """F.linear(x, wc, bc) whose parameter gradients go to the pieces wc and bc are made of (n_w weight pieces,
     then the bias pieces; ints are zero rows, which get none), in the pieces' own dtype: float32 parameters under
     autocast get float32 gradients straight from the GEMM and the column sum, with no cast kernels either way.
-    Under create_graph (double backward) the gradients are formed from the pieces through autograd instead."""
+    Under create_graph (double backward) the gradients are formed from the pieces through autograd instead.
+    act "gelu": F.linear(gelu(x), wc, bc), keeping x and not gelu(x) (formed again in the backward)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, wc: Tensor, bc: Tensor | None, n_w: int, *pieces: Tensor | int) -> Tensor:
+    def forward(ctx, x: Tensor, wc: Tensor, bc: Tensor | None, act: str | None, n_w: int,
+                *pieces: Tensor | int) -> Tensor:
         ctx.save_for_backward(x, wc, *(p for p in pieces if isinstance(p, Tensor)))
         ctx.ints = [p if isinstance(p, int) else None for p in pieces]
-        ctx.n_w = n_w
+        ctx.n_w, ctx.act = n_w, act
         ctx.grads = [isinstance(p, Tensor) and p.requires_grad for p in pieces]
         ctx.dtypes = [_tensor_of(part).dtype if part else None for part in (pieces[:n_w], pieces[n_w:])]
-        return F.linear(x, wc, bc)
+        return F.linear(F.gelu(x) if act else x, wc, bc)
 
     @staticmethod
     def backward(ctx, dy: Tensor):
@@ -144,7 +191,14 @@ class _Linear(torch.autograd.Function):
         dx = None
         if ctx.needs_input_grad[0]:
             w = stack_pieces(tuple(pieces[:n_w]), wc.dtype) if double and any(grads[:n_w]) else wc
-            dx = (dy2 @ w).view(*dy.shape[:-1], wc.shape[1])
+            dx = dy2 @ w
+            if ctx.act and double:
+                dx, x2 = dx * _gelu_grad(x2), F.gelu(x2)
+            elif ctx.act:
+                dx, x2 = _gelu_bwd_op(x2, dx)  # and the layer's input gelu(x) again, for its weight's gradient
+            dx = dx.view(*dy.shape[:-1], wc.shape[1])
+        elif ctx.act:
+            x2 = F.gelu(x2)
         out = [None] * len(rows)
         if double:
             fulls = (lambda: (dy2.t() @ x2).to(ctx.dtypes[0]),
@@ -156,7 +210,7 @@ class _Linear(torch.autograd.Function):
                 g = full()
                 parts = g[:sum(rows[lo:hi])].split(rows[lo:hi])
                 out[lo:hi] = [d if want else None for d, want in zip(parts, grads[lo:hi], strict=True)]
-        return (dx, None, None, None, *out)
+        return (dx, None, None, None, None, *out)
 
 
 _CASTS = threading.local()  # .table: {key: (pieces, their versions, stacked copy)} inside cast_once
@@ -218,12 +272,15 @@ def cast_once(groups: Sequence[Tensor | Pieces], dtype: torch.dtype):
             _CASTS.table = prev
 
 
-def linear(x: Tensor, w: Tensor | Pieces, b: Tensor | Pieces | None = None) -> Tensor:
+def linear(x: Tensor, w: Tensor | Pieces, b: Tensor | Pieces | None = None, act: str | None = None) -> Tensor:
     """F.linear(x, w, b) with the bias gradient from ``bias_grad`` (CUDA, or the CPU under TRITON_INTERPRET=1).
     w (and b) may be pieces stacked by rows (ints: zero rows, e.g. padding), each piece getting its own gradient.
     Under autocast x and the parameters are cast to the autocast dtype, as autocast does for F.linear (the
     parameters once per cast_once context where one holds them), and the parameters' gradients come back in
-    their own dtype."""
+    their own dtype. act "gelu": F.linear(F.gelu(x), w, b) (exact GELU, in x's dtype after the cast), keeping x
+    for the backward but not gelu(x), which the backward forms again (an MLP's second layer: half its memory)."""
+    if act not in ACTS:
+        raise ValueError(f"act must be one of {ACTS}, got {act!r}")
     dev = x.device.type
     wp, bp = _as_pieces(w), _as_pieces(b)
     if torch.is_autocast_enabled(dev):
@@ -234,7 +291,7 @@ def linear(x: Tensor, w: Tensor | Pieces, b: Tensor | Pieces | None = None) -> T
     wc = _stack(wp, dt)
     bc = _stack(bp, dt) if bp is not None else None
     with torch.autocast(dev, enabled=False):
-        return _Linear.apply(x, wc, bc, len(wp), *wp, *(bp or ()))
+        return _Linear.apply(x, wc, bc, act, len(wp), *wp, *(bp or ()))
 
 
 def fused_linear_applies(x: Tensor) -> bool:

@@ -187,3 +187,35 @@ def test_block_weight_casts_change_nothing(monkeypatch):
         assert (not misses) == once and all(g.dtype == torch.float32 for g in runs[-1][1:])
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
+                    reason="needs CUDA or TRITON_INTERPRET=1")
+def test_gelu_recompute_keeps_one_hidden_tensor_less(monkeypatch):
+    """COMBA_GELU_RECOMPUTE: where the fused norm and Linear apply, the MLP's fc2 takes its GELU inside
+    (ops.linear act="gelu") and the block keeps one [B, N, hidden] tensor for the backward, not two; the block's
+    output and every gradient are those of the plain GELU and fc2 (float32: to rounding)."""
+    import comba_vision.layers.comba_mixer as cm
+    import comba_vision.layers.fused as fused
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    for mod in (cm, fused):
+        monkeypatch.setattr(mod, "fused_linear_applies", lambda t: True)
+        monkeypatch.setattr(mod, "fused_norm_applies", lambda t: True)
+    torch.manual_seed(0)
+    block = CombaBlock(64, 2).to(dev)
+    x = torch.randn(2, 40, 64, device=dev)
+    runs = []
+    for on in (False, True):
+        monkeypatch.setattr(cm, "GELU_RECOMPUTE", on)
+        block.zero_grad(set_to_none=True)
+        hidden = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t, h=hidden: h.append(t.untyped_storage().data_ptr()) or t if t.shape == (2, 40, 256) else t,
+                lambda t: t):
+            y = block(x, [(5, 8)])
+        (y * torch.linspace(-1, 1, y.numel(), device=dev).view(y.shape)).sum().backward()
+        runs.append([y.detach()] + [p.grad for p in block.parameters()])
+        assert len(set(hidden)) == (1 if on else 2)
+    from tests.ops.helpers import rel_err
+    for a, b in zip(*runs, strict=True):
+        assert rel_err(b, a) <= 1e-5

@@ -256,3 +256,43 @@ def test_ln_bwd_tile_override_is_checked(bad, monkeypatch):
     monkeypatch.setenv("COMBA_LN_BWD_TILE", bad)
     with pytest.raises(ValueError, match="COMBA_LN_BWD_TILE must be"):
         _bwd_meta(192)
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("residual", [False, True])
+def test_half_output_keeps_xhat_not_the_float32_input(residual, monkeypatch):
+    """A float32 input (or residual sum) normalised into a half-precision output: the node keeps x^ in the half
+    dtype and rstd (half the bytes of the input), and the gradients from them are within half-precision
+    rounding of float64 as those recomputed from the input are (COMBA_LN_KEEP_XHAT=0), on inputs whose mean is
+    large against their spread."""
+    import comba_vision.ops.layer_norm as ln
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    half = torch.bfloat16 if dev == "cuda" else torch.float16
+    shape = (3, 41, 96)
+    x, w, b = _inputs(shape, torch.float32, dev)
+    x = x + 40.0
+    r = _inputs(shape, half, dev, seed=5)[0]
+    args, names = ([x, r, w, b], ("dx", "dr", "dweight", "dbias")) if residual else ([x, w, b],
+                                                                                    ("dx", "dweight", "dbias"))
+
+    def fn(*t):
+        return add_layer_norm(*t, 1e-6, out_dtype=half) if residual else layer_norm(*t, 1e-6, out_dtype=half)
+
+    def ref(*t):
+        return _add_ref(*t) if residual else _ref(*t)
+
+    runner = (lambda f, xs: _run_add(f, xs, dy_dtype=half)) if residual else _run
+    _, ref_grads = runner(ref, [t.double() for t in args])
+    errs = {}
+    for keep in (True, False):
+        monkeypatch.setattr(ln, "KEEP_XHAT", keep)
+        kept = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, k=kept: k.append(t) or t, lambda t: t):
+            fn(*[t.detach().clone().requires_grad_() for t in args])
+        full = [t for t in kept if tuple(t.shape) in (shape, (shape[0] * shape[1], shape[2]))]
+        assert [t.dtype for t in full] == [half if keep else torch.float32]
+        assert any(tuple(t.shape) == (shape[0] * shape[1],) for t in kept) == keep  # rstd
+        _, grads = runner(fn, args)
+        errs[keep] = [rel_err(g, gr) for g, gr in zip(grads, ref_grads)]
+    for name, e1, e0 in zip(names, errs[True], errs[False]):
+        assert e1 <= max(2 * e0, 4e-3), name

@@ -211,3 +211,35 @@ def test_linear_double_backward():
     w1 = torch.randn(3, 6, generator=gen, dtype=torch.float64, requires_grad=True)
     b1 = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda x, w, b: linear(x, [w, 2], [b, 2]), (x, w1, b1))
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_linear_gelu_matches_float64_and_keeps_the_pre_activation(dtype):
+    """act="gelu": F.linear(gelu(h), w, b) against float64 (output, dh, dw, db; rows that end inside the kernel's
+    block), keeping h for the backward and no [rows, hidden] tensor besides."""
+    gen = torch.Generator().manual_seed(7)
+    h, w, b = 2 * torch.randn(3, 1401, 24, generator=gen), torch.randn(40, 24, generator=gen) / 5, torch.randn(40)
+    xs = [t.to(DEV, dt).clone().requires_grad_() for t, dt in ((h, dtype), (w, w.dtype), (b, b.dtype))]
+    refs = [t.double().requires_grad_() for t in (h, w, b)]
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        y = linear(xs[0], xs[1].to(dtype), xs[2].to(dtype), act="gelu")
+    y_ref = F.linear(F.gelu(refs[0]), refs[1], refs[2])
+    assert sum(t.shape == h.shape for t in kept) == 1 and any(t is xs[0] for t in kept)
+    dy = torch.randn(y_ref.shape, generator=gen, dtype=torch.float64)
+    y.backward(dy.to(DEV, dtype))
+    y_ref.backward(dy)
+    tol = 1e-5 if dtype == torch.float32 else 3e-3
+    assert rel_err(y, y_ref) <= tol
+    for name, a, r in zip(("dh", "dw", "db"), xs, refs):
+        assert rel_err(a.grad, r.grad) <= tol, name
+
+
+def test_linear_gelu_double_backward_and_bad_act():
+    gen = torch.Generator().manual_seed(8)
+    h = torch.randn(2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda h, w: linear(h, w, act="gelu"), (h, w))
+    with pytest.raises(ValueError, match="act must be one of"):
+        linear(h, w, act="relu")
