@@ -167,32 +167,34 @@ def _run_ln_bwd(x2: Tensor, weight: Tensor, dy2: Tensor, dx: Tensor, ds2: Tensor
 
 
 # What the backward keeps. The norm's input x (Comba-T: the float32 residual stream) is 4 bytes an element; where
-# the output is narrower (bf16 under autocast) the forward also writes x^ in the output's dtype and rstd, and the
-# backward reads those instead of recomputing them from x: half the bytes kept (and read) for the norms, x^ then
-# rounded to bf16 (a relative 2^-9, where x itself would round with |x - mean| / std as a factor). Comba-T at
-# 1024px: 38 of 572 MB an image kept for the backward. COMBA_LN_KEEP_XHAT=0: x kept.
+# the output is narrower (bf16 under autocast) the forward also writes x^ in float16 and rstd, and the backward
+# reads those instead of recomputing them from x: half the bytes kept (and read) for the norms. float16, not the
+# output's bf16: |x^| <= sqrt(D - 1) is far inside its range, and its 2^-11 rounding is a quarter of bf16's (the
+# weight gradient sum(dy * x^) had 1.6e-3 relative error from bf16 x^ on the H200, 4x its error from x; tests).
+# Comba-T at 1024px: 38 of 572 MB an image kept for the backward. COMBA_LN_KEEP_XHAT=0: x kept.
 KEEP_XHAT = os.environ.get("COMBA_LN_KEEP_XHAT", "1") == "1"
+_XH_DTYPE = torch.float16
 
 
 def _keeps_xh(x_dtype: torch.dtype, out_dtype: torch.dtype) -> bool:
     return KEEP_XHAT and out_dtype.itemsize < x_dtype.itemsize
 
 
-def _xh_buffers(x2: Tensor, out_dtype: torch.dtype, keep: bool) -> tuple[Tensor, Tensor]:
-    """(x^ [rows, D] in out_dtype, rstd [rows] float32) for the forward to write, or two empty tensors."""
+def _xh_buffers(x2: Tensor, keep: bool) -> tuple[Tensor, Tensor]:
+    """(x^ [rows, D] float16, rstd [rows] float32) for the forward to write, or two empty tensors."""
     if not keep:
-        return x2.new_empty(0, dtype=out_dtype), x2.new_empty(0, dtype=torch.float32)
-    return torch.empty(x2.shape, dtype=out_dtype, device=x2.device), x2.new_empty(x2.shape[0], dtype=torch.float32)
+        return x2.new_empty(0, dtype=_XH_DTYPE), x2.new_empty(0, dtype=torch.float32)
+    return torch.empty(x2.shape, dtype=_XH_DTYPE, device=x2.device), x2.new_empty(x2.shape[0], dtype=torch.float32)
 
 
 @torch.library.custom_op("comba_vision::layer_norm", mutates_args=())
 def _ln_op(x: Tensor, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch.dtype,
            keep_xh: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """(y, and with keep_xh x^ [rows, D] in out_dtype and rstd [rows] for the backward, else empty tensors)."""
+    """(y, and with keep_xh x^ [rows, D] float16 and rstd [rows] for the backward, else empty tensors)."""
     D = x.shape[-1]
     x2 = x.reshape(-1, D).contiguous()
     y = torch.empty(x2.shape, dtype=out_dtype, device=x.device)
-    xh, rstd = _xh_buffers(x2, out_dtype, keep_xh)
+    xh, rstd = _xh_buffers(x2, keep_xh)
     meta = _meta(D)
     _ln_fwd[(triton.cdiv(x2.shape[0], meta["BN"]),)](x2, x2, x2, weight, bias, y, x2.shape[0], D, EPS=eps,
                                                       HAS_RES=False, XH=xh, RS=rstd, STORE_XH=keep_xh, **meta)
@@ -201,7 +203,7 @@ def _ln_op(x: Tensor, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch
 
 @_ln_op.register_fake
 def _(x, weight, bias, eps, out_dtype, keep_xh=False):
-    return (x.new_empty(x.shape, dtype=out_dtype), *_xh_buffers(x.reshape(-1, x.shape[-1]), out_dtype, keep_xh))
+    return (x.new_empty(x.shape, dtype=out_dtype), *_xh_buffers(x.reshape(-1, x.shape[-1]), keep_xh))
 
 
 @torch.library.custom_op("comba_vision::layer_norm_bwd", mutates_args=())
@@ -243,13 +245,13 @@ _ln_op.register_autograd(_backward, setup_context=_setup)
 def _add_ln_op(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: float,
                out_dtype: torch.dtype, rb: Tensor | None = None, keep_xh: bool = False
                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(s, y, and with keep_xh x^ of s [rows, D] in out_dtype and rstd [rows] for the backward, else empty
+    """(s, y, and with keep_xh x^ of s [rows, D] float16 and rstd [rows] for the backward, else empty
     tensors)."""
     D = x.shape[-1]
     x2, r2 = x.reshape(-1, D).contiguous(), r.reshape(-1, D).contiguous()
     s = torch.empty(x2.shape, dtype=torch.promote_types(x.dtype, r.dtype), device=x.device)
     y = torch.empty(x2.shape, dtype=out_dtype, device=x.device)
-    xh, rstd = _xh_buffers(x2, out_dtype, keep_xh)
+    xh, rstd = _xh_buffers(x2, keep_xh)
     meta = _meta(D)
     _ln_fwd[(triton.cdiv(x2.shape[0], meta["BN"]),)](x2, r2, s, weight, bias, y, x2.shape[0], D, EPS=eps,
                                                       HAS_RES=True, RB=rb, HAS_RB=rb is not None, XH=xh, RS=rstd,
@@ -260,7 +262,7 @@ def _add_ln_op(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: float,
 @_add_ln_op.register_fake
 def _(x, r, weight, bias, eps, out_dtype, rb=None, keep_xh=False):
     return (x.new_empty(x.shape, dtype=torch.promote_types(x.dtype, r.dtype)),
-            x.new_empty(x.shape, dtype=out_dtype), *_xh_buffers(x.reshape(-1, x.shape[-1]), out_dtype, keep_xh))
+            x.new_empty(x.shape, dtype=out_dtype), *_xh_buffers(x.reshape(-1, x.shape[-1]), keep_xh))
 
 
 @torch.library.custom_op("comba_vision::add_layer_norm_bwd", mutates_args=())
@@ -269,7 +271,7 @@ def _add_ln_bwd_op(s: Tensor, weight: Tensor, ds: Tensor, dy: Tensor, eps: float
                    ) -> tuple[Tensor, Tensor, Tensor]:
     """(d(x + r) in ds's dtype (s's), the same in r's dtype where that differs (else an empty placeholder: the
     caller hands dx to both), [dw; db] as one [2, D] float32 tensor; has_rb: [dw; db; drb], [3, D]). With rstd,
-    s is x^ of the sum [rows, D] (in the norm's output dtype)."""
+    s is x^ of the sum [rows, D] (float16)."""
     D = s.shape[-1]
     s2, ds2, dy2 = (t.reshape(-1, D).contiguous() for t in (s, ds, dy))
     dx = torch.empty_like(ds2)

@@ -261,10 +261,10 @@ def test_ln_bwd_tile_override_is_checked(bad, monkeypatch):
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("residual", [False, True])
 def test_half_output_keeps_xhat_not_the_float32_input(residual, monkeypatch):
-    """A float32 input (or residual sum) normalised into a half-precision output: the node keeps x^ in the half
-    dtype and rstd (half the bytes of the input), and the gradients from them are within half-precision
-    rounding of float64 as those recomputed from the input are (COMBA_LN_KEEP_XHAT=0), on inputs whose mean is
-    large against their spread."""
+    """A float32 input (or residual sum) normalised into a half-precision output: the node keeps x^ in float16
+    and rstd (half the bytes of the input), and the gradients from them are as close to float64 as those
+    recomputed from the input (COMBA_LN_KEEP_XHAT=0; within 2x or 1e-3), on inputs whose mean is large against
+    their spread."""
     import comba_vision.ops.layer_norm as ln
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     half = torch.bfloat16 if dev == "cuda" else torch.float16
@@ -290,9 +290,9 @@ def test_half_output_keeps_xhat_not_the_float32_input(residual, monkeypatch):
         with torch.autograd.graph.saved_tensors_hooks(lambda t, k=kept: k.append(t) or t, lambda t: t):
             fn(*[t.detach().clone().requires_grad_() for t in args])
         full = [t for t in kept if tuple(t.shape) in (shape, (shape[0] * shape[1], shape[2]))]
-        assert [t.dtype for t in full] == [half if keep else torch.float32]
+        assert [t.dtype for t in full] == [torch.float16 if keep else torch.float32]
         assert any(tuple(t.shape) == (shape[0] * shape[1],) for t in kept) == keep  # rstd
         _, grads = runner(fn, args)
         errs[keep] = [rel_err(g, gr) for g, gr in zip(grads, ref_grads)]
     for name, e1, e0 in zip(names, errs[True], errs[False]):
-        assert e1 <= max(2 * e0, 4e-3), name
+        assert e1 <= max(2 * e0, 1e-3), name
