@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from timm.data import ImageDataset
 
 IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".JPEG")
 LAYOUT_HELP = ("expected an ImageFolder tree DATA/{split}/<class>/<image> (or tar shards DATA/{split}.tar "
@@ -21,7 +23,6 @@ def write_digits_imagefolder(root: Path | None = None, size: int = 32, val_fract
                              seed: int = 0) -> Path:
     """scikit-learn's 1797 handwritten digits (8x8) as RGB PNGs of size x size in train/ and val/ class
     folders; written once (a marker file records completion)."""
-    from PIL import Image
     from sklearn.datasets import load_digits
 
     root = Path(root) if root is not None else cache_dir() / f"digits_{size}px"
@@ -100,3 +101,44 @@ class SkipCounter(logging.Handler):
     def reset(self) -> None:
         with self.count.get_lock():
             self.count.value = 0
+
+
+
+
+class DecodingImageDataset(ImageDataset):
+    """timm's ImageDataset with each image decoded inside the retry loop, so that an image that opens but fails to
+    decode (a truncated file) is skipped and counted like one that does not open. timm 1.0.31 decodes there
+    itself; 1.0.29 (the GPU machine's) decoded after the loop, and one truncated image ended the run."""
+
+    def __getitem__(self, index):
+        retries = getattr(self, "_max_retries", 20)
+        for _ in range(retries):
+            try:
+                img, target, *features = self.reader[index]
+                img = Image.open(img).convert(self.input_img_mode)  # convert decodes the pixels
+                break
+            except OSError as e:
+                _TIMM_LOG.warning(f"Skipped sample (index {index}). {e}")  # as timm logs it (SkipCounter counts it)
+                index = (index + 1) % len(self.reader)
+        else:
+            raise RuntimeError(f"failed to load {retries} consecutive samples")
+        if self.transform is not None:
+            img = self.transform(img)
+        if target is None:
+            target = -1
+        elif self.target_transform is not None:
+            target = self.target_transform(target)
+        if getattr(self, "additional_features", None) is None:
+            return img, target
+        return img, target, *features
+
+
+def decoding_dataset(ds):
+    """``ds`` as a DecodingImageDataset (in place) where it is a plain timm ImageDataset of decoded images; any
+    other dataset as it is."""
+    if type(ds) is ImageDataset and not ds.load_bytes and ds.input_img_mode:
+        ds.__class__ = DecodingImageDataset
+    return ds
+
+
+_TIMM_LOG = logging.getLogger("timm.data.dataset")

@@ -30,7 +30,7 @@ from timm.utils import ModelEmaV3, accuracy
 import comba_vision  # noqa: F401  (registers the models)
 
 from .config import TrainConfig, to_yaml
-from .data import SkipCounter, _classes, check_layout, write_digits_imagefolder
+from .data import SkipCounter, _classes, check_layout, decoding_dataset, write_digits_imagefolder
 from .step import (
     CAPTURABLE_OPTIMIZERS,
     GraphedTrainStep,
@@ -219,13 +219,14 @@ def build_loaders(cfg, model, data_dir, world, device, train=True):
     common = dict(input_size=data_cfg["input_size"], mean=data_cfg["mean"], std=data_cfg["std"],
                   num_workers=cfg.workers, distributed=world > 1, pin_memory=cfg.pin_mem and device.type == "cuda",
                   use_prefetcher=False, persistent_workers=False, device=device)
-    val_set = create_dataset("", root=_split_root(data_dir, cfg.val_split), search_split=False, is_training=False)
+    val_set = decoding_dataset(create_dataset("", root=_split_root(data_dir, cfg.val_split), search_split=False,
+                                              is_training=False))
     val_loader = create_loader(val_set, batch_size=cfg.batch_size, is_training=False,
                                interpolation=data_cfg["interpolation"], crop_pct=data_cfg["crop_pct"], **common)
     if not train:
         return None, val_loader, val_set
-    train_set = create_dataset("", root=_split_root(data_dir, cfg.train_split), search_split=False,
-                               is_training=True)
+    train_set = decoding_dataset(create_dataset("", root=_split_root(data_dir, cfg.train_split), search_split=False,
+                                                is_training=True))
     repeats = cfg.aug_repeats if world > 1 else 0
     if cfg.aug_repeats and world == 1:
         log.info("repeated augmentation needs a distributed run: off for a single process")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -143,6 +144,34 @@ def test_unreadable_images_are_skipped_and_counted(digits, tmp_path):
                      cutmix=0.0, model_ema=False)
     metrics = trainer.train(cfg)
     assert metrics["skipped_images"] >= 2
+
+
+def test_decoding_dataset_skips_an_image_that_opens_but_does_not_decode(tmp_path):
+    """A PNG cut in half opens (its header is whole) and fails when its pixels are decoded: the dataset skips it
+    for the next sample and logs it as timm does (what SkipCounter counts), whatever timm's own loop does."""
+    from PIL import Image
+    from timm.data import create_dataset
+
+    from comba_vision.train.data import DecodingImageDataset, SkipCounter, decoding_dataset
+    root = tmp_path / "train"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (16, 16), (40 * i, 80, 120)).save(root / cls / f"{i}.png")
+    data = (root / "a" / "1.png").read_bytes()
+    (root / "a" / "1.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(OSError):
+        Image.open(root / "a" / "1.png").convert("RGB")
+    ds = decoding_dataset(create_dataset("", root=str(root), search_split=False, is_training=True))
+    assert type(ds) is DecodingImageDataset
+    skips = SkipCounter().install()
+    try:
+        items = [ds[i] for i in range(len(ds))]
+    finally:
+        logging.getLogger("timm.data.dataset").removeHandler(skips)
+    assert skips.value == 1
+    assert all(img.mode == "RGB" and img.size == (16, 16) for img, _ in items)
+    assert [t for _, t in items] == [0, 0, 0, 1, 1, 1]  # the skipped index took the next sample (same class)
 
 
 @pytest.mark.parametrize("opt", ["adamw", "sgd"])  # the NaN guard on the device (fused AdamW), on the host (SGD)
