@@ -2,6 +2,7 @@
 run on the CPU under TRITON_INTERPRET=1 with every fused path forced on (values meaningless, shapes real)."""
 import os
 import sys
+
 os.environ["TRITON_INTERPRET"] = "1"
 import torch, timm  # noqa
 sys.path.insert(0, ".")
