@@ -40,6 +40,7 @@ from torch import Tensor
 
 from .block_kernels import applies
 from .mixer_fused import _check_rows, _row_stride, _rows
+from .token_grid import _grid_rows, _tap
 
 # H200, bf16, Comba-T / Comba-S at 224px (B = 128, 14 x 14 grid, C = 384 / 768), in CUDA graphs (session 11 sweep,
 # docs/bench/2026-11-30-h200-s11/call4_blksweep.txt): _dw_fwd 31.4 -> 23.0 us / 62.6 -> 43.5 us against 64 x 64
@@ -52,32 +53,6 @@ BWD3 = os.environ.get("COMBA_CONV_BWD3", "1") == "1"
 BWD3_TOKENS, BWD3_ITERS = 16, 16
 FWD_WARPS = 4                    # warps of _dw_fwd (and of the general _dw_bwd)
 BWD3_CHANNELS, BWD3_WARPS = 64, 2  # channels and warps of a _dw_wgrad3 program
-
-
-@triton.jit
-def _grid_rows(i_n, NSEG, N, START, GH, GW, BN: tl.constexpr):
-    """Program i_n's BN rows of one grid (GH x GW tokens from token START of each of the batch's N-token
-    sequences, NSEG = batch * GH * GW rows in all): their rows in the [batch * N] token rows, mask, y, x."""
-    r = i_n * BN + tl.arange(0, BN)
-    m_r = r < NSEG
-    b = r // (GH * GW)
-    i = r - b * (GH * GW)
-    y = i // GW
-    return b * N + START + i, m_r, y, i - y * GW
-
-
-@triton.jit
-def _tap(X, SX, row, m_r, y, x, cols, m_c, GH, GW, t: tl.constexpr, K: tl.constexpr, ALIGNED: tl.constexpr):
-    """Rows of X (rows SX elements apart) at tap t = (dy + K // 2) * K + dx + K // 2 of the tokens (zeros
-    outside their grid), float32."""
-    dy: tl.constexpr = t // K - K // 2
-    dx: tl.constexpr = t % K - K // 2
-    ok = m_r & (y + dy >= 0) & (y + dy < GH) & (x + dx >= 0) & (x + dx < GW)
-    off = (row + dy * GW + dx) * SX
-    if ALIGNED:  # rows a multiple of 8 elements apart: 16-byte vector loads of the bf16 rows
-        off = tl.multiple_of(off, 8)
-    v = tl.load(X + off[:, None] + cols[None, :], mask=ok[:, None] & m_c[None, :], other=0.0)
-    return v.to(tl.float32)
 
 
 @triton.jit

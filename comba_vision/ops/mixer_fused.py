@@ -33,6 +33,7 @@ from torch import Tensor
 from . import triton_chunk
 from .block_kernels import check_int32_span
 from .function import chunk_buffers, chunk_bwd
+from .token_grid import _grid_rows, _tap
 from .triton_chunk import BOTH, comba_fwd_triton, empty_work_buffers
 
 EPS = 1e-12  # F.normalize's default
@@ -81,11 +82,34 @@ def mixer_prep_torch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_log
 
 
 @triton.jit
-def _silu_norm(C, rows, m_r, col0, W, D, BD: tl.constexpr, NORM: tl.constexpr, EPS: tl.constexpr):
-    """Columns col0 .. col0 + D of C's rows: (pre-activation, SiLU, normalised SiLU or SiLU, 1 / norm)."""
+def _c_cols(C, rows, m_r, col0, W, D, BD: tl.constexpr, A, SA, CW, CB, yy, xx, GH, GW, BN: tl.constexpr,
+            KS: tl.constexpr, CONV: tl.constexpr, ALIGNED: tl.constexpr):
+    """Columns col0 .. col0 + D of the conv output c's rows, float32 (zeros outside m_r). With CONV, c is formed
+    here from the conv's input A (rows SA apart), weight CW [C, KS * KS] and bias CB, as _dw_fwd forms it (taps in
+    the same order, then the bias, rounded to A's dtype), for rows of one patch grid (at yy, xx of GH x GW), and C
+    is not read."""
     cols = tl.arange(0, BD)
-    m = m_r[:, None] & (cols[None, :] < D)
-    x = tl.load(C + rows[:, None] * W + col0 + cols[None, :], mask=m, other=0.0).to(tl.float32)
+    m_c = cols < D
+    m = m_r[:, None] & m_c[None, :]
+    if CONV:
+        acc = tl.zeros([BN, BD], dtype=tl.float32)
+        for t in tl.static_range(KS * KS):
+            w = tl.load(CW + (col0 + cols) * (KS * KS) + t, mask=m_c, other=0.0).to(tl.float32)
+            acc += _tap(A, SA, rows, m_r, yy, xx, col0 + cols, m_c, GH, GW, t, KS, ALIGNED) * w[None, :]
+        acc += tl.load(CB + col0 + cols, mask=m_c, other=0.0).to(tl.float32)[None, :]
+        x = tl.where(m, acc.to(A.dtype.element_ty).to(tl.float32), 0.0)
+    else:
+        x = tl.load(C + rows[:, None] * W + col0 + cols[None, :], mask=m, other=0.0).to(tl.float32)
+    return x
+
+
+@triton.jit
+def _silu_norm(C, rows, m_r, col0, W, D, BD: tl.constexpr, NORM: tl.constexpr, EPS: tl.constexpr,
+               A=None, SA=0, CW=None, CB=None, yy=0, xx=0, GH=1, GW=1, BN: tl.constexpr = 1, KS: tl.constexpr = 3,
+               CONV: tl.constexpr = False, ALIGNED: tl.constexpr = False):
+    """Columns col0 .. col0 + D of C's rows (or of the conv's output formed from A: _c_cols): (pre-activation,
+    SiLU, normalised SiLU or SiLU, 1 / norm)."""
+    x = _c_cols(C, rows, m_r, col0, W, D, BD, A, SA, CW, CB, yy, xx, GH, GW, BN, KS, CONV, ALIGNED)
     a = x * tl.sigmoid(x)
     inv = 1.0 / tl.maximum(tl.sqrt(tl.sum(a * a, axis=1)), EPS)
     if NORM:
@@ -123,15 +147,33 @@ def _gates(Z, SZ, A_LOG, DT, rows, m_r, i_h, H):
 
 
 @triton.jit
+def _prep_rows(i_n, NTOK, NSEG, NPER, START, GH, GW, BN: tl.constexpr, CONV: tl.constexpr):
+    """(rows, mask, y, x) of program i_n: BN rows of the B * N token rows, or with CONV of one patch grid (GH x GW
+    tokens from token START of each NPER-token sequence, NSEG rows in all) with their grid positions."""
+    if CONV:
+        rows, m_r, yy, xx = _grid_rows(i_n, NSEG, NPER, START, GH, GW, BN)
+    else:
+        rows = i_n * BN + tl.arange(0, BN)
+        m_r = rows < NTOK
+        yy, xx = rows, rows
+    return rows, m_r, yy, xx
+
+
+@triton.jit
 def _prep_fwd(C, Z, SZ, A_LOG, DT, BLOG, DD, Q, KO, VO, P, G, BETA, NTOK, H, K, V,
-              BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr):
+              BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr,
+              A=None, SA=0, CW=None, CB=None, NSEG=0, NPER=0, START=0, GH=1, GW=1, KS: tl.constexpr = 3,
+              CONV: tl.constexpr = False, ALIGNED: tl.constexpr = False):
+    """CONV: c formed in the kernel from the conv's input (_c_cols), for the rows of one patch grid."""
     i_n, i_h = tl.program_id(0), tl.program_id(1)
-    rows = i_n * BN + tl.arange(0, BN)
-    m_r = rows < NTOK
+    rows, m_r, yy, xx = _prep_rows(i_n, NTOK, NSEG, NPER, START, GH, GW, BN, CONV)
     W = 2 * H * K + H * V
-    _, _, qh, _ = _silu_norm(C, rows, m_r, i_h * K, W, K, BK, True, EPS)
-    _, _, kh, _ = _silu_norm(C, rows, m_r, H * K + i_h * K, W, K, BK, True, EPS)
-    _, v, _, _ = _silu_norm(C, rows, m_r, 2 * H * K + i_h * V, W, V, BV, False, EPS)
+    _, _, qh, _ = _silu_norm(C, rows, m_r, i_h * K, W, K, BK, True, EPS,
+                             A, SA, CW, CB, yy, xx, GH, GW, BN, KS, CONV, ALIGNED)
+    _, _, kh, _ = _silu_norm(C, rows, m_r, H * K + i_h * K, W, K, BK, True, EPS,
+                             A, SA, CW, CB, yy, xx, GH, GW, BN, KS, CONV, ALIGNED)
+    _, v, _, _ = _silu_norm(C, rows, m_r, 2 * H * K + i_h * V, W, V, BV, False, EPS,
+                            A, SA, CW, CB, yy, xx, GH, GW, BN, KS, CONV, ALIGNED)
     s = tl.sigmoid(tl.load(BLOG + i_h).to(tl.float32))
     d = tl.load(DD + i_h).to(tl.float32)
     pk, mk = _head_rows(KO, rows, m_r, i_h, H, K, BK)
@@ -158,12 +200,13 @@ def _ld2(ptr, mask, S, TWO: tl.constexpr):
 
 @triton.jit
 def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, SDZ, DPAR, NTOK, H, K, V,
-              BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr, TWO: tl.constexpr):
+              BN: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, EPS: tl.constexpr, TWO: tl.constexpr,
+              A=None, SA=0, CW=None, CB=None, NSEG=0, NPER=0, START=0, GH=1, GW=1, KS: tl.constexpr = 3,
+              CONV: tl.constexpr = False, ALIGNED: tl.constexpr = False):
     """TWO: the six gradients are [2, B, N, H, *], both scan directions' (summed here, in float32). DZ's rows
-    are SDZ elements apart."""
+    are SDZ elements apart. CONV: c formed in the kernel from the conv's input, as _prep_fwd's."""
     i_n, i_h = tl.program_id(0), tl.program_id(1)
-    rows = i_n * BN + tl.arange(0, BN)
-    m_r = rows < NTOK
+    rows, m_r, yy, xx = _prep_rows(i_n, NTOK, NSEG, NPER, START, GH, GW, BN, CONV)
     W = 2 * H * K + H * V
     s = tl.sigmoid(tl.load(BLOG + i_h).to(tl.float32))
     d = tl.load(DD + i_h).to(tl.float32)
@@ -175,15 +218,18 @@ def _prep_bwd(C, Z, SZ, A_LOG, DT, BLOG, DD, DQ, DK, DV, DP, DG, DBETA, DC, DZ, 
     cols_k = tl.arange(0, BK)
     ptr_c = DC + rows[:, None] * W + cols_k[None, :]
     # q~ = q^ - d k^ and p = s k^: the normalised key's gradient gathers all three outputs' gradients
-    xq, _, qh, invq = _silu_norm(C, rows, m_r, i_h * K, W, K, BK, True, EPS)
+    xq, _, qh, invq = _silu_norm(C, rows, m_r, i_h * K, W, K, BK, True, EPS,
+                                 A, SA, CW, CB, yy, xx, GH, GW, BN, KS, CONV, ALIGNED)
     dqh = dqt
     daq = (dqh - qh * tl.sum(qh * dqh, axis=1)[:, None]) * invq[:, None]
     tl.store(ptr_c + i_h * K, _dsilu(xq, daq).to(DC.dtype.element_ty), mask=mk)
-    xk, _, kh, invk = _silu_norm(C, rows, m_r, H * K + i_h * K, W, K, BK, True, EPS)
+    xk, _, kh, invk = _silu_norm(C, rows, m_r, H * K + i_h * K, W, K, BK, True, EPS,
+                                 A, SA, CW, CB, yy, xx, GH, GW, BN, KS, CONV, ALIGNED)
     dkh = _ld2(pk, mk, NTOK * H * K, TWO) + s * dp - d * dqt
     dak = (dkh - kh * tl.sum(kh * dkh, axis=1)[:, None]) * invk[:, None]
     tl.store(ptr_c + H * K + i_h * K, _dsilu(xk, dak).to(DC.dtype.element_ty), mask=mk)
-    xv, _, _, _ = _silu_norm(C, rows, m_r, 2 * H * K + i_h * V, W, V, BV, False, EPS)
+    xv, _, _, _ = _silu_norm(C, rows, m_r, 2 * H * K + i_h * V, W, V, BV, False, EPS,
+                             A, SA, CW, CB, yy, xx, GH, GW, BN, KS, CONV, ALIGNED)
     pv, mv = _head_rows(DV, rows, m_r, i_h, H, V, BV)
     cols_v = tl.arange(0, BV)
     tl.store(DC + rows[:, None] * W + 2 * H * K + i_h * V + cols_v[None, :],

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from . import triton_chunk
-from .dwconv import _conv_grads, _dw_bwd_launch, _dw_launch, conv_args, dwconv_applies
+from .dwconv import _conv_grads, _dw_bwd_launch, _dw_launch, _launches, conv_args, dwconv_applies
 from .function import chunk_buffers, chunk_bwd
 from .mixer_fused import (
     _check,
@@ -31,14 +31,63 @@ from .mixer_fused import (
     _out_bwd_launch,
     _out_launch,
     _param_grads,
+    _prep_bwd,
     _prep_bwd_launch,
     _prep_fake,
+    _prep_fwd,
     _prep_launch,
+    _row_stride,
+    _rows,
     mixer_scan_applies,
 )
+from .mixer_fused import _meta as _prep_meta
 from .triton_chunk import BOTH, comba_fwd_triton, empty_work_buffers
 
 MIXER_JOINT = os.environ.get("COMBA_MIXER_JOINT", "1") == "1"
+# The conv inside the prep kernels: c = conv(a) is formed where the prep reads it, forward and backward, and never
+# stored; the backward runs the prep forward again for q~, k, v, p, g, beta instead of keeping them (Comba-T: 1.75 KB
+# a token and block less kept for the backward). COMBA_CONV_IN_PREP=0: the conv's own kernel writes c, which the
+# node keeps with the prep's outputs.
+CONV_IN_PREP = os.environ.get("COMBA_CONV_IN_PREP", "1") == "1"
+
+
+def _conv_prep_launch(a: Tensor, conv_w: Tensor, conv_b: Tensor, segments: list[int], z: Tensor, A_log: Tensor,
+                      dt_bias: Tensor, b_logit: Tensor, d: Tensor, H: int, K: int, V: int):
+    """_prep_launch(_dw_launch(a, conv_w, conv_b, segments), z, ...) with the conv inside the prep kernel (one
+    launch a patch grid): the same values, c not written."""
+    a, sa = _rows(a)
+    (z, sz) = _rows(z)
+    B, N, _ = a.shape
+    q, k, p = (a.new_empty(B, N, H, K) for _ in range(3))
+    v = a.new_empty(B, N, H, V)
+    g, beta = (a.new_empty(B, N, H, dtype=torch.float32) for _ in range(2))
+    _, meta = _prep_meta(H, K, V, B * N)
+    for (n, _), _, start, h, w in _launches(B, 1, segments, meta["BN"], 1)[0]:
+        _prep_fwd[(n, H)](a, z, sz, A_log, dt_bias, b_logit, d, q, k, v, p, g, beta, B * N, H, K, V,
+                          A=a, SA=sa, CW=conv_w, CB=conv_b, NSEG=B * h * w, NPER=N, START=start, GH=h, GW=w,
+                          KS=conv_w.shape[-1], CONV=True, ALIGNED=sa % 8 == 0, **meta)
+    return q, k, v, p, g, beta
+
+
+def _conv_prep_bwd_launch(a: Tensor, conv_w: Tensor, conv_b: Tensor, segments: list[int], z: Tensor,
+                          A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor, douts, H: int, K: int,
+                          V: int, dz: Tensor) -> tuple[Tensor, Tensor]:
+    """_prep_bwd_launch's (dc, the [4, H] parameter sums) with c formed in the kernel from a (_conv_prep_launch);
+    z's gradient written into dz."""
+    a, sa = _rows(a)
+    (z, sz) = _rows(z)
+    dq, dk, dv, dp, dg, dbeta = (x.contiguous() for x in douts)
+    B, N, _ = a.shape
+    _, meta = _prep_meta(H, K, V, B * N)
+    launches, programs = _launches(B, 1, segments, meta["BN"], 1)
+    dc = a.new_empty(B, N, 2 * H * K + H * V)
+    dpar = torch.empty(programs, 4, H, device=a.device, dtype=torch.float32)
+    for (n, _), p0, start, h, w in launches:
+        _prep_bwd[(n, H)](a, z, sz, A_log, dt_bias, b_logit, d, dq, dk, dv, dp, dg, dbeta, dc, dz, _row_stride(dz),
+                          dpar[p0:], B * N, H, K, V, TWO=dq.dim() == 5, A=a, SA=sa, CW=conv_w, CB=conv_b,
+                          NSEG=B * h * w, NPER=N, START=start, GH=h, GW=w, KS=conv_w.shape[-1], CONV=True,
+                          ALIGNED=sa % 8 == 0, **meta)
+    return dc, dpar.sum(0)
 
 
 def _pieces(y: Tensor, H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -55,10 +104,15 @@ def _joint_op(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias:
               eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
                                    Tensor, Tensor, Tensor]:
     """(the gated output [B, N, H * V], then what the backward keeps: the conv output c, q~, k, v, p, g, beta,
-    the operator's work buffers M, W, U, h and the sum of both scans' outputs, [B, N, H, V])."""
+    the operator's work buffers M, W, U, h and the sum of both scans' outputs, [B, N, H, V]). With CONV_IN_PREP c is
+    an empty placeholder and the backward keeps neither it nor q~ .. beta."""
     a, z, y_g = _pieces(y, H, K, V)
-    c = _dw_launch(a, conv_w, conv_b, segments)
-    qkvpgb = _prep_launch(c, z, A_log, dt_bias, b_logit, d, H, K, V)
+    if CONV_IN_PREP:  # c formed inside the prep kernel and not kept (an empty placeholder)
+        c = y.new_empty(0)
+        qkvpgb = _conv_prep_launch(a, conv_w, conv_b, segments, z, A_log, dt_bias, b_logit, d, H, K, V)
+    else:
+        c = _dw_launch(a, conv_w, conv_b, segments)
+        qkvpgb = _prep_launch(c, z, A_log, dt_bias, b_logit, d, H, K, V)
     o2, _, bufs = comba_fwd_triton(*qkvpgb, scale, None, False, iplr, BOTH)
     out, o = _out_launch(o2, y_g, norm_w, eps, keep_sum=True)
     return (out, c, *qkvpgb, *bufs, o)
@@ -69,24 +123,34 @@ def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, 
     B, N, _ = y.shape
     c = y.new_empty(B, N, 2 * H * K + H * V)
     bufs = empty_work_buffers(B, N, H, K, V, 2, y.dtype, y.device)
-    return (y.new_empty(B, N, H * V), c, *_prep_fake(c, H, K, V), *bufs, y.new_empty(B, N, H, V))
+    return (y.new_empty(B, N, H * V), y.new_empty(0) if CONV_IN_PREP else c, *_prep_fake(c, H, K, V), *bufs,
+            y.new_empty(B, N, H, V))
 
 
 @torch.library.custom_op("comba_vision::mixer_joint_bwd", mutates_args=())
-def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor,
-                  d: Tensor, norm_w: Tensor, c: Tensor, o: Tensor, kept: list[Tensor], H: int, K: int, V: int,
-                  segments: list[int], scale: float, iplr: bool, eps: float
+def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias: Tensor,
+                  b_logit: Tensor, d: Tensor, norm_w: Tensor, c: Tensor, o: Tensor, kept: list[Tensor], H: int,
+                  K: int, V: int, segments: list[int], scale: float, iplr: bool, eps: float
                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y's gradient, the conv's [k*k + 1, C] weight-by-tap and bias gradients, the four per-head parameter
-    gradients [4, H], the output norm's weight gradient [V]; float32 but the first)."""
+    gradients [4, H], the output norm's weight gradient [V]; float32 but the first). An empty c: the forward had
+    the conv inside the prep (CONV_IN_PREP), and kept holds the work buffers only (none with RECOMPUTE_BUFFERS):
+    q~, k, v, p, g, beta are formed again here."""
     dy = torch.empty(y.shape, dtype=y.dtype, device=y.device)  # dense rows, whatever y's strides
     a, z, y_g = _pieces(y, H, K, V)
     da, dz, dyg = _pieces(dy, H, K, V)
     do2, _, dnw = _out_bwd_launch(o, y_g, norm_w, dout, eps, dyg=dyg, do_two=True)
+    conv_in_prep = c.numel() == 0
+    if conv_in_prep:
+        kept = [*_conv_prep_launch(a, conv_w, conv_b, segments, z, A_log, dt_bias, b_logit, d, H, K, V), *kept]
     if len(kept) == 6:  # RECOMPUTE_BUFFERS: the work buffers rebuilt from q~, k, v, p, g, beta
         kept = [*kept, *chunk_buffers(*kept, None, iplr, BOTH)]
     grads = chunk_bwd(*kept, do2, None, scale, False, iplr, BOTH, False)[:6]
-    dc, _, dpar = _prep_bwd_launch(c, z, A_log, dt_bias, b_logit, d, grads, H, K, V, dz=dz)
+    if conv_in_prep:
+        dc, dpar = _conv_prep_bwd_launch(a, conv_w, conv_b, segments, z, A_log, dt_bias, b_logit, d, grads, H, K, V,
+                                         dz=dz)
+    else:
+        dc, _, dpar = _prep_bwd_launch(c, z, A_log, dt_bias, b_logit, d, grads, H, K, V, dz=dz)
     _, dwb = _dw_bwd_launch(a, conv_w, dc, segments, da=da)
     pad = y.shape[-1] - (2 * H * K + 2 * H + 2 * H * V)
     if pad:
@@ -95,7 +159,7 @@ def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, A_log: Tensor, dt_bia
 
 
 @_joint_bwd_op.register_fake
-def _(dout, y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o, kept, H, K, V, segments, scale, iplr, eps):
+def _(dout, y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, kept, H, K, V, segments, scale, iplr, eps):
     f32 = dict(dtype=torch.float32)
     return (y.new_empty(y.shape), y.new_empty(conv_w.shape[-1] ** 2 + 1, conv_w.shape[0], **f32),
             y.new_empty(4, H, **f32), y.new_empty(V, **f32))
@@ -106,9 +170,12 @@ def _setup(ctx, inputs, output):
     _, c, *kept, o = output
     ctx.mark_non_differentiable(c, *kept, o)
     ctx.set_materialize_grads(False)
-    # RECOMPUTE_BUFFERS: the backward rebuilds M, W, U, h from q~, k, v, p, g, beta (as the operator's own does)
+    # RECOMPUTE_BUFFERS: the backward rebuilds M, W, U, h from q~, k, v, p, g, beta (as the operator's own does);
+    # an empty c (CONV_IN_PREP): it forms q~ .. beta again from y
     keep = kept[:6] if triton_chunk.RECOMPUTE_BUFFERS else kept
-    ctx.save_for_backward(y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o, *keep)
+    if c.numel() == 0:
+        keep = keep[6:]
+    ctx.save_for_backward(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, *keep)
     ctx.args = (H, K, V, segments, scale, iplr, eps)
     ctx.bias_dtype = conv_b.dtype
 
@@ -116,8 +183,8 @@ def _setup(ctx, inputs, output):
 def _backward(ctx, dout, *_):
     if dout is None:
         return (None,) * 15
-    y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o, *kept = ctx.saved_tensors
-    dy, dwb, dpar, dnw = _joint_bwd_op(dout.contiguous(), y, conv_w, A_log, dt_bias, b_logit, d, norm_w, c, o,
+    y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, *kept = ctx.saved_tensors
+    dy, dwb, dpar, dnw = _joint_bwd_op(dout.contiguous(), y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o,
                                        kept, *ctx.args)
     dconv_w, dconv_b = _conv_grads(dwb, conv_w)
     return (dy, dconv_w, dconv_b.to(ctx.bias_dtype), *_param_grads(dpar, (A_log, dt_bias, b_logit, d)),

@@ -71,12 +71,18 @@ def _run(fn, xs, seed=1):
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("conv_in_prep, recompute", [(True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("B, grid, H, K, V, pad, variant", [
     (2, [(5, 6)], 2, 16, 24, 3, "splr"), (1, [(4, 4), (3, 7)], 2, 32, 16, 0, "iplr")])
-def test_mixer_joint_matches_float64(B, grid, H, K, V, pad, variant):
+def test_mixer_joint_matches_float64(B, grid, H, K, V, pad, variant, conv_in_prep, recompute, monkeypatch):
     """Output and every gradient (y's, padding columns zero, and each parameter's) against the PyTorch conv, prep,
     float64 step recurrence of each direction and output norm; and against the three nodes it replaces (the
-    same kernels: equal up to float32 rounding)."""
+    same kernels: equal up to float32 rounding). With the conv inside the prep kernels (COMBA_CONV_IN_PREP, one
+    launch a grid: two grids in the second case) or not, and with the work buffers rebuilt in the backward."""
+    import comba_vision.ops.mixer_joint as mj
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(mj, "CONV_IN_PREP", conv_in_prep)
+    monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
     xs = [x.to(DEV) for x in _inputs(B, grid, H, K, V, pad)]
     dims = (H, K, V, grid, variant)
     out, grads = _run(lambda *a: mixer_joint(*a[:8], H, K, V, grid, variant, eps=1e-5), xs)
@@ -110,6 +116,23 @@ def test_mixer_joint_keeps_the_scans_sum():
         mixer_joint(*xs, H, K, V, grid, eps=1e-5)
     shapes = [tuple(t.shape) for t in kept]
     assert (B, 20, H, V) in shapes and (2, B, 20, H, V) not in shapes
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("conv_in_prep", [True, False])
+def test_mixer_joint_keeps_no_conv_output_with_the_conv_in_the_prep(conv_in_prep, monkeypatch):
+    """COMBA_CONV_IN_PREP: the node keeps neither the conv's output c nor q~, k, v, p, g, beta (the backward forms
+    them again); without it, both."""
+    import comba_vision.ops.mixer_joint as mj
+    monkeypatch.setattr(mj, "CONV_IN_PREP", conv_in_prep)
+    B, grid, H, K, V = 1, [(4, 5)], 2, 16, 24
+    xs = [x.to(DEV).requires_grad_() for x in _inputs(B, grid, H, K, V, 2)]
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        mixer_joint(*xs, H, K, V, grid, eps=1e-5)
+    shapes = [tuple(t.shape) for t in kept]
+    for shape in ((B, 20, 2 * H * K + H * V), (B, 20, H, K), (B, 20, H)):
+        assert (shape in shapes) != conv_in_prep, shape
 
 
 def test_mixer_joint_names_bad_inputs():
