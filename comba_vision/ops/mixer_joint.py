@@ -44,11 +44,14 @@ from .mixer_fused import _meta as _prep_meta
 from .triton_chunk import BOTH, comba_fwd_triton, empty_work_buffers
 
 MIXER_JOINT = os.environ.get("COMBA_MIXER_JOINT", "1") == "1"
-# The conv inside the prep kernels: c = conv(a) is formed where the prep reads it, forward and backward, and never
-# stored; the backward runs the prep forward again for q~, k, v, p, g, beta instead of keeping them (Comba-T: 1.75 KB
-# a token and block less kept for the backward). COMBA_CONV_IN_PREP=0: the conv's own kernel writes c, which the
-# node keeps with the prep's outputs.
-CONV_IN_PREP = os.environ.get("COMBA_CONV_IN_PREP", "1") == "1"
+# The conv inside the prep kernels (COMBA_CONV_IN_PREP): c = conv(a) is formed where the prep reads it, forward and
+# backward, and never stored (Comba-T: 768 B a token and block less kept for the backward). "2": the backward also
+# runs the prep forward again for q~, k, v, p, g, beta instead of keeping them (another 984 B). "0": the conv's own
+# kernel writes c, which the node keeps with the prep's outputs.
+_CONV_IN_PREP_MODES = ("0", "1", "2")
+CONV_IN_PREP = os.environ.get("COMBA_CONV_IN_PREP", "1")
+if CONV_IN_PREP not in _CONV_IN_PREP_MODES:
+    raise ValueError(f"COMBA_CONV_IN_PREP must be one of {_CONV_IN_PREP_MODES}, got {CONV_IN_PREP!r}")
 
 
 def _conv_prep_launch(a: Tensor, conv_w: Tensor, conv_b: Tensor, segments: list[int], z: Tensor, A_log: Tensor,
@@ -105,9 +108,9 @@ def _joint_op(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias:
                                    Tensor, Tensor, Tensor]:
     """(the gated output [B, N, H * V], then what the backward keeps: the conv output c, q~, k, v, p, g, beta,
     the operator's work buffers M, W, U, h and the sum of both scans' outputs, [B, N, H, V]). With CONV_IN_PREP c is
-    an empty placeholder and the backward keeps neither it nor q~ .. beta."""
+    an empty placeholder, not kept (and with "2" neither are q~ .. beta)."""
     a, z, y_g = _pieces(y, H, K, V)
-    if CONV_IN_PREP:  # c formed inside the prep kernel and not kept (an empty placeholder)
+    if CONV_IN_PREP != "0":  # c formed inside the prep kernel and not kept (an empty placeholder)
         c = y.new_empty(0)
         qkvpgb = _conv_prep_launch(a, conv_w, conv_b, segments, z, A_log, dt_bias, b_logit, d, H, K, V)
     else:
@@ -123,7 +126,7 @@ def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, 
     B, N, _ = y.shape
     c = y.new_empty(B, N, 2 * H * K + H * V)
     bufs = empty_work_buffers(B, N, H, K, V, 2, y.dtype, y.device)
-    return (y.new_empty(B, N, H * V), y.new_empty(0) if CONV_IN_PREP else c, *_prep_fake(c, H, K, V), *bufs,
+    return (y.new_empty(B, N, H * V), y.new_empty(0) if CONV_IN_PREP != "0" else c, *_prep_fake(c, H, K, V), *bufs,
             y.new_empty(B, N, H, V))
 
 
@@ -134,14 +137,14 @@ def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log
                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y's gradient, the conv's [k*k + 1, C] weight-by-tap and bias gradients, the four per-head parameter
     gradients [4, H], the output norm's weight gradient [V]; float32 but the first). An empty c: the forward had
-    the conv inside the prep (CONV_IN_PREP), and kept holds the work buffers only (none with RECOMPUTE_BUFFERS):
-    q~, k, v, p, g, beta are formed again here."""
+    the conv inside the prep (CONV_IN_PREP); where kept then holds the work buffers only (CONV_IN_PREP "2"; none with
+    RECOMPUTE_BUFFERS), q~, k, v, p, g, beta are formed again here."""
     dy = torch.empty(y.shape, dtype=y.dtype, device=y.device)  # dense rows, whatever y's strides
     a, z, y_g = _pieces(y, H, K, V)
     da, dz, dyg = _pieces(dy, H, K, V)
     do2, _, dnw = _out_bwd_launch(o, y_g, norm_w, dout, eps, dyg=dyg, do_two=True)
     conv_in_prep = c.numel() == 0
-    if conv_in_prep:
+    if conv_in_prep and len(kept) in (0, 4):
         kept = [*_conv_prep_launch(a, conv_w, conv_b, segments, z, A_log, dt_bias, b_logit, d, H, K, V), *kept]
     if len(kept) == 6:  # RECOMPUTE_BUFFERS: the work buffers rebuilt from q~, k, v, p, g, beta
         kept = [*kept, *chunk_buffers(*kept, None, iplr, BOTH)]
@@ -171,9 +174,9 @@ def _setup(ctx, inputs, output):
     ctx.mark_non_differentiable(c, *kept, o)
     ctx.set_materialize_grads(False)
     # RECOMPUTE_BUFFERS: the backward rebuilds M, W, U, h from q~, k, v, p, g, beta (as the operator's own does);
-    # an empty c (CONV_IN_PREP): it forms q~ .. beta again from y
+    # an empty c and CONV_IN_PREP "2": it forms q~ .. beta again from y
     keep = kept[:6] if triton_chunk.RECOMPUTE_BUFFERS else kept
-    if c.numel() == 0:
+    if c.numel() == 0 and CONV_IN_PREP == "2":
         keep = keep[6:]
     ctx.save_for_backward(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, *keep)
     ctx.args = (H, K, V, segments, scale, iplr, eps)

@@ -71,7 +71,8 @@ def _run(fn, xs, seed=1):
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("conv_in_prep, recompute", [(True, False), (False, False), (True, True)])
+@pytest.mark.parametrize("conv_in_prep, recompute", [("1", False), ("2", False), ("0", False), ("1", True),
+                                                    ("2", True)])
 @pytest.mark.parametrize("B, grid, H, K, V, pad, variant", [
     (2, [(5, 6)], 2, 16, 24, 3, "splr"), (1, [(4, 4), (3, 7)], 2, 32, 16, 0, "iplr")])
 def test_mixer_joint_matches_float64(B, grid, H, K, V, pad, variant, conv_in_prep, recompute, monkeypatch):
@@ -119,10 +120,10 @@ def test_mixer_joint_keeps_the_scans_sum():
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("conv_in_prep", [True, False])
+@pytest.mark.parametrize("conv_in_prep", ["0", "1", "2"])
 def test_mixer_joint_keeps_no_conv_output_with_the_conv_in_the_prep(conv_in_prep, monkeypatch):
-    """COMBA_CONV_IN_PREP: the node keeps neither the conv's output c nor q~, k, v, p, g, beta (the backward forms
-    them again); without it, both."""
+    """COMBA_CONV_IN_PREP: the node does not keep the conv's output c ("1" and "2"), nor q~, k, v, p, g, beta ("2":
+    the backward forms them again); "0" keeps both."""
     import comba_vision.ops.mixer_joint as mj
     monkeypatch.setattr(mj, "CONV_IN_PREP", conv_in_prep)
     B, grid, H, K, V = 1, [(4, 5)], 2, 16, 24
@@ -131,8 +132,9 @@ def test_mixer_joint_keeps_no_conv_output_with_the_conv_in_the_prep(conv_in_prep
     with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
         mixer_joint(*xs, H, K, V, grid, eps=1e-5)
     shapes = [tuple(t.shape) for t in kept]
-    for shape in ((B, 20, 2 * H * K + H * V), (B, 20, H, K), (B, 20, H)):
-        assert (shape in shapes) != conv_in_prep, shape
+    assert ((B, 20, 2 * H * K + H * V) in shapes) == (conv_in_prep == "0")
+    for shape in ((B, 20, H, K), (B, 20, H)):
+        assert (shape in shapes) == (conv_in_prep != "2"), shape
 
 
 def test_mixer_joint_names_bad_inputs():
