@@ -44,12 +44,15 @@ from .mixer_fused import _meta as _prep_meta
 from .triton_chunk import BOTH, comba_fwd_triton, empty_work_buffers
 
 MIXER_JOINT = os.environ.get("COMBA_MIXER_JOINT", "1") == "1"
-# The conv inside the prep kernels (COMBA_CONV_IN_PREP): c = conv(a) is formed where the prep reads it, forward and
-# backward, and never stored (Comba-T: 768 B a token and block less kept for the backward). "2": the backward also
-# runs the prep forward again for q~, k, v, p, g, beta instead of keeping them (another 984 B). "0": the conv's own
-# kernel writes c, which the node keeps with the prep's outputs.
+# The conv inside the prep kernels (COMBA_CONV_IN_PREP, a memory option): "1": c = conv(a) is formed where the prep
+# reads it, forward and backward, and never stored (Comba-T: 768 B a token and block less kept for the backward).
+# "2": the backward also runs the prep forward again for q~, k, v, p, g, beta instead of keeping them (another 984
+# B). "0" (default): the conv's own kernel writes c, which the node keeps with the prep's outputs. H200, graphed
+# Comba-T at 1024px, batch 8 (session 22): "0" 435.0 images/s, peak 3.87 GB; "1" 422.4, 3.59 GB; "2" 407.0, 3.26 GB
+# (DeiT-T 3.09). The prep kernels with the conv inside are slower than the conv and prep kernels apart: their
+# programs take one head's 32- and 64-column slices, where the conv's take 128 columns.
 _CONV_IN_PREP_MODES = ("0", "1", "2")
-CONV_IN_PREP = os.environ.get("COMBA_CONV_IN_PREP", "1")
+CONV_IN_PREP = os.environ.get("COMBA_CONV_IN_PREP", "0")
 if CONV_IN_PREP not in _CONV_IN_PREP_MODES:
     raise ValueError(f"COMBA_CONV_IN_PREP must be one of {_CONV_IN_PREP_MODES}, got {CONV_IN_PREP!r}")
 
