@@ -107,31 +107,26 @@ def test_mixer_joint_op_schema_and_fake_shapes():
         == {"SUCCESS"}
 
 
-@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-def test_mixer_joint_keeps_the_scans_sum():
-    """The node keeps the sum of both scans' outputs [B, N, H, V], not the [2, B, N, H, V] pair."""
-    B, grid, H, K, V = 1, [(4, 5)], 2, 16, 24
+def _kept_shapes(B, grid, H, K, V):
+    """Shapes of what a mixer_joint forward keeps for its backward."""
     xs = [x.to(DEV).requires_grad_() for x in _inputs(B, grid, H, K, V, 2)]
     kept = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
         mixer_joint(*xs, H, K, V, grid, eps=1e-5)
-    shapes = [tuple(t.shape) for t in kept]
-    assert (B, 20, H, V) in shapes and (2, B, 20, H, V) not in shapes
+    return [tuple(t.shape) for t in kept]
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("conv_in_prep", ["0", "1", "2"])
-def test_mixer_joint_keeps_no_conv_output_with_the_conv_in_the_prep(conv_in_prep, monkeypatch):
-    """COMBA_CONV_IN_PREP: the node does not keep the conv's output c ("1" and "2"), nor q~, k, v, p, g, beta ("2":
-    the backward forms them again); "0" keeps both."""
+def test_mixer_joint_keeps_the_scans_sum_and_the_conv_output_by_mode(conv_in_prep, monkeypatch):
+    """The node keeps the sum of both scans' outputs [B, N, H, V], not the [2, B, N, H, V] pair. COMBA_CONV_IN_PREP:
+    it does not keep the conv's output c ("1" and "2"), nor q~, k, v, p, g, beta ("2": the backward forms them
+    again); "0" keeps both."""
     import comba_vision.ops.mixer_joint as mj
     monkeypatch.setattr(mj, "CONV_IN_PREP", conv_in_prep)
-    B, grid, H, K, V = 1, [(4, 5)], 2, 16, 24
-    xs = [x.to(DEV).requires_grad_() for x in _inputs(B, grid, H, K, V, 2)]
-    kept = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
-        mixer_joint(*xs, H, K, V, grid, eps=1e-5)
-    shapes = [tuple(t.shape) for t in kept]
+    B, H, K, V = 1, 2, 16, 24
+    shapes = _kept_shapes(B, [(4, 5)], H, K, V)
+    assert (B, 20, H, V) in shapes and (2, B, 20, H, V) not in shapes
     assert ((B, 20, 2 * H * K + H * V) in shapes) == (conv_in_prep == "0")
     for shape in ((B, 20, H, K), (B, 20, H)):
         assert (shape in shapes) == (conv_in_prep != "2"), shape
