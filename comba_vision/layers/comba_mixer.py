@@ -367,6 +367,7 @@ class CombaBlock(nn.Module):
         if not direct or type(mlp) is not Mlp or not isinstance(mlp.norm, nn.Identity) or watched(mlp.act):
             return Branch(drop_path(mlp(y)))
         if (GELU_RECOMPUTE and type(mlp.act) is nn.GELU and mlp.act.approximate == "none"
+                and type(mlp.drop1) in (nn.Dropout, nn.Identity) and not watched(mlp.drop1)
                 and (not mlp.drop1.training or getattr(mlp.drop1, "p", 0.0) == 0)):
             return _unbiased(mlp.fc2, mlp.drop2, mlp.fc1(y), gelu=mlp.act)
         return _unbiased(mlp.fc2, mlp.drop2, mlp.drop1(mlp.act(mlp.fc1(y))))

@@ -176,8 +176,10 @@ KEEP_XHAT = os.environ.get("COMBA_LN_KEEP_XHAT", "1") == "1"
 _XH_DTYPE = torch.float16
 
 
-def _keeps_xh(x_dtype: torch.dtype, out_dtype: torch.dtype) -> bool:
-    return KEEP_XHAT and out_dtype.itemsize < x_dtype.itemsize
+def _keeps_xh(x_dtype: torch.dtype, out_dtype: torch.dtype, *inputs: Tensor | None) -> bool:
+    """Whether the norm keeps x^ and rstd: a float32 input, a 2-byte output, and a backward to come for the inputs."""
+    return (KEEP_XHAT and x_dtype == torch.float32 and out_dtype.itemsize == 2 and torch.is_grad_enabled()
+            and any(t is not None and t.requires_grad for t in inputs))
 
 
 def _xh_buffers(x2: Tensor, keep: bool) -> tuple[Tensor, Tensor]:
@@ -227,12 +229,15 @@ def _setup(ctx, inputs, output):
     x, weight, bias, eps, out_dtype, keep_xh = inputs
     _, xh, rstd = output
     ctx.mark_non_differentiable(xh, rstd)
+    ctx.set_materialize_grads(False)  # no zero-filled gradients for x^ and rstd
     ctx.save_for_backward(*((xh, rstd) if keep_xh else (x, None)), weight)
     ctx.eps = eps
     ctx.dtypes = (x.dtype, bias.dtype)
 
 
 def _backward(ctx, dy, *_):
+    if dy is None:
+        return (None,) * 6
     x, rstd, weight = ctx.saved_tensors
     dx, dwb = _ln_bwd_op(x, weight, dy, ctx.eps, rstd, ctx.dtypes[0])
     return dx, dwb[0].to(weight.dtype), dwb[1].to(ctx.dtypes[1]), None, None, None
@@ -292,6 +297,7 @@ def _add_setup(ctx, inputs, output):
     x, r, weight, bias, eps, out_dtype, rb, keep_xh = inputs
     s, _, xh, rstd = output
     ctx.mark_non_differentiable(xh, rstd)
+    ctx.set_materialize_grads(False)  # no zero-filled gradients for x^ and rstd (nor s or y: None below)
     ctx.save_for_backward(*((xh, rstd) if keep_xh else (s, None)), weight)
     ctx.eps = eps
     ctx.dtypes = (x.dtype, r.dtype, bias.dtype, None if rb is None else rb.dtype, s.dtype)
@@ -299,6 +305,8 @@ def _add_setup(ctx, inputs, output):
 
 
 def _add_backward(ctx, ds, dy, *_):
+    if ds is None and dy is None:
+        return (None,) * 8
     s, rstd, weight = ctx.saved_tensors
     x_dtype, r_dtype, bias_dtype, rb_dtype, s_dtype = ctx.dtypes
     ds = ds if ds is not None else s.new_zeros(ctx.shape, dtype=s_dtype)
@@ -320,7 +328,7 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5,
     for x's device (what the next Linear would cast it to), else x's dtype."""
     _check_args(x, weight, bias)
     out_dtype = _out_dtype(x, out_dtype)
-    return _ln_op(x, weight, bias, float(eps), out_dtype, _keeps_xh(x.dtype, out_dtype))[0]
+    return _ln_op(x, weight, bias, float(eps), out_dtype, _keeps_xh(x.dtype, out_dtype, x, weight, bias))[0]
 
 
 def _check_args(x: Tensor, weight: Tensor, bias: Tensor) -> None:
@@ -360,7 +368,8 @@ def add_layer_norm(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: floa
                          f"{tuple(rb.shape)}")
     s_dtype = torch.promote_types(x.dtype, r.dtype)
     out_dtype = _out_dtype(x, out_dtype, s_dtype)
-    return _add_ln_op(x, r, weight, bias, float(eps), out_dtype, rb, _keeps_xh(s_dtype, out_dtype))[:2]
+    keep = _keeps_xh(s_dtype, out_dtype, x, r, weight, bias, rb)
+    return _add_ln_op(x, r, weight, bias, float(eps), out_dtype, rb, keep)[:2]
 
 
 def fused_norm_applies(x: Tensor) -> bool:

@@ -107,7 +107,7 @@ def _gelu_bwd_op(h: Tensor, da: Tensor) -> tuple[Tensor, Tensor]:
 
 @_gelu_bwd_op.register_fake
 def _(h, da):
-    return torch.empty_like(h), torch.empty_like(h)
+    return h.new_empty(h.shape), h.new_empty(h.shape)  # dense, as the op's (it makes h contiguous first)
 
 
 def _gelu_grad(h: Tensor) -> Tensor:

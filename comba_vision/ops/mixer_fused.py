@@ -586,12 +586,15 @@ def _(o, y_g, weight, dy, eps, two):
 def _out_setup_ctx(ctx, inputs, output):
     o2, y_g, weight, eps = inputs
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for the kept sum
     ctx.two = o2.dim() == 5
     ctx.save_for_backward(output[1] if ctx.two else o2, y_g, weight)
     ctx.eps = eps
 
 
 def _out_backward(ctx, dy, _):
+    if dy is None:
+        return None, None, None, None
     o, y_g, weight = ctx.saved_tensors
     do2, dyg, dw = _out_bwd_op(o, y_g, weight, dy.contiguous(), ctx.eps, ctx.two)
     return do2, dyg, dw.to(weight.dtype), None

@@ -296,3 +296,32 @@ def test_half_output_keeps_xhat_not_the_float32_input(residual, monkeypatch):
         errs[keep] = [rel_err(g, gr) for g, gr in zip(grads, ref_grads)]
     for name, e1, e0 in zip(names, errs[True], errs[False]):
         assert e1 <= max(2 * e0, 1e-3), name
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("keep", [False, True])
+def test_norm_ops_schema_and_fake_shapes(keep):
+    """torch.library.opcheck's schema and fake-tensor checks of both norm ops, with and without x^ kept."""
+    from comba_vision.ops.layer_norm import _add_ln_op, _ln_op
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    half = torch.bfloat16 if dev == "cuda" else torch.float16
+    x, w, b = _inputs((2, 9, 32), torch.float32, dev)
+    r = _inputs((2, 9, 32), half, dev, seed=5)[0]
+    utils = ("test_schema", "test_faketensor")
+    assert set(torch.library.opcheck(_ln_op, (x, w, b, 1e-6, half, keep), test_utils=utils).values()) == {"SUCCESS"}
+    assert set(torch.library.opcheck(_add_ln_op, (x, r, w, b, 1e-6, half, w, keep), test_utils=utils).values()) \
+        == {"SUCCESS"}
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_xhat_only_kept_for_a_backward():
+    """Without a backward to come (no_grad, or no input that needs a gradient) the norm writes no x^."""
+    import comba_vision.ops.layer_norm as ln
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    half = torch.bfloat16 if dev == "cuda" else torch.float16
+    x, w, b = _inputs((2, 9, 32), torch.float32, dev)
+    assert not ln._keeps_xh(torch.float32, half, x, w, b)
+    assert ln._keeps_xh(torch.float32, half, x, w.requires_grad_(), b)
+    with torch.no_grad():
+        assert not ln._keeps_xh(torch.float32, half, x, w, b)
+    assert not ln._keeps_xh(torch.float64, torch.float32, x, w, b)

@@ -243,3 +243,14 @@ def test_linear_gelu_double_backward_and_bad_act():
     assert torch.autograd.gradgradcheck(lambda h, w: linear(h, w, act="gelu"), (h, w))
     with pytest.raises(ValueError, match="act must be one of"):
         linear(h, w, act="relu")
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_gelu_bwd_op_schema_and_fake_shapes():
+    """opcheck of the GELU recompute kernel's op, on a transposed (non-contiguous) input: the fake's outputs are
+    dense like the op's."""
+    from comba_vision.ops.linear import _gelu_bwd_op
+    h = torch.randn(24, 10, device=DEV).t()
+    da = torch.randn(10, 24, device=DEV)
+    assert set(torch.library.opcheck(_gelu_bwd_op, (h, da), test_utils=("test_schema", "test_faketensor")).values()) \
+        == {"SUCCESS"}
