@@ -17,7 +17,9 @@ timeout 100 $M --models comba_tiny deit_tiny_patch16_224 --img-size 1024 2048 --
   | grep "^| [0-9]\|rror" | tee -a $L
 for mode in 0 1; do
   t profile 1024: COMBA_CONV_IN_PREP=$mode
-  COMBA_CONV_IN_PREP=$mode timeout 120 python3 tools/benchmark.py models --mode train --models comba_tiny \
+  # eager step with every fused block kernel forced on (in eager mode they apply only inside the package's graphs)
+  COMBA_FUSED_NORM=1 COMBA_FUSED_LINEAR=1 COMBA_FUSED_CONV=1 COMBA_CONV_IN_PREP=$mode timeout 120 \
+    python3 tools/benchmark.py models --mode train --models comba_tiny \
     --img-size 1024 --profile --profile-top 30 --out /tmp/p.json > $OUT/profile_conv$mode.txt 2>&1
   grep -iE "prep|dw_|_out_|ln_|gelu|device|launch" $OUT/profile_conv$mode.txt | head -30 | tee -a $L
 done
