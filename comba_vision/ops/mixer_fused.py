@@ -538,18 +538,18 @@ def _out_launch(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float, keep_sum: b
 
 
 @torch.library.custom_op("comba_vision::mixer_out", mutates_args=())
-def _out_op(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """(the gated output, and for both scans' outputs o2 their sum, which the backward keeps in o2's place;
-    an empty tensor for a sum o2, kept as it is)."""
-    if o2.dim() == 5:
+def _out_op(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float, keep_sum: bool = True) -> tuple[Tensor, Tensor]:
+    """(the gated output, and with keep_sum, for both scans' outputs o2, their sum, which the backward keeps in o2's
+    place; else an empty tensor: a sum o2 is kept as it is, and without a backward nothing is)."""
+    if o2.dim() == 5 and keep_sum:
         return _out_launch(o2, y_g, weight, eps, keep_sum=True)
     return _out_launch(o2, y_g, weight, eps), o2.new_empty(0)
 
 
 @_out_op.register_fake
-def _(o2, y_g, weight, eps):
+def _(o2, y_g, weight, eps, keep_sum=True):
     B, N, H, V = o2.shape[-4:]
-    return o2.new_empty(B, N, H * V), o2.new_empty((B, N, H, V) if o2.dim() == 5 else (0,))
+    return o2.new_empty(B, N, H * V), o2.new_empty((B, N, H, V) if o2.dim() == 5 and keep_sum else (0,))
 
 
 def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float, dyg: Tensor | None = None,
@@ -584,7 +584,7 @@ def _(o, y_g, weight, dy, eps, two):
 
 
 def _out_setup_ctx(ctx, inputs, output):
-    o2, y_g, weight, eps = inputs
+    o2, y_g, weight, eps, _ = inputs
     ctx.mark_non_differentiable(output[1])
     ctx.set_materialize_grads(False)  # no zero-filled gradient for the kept sum
     ctx.two = o2.dim() == 5
@@ -594,10 +594,10 @@ def _out_setup_ctx(ctx, inputs, output):
 
 def _out_backward(ctx, dy, _):
     if dy is None:
-        return None, None, None, None
+        return None, None, None, None, None
     o, y_g, weight = ctx.saved_tensors
     do2, dyg, dw = _out_bwd_op(o, y_g, weight, dy.contiguous(), ctx.eps, ctx.two)
-    return do2, dyg, dw.to(weight.dtype), None
+    return do2, dyg, dw.to(weight.dtype), None, None
 
 
 _out_op.register_autograd(_out_backward, setup_context=_out_setup_ctx)
@@ -618,4 +618,5 @@ def mixer_out(o2: Tensor, y_g: Tensor, weight: Tensor, eps: float | None) -> Ten
     _check_offsets(o2.numel(), "o2")
     _check_rows(y_g, "y_g")
     # eps None: what F.rms_norm takes then, the machine epsilon of the activations' dtype
-    return _out_op(o2, y_g, weight, float(torch.finfo(o2.dtype).eps if eps is None else eps))[0]
+    backward = torch.is_grad_enabled() and any(t.requires_grad for t in (o2, y_g, weight))
+    return _out_op(o2, y_g, weight, float(torch.finfo(o2.dtype).eps if eps is None else eps), backward)[0]

@@ -152,6 +152,27 @@ def test_fused_out_keeps_the_sum_not_both_scans():
     assert o.dtype == torch.float16 and torch.equal(o, o2[0].detach() + o2[1].detach())
 
 
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_fused_out_op_schema_fake_and_no_sum_without_backward(monkeypatch):
+    """opcheck of the output op (schema, fake shapes) with and without the sum kept; mixer_out asks for the sum only
+    where a backward is to come, and the output is the same either way."""
+    import comba_vision.ops.mixer_fused as mf
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    o2, y_g, w = _out_inputs(1, 9, 2, 16, torch.float32, dev)
+    for keep_sum in (True, False):
+        args = (o2, y_g.contiguous(), w, 1e-5, keep_sum)
+        assert set(torch.library.opcheck(mf._out_op, args, test_utils=("test_schema", "test_faketensor")).values()) \
+            == {"SUCCESS"}
+        assert (mf._out_op(*args)[1].numel() > 0) == keep_sum
+    seen, real = [], mf._out_launch
+    monkeypatch.setattr(mf, "_out_launch",
+                        lambda *a, keep_sum=False: seen.append(keep_sum) or real(*a, keep_sum=keep_sum))
+    with torch.no_grad():
+        y0 = mixer_out(o2, y_g, w, 1e-5)
+    y1 = mixer_out(o2.clone().requires_grad_(), y_g, w, 1e-5)
+    assert seen == [False, True] and torch.equal(y0, y1.detach())
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 stores on the GPU")
 def test_fused_out_bf16_on_gpu():
