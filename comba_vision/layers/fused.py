@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torch.nn.modules.module as _module_mod
 
 from ..ops.layer_norm import add_layer_norm, fused_norm_applies, layer_norm
-from ..ops.linear import ACTS, Pieces, fused_linear_applies, linear, stack_pieces
+from ..ops.linear import Pieces, check_act, fused_linear_applies, linear, stack_pieces
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
@@ -55,8 +55,7 @@ def block_linear(x: torch.Tensor, weight: torch.Tensor | Pieces,
     keep for the backward."""
     if fused_linear_applies(x):
         return linear(x, weight, bias, act=act)
-    if act not in ACTS:
-        raise ValueError(f"act must be one of {ACTS}, got {act!r}")
+    check_act(act)
     x = F.gelu(x) if act == "gelu" else x
     return F.linear(x, stack_pieces(weight), None if bias is None else stack_pieces(bias))
 

@@ -118,6 +118,12 @@ def _gelu_grad(h: Tensor) -> Tensor:
 ACTS = (None, "gelu")
 
 
+def check_act(act: str | None) -> None:
+    """ValueError unless act is one that linear takes (ACTS)."""
+    if act not in ACTS:
+        raise ValueError(f"act must be one of {ACTS}, got {act!r}")
+
+
 Pieces = Sequence[Tensor | int]  # parameters stacked by rows; an int: that many zero rows
 
 
@@ -279,8 +285,7 @@ def linear(x: Tensor, w: Tensor | Pieces, b: Tensor | Pieces | None = None, act:
     parameters once per cast_once context where one holds them), and the parameters' gradients come back in
     their own dtype. act "gelu": F.linear(F.gelu(x), w, b) (exact GELU, in x's dtype after the cast), keeping x
     for the backward but not gelu(x), which the backward forms again (an MLP's second layer: half its memory)."""
-    if act not in ACTS:
-        raise ValueError(f"act must be one of {ACTS}, got {act!r}")
+    check_act(act)
     dev = x.device.type
     wp, bp = _as_pieces(w), _as_pieces(b)
     if torch.is_autocast_enabled(dev):

@@ -282,9 +282,7 @@ def _prep_launch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: 
                  H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     c, (z, sz) = c.contiguous(), _rows(z)
     B, N, _ = c.shape
-    q, k, p = (c.new_empty(B, N, H, K) for _ in range(3))
-    v = c.new_empty(B, N, H, V)
-    g, beta = (c.new_empty(B, N, H, dtype=torch.float32) for _ in range(2))
+    q, k, v, p, g, beta = _prep_outputs(c, H, K, V)
     grid, meta = _meta(H, K, V, B * N)
     _prep_fwd[grid](c, z, sz, A_log, dt_bias, b_logit, d, q, k, v, p, g, beta, B * N, H, K, V, **meta)
     return q, k, v, p, g, beta
@@ -296,7 +294,9 @@ def _prep_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tens
     return _prep_launch(c, z, A_log, dt_bias, b_logit, d, H, K, V)
 
 
-def _prep_fake(c: Tensor, H: int, K: int, V: int) -> tuple[Tensor, ...]:
+def _prep_outputs(c: Tensor, H: int, K: int, V: int) -> tuple[Tensor, ...]:
+    """Empty q~, k, v, p ([B, N, H, *], c's dtype) and g, beta ([B, N, H], float32) for c [B, N, *]: what the prep
+    writes (and its fake returns)."""
     B, N, _ = c.shape
     f32 = dict(dtype=torch.float32)
     return (*(c.new_empty(B, N, H, K) for _ in range(2)), c.new_empty(B, N, H, V), c.new_empty(B, N, H, K),
@@ -305,7 +305,7 @@ def _prep_fake(c: Tensor, H: int, K: int, V: int) -> tuple[Tensor, ...]:
 
 @_prep_op.register_fake
 def _(c, z, A_log, dt_bias, b_logit, d, H, K, V):
-    return _prep_fake(c, H, K, V)
+    return _prep_outputs(c, H, K, V)
 
 
 def _prep_bwd_launch(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor, d: Tensor,
@@ -401,7 +401,7 @@ def _scan_op(c: Tensor, z: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tens
 def _(c, z, A_log, dt_bias, b_logit, d, H, K, V, scale, iplr):
     B, N, _ = c.shape
     bufs = empty_work_buffers(B, N, H, K, V, 2, c.dtype, c.device)
-    return (c.new_empty(2, B, N, H, V), *_prep_fake(c, H, K, V), *bufs)
+    return (c.new_empty(2, B, N, H, V), *_prep_outputs(c, H, K, V), *bufs)
 
 
 def _scan_setup(ctx, inputs, output):

@@ -33,9 +33,9 @@ from .mixer_fused import (
     _param_grads,
     _prep_bwd,
     _prep_bwd_launch,
-    _prep_fake,
     _prep_fwd,
     _prep_launch,
+    _prep_outputs,
     _row_stride,
     _rows,
     mixer_scan_applies,
@@ -64,9 +64,7 @@ def _conv_prep_launch(a: Tensor, conv_w: Tensor, conv_b: Tensor, segments: list[
     a, sa = _rows(a)
     (z, sz) = _rows(z)
     B, N, _ = a.shape
-    q, k, p = (a.new_empty(B, N, H, K) for _ in range(3))
-    v = a.new_empty(B, N, H, V)
-    g, beta = (a.new_empty(B, N, H, dtype=torch.float32) for _ in range(2))
+    q, k, v, p, g, beta = _prep_outputs(a, H, K, V)
     _, meta = _prep_meta(H, K, V, B * N)
     for (n, _), _, start, h, w in _launches(B, 1, segments, meta["BN"], 1)[0]:
         _prep_fwd[(n, H)](a, z, sz, A_log, dt_bias, b_logit, d, q, k, v, p, g, beta, B * N, H, K, V,
@@ -129,7 +127,7 @@ def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, 
     B, N, _ = y.shape
     c = y.new_empty(B, N, 2 * H * K + H * V)
     bufs = empty_work_buffers(B, N, H, K, V, 2, y.dtype, y.device)
-    return (y.new_empty(B, N, H * V), y.new_empty(0) if CONV_IN_PREP != "0" else c, *_prep_fake(c, H, K, V), *bufs,
+    return (y.new_empty(B, N, H * V), y.new_empty(0) if CONV_IN_PREP != "0" else c, *_prep_outputs(c, H, K, V), *bufs,
             y.new_empty(B, N, H, V))
 
 

@@ -77,6 +77,9 @@ def check_layout(data_dir: str | None, splits: tuple[str, ...]) -> None:
                              f"{sorted(set(a) ^ set(b))[:10]}")
 
 
+_TIMM_LOG = logging.getLogger("timm.data.dataset")  # timm's dataset logger, whose skip messages SkipCounter counts
+
+
 class SkipCounter(logging.Handler):
     """Counts the samples timm's ImageDataset skips as unreadable (it logs 'Skipped sample ...'), in the
     main process and in forked loader workers alike (shared counter)."""
@@ -91,7 +94,7 @@ class SkipCounter(logging.Handler):
                 self.count.value += 1
 
     def install(self):
-        logging.getLogger("timm.data.dataset").addHandler(self)
+        _TIMM_LOG.addHandler(self)
         return self
 
     @property
@@ -101,8 +104,6 @@ class SkipCounter(logging.Handler):
     def reset(self) -> None:
         with self.count.get_lock():
             self.count.value = 0
-
-
 
 
 class DecodingImageDataset(ImageDataset):
@@ -139,6 +140,3 @@ def decoding_dataset(ds):
     if type(ds) is ImageDataset and not ds.load_bytes and ds.input_img_mode:
         ds.__class__ = DecodingImageDataset
     return ds
-
-
-_TIMM_LOG = logging.getLogger("timm.data.dataset")
