@@ -214,12 +214,15 @@ class CombaMixer(nn.Module):
             bs.append(pad)
         return ws, bs, widths + ([pad] if pad else [])
 
-    def _joint(self, x: torch.Tensor, segments: Segments | None, defer: bool) -> Branch:
+    def _joint(self, x: torch.Tensor, segments: Segments | None, defer: bool,
+               fold: FusedLayerNorm | None = None) -> Branch:
         """Everything between the two projections as one autograd node on the joint projection's output
-        (ops.mixer_joint: its backward writes that output's gradient in one piece, no concatenation)."""
+        (ops.mixer_joint: its backward writes that output's gradient in one piece, no concatenation). fold: x is x^
+        of this norm, whose weight and bias the joint projection takes folded in."""
         w, b, _ = self._joint_weight(x)
-        out = mixer_joint(linear(x, w, b), self.conv.weight, self.conv.bias, self.A_log, self.dt_bias, self.b_logit,
-                          self.d, self.o_norm.weight, self.num_heads, self.head_dim_k, self.head_dim_v,
+        fold = None if fold is None else (fold.weight, fold.bias)
+        out = mixer_joint(linear(x, w, b, fold=fold), self.conv.weight, self.conv.bias, self.A_log, self.dt_bias,
+                          self.b_logit, self.d, self.o_norm.weight, self.num_heads, self.head_dim_k, self.head_dim_v,
                           _check_segments(x.shape[1], segments), self.variant, eps=self.o_norm.eps)
         return _unbiased(self.proj, self.proj_drop, out, defer)
 
@@ -261,17 +264,28 @@ class CombaMixer(nn.Module):
     def forward(self, x: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
         return self.forward_branch(x, segments, defer=False).merged()
 
-    def forward_branch(self, x: torch.Tensor, segments: Segments | None = None, defer: bool = True) -> Branch:
+    def joint_applies(self, x: torch.Tensor) -> bool:
+        """Whether forward_branch takes the joint node (_joint) for input x (training on CUDA, the fused kernels)."""
+        recompute = self.recompute and torch.is_grad_enabled() and _COUNTER is None
+        return (not recompute and torch.is_grad_enabled() and _COUNTER is None and fused_linear_applies(x)
+                and mixer_joint_applies(x, self.conv))
+
+    def forward_branch(self, x: torch.Tensor, segments: Segments | None = None, defer: bool = True,
+                       fold: FusedLayerNorm | None = None) -> Branch:
         """forward's result as a Branch: with defer and COMBA_BRANCH_BIAS_IN_NORM the output projection's bias apart
-        (see _unbiased), for the LayerNorm that takes the branch to add (CombaBlock.forward_pending)."""
+        (see _unbiased), for the LayerNorm that takes the branch to add (CombaBlock.forward_pending). fold: x is x^
+        of this norm (FusedLayerNorm.normed), taken by the joint node's projection with the norm's weight and bias
+        folded in where joint_applies, else made the norm's output first."""
         B, N, C = x.shape
         recompute = self.recompute and torch.is_grad_enabled() and _COUNTER is None
+        if fold is not None and self.joint_applies(x):
+            return self._joint(x, segments, defer, fold)
+        x = fold.unfold(x) if fold is not None else x
         if recompute:
             q, k, v, p, g, beta = checkpoint(self._prepare, x, segments, False, use_reentrant=False)
         else:
             # training on CUDA: the conv, prep, both scans and the output gate as one autograd node
-            if (torch.is_grad_enabled() and _COUNTER is None and fused_linear_applies(x)
-                    and mixer_joint_applies(x, self.conv)):
+            if self.joint_applies(x):
                 return self._joint(x, segments, defer)
             args, (y_g,) = self._conv_and_gates(x, segments)
             # training on CUDA: the prep and both scans as one autograd node (mixer_fused.mixer_scan)
@@ -331,12 +345,16 @@ class CombaBlock(nn.Module):
         the branches (Branch.bias). Called directly, not as a module: the caller checks that no hook watches
         the block (CombaViT._chained)."""
         with self._weight_casts(x):
+            # each norm folded into the Linear layer that reads it where that layer can take it (_folds)
+            f1 = self.norm1 if self._folds(self.norm1, self.mixer, self.drop_path1, x, r) else None
             if r is None:
-                y = self.norm1(x)
+                y = self.norm1(x) if f1 is None else self.norm1.normed(x)
             else:
-                x, y = add_norm(self.norm1, x, r)
-            x, y = add_norm(self.norm2, x, self._branch(self.mixer, self.drop_path1, y, segments))
-            return x, self._branch(self.mlp, self.drop_path2, y)
+                x, y = add_norm(self.norm1, x, r, fold=f1 is not None)
+            b = self._branch(self.mixer, self.drop_path1, y, segments, fold=f1)
+            f2 = self.norm2 if self._folds(self.norm2, self.mlp, self.drop_path2, x, b) else None
+            x, y = add_norm(self.norm2, x, b, fold=f2 is not None)
+            return x, self._branch(self.mlp, self.drop_path2, y, fold=f2)
 
     def _weight_casts(self, x: torch.Tensor):
         return block_weight_casts([self], x)
@@ -351,26 +369,57 @@ class CombaBlock(nn.Module):
                 groups += [lin.weight] + ([lin.bias] if lin.bias is not None else [])
         return groups
 
+    @staticmethod
+    def _direct(module: nn.Module, drop_path: nn.Module, y: torch.Tensor) -> bool:
+        """Whether _branch calls into the module's parts rather than the module (see _branch)."""
+        return (BRANCH_BIAS_IN_NORM and fused_norm_applies(y)
+                and (isinstance(drop_path, nn.Identity) or not drop_path.training)
+                and not (watched() or watched(module) or watched(drop_path)))
+
+    def _mlp_parts(self, mlp: nn.Module) -> bool:
+        """Whether the MLP is one whose parts _branch may call: a timm Mlp with no norm inside and an unwatched
+        activation."""
+        return type(mlp) is Mlp and isinstance(mlp.norm, nn.Identity) and not watched(mlp.act)
+
+    def _folds(self, norm: nn.Module, module: nn.Module, drop_path: nn.Module, x: torch.Tensor,
+               r: Branch | None) -> bool:
+        """Whether norm (of the stream x, plus r) folds into the Linear layer that reads it in the branch of this
+        module: the norm can (FusedLayerNorm.folds), _branch calls into the module's parts, and the mixer takes its
+        joint node (CombaMixer.joint_applies), or the MLP's fc1 is an unwatched plain or fused Linear layer that
+        takes ops.linear."""
+        if not (isinstance(norm, FusedLayerNorm) and norm.folds(x, None if r is None else r.out)
+                and self._direct(module, drop_path, x)):
+            return False
+        if module is self.mixer:
+            return self.mixer.joint_applies(x)
+        fc1 = getattr(module, "fc1", None)
+        return (self._mlp_parts(module) and type(fc1) in (nn.Linear, FusedLinear) and not watched(fc1)
+                and fused_linear_applies(x))
+
     def _branch(self, module: nn.Module, drop_path: nn.Module, y: torch.Tensor,
-                segments: Segments | None = None) -> Branch:
+                segments: Segments | None = None, fold: FusedLayerNorm | None = None) -> Branch:
         """drop_path(module(y)) as a Branch. With BRANCH_BIAS_IN_NORM the bias of the module's last Linear layer
         apart (_unbiased) where the fused norm that would add it applies (elsewhere the modules are called as
         modules, e.g. on the CPU), no drop path is active (Identity, or eval mode) and no hook would miss a module
         call (on the module, its drop path, the Mlp's activation, or global ones): for the mixer and a timm Mlp with
-        no norm inside. Otherwise the modules are called as modules."""
-        direct = (BRANCH_BIAS_IN_NORM and fused_norm_applies(y)
-                  and (isinstance(drop_path, nn.Identity) or not drop_path.training)
-                  and not (watched() or watched(module) or watched(drop_path)))
+        no norm inside. Otherwise the modules are called as modules. fold: y is x^ of this norm, whose weight and
+        bias the first Linear layer takes folded in (where _folds said so)."""
+        direct = self._direct(module, drop_path, y)
         if module is self.mixer:
-            return self.mixer.forward_branch(y, segments) if direct else Branch(drop_path(module(y, segments)))
+            if direct:
+                return self.mixer.forward_branch(y, segments, fold=fold)
+            y = fold.unfold(y) if fold is not None else y
+            return Branch(drop_path(module(y, segments)))
         mlp = module
-        if not direct or type(mlp) is not Mlp or not isinstance(mlp.norm, nn.Identity) or watched(mlp.act):
+        if not direct or not self._mlp_parts(mlp):
+            y = fold.unfold(y) if fold is not None else y
             return Branch(drop_path(mlp(y)))
+        h = block_linear(y, mlp.fc1.weight, mlp.fc1.bias, fold=fold) if fold is not None else mlp.fc1(y)
         if (GELU_RECOMPUTE and type(mlp.act) is nn.GELU and mlp.act.approximate == "none"
                 and type(mlp.drop1) in (nn.Dropout, nn.Identity) and not watched(mlp.drop1)
                 and (not mlp.drop1.training or getattr(mlp.drop1, "p", 0.0) == 0)):
-            return _unbiased(mlp.fc2, mlp.drop2, mlp.fc1(y), gelu=mlp.act)
-        return _unbiased(mlp.fc2, mlp.drop2, mlp.drop1(mlp.act(mlp.fc1(y))))
+            return _unbiased(mlp.fc2, mlp.drop2, h, gelu=mlp.act)
+        return _unbiased(mlp.fc2, mlp.drop2, mlp.drop1(mlp.act(h)))
 
 
 def block_weight_casts(blocks, x: torch.Tensor):
@@ -388,11 +437,14 @@ def block_weight_casts(blocks, x: torch.Tensor):
     return cast_once(groups, dt)
 
 
-def add_norm(norm: nn.Module, x: torch.Tensor, r: Branch) -> tuple[torch.Tensor, torch.Tensor]:
+def add_norm(norm: nn.Module, x: torch.Tensor, r: Branch, fold: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(s, norm(s)) for s = x + r.merged(): one kernel each way for a fused FusedLayerNorm (its residual form, the
     branch's bias included), unless hooks watch the norm: then the add and a call of the norm as a module, so that
-    they see its input and output."""
+    they see its input and output. fold (where FusedLayerNorm.folds said so): (s, x^ of s) for a Linear layer that
+    takes the norm's weight and bias folded in."""
     if isinstance(norm, FusedLayerNorm) and not watched(norm):
-        return norm.residual(x, r.out, r.bias)
+        return norm.residual(x, r.out, r.bias, fold=fold)
+    if fold:
+        raise ValueError("add_norm: fold needs an unwatched FusedLayerNorm (see FusedLayerNorm.folds)")
     s = x + r.merged()
     return s, norm(s)

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.nn.modules.module as _module_mod
 
-from ..ops.layer_norm import add_layer_norm, fused_norm_applies, layer_norm
+from ..ops.layer_norm import add_layer_norm, folds, fused_norm_applies, layer_norm
 from ..ops.linear import Pieces, check_act, fused_linear_applies, linear, stack_pieces
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -36,26 +36,49 @@ class FusedLayerNorm(nn.LayerNorm):
             return layer_norm(x, self.weight, self.bias, self.eps)
         return super().forward(x)
 
-    def residual(self, x: torch.Tensor, r: torch.Tensor,
-                 rb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def residual(self, x: torch.Tensor, r: torch.Tensor, rb: torch.Tensor | None = None,
+                 fold: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(s, self(s)) for s = x + r (with rb, the bias of the Linear layer that made r: x + (r + rb)): a residual
         add and this norm, fused into one kernel each way where the norm is fused (ops.layer_norm.add_layer_norm,
-        whose backward then also gives rb's gradient)."""
+        whose backward then also gives rb's gradient). fold (where folds says so): the second result is x^ of s,
+        for a Linear layer that takes this norm's weight and bias folded in (ops.linear's fold)."""
         if self._fused(x) and r.shape == x.shape:
-            return add_layer_norm(x, r, self.weight, self.bias, self.eps, rb=rb)
+            return add_layer_norm(x, r, self.weight, self.bias, self.eps, rb=rb, fold=fold)
+        if fold:
+            raise ValueError("FusedLayerNorm.residual: fold needs the fused norm (see folds)")
         s = x + (r if rb is None else r + rb)
         return s, self(s)
 
+    def normed(self, x: torch.Tensor) -> torch.Tensor:
+        """x^ = (x - mean) * rstd, the fused norm's output before its weight and bias, for a Linear layer that takes
+        them folded in (ops.linear's fold; only where folds says so)."""
+        if not self._fused(x):
+            raise ValueError("FusedLayerNorm.normed needs the fused norm (see folds)")
+        return layer_norm(x, self.weight, self.bias, self.eps, fold=True)
+
+    def folds(self, x: torch.Tensor, r: torch.Tensor | None = None) -> bool:
+        """Whether this norm of the stream x (plus r: residual) can hand x^ to a Linear layer that folds its weight
+        and bias in: fused, unwatched, and where ops.layer_norm.folds says it saves memory (a backward to come)."""
+        return (self._fused(x) and not watched(self) and (r is None or r.shape == x.shape)
+                and folds(x, self.weight, self.bias))
+
+    def unfold(self, xh: torch.Tensor) -> torch.Tensor:
+        """The norm's output from its x^ (normed / residual with fold), for a consumer that did not fold after all."""
+        return torch.addcmul(self.bias, xh, self.weight).to(xh.dtype)
+
 
 def block_linear(x: torch.Tensor, weight: torch.Tensor | Pieces,
-                 bias: torch.Tensor | Pieces | None = None, act: str | None = None) -> torch.Tensor:
+                 bias: torch.Tensor | Pieces | None = None, act: str | None = None,
+                 fold: FusedLayerNorm | None = None) -> torch.Tensor:
     """F.linear(x, weight, bias) as the blocks' Linear layers run it: ops.linear.linear (the Triton bias gradient,
     the weights cast once a block under autocast) where the fused Linear applies to x, else PyTorch's. weight and
     bias may be pieces stacked by rows (ops.linear.Pieces). act "gelu": of F.gelu(x), which ops.linear does not
-    keep for the backward."""
+    keep for the backward. fold: x is x^ of this norm (FusedLayerNorm.normed / residual with fold), whose weight
+    and bias the layer takes folded into its own."""
     if fused_linear_applies(x):
-        return linear(x, weight, bias, act=act)
+        return linear(x, weight, bias, act=act, fold=None if fold is None else (fold.weight, fold.bias))
     check_act(act)
+    x = fold.unfold(x) if fold is not None else x
     x = F.gelu(x) if act == "gelu" else x
     return F.linear(x, stack_pieces(weight), None if bias is None else stack_pieces(bias))
 

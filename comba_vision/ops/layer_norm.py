@@ -48,10 +48,11 @@ def _ln_stats(x, m, W, cols, D, EPS: tl.constexpr):
 @triton.jit
 def _ln_fwd(X, R, S, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS: tl.constexpr,
             HAS_RES: tl.constexpr, RB=None, HAS_RB: tl.constexpr = False, XH=None, RS=None,
-            STORE_XH: tl.constexpr = False):
+            STORE_XH: tl.constexpr = False, FOLD: tl.constexpr = False):
     """y = LN(x), or with HAS_RES s = x + r (stored in S's dtype, which the norm then reads) and y = LN(s); with
     HAS_RB s = x + r + rb, rb [D] the branch's bias (that of the Linear layer whose output r is). STORE_XH: also
-    x^ in XH's dtype and rstd (float32, one a row) in RS, what the backward then reads instead of x."""
+    x^ in XH's dtype and rstd (float32, one a row) in RS, what the backward then reads instead of x. FOLD: Y gets
+    x^ itself (no weight or bias: the next Linear layer has them folded in) and RS rstd."""
     rows = tl.program_id(0) * BN + tl.arange(0, BN)
     cols = tl.arange(0, BD)
     m = (rows[:, None] < NROWS) & (cols[None, :] < D)
@@ -64,8 +65,12 @@ def _ln_fwd(X, R, S, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS:
         x = (x.to(tl.float32) + r).to(S.dtype.element_ty)
         tl.store(S + offs, x, mask=m)
     xh, rstd, w = _ln_stats(x.to(tl.float32), m, W, cols, D, EPS)
-    b = tl.load(B + cols, mask=cols < D, other=0.0).to(tl.float32)
-    tl.store(Y + offs, (xh * w[None, :] + b[None, :]).to(Y.dtype.element_ty), mask=m)
+    if FOLD:
+        tl.store(Y + offs, xh.to(Y.dtype.element_ty), mask=m)
+        tl.store(RS + rows, rstd, mask=rows < NROWS)
+    else:
+        b = tl.load(B + cols, mask=cols < D, other=0.0).to(tl.float32)
+        tl.store(Y + offs, (xh * w[None, :] + b[None, :]).to(Y.dtype.element_ty), mask=m)
     if STORE_XH:
         tl.store(XH + offs, xh.to(XH.dtype.element_ty), mask=m)
         tl.store(RS + rows, rstd, mask=rows < NROWS)
@@ -74,11 +79,13 @@ def _ln_fwd(X, R, S, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS:
 @triton.jit
 def _ln_bwd(X, W, DY, DX, DWBP, DS, DR, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, ITERS: tl.constexpr,
             EPS: tl.constexpr, HAS_RES: tl.constexpr, STORE_DR: tl.constexpr, HAS_RB: tl.constexpr = False,
-            RS=None, FROM_XH: tl.constexpr = False):
+            RS=None, FROM_XH: tl.constexpr = False, FOLD: tl.constexpr = False):
     """dx of y = LN(x); with HAS_RES (x = s = x0 + r) the sum's own gradient ds is added, and with STORE_DR
     the result is also stored in r's dtype (DR) for the residual branch. HAS_RB (s = x0 + r + rb): the column
     sums of that gradient, rb's, as a third row of the partials. FROM_XH: X holds x^ and RS rstd (the forward's
-    STORE_XH), not x."""
+    STORE_XH), not x. FOLD (with FROM_XH): the forward's y was x^ itself (the forward's FOLD), so DY is x^'s
+    gradient, taken as it is (no weight), and no dw or db is formed (the next Linear layer forms them); the
+    partials then hold drb alone (row 0), with HAS_RB, else nothing."""
     pid = tl.program_id(0)
     dw = tl.zeros([BD], dtype=tl.float32)
     db = tl.zeros([BD], dtype=tl.float32)
@@ -91,11 +98,15 @@ def _ln_bwd(X, W, DY, DX, DWBP, DS, DR, NROWS, D, BN: tl.constexpr, BD: tl.const
         if FROM_XH:
             xh = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
             rstd = tl.load(RS + rows, mask=rows < NROWS, other=0.0)
-            w = tl.load(W + cols, mask=cols < D, other=0.0).to(tl.float32)
+            if not FOLD:
+                w = tl.load(W + cols, mask=cols < D, other=0.0).to(tl.float32)
         else:
             xh, rstd, w = _ln_stats(tl.load(X + offs, mask=m, other=0.0).to(tl.float32), m, W, cols, D, EPS)
         dy = tl.load(DY + offs, mask=m, other=0.0).to(tl.float32)
-        g = dy * w[None, :]
+        if FOLD:
+            g = dy
+        else:
+            g = dy * w[None, :]
         c1 = tl.sum(g, axis=1) / D
         c2 = tl.sum(g * xh, axis=1) / D
         dx = rstd[:, None] * (g - c1[:, None] - xh * c2[:, None])
@@ -104,18 +115,23 @@ def _ln_bwd(X, W, DY, DX, DWBP, DS, DR, NROWS, D, BN: tl.constexpr, BD: tl.const
         tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=m)
         if STORE_DR:
             tl.store(DR + offs, dx.to(DR.dtype.element_ty), mask=m)
-        dw += tl.sum(dy * xh, axis=0)
-        db += tl.sum(dy, axis=0)
+        if not FOLD:
+            dw += tl.sum(dy * xh, axis=0)
+            db += tl.sum(dy, axis=0)
         if HAS_RB:
             drb += tl.sum(dx, axis=0)
     # this program's column of the [2 * D (3 * D with HAS_RB), programs] partials (summed along rows afterwards: a
     # row sum is some 3 us in a CUDA graph where the column sum of the transposed layout took 11 at Comba-T's 784
     # programs)
     npr = tl.num_programs(0)
-    tl.store(DWBP + cols * npr + pid, dw, mask=cols < D)
-    tl.store(DWBP + (D + cols) * npr + pid, db, mask=cols < D)
-    if HAS_RB:
-        tl.store(DWBP + (2 * D + cols) * npr + pid, drb, mask=cols < D)
+    if FOLD:
+        if HAS_RB:
+            tl.store(DWBP + cols * npr + pid, drb, mask=cols < D)
+    else:
+        tl.store(DWBP + cols * npr + pid, dw, mask=cols < D)
+        tl.store(DWBP + (D + cols) * npr + pid, db, mask=cols < D)
+        if HAS_RB:
+            tl.store(DWBP + (2 * D + cols) * npr + pid, drb, mask=cols < D)
 
 
 def _meta(D: int):
@@ -152,17 +168,24 @@ def _bwd_meta(D: int):
                 ITERS=4 if BD <= 256 else 2)
 
 
+def _partial_rows(has_rb: bool, fold: bool) -> int:
+    """Rows of _ln_bwd's partials: dw, db (not with fold) and drb (with has_rb)."""
+    return (0 if fold else 2) + has_rb
+
+
 def _run_ln_bwd(x2: Tensor, weight: Tensor, dy2: Tensor, dx: Tensor, ds2: Tensor, dr: Tensor, eps: float,
-                has_res: bool, store_dr: bool, has_rb: bool = False, rstd: Tensor | None = None) -> Tensor:
+                has_res: bool, store_dr: bool, has_rb: bool = False, rstd: Tensor | None = None,
+                fold: bool = False) -> Tensor:
     """_ln_bwd over the rows of x2 [rows, D] on the backward's tiles (dx written; ds2 read with has_res, dr
     written with store_dr): returns [dw; db] as one [2, D] float32 tensor (one reduction of the partials), with
-    has_rb [dw; db; drb] as [3, D]. With rstd, x2 is x^ (the forward's keep_xh)."""
+    has_rb [dw; db; drb] as [3, D]. With rstd, x2 is x^ (the forward's keep_xh or fold); with fold, dy2 is x^'s
+    gradient and the result is [drb] ([1, D]) with has_rb, else [0, D]."""
     D = x2.shape[1]
     meta = _bwd_meta(D)
     programs = triton.cdiv(x2.shape[0], meta["BN"] * meta["ITERS"])
-    part = torch.empty(3 if has_rb else 2, D, programs, device=x2.device, dtype=torch.float32)
+    part = torch.empty(_partial_rows(has_rb, fold), D, programs, device=x2.device, dtype=torch.float32)
     _ln_bwd[(programs,)](x2, weight, dy2, dx, part, ds2, dr, x2.shape[0], D, EPS=eps, HAS_RES=has_res,
-                         STORE_DR=store_dr, HAS_RB=has_rb, RS=rstd, FROM_XH=rstd is not None, **meta)
+                         STORE_DR=store_dr, HAS_RB=has_rb, RS=rstd, FROM_XH=rstd is not None, FOLD=fold, **meta)
     return part.sum(-1)
 
 
@@ -173,6 +196,10 @@ def _run_ln_bwd(x2: Tensor, weight: Tensor, dy2: Tensor, dx: Tensor, ds2: Tensor
 # weight gradient sum(dy * x^) had 1.6e-3 relative error from bf16 x^ on the H200, 4x its error from x; tests).
 # Comba-T at 1024px: 38 of 572 MB an image kept for the backward. COMBA_LN_KEEP_XHAT=0: x kept.
 KEEP_XHAT = os.environ.get("COMBA_LN_KEEP_XHAT", "1") == "1"
+# The block's norms folded into the Linear layer that reads them (``fold``; layers.comba_mixer decides where):
+# the norm writes x^ in the output dtype as its output and the layer multiplies x^ by W diag(w) and adds W b + c,
+# so that x^ (kept by the layer) and rstd are all a norm keeps: 384 bytes a token less per Comba-T norm.
+NORM_FOLD = os.environ.get("COMBA_NORM_FOLD", "1") == "1"
 _XH_DTYPE = torch.float16
 
 
@@ -182,65 +209,77 @@ def _keeps_xh(x_dtype: torch.dtype, out_dtype: torch.dtype, *inputs: Tensor | No
             and any(t is not None and t.requires_grad for t in inputs))
 
 
-def _xh_buffers(x2: Tensor, keep: bool) -> tuple[Tensor, Tensor]:
-    """(x^ [rows, D] float16, rstd [rows] float32) for the forward to write, or two empty tensors."""
-    if not keep:
-        return x2.new_empty(0, dtype=_XH_DTYPE), x2.new_empty(0, dtype=torch.float32)
-    return torch.empty(x2.shape, dtype=_XH_DTYPE, device=x2.device), x2.new_empty(x2.shape[0], dtype=torch.float32)
+def _xh_buffers(x2: Tensor, keep: bool, fold: bool = False) -> tuple[Tensor, Tensor]:
+    """(x^ [rows, D] float16, rstd [rows] float32) for the forward to write, or two empty tensors; with fold an
+    empty x^ (the output is x^) and rstd."""
+    xh = torch.empty(x2.shape if keep else 0, dtype=_XH_DTYPE, device=x2.device)
+    return xh, x2.new_empty(x2.shape[0] if keep or fold else 0, dtype=torch.float32)
 
 
 @torch.library.custom_op("comba_vision::layer_norm", mutates_args=())
 def _ln_op(x: Tensor, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch.dtype,
-           keep_xh: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """(y, and with keep_xh x^ [rows, D] float16 and rstd [rows] for the backward, else empty tensors)."""
+           keep_xh: bool = False, fold: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """(y, and with keep_xh x^ [rows, D] float16 and rstd [rows] for the backward, else empty tensors). fold: y is
+    x^ in out_dtype (weight and bias not applied), with rstd."""
     D = x.shape[-1]
     x2 = x.reshape(-1, D).contiguous()
     y = torch.empty(x2.shape, dtype=out_dtype, device=x.device)
-    xh, rstd = _xh_buffers(x2, keep_xh)
+    xh, rstd = _xh_buffers(x2, keep_xh, fold)
     meta = _meta(D)
     _ln_fwd[(triton.cdiv(x2.shape[0], meta["BN"]),)](x2, x2, x2, weight, bias, y, x2.shape[0], D, EPS=eps,
-                                                      HAS_RES=False, XH=xh, RS=rstd, STORE_XH=keep_xh, **meta)
+                                                      HAS_RES=False, XH=xh, RS=rstd, STORE_XH=keep_xh, FOLD=fold,
+                                                      **meta)
     return y.view(x.shape), xh, rstd
 
 
 @_ln_op.register_fake
-def _(x, weight, bias, eps, out_dtype, keep_xh=False):
-    return (x.new_empty(x.shape, dtype=out_dtype), *_xh_buffers(x.reshape(-1, x.shape[-1]), keep_xh))
+def _(x, weight, bias, eps, out_dtype, keep_xh=False, fold=False):
+    return (x.new_empty(x.shape, dtype=out_dtype), *_xh_buffers(x.reshape(-1, x.shape[-1]), keep_xh, fold))
 
 
 @torch.library.custom_op("comba_vision::layer_norm_bwd", mutates_args=())
 def _ln_bwd_op(x: Tensor, weight: Tensor, dy: Tensor, eps: float, rstd: Tensor | None = None,
-               x_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """(dx in x_dtype (default x's), [dw; db] as one [2, D] float32 tensor). With rstd, x is x^ [rows, D]."""
+               x_dtype: torch.dtype | None = None, fold: bool = False) -> tuple[Tensor, Tensor]:
+    """(dx in x_dtype (default x's), [dw; db] as one [2, D] float32 tensor). With rstd, x is x^ [rows, D]; with
+    fold, dy is x^'s gradient and no [dw; db] is formed (an empty [0, D])."""
     D = x.shape[-1]
     x2, dy2 = x.reshape(-1, D).contiguous(), dy.reshape(-1, D).contiguous()
     dx = torch.empty(x2.shape, dtype=x_dtype or x.dtype, device=x.device)
-    dwb = _run_ln_bwd(x2, weight, dy2, dx, dx, dx, eps, has_res=False, store_dr=False, rstd=rstd)
+    dwb = _run_ln_bwd(x2, weight, dy2, dx, dx, dx, eps, has_res=False, store_dr=False, rstd=rstd, fold=fold)
     return dx.view(dy.shape), dwb
 
 
 @_ln_bwd_op.register_fake
-def _(x, weight, dy, eps, rstd=None, x_dtype=None):
+def _(x, weight, dy, eps, rstd=None, x_dtype=None, fold=False):
     D = x.shape[-1]
-    return dy.new_empty(dy.shape, dtype=x_dtype or x.dtype), x.new_empty(2, D, dtype=torch.float32)
+    return (dy.new_empty(dy.shape, dtype=x_dtype or x.dtype),
+            x.new_empty(_partial_rows(False, fold), D, dtype=torch.float32))
+
+
+def _kept(inputs_x: Tensor, y: Tensor, xh: Tensor, rstd: Tensor, keep_xh: bool, fold: bool) -> tuple:
+    """What a norm node keeps for its backward besides the weight: (x^, rstd) with keep_xh, (y, rstd) with fold
+    (y is x^), else (its input, None)."""
+    return (xh, rstd) if keep_xh else (y, rstd) if fold else (inputs_x, None)
 
 
 def _setup(ctx, inputs, output):
-    x, weight, bias, eps, out_dtype, keep_xh = inputs
-    _, xh, rstd = output
+    x, weight, bias, eps, out_dtype, keep_xh, fold = inputs
+    y, xh, rstd = output
     ctx.mark_non_differentiable(xh, rstd)
     ctx.set_materialize_grads(False)  # no zero-filled gradients for x^ and rstd
-    ctx.save_for_backward(*((xh, rstd) if keep_xh else (x, None)), weight)
-    ctx.eps = eps
+    ctx.save_for_backward(*_kept(x, y, xh, rstd, keep_xh, fold), weight)
+    ctx.eps, ctx.fold = eps, fold
     ctx.dtypes = (x.dtype, bias.dtype)
 
 
 def _backward(ctx, dy, *_):
     if dy is None:
-        return (None,) * 6
+        return (None,) * 7
     x, rstd, weight = ctx.saved_tensors
-    dx, dwb = _ln_bwd_op(x, weight, dy, ctx.eps, rstd, ctx.dtypes[0])
-    return dx, dwb[0].to(weight.dtype), dwb[1].to(ctx.dtypes[1]), None, None, None
+    dx, dwb = _ln_bwd_op(x, weight, dy, ctx.eps, rstd, ctx.dtypes[0], ctx.fold)
+    if ctx.fold:  # the weight's and bias's gradients come from the Linear layer they are folded into
+        return dx, None, None, None, None, None, None
+    return dx, dwb[0].to(weight.dtype), dwb[1].to(ctx.dtypes[1]), None, None, None, None
 
 
 _ln_op.register_autograd(_backward, setup_context=_setup)
@@ -248,87 +287,103 @@ _ln_op.register_autograd(_backward, setup_context=_setup)
 
 @torch.library.custom_op("comba_vision::add_layer_norm", mutates_args=())
 def _add_ln_op(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: float,
-               out_dtype: torch.dtype, rb: Tensor | None = None, keep_xh: bool = False
+               out_dtype: torch.dtype, rb: Tensor | None = None, keep_xh: bool = False, fold: bool = False
                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(s, y, and with keep_xh x^ of s [rows, D] float16 and rstd [rows] for the backward, else empty
-    tensors)."""
+    tensors). fold: y is x^ in out_dtype (weight and bias not applied), with rstd."""
     D = x.shape[-1]
     x2, r2 = x.reshape(-1, D).contiguous(), r.reshape(-1, D).contiguous()
     s = torch.empty(x2.shape, dtype=torch.promote_types(x.dtype, r.dtype), device=x.device)
     y = torch.empty(x2.shape, dtype=out_dtype, device=x.device)
-    xh, rstd = _xh_buffers(x2, keep_xh)
+    xh, rstd = _xh_buffers(x2, keep_xh, fold)
     meta = _meta(D)
     _ln_fwd[(triton.cdiv(x2.shape[0], meta["BN"]),)](x2, r2, s, weight, bias, y, x2.shape[0], D, EPS=eps,
                                                       HAS_RES=True, RB=rb, HAS_RB=rb is not None, XH=xh, RS=rstd,
-                                                      STORE_XH=keep_xh, **meta)
+                                                      STORE_XH=keep_xh, FOLD=fold, **meta)
     return s.view(x.shape), y.view(x.shape), xh, rstd
 
 
 @_add_ln_op.register_fake
-def _(x, r, weight, bias, eps, out_dtype, rb=None, keep_xh=False):
+def _(x, r, weight, bias, eps, out_dtype, rb=None, keep_xh=False, fold=False):
     return (x.new_empty(x.shape, dtype=torch.promote_types(x.dtype, r.dtype)),
-            x.new_empty(x.shape, dtype=out_dtype), *_xh_buffers(x.reshape(-1, x.shape[-1]), keep_xh))
+            x.new_empty(x.shape, dtype=out_dtype), *_xh_buffers(x.reshape(-1, x.shape[-1]), keep_xh, fold))
 
 
 @torch.library.custom_op("comba_vision::add_layer_norm_bwd", mutates_args=())
 def _add_ln_bwd_op(s: Tensor, weight: Tensor, ds: Tensor, dy: Tensor, eps: float,
-                   r_dtype: torch.dtype, has_rb: bool = False, rstd: Tensor | None = None
+                   r_dtype: torch.dtype, has_rb: bool = False, rstd: Tensor | None = None, fold: bool = False
                    ) -> tuple[Tensor, Tensor, Tensor]:
     """(d(x + r) in ds's dtype (s's), the same in r's dtype where that differs (else an empty placeholder: the
     caller hands dx to both), [dw; db] as one [2, D] float32 tensor; has_rb: [dw; db; drb], [3, D]). With rstd,
-    s is x^ of the sum [rows, D] (float16)."""
+    s is x^ of the sum [rows, D] (float16, or with fold the output's dtype, dy then x^'s gradient and the
+    partials [drb] or nothing)."""
     D = s.shape[-1]
     s2, ds2, dy2 = (t.reshape(-1, D).contiguous() for t in (s, ds, dy))
     dx = torch.empty_like(ds2)
     same = r_dtype == ds.dtype
     dr = s2.new_empty(0, dtype=r_dtype) if same else torch.empty(s2.shape, dtype=r_dtype, device=s.device)
-    dwb = _run_ln_bwd(s2, weight, dy2, dx, ds2, dr, eps, has_res=True, store_dr=not same, has_rb=has_rb, rstd=rstd)
+    dwb = _run_ln_bwd(s2, weight, dy2, dx, ds2, dr, eps, has_res=True, store_dr=not same, has_rb=has_rb, rstd=rstd,
+                      fold=fold)
     return dx.view(ds.shape), (dr if same else dr.view(ds.shape)), dwb
 
 
 @_add_ln_bwd_op.register_fake
-def _(s, weight, ds, dy, eps, r_dtype, has_rb=False, rstd=None):
+def _(s, weight, ds, dy, eps, r_dtype, has_rb=False, rstd=None, fold=False):
     D = s.shape[-1]
     dr = s.new_empty(0, dtype=r_dtype) if r_dtype == ds.dtype else ds.new_empty(ds.shape, dtype=r_dtype)
-    return ds.new_empty(ds.shape), dr, s.new_empty(3 if has_rb else 2, D, dtype=torch.float32)
+    return ds.new_empty(ds.shape), dr, s.new_empty(_partial_rows(has_rb, fold), D, dtype=torch.float32)
 
 
 def _add_setup(ctx, inputs, output):
-    x, r, weight, bias, eps, out_dtype, rb, keep_xh = inputs
-    s, _, xh, rstd = output
+    x, r, weight, bias, eps, out_dtype, rb, keep_xh, fold = inputs
+    s, y, xh, rstd = output
     ctx.mark_non_differentiable(xh, rstd)
     ctx.set_materialize_grads(False)  # no zero-filled gradients for x^ and rstd (nor s or y: None below)
-    ctx.save_for_backward(*((xh, rstd) if keep_xh else (s, None)), weight)
-    ctx.eps = eps
+    ctx.save_for_backward(*_kept(s, y, xh, rstd, keep_xh, fold), weight)
+    ctx.eps, ctx.fold = eps, fold
     ctx.dtypes = (x.dtype, r.dtype, bias.dtype, None if rb is None else rb.dtype, s.dtype)
     ctx.shape = s.shape
 
 
 def _add_backward(ctx, ds, dy, *_):
     if ds is None and dy is None:
-        return (None,) * 8
+        return (None,) * 9
     s, rstd, weight = ctx.saved_tensors
     x_dtype, r_dtype, bias_dtype, rb_dtype, s_dtype = ctx.dtypes
     ds = ds if ds is not None else s.new_zeros(ctx.shape, dtype=s_dtype)
     dy = dy if dy is not None else s.new_zeros(ctx.shape)
-    dx, dr, dwb = _add_ln_bwd_op(s, weight, ds, dy, ctx.eps, r_dtype, rb_dtype is not None, rstd)
+    dx, dr, dwb = _add_ln_bwd_op(s, weight, ds, dy, ctx.eps, r_dtype, rb_dtype is not None, rstd, ctx.fold)
     if r_dtype == s_dtype:  # one gradient for both summands, as x + r's own backward hands out
         dr = dx
-    drb = None if rb_dtype is None else dwb[2].to(rb_dtype)
-    return dx.to(x_dtype), dr, dwb[0].to(weight.dtype), dwb[1].to(bias_dtype), None, None, drb, None
+    drb = None if rb_dtype is None else dwb[-1].to(rb_dtype)
+    if ctx.fold:  # the weight's and bias's gradients come from the Linear layer they are folded into
+        return dx.to(x_dtype), dr, None, None, None, None, drb, None, None
+    return dx.to(x_dtype), dr, dwb[0].to(weight.dtype), dwb[1].to(bias_dtype), None, None, drb, None, None
 
 
 _add_ln_op.register_autograd(_add_backward, setup_context=_add_setup)
 
 
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5,
-               out_dtype: torch.dtype | None = None) -> Tensor:
+               out_dtype: torch.dtype | None = None, fold: bool = False) -> Tensor:
     """F.layer_norm(x, (D,), weight, bias, eps) from the Triton kernels (CUDA, or the CPU under
     TRITON_INTERPRET=1). The result is in ``out_dtype``: by default the autocast dtype where autocast is on
-    for x's device (what the next Linear would cast it to), else x's dtype."""
+    for x's device (what the next Linear would cast it to), else x's dtype.
+
+    fold: the result is x^ = (x - mean) * rstd alone, for a Linear layer that takes weight and bias folded into
+    its own (ops.linear's fold): the norm then keeps only x^ (the result, which that layer keeps anyway) and rstd,
+    and gives weight and bias no gradient (the Linear layer does)."""
     _check_args(x, weight, bias)
     out_dtype = _out_dtype(x, out_dtype)
-    return _ln_op(x, weight, bias, float(eps), out_dtype, _keeps_xh(x.dtype, out_dtype, x, weight, bias))[0]
+    keep = not fold and _keeps_xh(x.dtype, out_dtype, x, weight, bias)
+    return _ln_op(x, weight, bias, float(eps), out_dtype, keep, fold)[0]
+
+
+def folds(x: Tensor, *inputs: Tensor | None) -> bool:
+    """Whether a norm of x (the stream, before any residual add; inputs: the norm's other inputs) should hand x^ to
+    a Linear layer that folds its weight and bias (``fold``): where it would keep x^ (a float32 input, a 2-byte
+    output, a backward to come; COMBA_LN_KEEP_XHAT) and COMBA_NORM_FOLD is on."""
+    return NORM_FOLD and _keeps_xh(x.dtype, _out_dtype(x, None), x, *inputs)
 
 
 def _check_args(x: Tensor, weight: Tensor, bias: Tensor) -> None:
@@ -352,12 +407,14 @@ def _out_dtype(x: Tensor, out_dtype: torch.dtype | None, normed: torch.dtype | N
 
 
 def add_layer_norm(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5,
-                   out_dtype: torch.dtype | None = None, rb: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                   out_dtype: torch.dtype | None = None, rb: Tensor | None = None,
+                   fold: bool = False) -> tuple[Tensor, Tensor]:
     """(s, LN(s)) for the residual sum s = x + r (in the promoted dtype of x and r, as ``x + r``), from one
     Triton kernel forward and one backward: a pre-norm block's residual add and the next norm in one pass. The
     norm's output dtype is chosen as layer_norm's. rb [D]: s = x + (r + rb), the bias of the Linear layer that
     made r added here instead (its gradient, the column sums of ds, comes from the same backward pass rather than
-    a column-sum kernel of its own); the sum is in x and r's promoted dtype, whatever rb's."""
+    a column-sum kernel of its own); the sum is in x and r's promoted dtype, whatever rb's. fold: as layer_norm's
+    (the second result is x^ of s)."""
     if r.shape != x.shape:
         raise ValueError(f"add_layer_norm: x {tuple(x.shape)} and r {tuple(r.shape)} differ in shape")
     if not r.is_floating_point():
@@ -368,8 +425,8 @@ def add_layer_norm(x: Tensor, r: Tensor, weight: Tensor, bias: Tensor, eps: floa
                          f"{tuple(rb.shape)}")
     s_dtype = torch.promote_types(x.dtype, r.dtype)
     out_dtype = _out_dtype(x, out_dtype, s_dtype)
-    keep = _keeps_xh(s_dtype, out_dtype, x, r, weight, bias, rb)
-    return _add_ln_op(x, r, weight, bias, float(eps), out_dtype, rb, keep)[:2]
+    keep = not fold and _keeps_xh(s_dtype, out_dtype, x, r, weight, bias, rb)
+    return _add_ln_op(x, r, weight, bias, float(eps), out_dtype, rb, keep, fold)[:2]
 
 
 def fused_norm_applies(x: Tensor) -> bool:

@@ -115,6 +115,142 @@ def _gelu_grad(h: Tensor) -> Tensor:
     return 0.5 * (1.0 + torch.erf(h * 0.7071067811865476)) + h * torch.exp(-0.5 * h * h) * 0.3989422804014327
 
 
+# ------------------------------------------------------------------ a LayerNorm's weight and bias folded in
+# linear(x^, W, c, fold=(w, b)) is F.linear(x^ * w + b, W, c) for the normalised rows x^ of a LayerNorm with weight
+# w and bias b (ops.layer_norm's fold), computed as one GEMM of x^ with W diag(w) and the bias W b + c. The layer
+# keeps x^ (the norm's kept tensor too) where the norm's output y = x^ w + b was kept as well. Backward, from the
+# folded layer's own gradients dW' = dy^T x^ and dc = sum_rows dy:
+#     dW = dW' diag(w) + dc b^T,   dw = sum_rows (dW' * W),   db = W^T dc,   dx^ = dy W diag(w)
+# (the norm's backward takes dx^ as it is). Two small kernels a layer, each over [out, in].
+_FOLD_BR = 32  # rows of W a program of _fold_fwd takes
+_SLOTS = 4  # pieces the fold kernels read in place (more: stacked first)
+
+
+@triton.jit
+def _slots_load(P0, P1, P2, P3, E0, E1, E2, E3, rows, cols, mr, mc, K, ROW: tl.constexpr):
+    """Rows of the pieces stacked by rows, read in place: piece i holds rows [E(i-1), Ei) (a None piece: zeros).
+    ROW: the pieces are [rows, K] (a weight), else [rows] (a bias; cols, mc unused)."""
+    lo = 0
+    out = None
+    for i in tl.static_range(4):
+        P = P0 if i == 0 else P1 if i == 1 else P2 if i == 2 else P3
+        E = E0 if i == 0 else E1 if i == 1 else E2 if i == 2 else E3
+        if P is not None:
+            m = mr & (rows >= lo) & (rows < E)
+            if ROW:
+                t = tl.load(P + (rows - lo)[:, None] * K + cols[None, :], mask=m[:, None] & mc[None, :],
+                            other=0.0).to(tl.float32)
+            else:
+                t = tl.load(P + (rows - lo), mask=m, other=0.0).to(tl.float32)
+            out = t if out is None else out + t
+        lo = E
+    return out
+
+
+@triton.jit
+def _fold_fwd(W0, W1, W2, W3, EW0, EW1, EW2, EW3, C0, C1, C2, C3, EC0, EC1, EC2, EC3, NW, NB, WC, BC, R, K,
+              BR: tl.constexpr, BK: tl.constexpr, HAS_C: tl.constexpr):
+    """WC = W diag(nw), BC = W nb + c (float32 arithmetic, stored in WC's and BC's dtype) for rows of W [R, K]
+    given as pieces (W0..W3 up to row ends EW0..EW3, c likewise; a None piece is zero rows; HAS_C: some c piece is
+    a tensor)."""
+    rows = tl.program_id(0) * BR + tl.arange(0, BR)
+    cols = tl.arange(0, BK)
+    mr, mc = rows < R, cols < K
+    w = _slots_load(W0, W1, W2, W3, EW0, EW1, EW2, EW3, rows, cols, mr, mc, K, True)
+    nw = tl.load(NW + cols, mask=mc, other=0.0).to(tl.float32)
+    nb = tl.load(NB + cols, mask=mc, other=0.0).to(tl.float32)
+    tl.store(WC + rows[:, None] * K + cols[None, :], (w * nw[None, :]).to(WC.dtype.element_ty),
+             mask=mr[:, None] & mc[None, :])
+    bc = tl.sum(w * nb[None, :], axis=1)
+    if HAS_C:
+        bc += _slots_load(C0, C1, C2, C3, EC0, EC1, EC2, EC3, rows, cols, mr, mc, K, False)
+    tl.store(BC + rows, bc.to(BC.dtype.element_ty), mask=mr)
+
+
+@triton.jit
+def _fold_bwd(DW, DC, W0, W1, W2, W3, EW0, EW1, EW2, EW3, NW, NB, PART, R, K, BR: tl.constexpr,
+              BK: tl.constexpr):
+    """In place DW [R, K] (dW' of the folded layer) -> dW' diag(nw) + dc nb^T on one [BR, BK] tile, and this row
+    block's share of dnw = sum_rows dW' * W and dnb = W^T dc in PART [2, row blocks, K] (float32; W as _fold_fwd's
+    pieces)."""
+    cols = tl.program_id(0) * BK + tl.arange(0, BK)
+    i_r = tl.program_id(1)
+    rows = i_r * BR + tl.arange(0, BR)
+    mc, mr = cols < K, rows < R
+    m = mr[:, None] & mc[None, :]
+    nw = tl.load(NW + cols, mask=mc, other=0.0).to(tl.float32)
+    nb = tl.load(NB + cols, mask=mc, other=0.0).to(tl.float32)
+    offs = rows[:, None] * K + cols[None, :]
+    dw = tl.load(DW + offs, mask=m, other=0.0)
+    w = _slots_load(W0, W1, W2, W3, EW0, EW1, EW2, EW3, rows, cols, mr, mc, K, True)
+    dc = tl.load(DC + rows, mask=mr, other=0.0)
+    tl.store(DW + offs, dw * nw[None, :] + dc[:, None] * nb[None, :], mask=m)
+    nrb = tl.num_programs(1)
+    tl.store(PART + i_r * K + cols, tl.sum(dw * w, axis=0), mask=mc)
+    tl.store(PART + (nrb + i_r) * K + cols, tl.sum(dc[:, None] * w, axis=0), mask=mc)
+
+
+def _slot_args(pieces: Sequence[Tensor | None], ends: Sequence[int]) -> list:
+    """The fold kernels' piece arguments: _SLOTS pointers (None: zero rows, or an unused slot) and row ends."""
+    pad = _SLOTS - len(pieces)
+    return [*pieces, *([None] * pad), *ends, *([ends[-1] if ends else 0] * pad)]
+
+
+def _as_slots(pieces: Sequence[Tensor | int]) -> tuple[list, list[int]]:
+    """(pieces as contiguous float32-or-not tensors or None for zero rows, their cumulative row ends), stacked
+    into one piece where there are more than _SLOTS."""
+    if len(pieces) > _SLOTS:
+        pieces = [stack_pieces(tuple(pieces))]
+    ends, n = [], 0
+    for p in pieces:
+        n += _rows(p)
+        ends.append(n)
+    return [p.contiguous() if isinstance(p, Tensor) else None for p in pieces], ends
+
+
+@torch.library.custom_op("comba_vision::fold_weights", mutates_args=())
+def _fold_fwd_op(ws: list[Tensor | None], w_ends: list[int], cs: list[Tensor | None], c_ends: list[int],
+                 nw: Tensor, nb: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(W diag(nw), W nb + c) in dtype for W [R, K] and c [R] given as pieces (ws, cs: None for zero rows, each
+    list at most _SLOTS long, their row ends w_ends, c_ends; no c pieces: zeros), nw and nb [K]."""
+    R, K = w_ends[-1], nw.shape[0]
+    wc = torch.empty(R, K, device=nw.device, dtype=dtype)
+    bc = torch.empty(R, device=nw.device, dtype=dtype)
+    if R:
+        _fold_fwd[(triton.cdiv(R, _FOLD_BR),)](*_slot_args(ws, w_ends), *_slot_args(cs, c_ends), nw, nb, wc, bc,
+                                               R, K, BR=_FOLD_BR, BK=triton.next_power_of_2(K),
+                                               HAS_C=any(c is not None for c in cs), num_warps=4)
+    return wc, bc
+
+
+@_fold_fwd_op.register_fake
+def _(ws, w_ends, cs, c_ends, nw, nb, dtype):
+    return nw.new_empty(w_ends[-1], nw.shape[0], dtype=dtype), nw.new_empty(w_ends[-1], dtype=dtype)
+
+
+@torch.library.custom_op("comba_vision::fold_grads", mutates_args=("dwp",))
+def _fold_bwd_op(dwp: Tensor, dc: Tensor, ws: list[Tensor | None], w_ends: list[int], nw: Tensor,
+                 nb: Tensor) -> Tensor:
+    """[dnw; dnb] ([2, K]) from the folded layer's gradients dwp [R, K] (contiguous, float32; turned into dW in
+    place) and dc [R] (float32), with W as _fold_fwd_op's pieces."""
+    R, K = dwp.shape
+    br, bk = 64, 64
+    part = dwp.new_empty(2, triton.cdiv(R, br), K)
+    _fold_bwd[(triton.cdiv(K, bk), triton.cdiv(R, br))](dwp, dc, *_slot_args(ws, w_ends), nw, nb, part, R, K, BR=br,
+                                                         BK=bk, num_warps=4)
+    return part.sum(1)  # [dnw; dnb]: one small reduction over the row blocks' shares (about 10 a layer)
+
+
+@_fold_bwd_op.register_fake
+def _(dwp, dc, ws, w_ends, nw, nb):
+    return dwp.new_empty(2, dwp.shape[1])
+
+
+def _fold_grads_torch(dwp: Tensor, dc: Tensor, w: Tensor, nw: Tensor, nb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """_fold_bwd_op's results as differentiable PyTorch ops (double backward, and a reference)."""
+    return dwp * nw + dc[:, None] * nb, (dwp * w).sum(0), dc @ w
+
+
 ACTS = (None, "gelu")
 
 
@@ -172,16 +308,18 @@ class _Linear(torch.autograd.Function):
     then the bias pieces; ints are zero rows, which get none), in the pieces' own dtype: float32 parameters under
     autocast get float32 gradients straight from the GEMM and the column sum, with no cast kernels either way.
     Under create_graph (double backward) the gradients are formed from the pieces through autograd instead.
-    act "gelu": F.linear(gelu(x), wc, bc), keeping x and not gelu(x) (formed again in the backward)."""
+    act "gelu": F.linear(gelu(x), wc, bc), keeping x and not gelu(x) (formed again in the backward). fold: the last
+    two pieces are a LayerNorm's weight and bias folded into wc and bc (see _fold_fwd; x is then x^)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, wc: Tensor, bc: Tensor | None, act: str | None, n_w: int,
+    def forward(ctx, x: Tensor, wc: Tensor, bc: Tensor | None, act: str | None, n_w: int, fold: bool,
                 *pieces: Tensor | int) -> Tensor:
         ctx.save_for_backward(x, wc, *(p for p in pieces if isinstance(p, Tensor)))
         ctx.ints = [p if isinstance(p, int) else None for p in pieces]
-        ctx.n_w, ctx.act = n_w, act
+        ctx.n_w, ctx.act, ctx.fold = n_w, act, fold
         ctx.grads = [isinstance(p, Tensor) and p.requires_grad for p in pieces]
-        ctx.dtypes = [_tensor_of(part).dtype if part else None for part in (pieces[:n_w], pieces[n_w:])]
+        n_b = len(pieces) - n_w - 2 * fold
+        ctx.dtypes = [_tensor_of(part).dtype if part else None for part in (pieces[:n_w], pieces[n_w:n_w + n_b])]
         return F.linear(F.gelu(x) if act else x, wc, bc)
 
     @staticmethod
@@ -189,14 +327,23 @@ class _Linear(torch.autograd.Function):
         x, wc, *tensors = ctx.saved_tensors
         it = iter(tensors)
         pieces = [next(it) if i is None else i for i in ctx.ints]
+        if ctx.fold:
+            *pieces, nw, nb = pieces
         rows = [_rows(p) for p in pieces]
         n_w, grads = ctx.n_w, ctx.grads
         double = torch.is_grad_enabled()  # create_graph: every product through autograd, the weight's too
         dy2 = dy.reshape(-1, dy.shape[-1])
         x2 = x.reshape(-1, x.shape[-1])
+        w32 = None
+        if ctx.fold and double:
+            w32 = stack_pieces(tuple(pieces[:n_w]), torch.float32)
         dx = None
         if ctx.needs_input_grad[0]:
-            w = stack_pieces(tuple(pieces[:n_w]), wc.dtype) if double and any(grads[:n_w]) else wc
+            w = wc
+            if double and ctx.fold:
+                w = (w32 * nw).to(wc.dtype)
+            elif double and any(grads[:n_w]):
+                w = stack_pieces(tuple(pieces[:n_w]), wc.dtype)
             dx = dy2 @ w
             if ctx.act and double:
                 dx, x2 = dx * _gelu_grad(x2), F.gelu(x2)
@@ -205,7 +352,12 @@ class _Linear(torch.autograd.Function):
             dx = dx.view(*dy.shape[:-1], wc.shape[1])
         elif ctx.act:
             x2 = F.gelu(x2)
-        out = [None] * len(rows)
+        out = [None] * len(grads)
+        if ctx.fold:
+            if any(grads):
+                out = _folded_grads(dy2, x2, w32 if double else pieces[:n_w], nw, nb, rows, n_w, grads, ctx.dtypes,
+                                    double)
+            return (dx, None, None, None, None, None, *out)
         if double:
             fulls = (lambda: (dy2.t() @ x2).to(ctx.dtypes[0]),
                      lambda: dy2.sum(0, dtype=torch.promote_types(dy2.dtype, torch.float32)).to(ctx.dtypes[1]))
@@ -214,9 +366,35 @@ class _Linear(torch.autograd.Function):
         for (lo, hi), full in zip(((0, n_w), (n_w, len(rows))), fulls):
             if any(grads[lo:hi]):
                 g = full()
-                parts = g[:sum(rows[lo:hi])].split(rows[lo:hi])
-                out[lo:hi] = [d if want else None for d, want in zip(parts, grads[lo:hi], strict=True)]
-        return (dx, None, None, None, None, *out)
+                out[lo:hi] = _split(g, rows[lo:hi], grads[lo:hi])
+        return (dx, None, None, None, None, None, *out)
+
+
+def _split(g: Tensor, rows: list[int], wanted: list[bool]) -> list[Tensor | None]:
+    """Row views of g, one a piece of those rows (None where no gradient is wanted)."""
+    parts = g[:sum(rows)].split(rows)
+    return [d if want else None for d, want in zip(parts, wanted, strict=True)]
+
+
+def _folded_grads(dy2: Tensor, x2: Tensor, w: Tensor | list, nw: Tensor, nb: Tensor, rows: list[int], n_w: int,
+                  grads: list[bool], dtypes: list, double: bool) -> list[Tensor | None]:
+    """The gradients of a folded layer's weight pieces, bias pieces (dtypes: theirs), and the norm's weight and bias
+    (the last two of grads), from dW' = dy^T x^ and dc = sum_rows dy in float32 (see _fold_fwd). w: the weight
+    stacked in float32 (double), else its pieces."""
+    if double:
+        dwp = (dy2.t() @ x2).float()
+        dc = dy2.sum(0, dtype=torch.float32)
+        dw, dnw, dnb = _fold_grads_torch(dwp, dc, w, nw, nb)
+    else:
+        dw = _mm_as(dy2.t(), x2, torch.float32).contiguous()
+        dc = bias_grad(dy2)
+        ws, w_ends = _as_slots(w)
+        dnw, dnb = _fold_bwd_op(dw, dc, ws, w_ends, nw, nb)  # dw becomes the weight's gradient in place
+    n = len(rows)
+    out = _split(dw.to(dtypes[0]), rows[:n_w], grads[:n_w])
+    if n > n_w:
+        out += _split(dc.to(dtypes[1]), rows[n_w:], grads[n_w:n])
+    return out + [dnw.to(nw.dtype) if grads[n] else None, dnb.to(nb.dtype) if grads[n + 1] else None]
 
 
 _CASTS = threading.local()  # .table: {key: (pieces, their versions, stacked copy)} inside cast_once
@@ -278,13 +456,18 @@ def cast_once(groups: Sequence[Tensor | Pieces], dtype: torch.dtype):
             _CASTS.table = prev
 
 
-def linear(x: Tensor, w: Tensor | Pieces, b: Tensor | Pieces | None = None, act: str | None = None) -> Tensor:
+def linear(x: Tensor, w: Tensor | Pieces, b: Tensor | Pieces | None = None, act: str | None = None,
+           fold: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """F.linear(x, w, b) with the bias gradient from ``bias_grad`` (CUDA, or the CPU under TRITON_INTERPRET=1).
     w (and b) may be pieces stacked by rows (ints: zero rows, e.g. padding), each piece getting its own gradient.
     Under autocast x and the parameters are cast to the autocast dtype, as autocast does for F.linear (the
     parameters once per cast_once context where one holds them), and the parameters' gradients come back in
     their own dtype. act "gelu": F.linear(F.gelu(x), w, b) (exact GELU, in x's dtype after the cast), keeping x
-    for the backward but not gelu(x), which the backward forms again (an MLP's second layer: half its memory)."""
+    for the backward but not gelu(x), which the backward forms again (an MLP's second layer: half its memory).
+
+    fold (w_n, b_n), a LayerNorm's weight and bias: x is that norm's x^ (ops.layer_norm's fold) and the result is
+    F.linear(x^ * w_n + b_n, w, b), from one GEMM with w diag(w_n) and the bias w b_n + b (formed in float32 from
+    the float32 parameters, then cast), w_n and b_n getting their gradients from this layer (not with act)."""
     check_act(act)
     dev = x.device.type
     wp, bp = _as_pieces(w), _as_pieces(b)
@@ -293,10 +476,36 @@ def linear(x: Tensor, w: Tensor | Pieces, b: Tensor | Pieces | None = None, act:
         x = x.to(dt)
     else:
         dt = _tensor_of(wp).dtype
-    wc = _stack(wp, dt)
-    bc = _stack(bp, dt) if bp is not None else None
+    if fold is not None:
+        nw, nb = _check_fold(fold, x, wp, act)
+        wc, bc = _folded(wp, bp, nw, nb, dt)
+        extra = (nw, nb)
+    else:
+        wc = _stack(wp, dt)
+        bc = _stack(bp, dt) if bp is not None else None
+        extra = ()
     with torch.autocast(dev, enabled=False):
-        return _Linear.apply(x, wc, bc, act, len(wp), *wp, *(bp or ()))
+        return _Linear.apply(x, wc, bc, act, len(wp), fold is not None, *wp, *(bp or ()), *extra)
+
+
+def _check_fold(fold, x: Tensor, wp: tuple, act: str | None) -> tuple[Tensor, Tensor]:
+    if act is not None:
+        raise ValueError("linear: fold (a LayerNorm's weight and bias) takes no act")
+    nw, nb = fold
+    K = _tensor_of(wp).shape[-1]
+    for name, t in (("weight", nw), ("bias", nb)):
+        if not isinstance(t, Tensor) or tuple(t.shape) != (K,) or x.shape[-1] != K:
+            raise ValueError(f"linear: fold needs the norm's {name} of shape ({K},) for input features {x.shape[-1]}, "
+                             f"got {None if not isinstance(t, Tensor) else tuple(t.shape)}")
+    return nw.contiguous(), nb.contiguous()
+
+
+def _folded(wp: tuple, bp: tuple | None, nw: Tensor, nb: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(w diag(nw), w nb + b) in dtype, outside autograd, from the pieces read in place (b None: zeros)."""
+    with torch.no_grad():
+        ws, w_ends = _as_slots(wp)
+        cs, c_ends = _as_slots(bp) if bp is not None else ([], [])
+        return _fold_fwd_op(ws, w_ends, cs, c_ends, nw, nb, dtype)
 
 
 def fused_linear_applies(x: Tensor) -> bool:

@@ -219,3 +219,53 @@ def test_gelu_recompute_keeps_one_hidden_tensor_less(monkeypatch):
     from tests.ops.helpers import rel_err
     for a, b in zip(*runs, strict=True):
         assert rel_err(b, a) <= 1e-5
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
+                    reason="needs CUDA or TRITON_INTERPRET=1")
+def test_norm_fold_keeps_two_tensors_less_and_matches(monkeypatch):
+    """COMBA_NORM_FOLD: with the fused block kernels under autocast (float16 on the CPU, bf16 on CUDA), norm1 folds
+    into the joint projection and norm2 into fc1: the block keeps two [B, N, C] half tensors less for the backward
+    (each norm's x^ is the Linear layer's input, no output y besides), and its output and every gradient (the
+    norms' weights and biases included) are as close to the float32 block's (no autocast) as the unfolded block's
+    (within 2x, plus 1e-3)."""
+    import comba_vision.layers.comba_mixer as cm
+    import comba_vision.layers.fused as fused
+    import comba_vision.ops.dwconv as dw
+    import comba_vision.ops.layer_norm as ln
+    import comba_vision.ops.mixer_fused as mf
+    from comba_vision.layers import FusedLayerNorm
+    from comba_vision.layers.comba_mixer import Branch
+    from tests.ops.helpers import rel_err
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    half = torch.bfloat16 if dev == "cuda" else torch.float16
+    for mod in (cm, fused):
+        monkeypatch.setattr(mod, "fused_linear_applies", lambda t: True)
+        monkeypatch.setattr(mod, "fused_norm_applies", lambda t: True)
+    monkeypatch.setattr(dw, "applies", lambda *a: True)
+    monkeypatch.setattr(mf, "fused_applies", lambda t: True)
+    monkeypatch.setattr(cm, "mixer_joint_applies", lambda y, conv: conv.bias is not None)
+    torch.manual_seed(0)
+    block = CombaBlock(64, 2, norm_layer=FusedLayerNorm).to(dev)
+    with torch.no_grad():
+        for norm in (block.norm1, block.norm2):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_(0, 0.3)
+    x, r = torch.randn(2, 2, 40, 64, device=dev).unbind(0)
+    runs, halves = [], []
+    for on, dt in ((False, torch.float32), (False, half), (True, half)):
+        monkeypatch.setattr(ln, "NORM_FOLD", on)
+        block.zero_grad(set_to_none=True)
+        xx = x.clone().requires_grad_()
+        kept = {}
+        with torch.autocast(dev, dtype=dt, enabled=dt != torch.float32), torch.autograd.graph.saved_tensors_hooks(
+                lambda t, kept=kept: (kept.setdefault(t.untyped_storage().data_ptr(), t), t)[1], lambda t: t):
+            s, m = block.forward_pending(xx, Branch(r), [(5, 8)])
+            y = s + m.merged()
+        (y.float() * torch.linspace(-1, 1, y.numel(), device=dev).view(y.shape)).sum().backward()
+        runs.append([y.detach().float(), xx.grad] + [p.grad for p in block.parameters()])
+        halves.append(sum(t.element_size() == 2 and t.numel() == x.numel() for t in kept.values()))
+    assert halves[2] == halves[1] - 2, halves
+    names = ["y", "x"] + [n for n, _ in block.named_parameters()]
+    for name, ref, plain, folded in zip(names, *runs, strict=True):  # against float32: as close as unfolded
+        assert rel_err(folded, ref) <= 2 * rel_err(plain, ref) + 1e-3, name

@@ -326,7 +326,7 @@ def test_blocks_run_as_modules_when_watched(monkeypatch):
     model.set_grad_checkpointing(False)
     from comba_vision.layers.fused import FusedLayerNorm
 
-    def kernel_like(self, x, r, rb=None):  # as the fused kernel: the norm is not called as a module
+    def kernel_like(self, x, r, rb=None, fold=False):  # as the fused kernel: the norm is not called as a module
         s = x + (r if rb is None else r + rb)
         return s, torch.nn.functional.layer_norm(s, self.normalized_shape, self.weight, self.bias, self.eps)
     monkeypatch.setattr(FusedLayerNorm, "residual", kernel_like)
@@ -485,3 +485,40 @@ def test_chained_blocks_cast_their_weights_once(monkeypatch):
     assert served == [8 * len(model.blocks)] + [0] * len(model.blocks) and misses
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast with the fused block kernels on the GPU")
+def test_norm_fold_bf16_on_gpu(monkeypatch):
+    """COMBA_NORM_FOLD under bf16 autocast with every fused block kernel: the logits and every gradient as close to
+    the float32 model's (no autocast) as those of the unfolded model (within 2x, plus 1e-3), and each block keeps two
+    2-byte [B, N, C] tensors less (the norms' outputs; x^ is their Linear layers' input)."""
+    import comba_vision.ops.layer_norm as ln
+    from comba_vision.ops import fused_block_kernels
+    from tests.ops.helpers import rel_err
+    model = _micro(drop_path_rate=0.0).cuda()
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "norm" in n and p.dim() == 1:
+                p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(4, 3, IMG, IMG, device="cuda")
+    tokens = x.shape[0] * model.patch_embed.num_patches * model.embed_dim  # the elements of one [B, N, C] tensor
+    runs, kept = [], []
+    for on, dt in ((False, torch.float32), (False, torch.bfloat16), (True, torch.bfloat16)):
+        monkeypatch.setattr(ln, "NORM_FOLD", on)
+        model.zero_grad(set_to_none=True)
+        seen = {}
+
+        def pack(t, seen=seen):
+            seen.setdefault(t.untyped_storage().data_ptr(), t.element_size() == 2 and t.numel() == tokens)
+            return t
+        with fused_block_kernels(), torch.autocast("cuda", dtype=dt, enabled=dt != torch.float32), \
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(x)
+        (out.float() * torch.linspace(-1, 1, out.numel(), device="cuda").view(out.shape)).sum().backward()
+        runs.append([out.detach().float()] + [p.grad.clone() for p in model.parameters()])
+        kept.append(sum(seen.values()))
+    assert kept[2] == kept[1] - 2 * len(model.blocks)  # 2-byte [B, N, C] tensors kept: two a block less
+    names = ["logits"] + [n for n, _ in model.named_parameters()]
+    for name, ref, plain, folded in zip(names, *runs, strict=True):
+        assert rel_err(folded, ref) <= 2 * rel_err(plain, ref) + 1e-3, name

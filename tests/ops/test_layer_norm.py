@@ -299,18 +299,19 @@ def test_half_output_keeps_xhat_not_the_float32_input(residual, monkeypatch):
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("keep", [False, True])
-def test_norm_ops_schema_and_fake_shapes(keep):
-    """torch.library.opcheck's schema and fake-tensor checks of both norm ops, with and without x^ kept."""
+@pytest.mark.parametrize("keep,fold", [(False, False), (True, False), (False, True)])
+def test_norm_ops_schema_and_fake_shapes(keep, fold):
+    """torch.library.opcheck's schema and fake-tensor checks of both norm ops, with and without x^ kept, folded."""
     from comba_vision.ops.layer_norm import _add_ln_op, _ln_op
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     half = torch.bfloat16 if dev == "cuda" else torch.float16
     x, w, b = _inputs((2, 9, 32), torch.float32, dev)
     r = _inputs((2, 9, 32), half, dev, seed=5)[0]
     utils = ("test_schema", "test_faketensor")
-    assert set(torch.library.opcheck(_ln_op, (x, w, b, 1e-6, half, keep), test_utils=utils).values()) == {"SUCCESS"}
-    assert set(torch.library.opcheck(_add_ln_op, (x, r, w, b, 1e-6, half, w, keep), test_utils=utils).values()) \
+    assert set(torch.library.opcheck(_ln_op, (x, w, b, 1e-6, half, keep, fold), test_utils=utils).values()) \
         == {"SUCCESS"}
+    assert set(torch.library.opcheck(_add_ln_op, (x, r, w, b, 1e-6, half, w, keep, fold),
+                                     test_utils=utils).values()) == {"SUCCESS"}
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
@@ -325,3 +326,35 @@ def test_xhat_only_kept_for_a_backward():
     with torch.no_grad():
         assert not ln._keeps_xh(torch.float32, half, x, w, b)
     assert not ln._keeps_xh(torch.float64, torch.float32, x, w, b)
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("residual", [False, True])
+def test_fold_gives_xhat_and_its_gradient(residual):
+    """fold: the norm's output is x^ (no weight or bias applied), its backward takes x^'s gradient as it is and gives
+    the input (and the branch bias rb) its gradient against float64, and weight and bias none (the Linear layer
+    they are folded into gives them theirs: tests/ops/test_linear.py); the norm keeps its output and rstd only."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    shape = (3, 37, 48)
+    x, w, b = _inputs(shape, torch.float32, dev)
+    r = _inputs(shape, torch.float32, dev, seed=3)[0]
+    rb = 0.3 * torch.randn(shape[-1], generator=torch.Generator().manual_seed(4)).to(dev)
+    w.requires_grad_()
+    b.requires_grad_()
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        if residual:
+            y, (dx, dr, drb) = _run(lambda x, r, rb: add_layer_norm(x, r, w, b, 1e-6, rb=rb, fold=True)[1],
+                                    (x, r, rb))
+        else:
+            y, (dx,) = _run(lambda x: layer_norm(x, w, b, 1e-6, fold=True), (x,))
+    ref_in = (x.double(), r.double(), rb.double()) if residual else (x.double(),)
+    ref, ref_grads = _run(lambda *t: F.layer_norm(t[0] + t[1] + t[2] if residual else t[0], (shape[-1],), eps=1e-6),
+                          ref_in)
+    assert rel_err(y, ref) <= 1e-6
+    for g, gr in zip((dx, dr, drb) if residual else (dx,), ref_grads, strict=True):
+        assert rel_err(g, gr) <= 1e-5
+    assert w.grad is None and b.grad is None
+    kept = [t for t in kept if t.numel() > shape[-1] and t.dtype != torch.float64]  # not _run's float64 projection
+    assert [tuple(t.shape) for t in kept] == [shape, (shape[0] * shape[1],)]
+    assert kept[0] is y or kept[0].untyped_storage().data_ptr() == y.untyped_storage().data_ptr()

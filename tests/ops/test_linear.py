@@ -254,3 +254,90 @@ def test_gelu_bwd_op_schema_and_fake_shapes():
     da = torch.randn(10, 24, device=DEV)
     assert set(torch.library.opcheck(_gelu_bwd_op, (h, da), test_utils=("test_schema", "test_faketensor")).values()) \
         == {"SUCCESS"}
+
+
+def _fold_case(dev, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    K = 40
+    xh = torch.randn(2, 13, K, generator=gen)
+    nw, nb = 1 + 0.4 * torch.randn(K, generator=gen), 0.3 * torch.randn(K, generator=gen)
+    ws = [torch.randn(n, K, generator=gen) / K ** 0.5 for n in (24, 9, 3)]
+    cs = [0.2 * torch.randn(n, generator=gen) for n in (24, 9, 3)]
+    return [t.to(dev, dtype) for t in (xh, nw, nb, *ws, *cs)]
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("case", ["pieces", "no_bias", "frozen", "many_pieces"])
+def test_linear_fold_matches_float64(case):
+    """linear(x^, w, b, fold=(w_n, b_n)) is F.linear(x^ * w_n + b_n, w, b): the output and the gradients of x^, every
+    weight and bias piece (zero rows between them, a frozen one, none) and the folded norm's weight and bias against
+    float64; more pieces than the fold kernels read in place (stacked first) give the same."""
+    xh, nw, nb, w0, w1, w2, c0, c1, c2 = _fold_case(DEV)
+    wp, bp = [w0, 4, w1, w2], [c0, 4, c1, c2]
+    if case == "many_pieces":
+        wp, bp = [w0, 4, w1, 2, w2, 1], [c0, 4, c1, 2, c2, 1]
+    if case == "no_bias":
+        bp = None
+    leaves = [t for t in (xh, nw, nb, w0, w1, w2, c0, c1, c2)]
+
+    def run(dt):
+        ts = [t.detach().to(dt).requires_grad_(not (case == "frozen" and i == 4)) for i, t in enumerate(leaves)]
+        x, a, b_, *rest = ts
+        mp = {id(o): t for o, t in zip(leaves, ts, strict=True)}
+        w = [mp[id(p)] if isinstance(p, torch.Tensor) else p for p in wp]
+        b = None if bp is None else [mp[id(p)] if isinstance(p, torch.Tensor) else p for p in bp]
+        if dt == torch.float64:
+            from comba_vision.ops.linear import stack_pieces
+            y = F.linear(x * a + b_, stack_pieces(w), None if b is None else stack_pieces(b))
+        else:
+            y = linear(x, w, b, fold=(a, b_))
+        gen = torch.Generator().manual_seed(1)
+        (y.double() * torch.randn(y.shape, generator=gen, dtype=torch.float64).to(y.device)).sum().backward()
+        used = [t for i, t in enumerate(ts) if not (bp is None and i >= 6)]
+        return y, [t.grad for t in used]
+
+    y, grads = run(torch.float32)
+    ref, ref_grads = run(torch.float64)
+    assert rel_err(y, ref) <= 1e-5
+    for i, (g, gr) in enumerate(zip(grads, ref_grads, strict=True)):
+        if gr is None:
+            assert g is None, i
+        else:
+            assert g.dtype == torch.float32 and rel_err(g, gr) <= 1e-5, i
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_linear_fold_double_backward_and_bad_fold():
+    """Under create_graph the folded layer's gradients come from PyTorch ops: the second derivatives are those of
+    F.linear(x^ * w_n + b_n, w, b); a fold with act or of the wrong width is refused."""
+    xh, nw, nb, w0, w1, w2, c0, c1, c2 = (t.double() for t in _fold_case(DEV))
+    ts = [t.clone().requires_grad_() for t in (xh, nw, nb, w0, w1, c0, c1)]
+
+    def second(fn):
+        xs = [t.detach().clone().requires_grad_() for t in ts]
+        y = fn(*xs)
+        g = torch.autograd.grad((y * y).sum(), xs, create_graph=True)
+        return torch.autograd.grad(sum((gi * gi).sum() for gi in g), xs)
+
+    got = second(lambda x, a, b_, w0, w1, c0, c1: linear(x, [w0, w1], [c0, c1], fold=(a, b_)))
+    ref = second(lambda x, a, b_, w0, w1, c0, c1: F.linear(x * a + b_, torch.cat([w0, w1]), torch.cat([c0, c1])))
+    for g, r in zip(got, ref, strict=True):
+        assert rel_err(g, r) <= 1e-6
+    with pytest.raises(ValueError, match="act"):
+        linear(xh, w0, c0, act="gelu", fold=(nw, nb))
+    with pytest.raises(ValueError, match="shape"):
+        linear(xh, w0, c0, fold=(nw[:5], nb))
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_fold_ops_schema_and_fake_shapes():
+    """torch.library.opcheck's schema and fake-tensor checks of the fold kernels' ops."""
+    from comba_vision.ops.linear import _fold_bwd_op, _fold_fwd_op
+    xh, nw, nb, w0, w1, w2, c0, c1, c2 = _fold_case(DEV)
+    half = torch.bfloat16 if DEV == "cuda" else torch.float16
+    utils = ("test_schema", "test_faketensor")
+    args = ([w0, None, w1], [24, 28, 37], [c0, None, c1], [24, 28, 37], nw, nb, half)
+    assert set(torch.library.opcheck(_fold_fwd_op, args, test_utils=utils).values()) == {"SUCCESS"}
+    dw = torch.randn(37, 40, device=DEV)
+    args = (dw, torch.randn(37, device=DEV), [w0, None, w1], [24, 28, 37], nw, nb)
+    assert set(torch.library.opcheck(_fold_bwd_op, args, test_utils=utils).values()) == {"SUCCESS"}
