@@ -43,6 +43,7 @@ from ..ops.mixer_fused import (
     mixer_scan_applies,
 )
 from ..ops.mixer_joint import mixer_joint, mixer_joint_applies
+from ..ops.mlp import mlp as mlp_op
 from .fused import FusedLayerNorm, FusedLinear, block_linear, fuse_linears, watched
 
 Segments = list[tuple[int, int]]
@@ -61,6 +62,14 @@ BRANCH_BIAS_IN_NORM = os.environ.get("COMBA_BRANCH_BIAS_IN_NORM", "1") == "1"
 # fc1's output h for the backward and not gelu(h), which the kernel that forms h's gradient writes again. One
 # [tokens, hidden] tensor less a block (Comba-T at 1024px: 75 of 572 MB an image kept for the backward).
 GELU_RECOMPUTE = os.environ.get("COMBA_GELU_RECOMPUTE", "1") == "1"
+# Where fc2 takes its GELU inside and leaves its bias to the norm, and fc1 is a plain (or fused) unwatched Linear
+# layer that takes ops.linear: the whole MLP as one node that keeps only its input and forms fc1's output again in
+# the backward (ops.mlp; Comba-T at 1024px: 1536 bytes a token and block less, for one more fc1 GEMM a block).
+MLP_RECOMPUTE = os.environ.get("COMBA_MLP_RECOMPUTE", "1") == "1"
+# The mixer's output projection inside its joint node (ops.mixer_joint's proj_w) where its bias goes to the norm:
+# the node's backward writes the projection's input again (the output kernel's backward has every factor of it), so
+# nothing keeps it (Comba-T: 384 bytes a token and block).
+PROJ_IN_JOINT = os.environ.get("COMBA_PROJ_IN_JOINT", "1") == "1"
 
 
 class Branch(NamedTuple):
@@ -80,11 +89,17 @@ def _unbiased(lin: nn.Linear, dropout: nn.Module, x: torch.Tensor, defer: bool =
     mode), no hooks on either or global ones, and the fused LayerNorm in use (which adds the bias for free;
     PyTorch's norm would need an add of its own); else the whole result. gelu (an exact nn.GELU): of gelu(x),
     which the layer then does not keep for its backward where the bias is left out (GELU_RECOMPUTE)."""
-    if (defer and BRANCH_BIAS_IN_NORM and type(lin) in (nn.Linear, FusedLinear) and lin.bias is not None
-            and not (watched() or watched(lin) or watched(dropout)) and fused_norm_applies(x)
-            and (not dropout.training or getattr(dropout, "p", 0.0) == 0)):
+    if defer and _defers_bias(lin, dropout, x):
         return Branch(block_linear(x, lin.weight, act="gelu" if gelu is not None else None), lin.bias)
     return Branch(dropout(lin(x if gelu is None else gelu(x))))
+
+
+def _defers_bias(lin: nn.Linear, dropout: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the Linear layer lin, followed by dropout, may leave its bias to the norm that takes its branch (see
+    _unbiased)."""
+    return (BRANCH_BIAS_IN_NORM and type(lin) in (nn.Linear, FusedLinear) and lin.bias is not None
+            and not (watched() or watched(lin) or watched(dropout)) and fused_norm_applies(x)
+            and (not dropout.training or getattr(dropout, "p", 0.0) == 0))
 
 
 def _in_proj_pad(width: int, x: torch.Tensor) -> int:
@@ -221,10 +236,13 @@ class CombaMixer(nn.Module):
         of this norm, whose weight and bias the joint projection takes folded in."""
         w, b, _ = self._joint_weight(x)
         fold = None if fold is None else (fold.weight, fold.bias)
+        # the output projection inside the node where its bias goes to the norm (PROJ_IN_JOINT)
+        proj = PROJ_IN_JOINT and defer and _defers_bias(self.proj, self.proj_drop, x)
         out = mixer_joint(linear(x, w, b, fold=fold), self.conv.weight, self.conv.bias, self.A_log, self.dt_bias,
                           self.b_logit, self.d, self.o_norm.weight, self.num_heads, self.head_dim_k, self.head_dim_v,
-                          _check_segments(x.shape[1], segments), self.variant, eps=self.o_norm.eps)
-        return _unbiased(self.proj, self.proj_drop, out, defer)
+                          _check_segments(x.shape[1], segments), self.variant, eps=self.o_norm.eps,
+                          proj_w=self.proj.weight if proj else None)
+        return Branch(out, self.proj.bias) if proj else _unbiased(self.proj, self.proj_drop, out, defer)
 
     def _conv_and_gates(self, x: torch.Tensor, segments: Segments | None, out_gate: bool = True):
         """The prep's inputs: (conv output c, the gate logits z, its per-head parameters and sizes), and the
@@ -414,10 +432,15 @@ class CombaBlock(nn.Module):
         if not direct or not self._mlp_parts(mlp):
             y = fold.unfold(y) if fold is not None else y
             return Branch(drop_path(mlp(y)))
+        gelu_inside = (GELU_RECOMPUTE and type(mlp.act) is nn.GELU and mlp.act.approximate == "none"
+                       and type(mlp.drop1) in (nn.Dropout, nn.Identity) and not watched(mlp.drop1)
+                       and (not mlp.drop1.training or getattr(mlp.drop1, "p", 0.0) == 0))
+        if (gelu_inside and MLP_RECOMPUTE and type(mlp.fc1) in (nn.Linear, FusedLinear) and not watched(mlp.fc1)
+                and fused_linear_applies(y) and _defers_bias(mlp.fc2, mlp.drop2, y)):
+            return Branch(mlp_op(y, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight,
+                                 fold=None if fold is None else (fold.weight, fold.bias)), mlp.fc2.bias)
         h = block_linear(y, mlp.fc1.weight, mlp.fc1.bias, fold=fold) if fold is not None else mlp.fc1(y)
-        if (GELU_RECOMPUTE and type(mlp.act) is nn.GELU and mlp.act.approximate == "none"
-                and type(mlp.drop1) in (nn.Dropout, nn.Identity) and not watched(mlp.drop1)
-                and (not mlp.drop1.training or getattr(mlp.drop1, "p", 0.0) == 0)):
+        if gelu_inside:
             return _unbiased(mlp.fc2, mlp.drop2, h, gelu=mlp.act)
         return _unbiased(mlp.fc2, mlp.drop2, mlp.drop1(mlp.act(h)))
 

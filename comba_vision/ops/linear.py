@@ -110,6 +110,16 @@ def _(h, da):
     return h.new_empty(h.shape), h.new_empty(h.shape)  # dense, as the op's (it makes h contiguous first)
 
 
+@torch.library.custom_op("comba_vision::gelu_bwd_recompute_", mutates_args=("h", "da"))
+def _gelu_bwd_inplace_op(h: Tensor, da: Tensor) -> None:
+    """_gelu_bwd_op in place, for an h that nothing else reads afterwards (contiguous h and da of one shape and
+    dtype): da becomes h's gradient da * gelu'(h), h becomes gelu(h). Each element is read and written by the
+    same program, so the two [rows, hidden] tensors of the out-of-place op are not allocated."""
+    n = h.numel()
+    if n:
+        _gelu_bwd[(triton.cdiv(n, _GELU_BLOCK),)](h, da, da, h, n, BLOCK=_GELU_BLOCK, num_warps=8)
+
+
 def _gelu_grad(h: Tensor) -> Tensor:
     """gelu'(h) as differentiable PyTorch ops (double backward)."""
     return 0.5 * (1.0 + torch.erf(h * 0.7071067811865476)) + h * torch.exp(-0.5 * h * h) * 0.3989422804014327
@@ -418,6 +428,12 @@ def _stack(pieces: tuple, dtype: torch.dtype) -> Tensor:
         return hit[2]
     with torch.no_grad():
         return stack_pieces(pieces, dtype).detach()
+
+
+def compute_copy(w: Tensor, dtype: torch.dtype) -> Tensor:
+    """w in dtype outside autograd, from cast_once's copies where it holds them (else cast here; w itself if it is
+    in dtype already), for an op that returns w's gradient itself."""
+    return _stack((w,), dtype)
 
 
 @contextmanager

@@ -496,14 +496,18 @@ def _out_fwd(O2, YG, SYG, WN, Y, OS, NTOK, H, V, BN: tl.constexpr, BV: tl.conste
 
 @triton.jit
 def _out_bwd(O2, YG, SYG, WN, DY, DO2, DYG, SDYG, DWP, NTOK, H, V, BN: tl.constexpr, BV: tl.constexpr,
-             EPS: tl.constexpr, TWO: tl.constexpr, DO_TWO: tl.constexpr):
+             EPS: tl.constexpr, TWO: tl.constexpr, DO_TWO: tl.constexpr, Y=None, STORE_Y: tl.constexpr = False):
     """DYG's rows are SDYG elements apart. TWO: O2 holds both scans' outputs, else their sum; DO_TWO: the sum's
-    gradient is written for both scans, [2, NTOK, H, V] (the same for each), else once."""
+    gradient is written for both scans, [2, NTOK, H, V] (the same for each), else once. STORE_Y: also the forward's
+    gated output again, into Y (for the weight gradient of the projection that read it, which then keeps nothing)."""
     i_n, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_n * BN + tl.arange(0, BN)
     m_r = rows < NTOK
     o, r, w, sg, m = _out_setup(O2, YG, SYG, WN, rows, m_r, i_h, NTOK, H, V, BV, EPS, TWO)
     n = o * r[:, None]
+    if STORE_Y:
+        py, _ = _head_rows(Y, rows, m_r, i_h, H, V, BV)
+        tl.store(py, (n * w[None, :] * sg).to(Y.dtype.element_ty), mask=m)
     pdy, _ = _head_rows(DY, rows, m_r, i_h, H, V, BV)
     dy = tl.load(pdy, mask=m, other=0.0).to(tl.float32)
     dn = dy * w[None, :] * sg
@@ -553,10 +557,10 @@ def _(o2, y_g, weight, eps, keep_sum=True):
 
 
 def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: float, dyg: Tensor | None = None,
-                    do_two: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                    do_two: bool | None = None, y: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """_out_bwd_op's work; dyg: where to write y_g's gradient (rows of a uniform stride), else a new tensor.
     o2: both scans' outputs or their sum; do_two: the sum's gradient for both scans, [2, B, N, H, V] (default:
-    as o2 comes)."""
+    as o2 comes). y: a dense [B, N, H * V] tensor the forward's output is written into again."""
     o2, (y_g, syg), dy = o2.contiguous(), _rows(y_g), dy.contiguous()
     B, N, H, V = o2.shape[-4:]
     grid, meta = _out_meta(H, V, B * N, eps)
@@ -565,7 +569,7 @@ def _out_bwd_launch(o2: Tensor, y_g: Tensor, weight: Tensor, dy: Tensor, eps: fl
     dyg = y_g.new_empty(y_g.shape) if dyg is None else dyg
     dwp = torch.empty(V, grid[0] * H, device=o2.device, dtype=torch.float32)
     _out_bwd[grid](o2, y_g, syg, weight, dy, do2, dyg, _row_stride(dyg), dwp, B * N, H, V, TWO=o2.dim() == 5,
-                   DO_TWO=do_two, **meta)
+                   DO_TWO=do_two, Y=y, STORE_Y=y is not None, **meta)
     return do2, dyg, dwp.sum(-1)
 
 

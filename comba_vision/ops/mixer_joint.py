@@ -24,6 +24,7 @@ from torch import Tensor
 from . import triton_chunk
 from .dwconv import _conv_grads, _dw_bwd_launch, _dw_launch, _launches, conv_args, dwconv_applies
 from .function import chunk_buffers, chunk_bwd
+from .linear import _mm_as, compute_copy
 from .mixer_fused import (
     _check,
     _check_offsets,
@@ -105,11 +106,14 @@ def _pieces(y: Tensor, H: int, K: int, V: int) -> tuple[Tensor, Tensor, Tensor]:
 @torch.library.custom_op("comba_vision::mixer_joint", mutates_args=())
 def _joint_op(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor,
               d: Tensor, norm_w: Tensor, H: int, K: int, V: int, segments: list[int], scale: float, iplr: bool,
-              eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
-                                   Tensor, Tensor, Tensor]:
+              eps: float, proj_w: Tensor | None = None, proj_wc: Tensor | None = None
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                         Tensor, Tensor]:
     """(the gated output [B, N, H * V], then what the backward keeps: the conv output c, q~, k, v, p, g, beta,
     the operator's work buffers M, W, U, h and the sum of both scans' outputs, [B, N, H, V]). With CONV_IN_PREP c is
-    an empty placeholder, not kept (and with "2" neither are q~ .. beta)."""
+    an empty placeholder, not kept (and with "2" neither are q~ .. beta). proj_w (the output projection's weight
+    [C, H * V], with proj_wc its copy in y's dtype): the first result is the projection of the gated output
+    without a bias, [B, N, C], and the gated output is not kept (the backward writes it again)."""
     a, z, y_g = _pieces(y, H, K, V)
     if CONV_IN_PREP != "0":  # c formed inside the prep kernel and not kept (an empty placeholder)
         c = y.new_empty(0)
@@ -119,31 +123,45 @@ def _joint_op(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias:
         qkvpgb = _prep_launch(c, z, A_log, dt_bias, b_logit, d, H, K, V)
     o2, _, bufs = comba_fwd_triton(*qkvpgb, scale, None, False, iplr, BOTH)
     out, o = _out_launch(o2, y_g, norm_w, eps, keep_sum=True)
+    if proj_wc is not None:
+        out = out @ proj_wc.t()
     return (out, c, *qkvpgb, *bufs, o)
 
 
 @_joint_op.register_fake
-def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps):
+def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps, proj_w=None,
+      proj_wc=None):
     B, N, _ = y.shape
     c = y.new_empty(B, N, 2 * H * K + H * V)
     bufs = empty_work_buffers(B, N, H, K, V, 2, y.dtype, y.device)
-    return (y.new_empty(B, N, H * V), y.new_empty(0) if CONV_IN_PREP != "0" else c, *_prep_outputs(c, H, K, V), *bufs,
+    out = y.new_empty(B, N, H * V if proj_wc is None else proj_wc.shape[0])
+    return (out, y.new_empty(0) if CONV_IN_PREP != "0" else c, *_prep_outputs(c, H, K, V), *bufs,
             y.new_empty(B, N, H, V))
 
 
 @torch.library.custom_op("comba_vision::mixer_joint_bwd", mutates_args=())
 def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias: Tensor,
                   b_logit: Tensor, d: Tensor, norm_w: Tensor, c: Tensor, o: Tensor, kept: list[Tensor], H: int,
-                  K: int, V: int, segments: list[int], scale: float, iplr: bool, eps: float
-                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                  K: int, V: int, segments: list[int], scale: float, iplr: bool, eps: float,
+                  proj_wc: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(y's gradient, the conv's [k*k + 1, C] weight-by-tap and bias gradients, the four per-head parameter
-    gradients [4, H], the output norm's weight gradient [V]; float32 but the first). An empty c: the forward had
-    the conv inside the prep (CONV_IN_PREP); where kept then holds the work buffers only (CONV_IN_PREP "2"; none with
-    RECOMPUTE_BUFFERS), q~, k, v, p, g, beta are formed again here."""
+    gradients [4, H], the output norm's weight gradient [V], the output projection's weight gradient (with proj_wc,
+    else an empty tensor); float32 but the first). An empty c: the forward had the conv inside the prep
+    (CONV_IN_PREP); where kept then holds the work buffers only (CONV_IN_PREP "2"; none with RECOMPUTE_BUFFERS),
+    q~, k, v, p, g, beta are formed again here. proj_wc: dout is the projection's output gradient [B, N, C]."""
     dy = torch.empty(y.shape, dtype=y.dtype, device=y.device)  # dense rows, whatever y's strides
     a, z, y_g = _pieces(y, H, K, V)
     da, dz, dyg = _pieces(dy, H, K, V)
-    do2, _, dnw = _out_bwd_launch(o, y_g, norm_w, dout, eps, dyg=dyg, do_two=True)
+    dproj = y.new_empty(0, dtype=torch.float32)
+    gated = None
+    if proj_wc is not None:  # the projection's input gradient, and its input again from _out_bwd below
+        dzp, dout = dout, dout @ proj_wc
+        gated = torch.empty(dout.shape, dtype=y.dtype, device=y.device)
+    do2, _, dnw = _out_bwd_launch(o, y_g, norm_w, dout, eps, dyg=dyg, do_two=True, y=gated)
+    if gated is not None:
+        del dout
+        dproj = _mm_as(dzp.reshape(-1, dzp.shape[-1]).t(), gated.view(-1, gated.shape[-1]), torch.float32)
+        del gated
     conv_in_prep = c.numel() == 0
     if conv_in_prep and len(kept) in (0, 4):
         kept = [*_conv_prep_launch(a, conv_w, conv_b, segments, z, A_log, dt_bias, b_logit, d, H, K, V), *kept]
@@ -159,18 +177,23 @@ def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log
     pad = y.shape[-1] - (2 * H * K + 2 * H + 2 * H * V)
     if pad:
         dy[..., y.shape[-1] - pad:].zero_()
-    return dy, dwb, dpar, dnw
+    return dy, dwb, dpar, dnw, dproj
 
 
 @_joint_bwd_op.register_fake
-def _(dout, y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, kept, H, K, V, segments, scale, iplr, eps):
+def _(dout, y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, kept, H, K, V, segments, scale, iplr, eps,
+      proj_wc=None):
     f32 = dict(dtype=torch.float32)
     return (y.new_empty(y.shape), y.new_empty(conv_w.shape[-1] ** 2 + 1, conv_w.shape[0], **f32),
-            y.new_empty(4, H, **f32), y.new_empty(V, **f32))
+            y.new_empty(4, H, **f32), y.new_empty(V, **f32),
+            y.new_empty(0 if proj_wc is None else proj_wc.shape, **f32))
 
 
 def _setup(ctx, inputs, output):
-    y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps = inputs
+    y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, scale, iplr, eps, *proj = inputs
+    proj_w, proj_wc = (proj + [None, None])[:2]
+    ctx.proj = proj_wc is not None
+    ctx.proj_dtype = None if proj_w is None else proj_w.dtype
     _, c, *kept, o = output
     ctx.mark_non_differentiable(c, *kept, o)
     ctx.set_materialize_grads(False)
@@ -179,20 +202,21 @@ def _setup(ctx, inputs, output):
     keep = kept[:6] if triton_chunk.RECOMPUTE_BUFFERS else kept
     if c.numel() == 0 and CONV_IN_PREP == "2":
         keep = keep[6:]
-    ctx.save_for_backward(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, *keep)
+    ctx.save_for_backward(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, proj_wc, *keep)
     ctx.args = (H, K, V, segments, scale, iplr, eps)
     ctx.bias_dtype = conv_b.dtype
 
 
 def _backward(ctx, dout, *_):
     if dout is None:
-        return (None,) * 15
-    y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, *kept = ctx.saved_tensors
-    dy, dwb, dpar, dnw = _joint_bwd_op(dout.contiguous(), y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o,
-                                       kept, *ctx.args)
+        return (None,) * 17
+    y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, proj_wc, *kept = ctx.saved_tensors
+    dy, dwb, dpar, dnw, dproj = _joint_bwd_op(dout.contiguous(), y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w,
+                                              c, o, kept, *ctx.args, proj_wc=proj_wc)
     dconv_w, dconv_b = _conv_grads(dwb, conv_w)
     return (dy, dconv_w, dconv_b.to(ctx.bias_dtype), *_param_grads(dpar, (A_log, dt_bias, b_logit, d)),
-            dnw.to(norm_w.dtype), None, None, None, None, None, None, None)
+            dnw.to(norm_w.dtype), None, None, None, None, None, None, None,
+            dproj.to(ctx.proj_dtype) if ctx.proj else None, None)
 
 
 _joint_op.register_autograd(_backward, setup_context=_setup)
@@ -205,11 +229,15 @@ def mixer_joint_applies(y: Tensor, conv: torch.nn.Conv2d) -> bool:
 
 def mixer_joint(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias: Tensor, b_logit: Tensor,
                 d: Tensor, norm_w: Tensor, H: int, K: int, V: int, segments=None, variant: str = "splr",
-                scale: float | None = None, eps: float | None = None) -> Tensor:
+                scale: float | None = None, eps: float | None = None, proj_w: Tensor | None = None) -> Tensor:
     """mixer_out(mixer_scan(dwconv_tokens(a, conv_w, conv_b, segments), z, A_log, dt_bias, b_logit, d, H, K, V,
     variant, scale), y_g, norm_w, eps) for the joint projection's output y = [a | y_g | z | padding]
     [B, N, >= 2HK + 2H + 2HV], as one autograd node whose backward writes y's gradient in one piece (padding
-    columns zero). Returns [B, N, H * V] in y's dtype."""
+    columns zero). Returns [B, N, H * V] in y's dtype.
+
+    proj_w [C, H * V] (the output projection's weight, no bias): returns F.linear(that, proj_w) [B, N, C] instead,
+    in y's dtype (proj_w cast once per ops.linear.cast_once context), and keeps no copy of the gated output for the
+    projection's weight gradient: the output kernel's backward writes it again (Comba-T: 384 B a token and block)."""
     from .comba import check_sizes_and_variant
     check_sizes_and_variant(K, V, variant)
     if conv_b is None:
@@ -228,5 +256,10 @@ def mixer_joint(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bia
     scale = float(K ** -0.5 if scale is None else scale)
     # eps None: what F.rms_norm takes then, the machine epsilon of the activations' dtype (as mixer_out)
     eps = float(torch.finfo(y.dtype).eps if eps is None else eps)
+    proj = ()
+    if proj_w is not None:
+        if proj_w.dim() != 2 or proj_w.shape[1] != H * V:
+            raise ValueError(f"proj_w must be [C, H*V] = [C, {H * V}], got shape {tuple(proj_w.shape)}")
+        proj = (proj_w, compute_copy(proj_w, y.dtype))
     return _joint_op(y, conv_w.contiguous(), conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segs, scale,
-                     variant == "iplr", eps)[0]
+                     variant == "iplr", eps, *proj)[0]

@@ -191,16 +191,19 @@ def test_block_weight_casts_change_nothing(monkeypatch):
 
 @pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
                     reason="needs CUDA or TRITON_INTERPRET=1")
-def test_gelu_recompute_keeps_one_hidden_tensor_less(monkeypatch):
+@pytest.mark.parametrize("mlp_node", [False, True])
+def test_gelu_recompute_keeps_one_hidden_tensor_less(monkeypatch, mlp_node):
     """COMBA_GELU_RECOMPUTE: where the fused norm and Linear apply, the MLP's fc2 takes its GELU inside
-    (ops.linear act="gelu") and the block keeps one [B, N, hidden] tensor for the backward, not two; the block's
-    output and every gradient are those of the plain GELU and fc2 (float32: to rounding)."""
+    (ops.linear act="gelu") and the block keeps one [B, N, hidden] tensor for the backward, not two; with
+    COMBA_MLP_RECOMPUTE the whole MLP is one node (ops.mlp) and the block keeps none. The block's output and every
+    gradient are those of the plain GELU and fc2 (float32: to rounding)."""
     import comba_vision.layers.comba_mixer as cm
     import comba_vision.layers.fused as fused
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     for mod in (cm, fused):
         monkeypatch.setattr(mod, "fused_linear_applies", lambda t: True)
         monkeypatch.setattr(mod, "fused_norm_applies", lambda t: True)
+    monkeypatch.setattr(cm, "MLP_RECOMPUTE", mlp_node)
     torch.manual_seed(0)
     block = CombaBlock(64, 2).to(dev)
     x = torch.randn(2, 40, 64, device=dev)
@@ -215,7 +218,7 @@ def test_gelu_recompute_keeps_one_hidden_tensor_less(monkeypatch):
             y = block(x, [(5, 8)])
         (y * torch.linspace(-1, 1, y.numel(), device=dev).view(y.shape)).sum().backward()
         runs.append([y.detach()] + [p.grad for p in block.parameters()])
-        assert len(set(hidden)) == (1 if on else 2)
+        assert len(set(hidden)) == (2 if not on else 0 if mlp_node else 1)
     from tests.ops.helpers import rel_err
     for a, b in zip(*runs, strict=True):
         assert rel_err(b, a) <= 1e-5
@@ -269,3 +272,48 @@ def test_norm_fold_keeps_two_tensors_less_and_matches(monkeypatch):
     names = ["y", "x"] + [n for n, _ in block.named_parameters()]
     for name, ref, plain, folded in zip(names, *runs, strict=True):  # against float32: as close as unfolded
         assert rel_err(folded, ref) <= 2 * rel_err(plain, ref) + 1e-3, name
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
+                    reason="needs CUDA or TRITON_INTERPRET=1")
+def test_proj_in_joint_node_keeps_its_input_no_more(monkeypatch):
+    """COMBA_PROJ_IN_JOINT: where the mixer takes its joint node and proj's bias goes to the norm, proj runs inside
+    that node, which writes proj's input again in its backward: the block keeps one [B, N, C] half tensor less, and
+    its output and every gradient are those of proj as its own layer (the same GEMMs: to float rounding)."""
+    import comba_vision.layers.comba_mixer as cm
+    import comba_vision.layers.fused as fused
+    import comba_vision.ops.dwconv as dw
+    import comba_vision.ops.mixer_fused as mf
+    from comba_vision.layers import FusedLayerNorm
+    from comba_vision.layers.comba_mixer import Branch
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    half = torch.bfloat16 if dev == "cuda" else torch.float16
+    for mod in (cm, fused):
+        monkeypatch.setattr(mod, "fused_linear_applies", lambda t: True)
+        monkeypatch.setattr(mod, "fused_norm_applies", lambda t: True)
+    monkeypatch.setattr(dw, "applies", lambda *a: True)
+    monkeypatch.setattr(mf, "fused_applies", lambda t: True)
+    monkeypatch.setattr(cm, "mixer_joint_applies", lambda y, conv: conv.bias is not None)
+    torch.manual_seed(0)
+    block = CombaBlock(64, 2, norm_layer=FusedLayerNorm).to(dev)
+    x, r = torch.randn(2, 2, 40, 64, device=dev).unbind(0)
+    runs, halves, calls = [], [], []
+    real = cm.mixer_joint
+    monkeypatch.setattr(cm, "mixer_joint", lambda *a, **k: calls.append(k.get("proj_w") is not None) or real(*a, **k))
+    for on in (False, True):
+        monkeypatch.setattr(cm, "PROJ_IN_JOINT", on)
+        block.zero_grad(set_to_none=True)
+        xx = x.clone().requires_grad_()
+        kept = {}
+        with torch.autocast(dev, dtype=half), torch.autograd.graph.saved_tensors_hooks(
+                lambda t, kept=kept: (kept.setdefault(t.untyped_storage().data_ptr(), t), t)[1], lambda t: t):
+            s, m = block.forward_pending(xx, Branch(r), [(5, 8)])
+            y = s + m.merged()
+        (y.float() * torch.linspace(-1, 1, y.numel(), device=dev).view(y.shape)).sum().backward()
+        runs.append([y.detach().float(), xx.grad] + [p.grad for p in block.parameters()])
+        halves.append(sum(t.element_size() == 2 and t.numel() == x.numel() for t in kept.values()))
+    assert calls == [False, True]
+    assert halves[1] == halves[0] - 1, halves
+    names = ["y", "x"] + [n for n, _ in block.named_parameters()]
+    for name, a, b in zip(names, *runs, strict=True):
+        assert rel_err(b, a) <= 1e-5, name

@@ -99,12 +99,35 @@ def test_mixer_joint_matches_float64(B, grid, H, K, V, pad, variant, conv_in_pre
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
-def test_mixer_joint_op_schema_and_fake_shapes():
-    """torch.library.opcheck's schema and fake-tensor checks of the op (what torch.compile needs)."""
+@pytest.mark.parametrize("proj", [False, True])
+def test_mixer_joint_op_schema_and_fake_shapes(proj):
+    """torch.library.opcheck's schema and fake-tensor checks of the op (what torch.compile needs), with the output
+    projection inside and without."""
     xs = [x.to(DEV) for x in _inputs(1, [(3, 3)], 2, 16, 16, 2)]
-    args = (*xs, 2, 16, 16, [3, 3], 0.25, False, 1e-5)
+    pw = torch.randn(12, 32, device=DEV)
+    args = (*xs, 2, 16, 16, [3, 3], 0.25, False, 1e-5, *((pw, pw) if proj else ()))
     assert set(torch.library.opcheck(_joint_op, args, test_utils=("test_schema", "test_faketensor")).values()) \
         == {"SUCCESS"}
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_mixer_joint_with_the_output_projection_matches_float64():
+    """proj_w: the node returns F.linear(output, proj_w) and gives proj_w its gradient (float32, from the gated
+    output written again in the backward), every other gradient as without it, against float64; it keeps nothing
+    of the projection's input width besides what it kept without."""
+    B, grid, H, K, V = 2, [(5, 6)], 2, 16, 24
+    xs = [x.to(DEV) for x in _inputs(B, grid, H, K, V, 3)]
+    pw = (torch.randn(20, H * V, generator=torch.Generator().manual_seed(7)) / (H * V) ** 0.5).to(DEV)
+    dims = (H, K, V, grid, "splr")
+    out, grads = _run(lambda *a: mixer_joint(*a[:8], H, K, V, grid, "splr", eps=1e-5, proj_w=a[8]), [*xs, pw])
+    ref, ref_grads = _run(lambda *a: F.linear(_reference(*a[:8], *dims), a[8]), [x.double() for x in (*xs, pw)])
+    assert out.shape == (B, 30, 20) and rel_err(out, ref) <= 1e-4
+    for name, g, r in zip([*NAMES, "proj_w"], grads, ref_grads, strict=True):
+        assert g.dtype == torch.float32 and rel_err(g, r) <= 1e-4, name
+    kept = {}
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: (kept.setdefault(id(t), t), t)[1], lambda t: t):
+        mixer_joint(*[x.requires_grad_() for x in xs], H, K, V, grid, eps=1e-5, proj_w=pw.requires_grad_())
+    assert not [t for t in kept.values() if t.shape[-1] == H * V and t.dim() == 3]
 
 
 def _kept_shapes(B, grid, H, K, V):

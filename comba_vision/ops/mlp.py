@@ -1,0 +1,106 @@
+"""An MLP's two Linear layers and the exact GELU between them as one autograd node that keeps only its input.
+
+``mlp(x, w1, b1, w2, b2)`` is ``F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2)``. PyTorch's layers keep the hidden
+activation h = x w1^T + b1 (or, through GELU, both h and gelu(h)) for the backward: for Comba-T that is 1536 bytes a
+token and block in bf16, the largest single tensor a block keeps. This node keeps x (which the norm before it keeps
+anyway where it is folded in: ops.layer_norm's fold) and forms h again in the backward with the same GEMM as the
+forward, about 1.3% of a Comba-T training step at 1024px on the H200 for 0.6 GB less at batch 8.
+
+Backward: h = x w1^T + b1 again; da = dy w2; one Triton pass (ops.linear._gelu_bwd_inplace_op) turns da into
+dh = da gelu'(h) and h into gelu(h) in place; dw2 = dy^T gelu(h); dx = dh w1; dw1 = dh^T x; the biases from the
+column-sum kernel. fold (a LayerNorm's weight and bias folded into fc1, as ops.linear.linear's fold): fc1 runs with
+w1 diag(w_n) and w1 b_n + b1, and the norm's weight and bias get their gradients here. Under create_graph the
+backward runs the forward again through PyTorch ops and differentiates that.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .linear import _as_slots, _check_fold, _fold_bwd_op, _folded, _gelu_bwd_inplace_op, _mm_as, _stack, bias_grad
+
+
+class _MLP(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, w1c: Tensor, b1c: Tensor | None, w2c: Tensor, b2c: Tensor | None, fold: bool,
+                w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None, nw: Tensor | None,
+                nb: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, w1c, b1c, w2c, b2c, w1, b1, w2, b2, nw, nb)
+        ctx.fold = fold
+        return F.linear(F.gelu(F.linear(x, w1c, b1c)), w2c, b2c)
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        x, w1c, b1c, w2c, b2c, w1, b1, w2, b2, nw, nb = ctx.saved_tensors
+        params = (w1, b1, w2, b2, nw, nb)
+        wanted = [ctx.needs_input_grad[0]] + [t is not None and t.requires_grad for t in params]
+        if torch.is_grad_enabled():  # create_graph: the forward again through differentiable ops
+            g = _double_backward(ctx, x, dy, w1c.dtype, params, wanted)
+            return (g[0], None, None, None, None, None, *g[1:])
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        x2 = x.reshape(-1, x.shape[-1])
+        a = F.linear(x2, w1c, b1c)  # h, the forward's GEMM again
+        dh = dy2 @ w2c
+        _gelu_bwd_inplace_op(a, dh)  # dh: h's gradient, a: gelu(h), both in place (no two more [rows, hidden])
+        out = [None] * 6
+        if wanted[3]:
+            out[2] = _mm_as(dy2.t(), a, w2.dtype)
+        if wanted[4]:
+            out[3] = bias_grad(dy2).to(b2.dtype)
+        del a
+        dx = (dh @ w1c).view(*dy.shape[:-1], w1c.shape[1]) if wanted[0] else None
+        if ctx.fold and any(wanted[1:3] + wanted[5:]):
+            dw1 = _mm_as(dh.t(), x2, torch.float32).contiguous()
+            db1 = bias_grad(dh)
+            dn = _fold_bwd_op(dw1, db1, *_as_slots([w1]), nw, nb)  # dw1 becomes w1's gradient in place
+            out[0], out[4], out[5] = dw1.to(w1.dtype), dn[0].to(nw.dtype), dn[1].to(nb.dtype)
+            if b1 is not None:
+                out[1] = db1.to(b1.dtype)
+        else:
+            if wanted[1]:
+                out[0] = _mm_as(dh.t(), x2, w1.dtype)
+            if wanted[2]:
+                out[1] = bias_grad(dh).to(b1.dtype)
+        out = [g if want else None for g, want in zip(out, wanted[1:], strict=True)]
+        return (dx, None, None, None, None, None, *out)
+
+
+def _double_backward(ctx, x: Tensor, dy: Tensor, dtype: torch.dtype, params: tuple, wanted: list) -> list:
+    """(dx, and the six parameters' gradients) by differentiating the forward run again through PyTorch ops."""
+    w1, b1, w2, b2, nw, nb = params
+    if ctx.fold:
+        w1e = w1 * nw
+        b1e = w1 @ nb + (b1 if b1 is not None else 0)
+    else:
+        w1e, b1e = w1, b1
+    cast = (lambda t: None if t is None else t.to(dtype))
+    y = F.linear(F.gelu(F.linear(x, cast(w1e), cast(b1e))), cast(w2), cast(b2))
+    inputs = [t for t, want in zip((x, *params), wanted, strict=True) if want]
+    grads = iter(torch.autograd.grad(y, inputs, dy, create_graph=True, allow_unused=True))
+    return [next(grads) if want else None for want in wanted]
+
+
+def mlp(x: Tensor, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None = None,
+        fold: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2) keeping only x for the backward (module docstring). Under
+    autocast x and the parameters are cast to the autocast dtype (the parameters once per ops.linear.cast_once
+    context that holds them), and the parameters' gradients come back in their own dtype. fold (w_n, b_n): x is a
+    LayerNorm's x^ and fc1 takes that norm's weight and bias folded in (ops.linear.linear's fold)."""
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        dt = torch.get_autocast_dtype(dev)
+        x = x.to(dt)
+    else:
+        dt = w1.dtype
+    if fold is not None:
+        nw, nb = _check_fold(fold, x, (w1,), None)
+        w1c, b1c = _folded((w1,), None if b1 is None else (b1,), nw, nb, dt)
+    else:
+        nw = nb = None
+        w1c = _stack((w1,), dt)
+        b1c = _stack((b1,), dt) if b1 is not None else None
+    w2c = _stack((w2,), dt)
+    b2c = _stack((b2,), dt) if b2 is not None else None
+    with torch.autocast(dev, enabled=False):
+        return _MLP.apply(x, w1c, b1c, w2c, b2c, fold is not None, w1, b1, w2, b2, nw, nb)
