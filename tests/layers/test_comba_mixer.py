@@ -224,6 +224,42 @@ def test_gelu_recompute_keeps_one_hidden_tensor_less(monkeypatch, mlp_node):
         assert rel_err(b, a) <= 1e-5
 
 
+def _joint_block(monkeypatch):
+    """(device, the half dtype autocast takes there, a CombaBlock(64, 2) with fused norms) with every fused block
+    kernel forced on, the mixer's joint node included (on the CPU under TRITON_INTERPRET=1: float16)."""
+    import comba_vision.layers.comba_mixer as cm
+    import comba_vision.layers.fused as fused
+    import comba_vision.ops.dwconv as dw
+    import comba_vision.ops.mixer_fused as mf
+    from comba_vision.layers import FusedLayerNorm
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    for mod in (cm, fused):
+        monkeypatch.setattr(mod, "fused_linear_applies", lambda t: True)
+        monkeypatch.setattr(mod, "fused_norm_applies", lambda t: True)
+    monkeypatch.setattr(dw, "applies", lambda *a: True)
+    monkeypatch.setattr(mf, "fused_applies", lambda t: True)
+    monkeypatch.setattr(cm, "mixer_joint_applies", lambda y, conv: conv.bias is not None)
+    torch.manual_seed(0)
+    return dev, torch.bfloat16 if dev == "cuda" else torch.float16, CombaBlock(64, 2, norm_layer=FusedLayerNorm).to(dev)
+
+
+def _pending_run(block, x, r, dtype):
+    """The block on the stream x with the pending branch r under autocast in dtype (float32: none), backpropagated:
+    ([output, x's gradient, every parameter's gradient], how many 2-byte tensors of x's size it kept)."""
+    from comba_vision.layers.comba_mixer import Branch
+    block.zero_grad(set_to_none=True)
+    xx = x.clone().requires_grad_()
+    kept = {}
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32), \
+            torch.autograd.graph.saved_tensors_hooks(
+                lambda t: (kept.setdefault(t.untyped_storage().data_ptr(), t), t)[1], lambda t: t):
+        s, m = block.forward_pending(xx, Branch(r), [(5, 8)])
+        y = s + m.merged()
+    (y.float() * torch.linspace(-1, 1, y.numel(), device=x.device).view(y.shape)).sum().backward()
+    run = [y.detach().float(), xx.grad] + [p.grad for p in block.parameters()]
+    return run, sum(t.element_size() == 2 and t.numel() == x.numel() for t in kept.values())
+
+
 @pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
                     reason="needs CUDA or TRITON_INTERPRET=1")
 def test_norm_fold_keeps_two_tensors_less_and_matches(monkeypatch):
@@ -232,24 +268,8 @@ def test_norm_fold_keeps_two_tensors_less_and_matches(monkeypatch):
     (each norm's x^ is the Linear layer's input, no output y besides), and its output and every gradient (the
     norms' weights and biases included) are as close to the float32 block's (no autocast) as the unfolded block's
     (within 2x, plus 1e-3)."""
-    import comba_vision.layers.comba_mixer as cm
-    import comba_vision.layers.fused as fused
-    import comba_vision.ops.dwconv as dw
     import comba_vision.ops.layer_norm as ln
-    import comba_vision.ops.mixer_fused as mf
-    from comba_vision.layers import FusedLayerNorm
-    from comba_vision.layers.comba_mixer import Branch
-    from tests.ops.helpers import rel_err
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    half = torch.bfloat16 if dev == "cuda" else torch.float16
-    for mod in (cm, fused):
-        monkeypatch.setattr(mod, "fused_linear_applies", lambda t: True)
-        monkeypatch.setattr(mod, "fused_norm_applies", lambda t: True)
-    monkeypatch.setattr(dw, "applies", lambda *a: True)
-    monkeypatch.setattr(mf, "fused_applies", lambda t: True)
-    monkeypatch.setattr(cm, "mixer_joint_applies", lambda y, conv: conv.bias is not None)
-    torch.manual_seed(0)
-    block = CombaBlock(64, 2, norm_layer=FusedLayerNorm).to(dev)
+    dev, half, block = _joint_block(monkeypatch)
     with torch.no_grad():
         for norm in (block.norm1, block.norm2):
             norm.weight.uniform_(0.5, 1.5)
@@ -258,16 +278,9 @@ def test_norm_fold_keeps_two_tensors_less_and_matches(monkeypatch):
     runs, halves = [], []
     for on, dt in ((False, torch.float32), (False, half), (True, half)):
         monkeypatch.setattr(ln, "NORM_FOLD", on)
-        block.zero_grad(set_to_none=True)
-        xx = x.clone().requires_grad_()
-        kept = {}
-        with torch.autocast(dev, dtype=dt, enabled=dt != torch.float32), torch.autograd.graph.saved_tensors_hooks(
-                lambda t, kept=kept: (kept.setdefault(t.untyped_storage().data_ptr(), t), t)[1], lambda t: t):
-            s, m = block.forward_pending(xx, Branch(r), [(5, 8)])
-            y = s + m.merged()
-        (y.float() * torch.linspace(-1, 1, y.numel(), device=dev).view(y.shape)).sum().backward()
-        runs.append([y.detach().float(), xx.grad] + [p.grad for p in block.parameters()])
-        halves.append(sum(t.element_size() == 2 and t.numel() == x.numel() for t in kept.values()))
+        run, n_half = _pending_run(block, x, r, dt)
+        runs.append(run)
+        halves.append(n_half)
     assert halves[2] == halves[1] - 2, halves
     names = ["y", "x"] + [n for n, _ in block.named_parameters()]
     for name, ref, plain, folded in zip(names, *runs, strict=True):  # against float32: as close as unfolded
@@ -281,37 +294,16 @@ def test_proj_in_joint_node_keeps_its_input_no_more(monkeypatch):
     that node, which writes proj's input again in its backward: the block keeps one [B, N, C] half tensor less, and
     its output and every gradient are those of proj as its own layer (the same GEMMs: to float rounding)."""
     import comba_vision.layers.comba_mixer as cm
-    import comba_vision.layers.fused as fused
-    import comba_vision.ops.dwconv as dw
-    import comba_vision.ops.mixer_fused as mf
-    from comba_vision.layers import FusedLayerNorm
-    from comba_vision.layers.comba_mixer import Branch
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    half = torch.bfloat16 if dev == "cuda" else torch.float16
-    for mod in (cm, fused):
-        monkeypatch.setattr(mod, "fused_linear_applies", lambda t: True)
-        monkeypatch.setattr(mod, "fused_norm_applies", lambda t: True)
-    monkeypatch.setattr(dw, "applies", lambda *a: True)
-    monkeypatch.setattr(mf, "fused_applies", lambda t: True)
-    monkeypatch.setattr(cm, "mixer_joint_applies", lambda y, conv: conv.bias is not None)
-    torch.manual_seed(0)
-    block = CombaBlock(64, 2, norm_layer=FusedLayerNorm).to(dev)
+    dev, half, block = _joint_block(monkeypatch)
     x, r = torch.randn(2, 2, 40, 64, device=dev).unbind(0)
     runs, halves, calls = [], [], []
     real = cm.mixer_joint
     monkeypatch.setattr(cm, "mixer_joint", lambda *a, **k: calls.append(k.get("proj_w") is not None) or real(*a, **k))
     for on in (False, True):
         monkeypatch.setattr(cm, "PROJ_IN_JOINT", on)
-        block.zero_grad(set_to_none=True)
-        xx = x.clone().requires_grad_()
-        kept = {}
-        with torch.autocast(dev, dtype=half), torch.autograd.graph.saved_tensors_hooks(
-                lambda t, kept=kept: (kept.setdefault(t.untyped_storage().data_ptr(), t), t)[1], lambda t: t):
-            s, m = block.forward_pending(xx, Branch(r), [(5, 8)])
-            y = s + m.merged()
-        (y.float() * torch.linspace(-1, 1, y.numel(), device=dev).view(y.shape)).sum().backward()
-        runs.append([y.detach().float(), xx.grad] + [p.grad for p in block.parameters()])
-        halves.append(sum(t.element_size() == 2 and t.numel() == x.numel() for t in kept.values()))
+        run, n_half = _pending_run(block, x, r, half)
+        runs.append(run)
+        halves.append(n_half)
     assert calls == [False, True]
     assert halves[1] == halves[0] - 1, halves
     names = ["y", "x"] + [n for n, _ in block.named_parameters()]
