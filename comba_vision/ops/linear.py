@@ -115,6 +115,9 @@ def _gelu_bwd_inplace_op(h: Tensor, da: Tensor) -> None:
     """_gelu_bwd_op in place, for an h that nothing else reads afterwards (contiguous h and da of one shape and
     dtype): da becomes h's gradient da * gelu'(h), h becomes gelu(h). Each element is read and written by the
     same program, so the two [rows, hidden] tensors of the out-of-place op are not allocated."""
+    if h.shape != da.shape or h.dtype != da.dtype or not (h.is_contiguous() and da.is_contiguous()):
+        raise ValueError(f"_gelu_bwd_inplace_op needs contiguous h and da of one shape and dtype, got "
+                         f"{tuple(h.shape)} {h.dtype} and {tuple(da.shape)} {da.dtype}")
     n = h.numel()
     if n:
         _gelu_bwd[(triton.cdiv(n, _GELU_BLOCK),)](h, da, da, h, n, BLOCK=_GELU_BLOCK, num_warps=8)
@@ -483,7 +486,9 @@ def linear(x: Tensor, w: Tensor | Pieces, b: Tensor | Pieces | None = None, act:
 
     fold (w_n, b_n), a LayerNorm's weight and bias: x is that norm's x^ (ops.layer_norm's fold) and the result is
     F.linear(x^ * w_n + b_n, w, b), from one GEMM with w diag(w_n) and the bias w b_n + b (formed in float32 from
-    the float32 parameters, then cast), w_n and b_n getting their gradients from this layer (not with act)."""
+    the parameters, then cast), w_n and b_n getting their gradients from this layer (not with act). The fold's
+    kernels work in float32, so float64 parameters get float32 accuracy (about 1e-7) in the folded weight and bias
+    and in the parameters' gradients."""
     check_act(act)
     dev = x.device.type
     wp, bp = _as_pieces(w), _as_pieces(b)

@@ -124,7 +124,8 @@ def _joint_op(y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias:
     o2, _, bufs = comba_fwd_triton(*qkvpgb, scale, None, False, iplr, BOTH)
     out, o = _out_launch(o2, y_g, norm_w, eps, keep_sum=True)
     if proj_wc is not None:
-        out = out @ proj_wc.t()
+        with torch.autocast(y.device.type, enabled=False):  # in y's dtype, as the fake says, under autocast too
+            out = out @ proj_wc.t()
     return (out, c, *qkvpgb, *bufs, o)
 
 
@@ -143,20 +144,23 @@ def _(y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, H, K, V, segments, 
 def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log: Tensor, dt_bias: Tensor,
                   b_logit: Tensor, d: Tensor, norm_w: Tensor, c: Tensor, o: Tensor, kept: list[Tensor], H: int,
                   K: int, V: int, segments: list[int], scale: float, iplr: bool, eps: float,
-                  proj_wc: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  proj_wc: Tensor | None = None, proj_grad: bool = True
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(y's gradient, the conv's [k*k + 1, C] weight-by-tap and bias gradients, the four per-head parameter
     gradients [4, H], the output norm's weight gradient [V], the output projection's weight gradient (with proj_wc,
     else an empty tensor); float32 but the first). An empty c: the forward had the conv inside the prep
     (CONV_IN_PREP); where kept then holds the work buffers only (CONV_IN_PREP "2"; none with RECOMPUTE_BUFFERS),
-    q~, k, v, p, g, beta are formed again here. proj_wc: dout is the projection's output gradient [B, N, C]."""
+    q~, k, v, p, g, beta are formed again here. proj_wc: dout is the projection's output gradient [B, N, C]; its
+    weight's gradient is formed with proj_grad only (else an empty tensor)."""
     dy = torch.empty(y.shape, dtype=y.dtype, device=y.device)  # dense rows, whatever y's strides
     a, z, y_g = _pieces(y, H, K, V)
     da, dz, dyg = _pieces(dy, H, K, V)
     dproj = y.new_empty(0, dtype=torch.float32)
     gated = None
-    if proj_wc is not None:  # the projection's input gradient, and its input again from _out_bwd below
-        dzp, dout = dout, dout @ proj_wc
-        gated = torch.empty(dout.shape, dtype=y.dtype, device=y.device)
+    if proj_wc is not None:  # the projection's input gradient, and (proj_grad) its input again from _out_bwd below
+        with torch.autocast(y.device.type, enabled=False):
+            dzp, dout = dout, dout @ proj_wc
+        gated = torch.empty(dout.shape, dtype=y.dtype, device=y.device) if proj_grad else None
     do2, _, dnw = _out_bwd_launch(o, y_g, norm_w, dout, eps, dyg=dyg, do_two=True, y=gated)
     if gated is not None:
         del dout
@@ -182,11 +186,11 @@ def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log
 
 @_joint_bwd_op.register_fake
 def _(dout, y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, kept, H, K, V, segments, scale, iplr, eps,
-      proj_wc=None):
+      proj_wc=None, proj_grad=True):
     f32 = dict(dtype=torch.float32)
     return (y.new_empty(y.shape), y.new_empty(conv_w.shape[-1] ** 2 + 1, conv_w.shape[0], **f32),
             y.new_empty(4, H, **f32), y.new_empty(V, **f32),
-            y.new_empty(0 if proj_wc is None else proj_wc.shape, **f32))
+            y.new_empty(proj_wc.shape if proj_wc is not None and proj_grad else 0, **f32))
 
 
 def _setup(ctx, inputs, output):
@@ -211,12 +215,13 @@ def _backward(ctx, dout, *_):
     if dout is None:
         return (None,) * 17
     y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w, c, o, proj_wc, *kept = ctx.saved_tensors
+    need_proj = ctx.proj and ctx.needs_input_grad[15]
     dy, dwb, dpar, dnw, dproj = _joint_bwd_op(dout.contiguous(), y, conv_w, conv_b, A_log, dt_bias, b_logit, d, norm_w,
-                                              c, o, kept, *ctx.args, proj_wc=proj_wc)
+                                              c, o, kept, *ctx.args, proj_wc=proj_wc, proj_grad=need_proj)
     dconv_w, dconv_b = _conv_grads(dwb, conv_w)
     return (dy, dconv_w, dconv_b.to(ctx.bias_dtype), *_param_grads(dpar, (A_log, dt_bias, b_logit, d)),
             dnw.to(norm_w.dtype), None, None, None, None, None, None, None,
-            dproj.to(ctx.proj_dtype) if ctx.proj else None, None)
+            dproj.to(ctx.proj_dtype) if need_proj else None, None)
 
 
 _joint_op.register_autograd(_backward, setup_context=_setup)

@@ -34,7 +34,7 @@ class _MLP(torch.autograd.Function):
     def backward(ctx, dy: Tensor):
         x, w1c, b1c, w2c, b2c, w1, b1, w2, b2, nw, nb = ctx.saved_tensors
         params = (w1, b1, w2, b2, nw, nb)
-        wanted = [ctx.needs_input_grad[0]] + [t is not None and t.requires_grad for t in params]
+        wanted = [ctx.needs_input_grad[0], *ctx.needs_input_grad[6:12]]
         if torch.is_grad_enabled():  # create_graph: the forward again through differentiable ops
             g = _double_backward(ctx, x, dy, w1c.dtype, params, wanted)
             return (g[0], None, None, None, None, None, *g[1:])

@@ -192,3 +192,26 @@ def test_mixer_joint_in_the_mixer_bf16(monkeypatch):
         runs.append([y.float(), xg.grad] + [p.grad.clone() for p in mixer.parameters()])
     for i, (a, b) in enumerate(zip(*runs)):
         assert rel_err(a, b) <= 1e-2, i
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_mixer_joint_projection_under_autocast_and_frozen():
+    """With the output projection inside: under autocast the result stays in y's dtype (as the op's fake says) and
+    the backward runs; with proj_w frozen the other gradients are unchanged and proj_w gets none."""
+    B, grid, H, K, V = 1, [(3, 4)], 2, 16, 16
+    xs = [x.to(DEV) for x in _inputs(B, grid, H, K, V, 2)]
+    pw = torch.randn(8, H * V, generator=torch.Generator().manual_seed(3)).to(DEV)
+    half = torch.bfloat16 if DEV == "cuda" else torch.float16
+    with torch.autocast(DEV, dtype=half):
+        out = mixer_joint(xs[0].clone().requires_grad_(), *xs[1:], H, K, V, grid, eps=1e-5, proj_w=pw)
+    assert out.dtype == xs[0].dtype
+    out.sum().backward()
+    runs = []
+    for frozen in (False, True):
+        ts = [x.detach().clone().requires_grad_() for x in xs]
+        w = pw.detach().clone().requires_grad_(not frozen)
+        mixer_joint(*ts, H, K, V, grid, eps=1e-5, proj_w=w).square().sum().backward()
+        runs.append([t.grad for t in ts] + [w.grad])
+    assert runs[1][-1] is None and runs[0][-1] is not None
+    for a, b in zip(runs[0][:-1], runs[1][:-1], strict=True):
+        assert torch.equal(a, b)
