@@ -102,6 +102,13 @@ def _defers_bias(lin: nn.Linear, dropout: nn.Module, x: torch.Tensor) -> bool:
             and (not dropout.training or getattr(dropout, "p", 0.0) == 0))
 
 
+def _fc1_direct(mlp: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the MLP's fc1 may be bypassed as a module and run as ops.linear on x (a fold, the MLP node): an
+    unwatched plain or fused Linear layer, and the fused Linear applies."""
+    fc1 = getattr(mlp, "fc1", None)
+    return type(fc1) in (nn.Linear, FusedLinear) and not watched(fc1) and fused_linear_applies(x)
+
+
 def _in_proj_pad(width: int, x: torch.Tensor) -> int:
     """Zero rows appended to the joint input projection of this width for input x."""
     return (-width) % IN_PROJ_ALIGN
@@ -410,9 +417,7 @@ class CombaBlock(nn.Module):
             return False
         if module is self.mixer:
             return self.mixer.joint_applies(x)
-        fc1 = getattr(module, "fc1", None)
-        return (self._mlp_parts(module) and type(fc1) in (nn.Linear, FusedLinear) and not watched(fc1)
-                and fused_linear_applies(x))
+        return self._mlp_parts(module) and _fc1_direct(module, x)
 
     def _branch(self, module: nn.Module, drop_path: nn.Module, y: torch.Tensor,
                 segments: Segments | None = None, fold: FusedLayerNorm | None = None) -> Branch:
@@ -435,8 +440,7 @@ class CombaBlock(nn.Module):
         gelu_inside = (GELU_RECOMPUTE and type(mlp.act) is nn.GELU and mlp.act.approximate == "none"
                        and type(mlp.drop1) in (nn.Dropout, nn.Identity) and not watched(mlp.drop1)
                        and (not mlp.drop1.training or getattr(mlp.drop1, "p", 0.0) == 0))
-        if (gelu_inside and MLP_RECOMPUTE and type(mlp.fc1) in (nn.Linear, FusedLinear) and not watched(mlp.fc1)
-                and fused_linear_applies(y) and _defers_bias(mlp.fc2, mlp.drop2, y)):
+        if gelu_inside and MLP_RECOMPUTE and _fc1_direct(mlp, y) and _defers_bias(mlp.fc2, mlp.drop2, y):
             return Branch(mlp_op(y, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight,
                                  fold=None if fold is None else (fold.weight, fold.bias)), mlp.fc2.bias)
         h = block_linear(y, mlp.fc1.weight, mlp.fc1.bias, fold=fold) if fold is not None else mlp.fc1(y)

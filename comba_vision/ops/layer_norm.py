@@ -66,13 +66,13 @@ def _ln_fwd(X, R, S, W, B, Y, NROWS, D, BN: tl.constexpr, BD: tl.constexpr, EPS:
         tl.store(S + offs, x, mask=m)
     xh, rstd, w = _ln_stats(x.to(tl.float32), m, W, cols, D, EPS)
     if FOLD:
-        tl.store(Y + offs, xh.to(Y.dtype.element_ty), mask=m)
-        tl.store(RS + rows, rstd, mask=rows < NROWS)
+        y = xh
     else:
-        b = tl.load(B + cols, mask=cols < D, other=0.0).to(tl.float32)
-        tl.store(Y + offs, (xh * w[None, :] + b[None, :]).to(Y.dtype.element_ty), mask=m)
+        y = xh * w[None, :] + tl.load(B + cols, mask=cols < D, other=0.0).to(tl.float32)[None, :]
+    tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=m)
     if STORE_XH:
         tl.store(XH + offs, xh.to(XH.dtype.element_ty), mask=m)
+    if STORE_XH or FOLD:
         tl.store(RS + rows, rstd, mask=rows < NROWS)
 
 

@@ -331,8 +331,6 @@ class _Linear(torch.autograd.Function):
         ctx.ints = [p if isinstance(p, int) else None for p in pieces]
         ctx.n_w, ctx.act, ctx.fold = n_w, act, fold
         ctx.grads = [isinstance(p, Tensor) and p.requires_grad for p in pieces]
-        n_b = len(pieces) - n_w - 2 * fold
-        ctx.dtypes = [_tensor_of(part).dtype if part else None for part in (pieces[:n_w], pieces[n_w:n_w + n_b])]
         return F.linear(F.gelu(x) if act else x, wc, bc)
 
     @staticmethod
@@ -340,9 +338,10 @@ class _Linear(torch.autograd.Function):
         x, wc, *tensors = ctx.saved_tensors
         it = iter(tensors)
         pieces = [next(it) if i is None else i for i in ctx.ints]
+        fold = None
         if ctx.fold:
             *pieces, nw, nb = pieces
-        rows = [_rows(p) for p in pieces]
+            fold = (nw, nb)
         n_w, grads = ctx.n_w, ctx.grads
         double = torch.is_grad_enabled()  # create_graph: every product through autograd, the weight's too
         dy2 = dy.reshape(-1, dy.shape[-1])
@@ -365,22 +364,32 @@ class _Linear(torch.autograd.Function):
             dx = dx.view(*dy.shape[:-1], wc.shape[1])
         elif ctx.act:
             x2 = F.gelu(x2)
-        out = [None] * len(grads)
-        if ctx.fold:
-            if any(grads):
-                out = _folded_grads(dy2, x2, w32 if double else pieces[:n_w], nw, nb, rows, n_w, grads, ctx.dtypes,
-                                    double)
-            return (dx, None, None, None, None, None, *out)
-        if double:
-            fulls = (lambda: (dy2.t() @ x2).to(ctx.dtypes[0]),
-                     lambda: dy2.sum(0, dtype=torch.promote_types(dy2.dtype, torch.float32)).to(ctx.dtypes[1]))
-        else:
-            fulls = (lambda: _mm_as(dy2.t(), x2, ctx.dtypes[0]), lambda: bias_grad(dy2).to(ctx.dtypes[1]))
-        for (lo, hi), full in zip(((0, n_w), (n_w, len(rows))), fulls):
-            if any(grads[lo:hi]):
-                g = full()
-                out[lo:hi] = _split(g, rows[lo:hi], grads[lo:hi])
-        return (dx, None, None, None, None, None, *out)
+        return (dx, None, None, None, None, None, *piece_grads(dy2, x2, pieces, n_w, grads, double, fold, w32))
+
+
+def piece_grads(dy2: Tensor, x2: Tensor, pieces: list, n_w: int, grads: list[bool], double: bool = False,
+                fold: tuple[Tensor, Tensor] | None = None, w32: Tensor | None = None) -> list[Tensor | None]:
+    """The parameter gradients of a Linear layer from its output's gradient dy2 [rows, out] and its input x2 [rows,
+    in]: one for each of its pieces (the first n_w the weight's, then the bias's; ints get none), each in its own
+    piece's dtype, then with fold (a LayerNorm's weight and bias folded in, see _fold_fwd) one for each of those;
+    None where grads (one flag a piece, then fold's two) says none is wanted. double (create_graph): from
+    differentiable PyTorch ops, with w32 the weight stacked in float32 under fold."""
+    out = [None] * len(grads)
+    if not any(grads):
+        return out
+    rows = [_rows(p) for p in pieces]
+    dtypes = [_tensor_of(part).dtype if part else None for part in (pieces[:n_w], pieces[n_w:])]
+    if fold is not None:
+        return _folded_grads(dy2, x2, w32 if double else pieces[:n_w], *fold, rows, n_w, grads, dtypes, double)
+    if double:
+        fulls = (lambda: (dy2.t() @ x2).to(dtypes[0]),
+                 lambda: dy2.sum(0, dtype=torch.promote_types(dy2.dtype, torch.float32)).to(dtypes[1]))
+    else:
+        fulls = (lambda: _mm_as(dy2.t(), x2, dtypes[0]), lambda: bias_grad(dy2).to(dtypes[1]))
+    for (lo, hi), full in zip(((0, n_w), (n_w, len(rows))), fulls):
+        if any(grads[lo:hi]):
+            out[lo:hi] = _split(full(), rows[lo:hi], grads[lo:hi])
+    return out
 
 
 def _split(g: Tensor, rows: list[int], wanted: list[bool]) -> list[Tensor | None]:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .linear import _as_slots, _check_fold, _fold_bwd_op, _folded, _gelu_bwd_inplace_op, _mm_as, _stack, bias_grad
+from .linear import _check_fold, _folded, _gelu_bwd_inplace_op, _stack, piece_grads
 
 
 class _MLP(torch.autograd.Function):
@@ -26,13 +26,13 @@ class _MLP(torch.autograd.Function):
     def forward(ctx, x: Tensor, w1c: Tensor, b1c: Tensor | None, w2c: Tensor, b2c: Tensor | None, fold: bool,
                 w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None, nw: Tensor | None,
                 nb: Tensor | None) -> Tensor:
-        ctx.save_for_backward(x, w1c, b1c, w2c, b2c, w1, b1, w2, b2, nw, nb)
+        ctx.save_for_backward(x, w1c, b1c, w2c, w1, b1, w2, b2, nw, nb)
         ctx.fold = fold
         return F.linear(F.gelu(F.linear(x, w1c, b1c)), w2c, b2c)
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        x, w1c, b1c, w2c, b2c, w1, b1, w2, b2, nw, nb = ctx.saved_tensors
+        x, w1c, b1c, w2c, w1, b1, w2, b2, nw, nb = ctx.saved_tensors
         params = (w1, b1, w2, b2, nw, nb)
         wanted = [ctx.needs_input_grad[0], *ctx.needs_input_grad[6:12]]
         if torch.is_grad_enabled():  # create_graph: the forward again through differentiable ops
@@ -43,27 +43,24 @@ class _MLP(torch.autograd.Function):
         a = F.linear(x2, w1c, b1c)  # h, the forward's GEMM again
         dh = dy2 @ w2c
         _gelu_bwd_inplace_op(a, dh)  # dh: h's gradient, a: gelu(h), both in place (no two more [rows, hidden])
-        out = [None] * 6
-        if wanted[3]:
-            out[2] = _mm_as(dy2.t(), a, w2.dtype)
-        if wanted[4]:
-            out[3] = bias_grad(dy2).to(b2.dtype)
+        g2 = piece_grads(dy2, a, *_layer(w2, b2, wanted[3:5]))
         del a
         dx = (dh @ w1c).view(*dy.shape[:-1], w1c.shape[1]) if wanted[0] else None
-        if ctx.fold and any(wanted[1:3] + wanted[5:]):
-            dw1 = _mm_as(dh.t(), x2, torch.float32).contiguous()
-            db1 = bias_grad(dh)
-            dn = _fold_bwd_op(dw1, db1, *_as_slots([w1]), nw, nb)  # dw1 becomes w1's gradient in place
-            out[0], out[4], out[5] = dw1.to(w1.dtype), dn[0].to(nw.dtype), dn[1].to(nb.dtype)
-            if b1 is not None:
-                out[1] = db1.to(b1.dtype)
-        else:
-            if wanted[1]:
-                out[0] = _mm_as(dh.t(), x2, w1.dtype)
-            if wanted[2]:
-                out[1] = bias_grad(dh).to(b1.dtype)
-        out = [g if want else None for g, want in zip(out, wanted[1:], strict=True)]
-        return (dx, None, None, None, None, None, *out)
+        fold = (nw, nb) if ctx.fold else None
+        pieces, n_w, grads = _layer(w1, b1, wanted[1:3])
+        g1 = piece_grads(dh, x2, pieces, n_w, grads + (wanted[5:] if fold else []), fold=fold)
+        (dw1, db1, *dnorm), (dw2, db2) = _unpieced(g1, b1), _unpieced(g2, b2)
+        return (dx, None, None, None, None, None, dw1, db1, dw2, db2, *(dnorm or (None, None)))
+
+
+def _layer(w: Tensor, b: Tensor | None, wanted: list[bool]) -> tuple[list, int, list[bool]]:
+    """A Linear layer's weight and (if any) bias as ops.linear.piece_grads takes them: (pieces, 1, grads)."""
+    return ([w] if b is None else [w, b]), 1, (wanted[:1] if b is None else wanted[:2])
+
+
+def _unpieced(grads: list, b: Tensor | None) -> list:
+    """piece_grads' results for _layer's pieces as [weight's, bias's (None without a bias), then any fold's two]."""
+    return grads[:1] + ([None] if b is None else []) + grads[1:]
 
 
 def _double_backward(ctx, x: Tensor, dy: Tensor, dtype: torch.dtype, params: tuple, wanted: list) -> list:
