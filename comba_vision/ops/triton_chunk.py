@@ -82,6 +82,14 @@ PRE_MIN_BK = int(os.environ.get("COMBA_PRE_MIN_BK", "128"))
 # At 64 it gained 2% (1.16 against 1.19 ms at (128, 197, 3, 64)); since session 14 head size 64 takes the split
 # gradient kernels, which need the precomputed products anyway (comba_bwd_triton: pre = split or ...).
 PRE_BKS = {int(b) for b in os.environ.get("COMBA_PRE_BKS", "32").split(",") if b.strip().isdigit()}  # "none": {}
+# COMBA_ORDERED_GRADS (default 1 since session 24): the one-kernel gradient kernel with the precomputed products
+# (head size 32, the models') loads each [BT, BV] tile just before its first use and q, k, p after the V loop, and
+# adds the dq and dk terms of h0, dO, u, dh after the C x C part, loading those tiles again (_grads_v_block_pre,
+# _grads_v_terms), so that fewer tiles are live at once. 0: the previous order (every tile of a V block loaded at its
+# start, dq, dk, dp accumulated in the V loop). H200, session 24, bf16, both directions' fwd+bwd: _bwd_grads alone
+# (TF32 products) 0.263 -> 0.281 ms at (8, 4096, 3, 32, 64): slower by itself, but the only form tried whose bf16
+# products Triton 3.6 builds right (BF16_GRADS_ONE).
+ORDERED_GRADS = os.environ.get("COMBA_ORDERED_GRADS", "1") == "1"
 # COMBA_BIDIR_ONE_LAUNCH (default 1): comba_bidirectional runs both scan directions in the same launches (the
 # direction folded into the batch axis of every grid, REVERSE = BOTH) instead of two calls of the operator.
 # On the H200 (session 5) correct (tests/ops -m gpu) and 1.25x-1.8x faster forward+backward at image shapes.
@@ -176,6 +184,16 @@ HALF_BWD_BUFFERS = os.environ.get("COMBA_HALF_BWD_BUFFERS", "1") == "1"
 # H200, session 17, bf16, both directions' fwd+bwd kernel ms: 0.797 -> 0.707 at (128, 197, 3, 64), 0.995 at
 # (32, 1025, 3, 64), 1.166 at (8, 4097, 3, 64) (1.255 before); largest relative error 5.2e-3; GPU tests passed.
 BF16_GRADS = os.environ.get("COMBA_BF16_GRADS", "1") == "1"
+# COMBA_BF16_GRADS_ONE (default "1" since session 24; "0": TF32): with ORDERED_GRADS, the one-kernel gradient
+# kernel (below head size 64) takes bf16 products where BF16_DOTS applies, but TF32 for the two products of a
+# transposed C x C tile with a K-wide one (dL^T P, dAqk^T Q, into dk). H200, session 24, both directions' fwd+bwd,
+# _bwd_grads (all kernels) ms: 0.263 (0.674) -> 0.224 (0.636) at (8, 4096, 3, 32, 64), 0.217 (0.496) -> 0.188
+# (0.469) at (128, 196, 3, 32, 64); largest relative error against float64 4.8e-3 -> 5.5e-3 (M^T dU on TF32 too:
+# 0.225 ms). Tried and not kept, as Triton 3.6 builds them wrong on the H200: bf16 for every product (dk 7.5 off in
+# the ordered form; an illegal memory access in the previous order, as in sessions 13 and 18), or with dq, dk
+# accumulated in the V loop (an illegal memory access); 8 warps are right but slower (0.35-0.42 ms).
+# docs/KERNELS.md, "Session 24".
+BF16_GRADS_ONE = os.environ.get("COMBA_BF16_GRADS_ONE", "1") == "1"
 
 
 def buffer_dtypes(dtype: torch.dtype, grouped: bool = False) -> tuple[torch.dtype, torch.dtype, torch.dtype,
@@ -1207,28 +1225,44 @@ def _bwd_state_halves(
 
 
 @triton.jit
-def _cc_grads(b_PK, b_QK, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT: tl.constexpr):
-    """The C x C part of a chunk's backward, from the raw products P K^T and Q K^T (formed after the V loop,
-    so that they hold no registers through it) and the accumulated gradients of A = I + Diag(beta) L and
-    of Aqk: returns dL * Df and dAqk * Do (to contract with K, P, Q) and the updated dbeta, dc, dcf."""
+def _cc_grads_f(b_PK, b_beta, b_c, b_cf, b_dA, b_dbeta, b_dc, b_dcf, BT: tl.constexpr):
+    """The feedback half of _cc_grads: from P K^T and the accumulated gradient of A = I + Diag(beta) L, returns
+    dL * Df (to contract with K and P) and the updated dbeta, dc, dcf."""
     o_c = tl.arange(0, BT)
     strict = o_c[:, None] > o_c[None, :]
-    incl = o_c[:, None] >= o_c[None, :]
     b_Df = tl.where(strict, tl.exp(tl.where(strict, b_cf[:, None] - b_c[None, :], 0.)), 0.)
-    b_Do = tl.where(incl, tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
     b_L = b_PK * b_Df
-    b_Aqk = b_QK * b_Do
     # A = I + Diag(beta) L,  L = (P K^T) * Df
     b_dL = tl.where(strict, b_dA * b_beta[:, None], 0.)
     b_dbeta += tl.sum(tl.where(strict, b_dA * b_L, 0.), 1)
     b_dLL = b_dL * b_L
     b_dcf += tl.sum(b_dLL, 1)
     b_dc -= tl.sum(b_dLL, 0)
+    return b_dL * b_Df, b_dbeta, b_dc, b_dcf
+
+
+@triton.jit
+def _cc_grads_o(b_QK, b_c, b_dAqk, b_dc, BT: tl.constexpr):
+    """The output half of _cc_grads: from Q K^T and the accumulated gradient of Aqk, returns dAqk * Do (to contract
+    with K and Q) and the updated dc."""
+    o_c = tl.arange(0, BT)
+    incl = o_c[:, None] >= o_c[None, :]
+    b_Do = tl.where(incl, tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
     # Aqk = (Q K^T) * Do
     b_dAqk = tl.where(incl, b_dAqk, 0.)
-    b_dQQ = b_dAqk * b_Aqk
+    b_dQQ = b_dAqk * (b_QK * b_Do)
     b_dc += tl.sum(b_dQQ, 1) - tl.sum(b_dQQ, 0)
-    return b_dL * b_Df, b_dAqk * b_Do, b_dbeta, b_dc, b_dcf
+    return b_dAqk * b_Do, b_dc
+
+
+@triton.jit
+def _cc_grads(b_PK, b_QK, b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT: tl.constexpr):
+    """The C x C part of a chunk's backward, from the raw products P K^T and Q K^T (formed after the V loop,
+    so that they hold no registers through it) and the accumulated gradients of A = I + Diag(beta) L and
+    of Aqk: returns dL * Df (to contract with K, P), dAqk * Do (with K, Q) and the updated dbeta, dc, dcf."""
+    b_dAf, b_dbeta, b_dc, b_dcf = _cc_grads_f(b_PK, b_beta, b_c, b_cf, b_dA, b_dbeta, b_dc, b_dcf, BT)
+    b_dAo, b_dc = _cc_grads_o(b_QK, b_c, b_dAqk, b_dc, BT)
+    return b_dAf, b_dAo, b_dbeta, b_dc, b_dcf
 
 
 @triton.jit
@@ -1337,6 +1371,60 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
 
 
 @triton.jit
+def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c,
+                       b_M, b_beta, b_ecf, b_dbeta, b_dcf, b_dA, b_dAqk, b_dp,
+                       K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                       PREC: tl.constexpr):
+    """_grads_v_block's PRE form for the one-kernel _bwd_grads (ORDERED_GRADS): each tile is loaded just before its
+    first use and is dead after its last (dU, P h0 and v, u, h0, dO in turn), and of the K-wide gradients only dp
+    is accumulated here; the dq and dk terms of h0, dO, u, dh are added after the C x C part (_grads_v_terms, which
+    loads those tiles again)."""
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
+    # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
+    b_drhs = _dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), PREC)
+    tl.store(dv + orows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
+             mask=m_t[:, None] & m_v[None, :])
+    b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
+    b_dbeta += tl.sum(b_drhs * (_load_rows(v, rows, m_t, V, BV, i_v * BV) - b_ecf[:, None] * b_hp), 1)
+    b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
+    b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
+    b_dA -= _dot(b_drhs, tl.trans(b_u), PREC)
+    b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
+                   mask=(o_k < K)[:, None] & m_v[None, :], other=0.).to(tl.float32)
+    b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
+    # o = Diag(e^c) Q h0 + Aqk u
+    b_dAqk += _dot(_load_rows(do, orows, m_t, V, BV, i_v * BV), tl.trans(b_u), PREC)
+    return b_dbeta, b_dcf, b_dA, b_dAqk, b_dp
+
+
+@triton.jit
+def _grads_v_terms(X, Y, rows, m_t, i_bh, i_t, NT, base_c, b_s, b_acc,
+                   K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                   PREC: tl.constexpr, FROM_ROWS: tl.constexpr):
+    """b_acc + Diag(b_s) sum over V blocks of X_blk Y_blk^T, X [BT, V] (rows of a [B, T, H, V] tensor when
+    FROM_ROWS, else a chunk slot of a [BH, NT * CS, V] buffer), Y the chunk's [K, V] slice of a per-chunk state
+    buffer: dk's e^(c_last - c) u dh^T and dq's e^c dO h0^T, formed after _bwd_grads' C x C part (ORDERED)."""
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    b_t = tl.zeros([BT, BK], dtype=tl.float32)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        if FROM_ROWS:
+            b_x = _load_rows(X, rows, m_t, V, BV, i_v * BV)
+        else:
+            b_x = tl.load(X + (base_c + o_c)[:, None] * V + o_v[None, :], mask=m_v[None, :], other=0.).to(tl.float32)
+        b_y = tl.load(Y + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
+                      mask=(o_k < K)[:, None] & m_v[None, :], other=0.).to(tl.float32)
+        b_t += _dot(b_x, tl.trans(b_y), PREC)
+    return b_acc + b_s[:, None] * b_t
+
+
+@triton.jit
 def _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT: tl.constexpr, CS: tl.constexpr):
     """Adds the dc / dc_last terms that _bwd_dv_local (Q h0) and _bwd_state (K dh, <h0, dh>, one slice per
     state V block, n_vs of them) computed."""
@@ -1356,10 +1444,12 @@ def _bwd_grads(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
+    ORDERED: tl.constexpr = False,  # _grads_v_block_pre's order (ORDERED_GRADS); only with PRE
+    PREC_T: tl.constexpr = "tf32",  # ORDERED: the precision of dL^T P and dAqk^T Q
 ):
     i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
-     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, True, CS)
+     b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, not ORDERED, CS)
     o_k = tl.arange(0, BK)
     m_tk = m_t[:, None] & (o_k < K)[None, :]
     p_qk = orows[:, None] * K + o_k[None, :]
@@ -1368,22 +1458,43 @@ def _bwd_grads(
     b_dp = tl.zeros([BT, BK], dtype=tl.float32)
     b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
-        (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
-            h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
-            b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
-            PREC, False, PRE)
-        b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
-        b_dq += b_ec[:, None] * _dot(b_do, tl.trans(b_h0), PREC)
-        b_dk += b_edl[:, None] * _dot(b_u, tl.trans(b_dh), PREC)
+        if ORDERED:
+            b_dbeta, b_dcf, b_dA, b_dAqk, b_dp = _grads_v_block_pre(
+                U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_beta, b_ecf,
+                b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, K, V, BT, BK, BV, PREC)
+        else:
+            (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
+                h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
+                b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK,
+                BV, PREC, False, PRE)
+            b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
+            b_dq += b_ec[:, None] * _dot(b_do, tl.trans(b_h0), PREC)
+            b_dk += b_edl[:, None] * _dot(b_u, tl.trans(b_dh), PREC)
     if PRE:
         b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT, CS)
-    b_dAraw, b_dAqk, b_dbeta, b_dc, b_dcf = _cc_grads(
-        _dot(b_p, tl.trans(b_k), PREC), _dot(b_q, tl.trans(b_k), PREC),
-        b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT)
-    b_dp += _dot(b_dAraw, b_k, PREC)
-    b_dk += _dot(tl.trans(b_dAraw), b_p, PREC)
-    b_dq += _dot(b_dAqk, b_k, PREC)
-    b_dk += _dot(tl.trans(b_dAqk), b_q, PREC)
+    if ORDERED:  # the two C x C halves one after the other, each operand loaded where it is first needed
+        b_k = _load_rows(k, rows, m_t, K, BK, 0)
+        b_p = _load_rows(p, rows, m_t, K, BK, 0)
+        if IPLR:
+            b_p = b_p * 2.
+        b_dAraw, b_dbeta, b_dc, b_dcf = _cc_grads_f(_dot(b_p, tl.trans(b_k), PREC), b_beta, b_c, b_cf, b_dA,
+                                                    b_dbeta, b_dc, b_dcf, BT)
+        b_dp += _dot(b_dAraw, b_k, PREC)
+        b_dk = _grads_v_terms(U, dh, rows, m_t, i_bh, i_t, NT, base_c, b_edl, _dot(tl.trans(b_dAraw), b_p, PREC_T),
+                              K, V, BT, BK, BV, PREC, False)
+        b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+        b_dAqk, b_dc = _cc_grads_o(_dot(b_q, tl.trans(b_k), PREC), b_c, b_dAqk, b_dc, BT)
+        b_dq = _grads_v_terms(do, h, orows, m_t, i_bh, i_t, NT, base_c, b_ec, _dot(b_dAqk, b_k, PREC),
+                              K, V, BT, BK, BV, PREC, True)
+        b_dk += _dot(tl.trans(b_dAqk), b_q, PREC_T)
+    else:
+        b_dAraw, b_dAqk, b_dbeta, b_dc, b_dcf = _cc_grads(
+            _dot(b_p, tl.trans(b_k), PREC), _dot(b_q, tl.trans(b_k), PREC),
+            b_beta, b_c, b_cf, b_dA, b_dAqk, b_dbeta, b_dc, b_dcf, BT)
+        b_dp += _dot(b_dAraw, b_k, PREC)
+        b_dk += _dot(tl.trans(b_dAraw), b_p, PREC)
+        b_dq += _dot(b_dAqk, b_k, PREC)
+        b_dk += _dot(tl.trans(b_dAqk), b_q, PREC)
     b_dg = _dg_from_dc(b_dc, b_dcf, b_dclast, BT, IPLR)
     if IPLR:
         b_dp = b_dp * 2.
@@ -1786,6 +1897,15 @@ def _launch_chunks(kernel, NT: int, tail: int, BH: int, args, meta, tail_kernel=
         _launch(tail_kernel or kernel, (1, BH), tail_args or args, dict(tail_meta or meta, BT=tail, I0=NT - 1))
 
 
+def _grads_one_meta(meta: dict, low: dict, pre: bool) -> dict:
+    """The one-kernel _bwd_grads' launch options: ORDERED_GRADS with the precomputed products, and then with
+    BF16_GRADS_ONE bf16 products (where _dot_meta gives them) but TF32 for dL^T P and dAqk^T Q (PREC_T)."""
+    ordered = ORDERED_GRADS and pre
+    if ordered and BF16_GRADS_ONE and low["PREC"] == "bf16":
+        return dict(low, PRE=pre, ORDERED=True, PREC_T=meta["PREC"])
+    return dict(meta, PRE=pre, ORDERED=ordered, PREC_T=meta["PREC"])
+
+
 def _dot_meta(meta: dict, dtype: torch.dtype) -> dict:
     """meta with bf16 products (PREC "bf16") where BF16_DOTS applies: bf16 inputs, padded head size up to 64, on a
     GPU (the interpreter miscomputes bf16 dots)."""
@@ -1967,7 +2087,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     if not split:
         _launch_chunks(_bwd_grads, NT, tail, BH,
                        (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
-                        dq, dk, dv, dp, dg, dbeta, scale), dict(meta, PRE=pre))
+                        dq, dk, dv, dp, dg, dbeta, scale),
+                       _grads_one_meta(meta, low, pre))
     else:
         dAf, dAo = torch.empty(M.shape, **half), torch.empty(M.shape, **half)
         gmeta = low if BF16_GRADS else meta

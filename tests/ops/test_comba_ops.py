@@ -254,15 +254,18 @@ def test_gpu_bf16_no_worse_than_fla(shape):
 
 
 @pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
-@pytest.mark.parametrize("variant, reverse, K, V, split, halves", [
-    ("splr", False, 32, 48, True, True), ("iplr", True, 32, 48, True, False), ("iplr", False, 48, 100, False, True),
-    ("splr", True, 16, 48, False, False)])
-def test_precomputed_products_at_small_head_size(monkeypatch, variant, reverse, K, V, split, halves):
+@pytest.mark.parametrize("variant, reverse, K, V, split, halves, ordered", [
+    ("splr", False, 32, 48, True, True, True), ("iplr", True, 32, 48, True, False, True),
+    ("iplr", False, 48, 100, False, True, True), ("iplr", False, 48, 100, False, True, False),
+    ("splr", True, 16, 48, False, False, True), ("splr", True, 32, 100, False, False, False)])
+def test_precomputed_products_at_small_head_size(monkeypatch, variant, reverse, K, V, split, halves, ordered):
     """The backward with its K-wide per-token products made in _bwd_dv_local / _bwd_state (default from head
     size 128) forced on at small head sizes: with the two-kernel gradient path, and with the one-kernel
-    path (several V blocks, so the per-V-block partial sums of _bwd_state are summed); and the state
+    path (several V blocks, so the per-V-block partial sums of _bwd_state are summed) in both its orders
+    (ORDERED_GRADS: dq, dk's V-block terms after the C x C part, or in the V loop); and the state
     kernel in K halves (default from head size 128; K = 48 leaves the second half partly masked)."""
     import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "ORDERED_GRADS", ordered)
     monkeypatch.setattr(tc, "PRE_MIN_BK", 16)
     monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 16 if split else 1 << 30)
     monkeypatch.setattr(tc, "STATE_HALVES_MIN_BK", 16 if halves else 1 << 30)
@@ -735,15 +738,37 @@ def test_bf16_dot_choice(monkeypatch):
     assert tc._dot_meta(meta, torch.bfloat16)["PREC"] == "tf32"
 
 
+def test_one_kernel_gradient_options(monkeypatch):
+    """_bwd_grads' launch options: the ordered form only with the precomputed products, bf16 products only in it
+    and only where _dot_meta gives them (Triton 3.6 builds the previous order wrong on bf16), and TF32 kept for the
+    products of a transposed C x C tile (PREC_T) whatever the inputs."""
+    import comba_vision.ops.triton_chunk as tc
+    meta, low = dict(PREC="tf32", BK=32), dict(PREC="bf16", BK=32)
+    got = tc._grads_one_meta(meta, low, True)
+    assert (got["ORDERED"], got["PREC"], got["PREC_T"], got["PRE"]) == (True, "bf16", "tf32", True)
+    got = tc._grads_one_meta(meta, low, False)
+    assert (got["ORDERED"], got["PREC"], got["PREC_T"]) == (False, "tf32", "tf32")
+    got = tc._grads_one_meta(dict(meta, PREC="tf32x3"), dict(low, PREC="tf32x3"), True)
+    assert (got["ORDERED"], got["PREC"], got["PREC_T"]) == (True, "tf32x3", "tf32x3")
+    monkeypatch.setattr(tc, "BF16_GRADS_ONE", False)
+    got = tc._grads_one_meta(meta, low, True)
+    assert (got["ORDERED"], got["PREC"], got["PREC_T"]) == (True, "tf32", "tf32")
+    monkeypatch.setattr(tc, "BF16_GRADS_ONE", True)
+    monkeypatch.setattr(tc, "ORDERED_GRADS", False)
+    got = tc._grads_one_meta(meta, low, True)
+    assert (got["ORDERED"], got["PREC"], got["PREC_T"]) == (False, "tf32", "tf32")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
 @pytest.mark.parametrize("T, K, V, reverse, G", [(197, 32, 64, False, 0), (150, 64, 64, True, 0),
                                                  (300, 128, 128, False, 0), (600, 32, 64, True, 3)])
 def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse, G):
-    """bf16 inputs: the prepare, state and local-dU kernels, and with BF16_GRADS (the default) head 64's split
-    gradient kernels, take bf16 products up to head size 64 (the one-kernel gradient of smaller heads and larger
-    heads TF32), within the bf16 bound of the float64 reference and at most twice TF32's error; G: the state
-    kernels' grouped walk (its group summaries on bf16 products, the carry in three-pass TF32)."""
+    """bf16 inputs: the prepare, state and local-dU kernels, with BF16_GRADS (the default) head 64's split
+    gradient kernels and with BF16_GRADS_ONE (the default) the one-kernel gradient of smaller heads take bf16
+    products up to head size 64 (larger heads TF32), within the bf16 bound of the float64 reference and at most
+    twice TF32's error; G: the state kernels' grouped walk (its group summaries on bf16 products, the carry in
+    three-pass TF32)."""
     import comba_vision.ops.triton_chunk as tc
     xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.bfloat16, init=True, seed=T + K, device="cuda")
     errs = {}
@@ -757,7 +782,7 @@ def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse, G):
         assert ("_state_carry" in {n for n, _ in launched}) == bool(G)
         low = {n for n, prec in launched if prec == "bf16"}
         expect = {"_fwd_prepare_blocked", "_fwd_prepare_blocked2", "_fwd_prepare", "_fwd_state", "_bwd_state",
-                  "_bwd_dv_local", "_bwd_grads_cc", "_bwd_grads_k"}
+                  "_bwd_dv_local", "_bwd_grads_cc", "_bwd_grads_k", "_bwd_grads"}
         assert low == (expect & {n for n, _ in launched} if on and K <= 64 else set()), launched
         assert max(errs[on].values()) <= BOUND[torch.bfloat16], errs[on]
     assert max(errs[True].values()) <= 2 * max(errs[False].values()), errs
