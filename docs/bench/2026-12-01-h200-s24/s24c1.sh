@@ -1,4 +1,6 @@
 #!/bin/bash
+# NOTE: the settings named here were those of the working tree at the time (ORDERED_GRADS 0/1/2, BF16_GRADS_ONE 0/1);
+# the code kept the order named 2 here as COMBA_ORDERED_GRADS=1, with bf16 but TF32 for dL^T P and dAqk^T Q.
 # session 24, call 1: the one-kernel gradient kernel's forms. Every setting first in parallel (errors against
 # float64, and compiling), then timed one after another from the warm Triton cache.
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1

@@ -1,4 +1,5 @@
 #!/bin/bash
+# NOTE: "mixed" with ORDERED_GRADS=2 here is the kept default (COMBA_ORDERED_GRADS=1, COMBA_BF16_GRADS_ONE=1).
 # session 24, call 2: bf16 products in the one-kernel gradient kernel with TF32 kept for the products of transposed
 # C x C tiles (COMBA_BF16_GRADS_ONE=mixed / mixed2), against call 1's best TF32 form (ORDERED 1); errors against
 # float64 at two small shapes, kernel ms at the models' mixer shapes. Then the fastest correct setting as the
