@@ -82,14 +82,17 @@ PRE_MIN_BK = int(os.environ.get("COMBA_PRE_MIN_BK", "128"))
 # At 64 it gained 2% (1.16 against 1.19 ms at (128, 197, 3, 64)); since session 14 head size 64 takes the split
 # gradient kernels, which need the precomputed products anyway (comba_bwd_triton: pre = split or ...).
 PRE_BKS = {int(b) for b in os.environ.get("COMBA_PRE_BKS", "32").split(",") if b.strip().isdigit()}  # "none": {}
-# COMBA_ORDERED_GRADS (default 1 since session 24): the one-kernel gradient kernel with the precomputed products
-# (head size 32, the models') loads each [BT, BV] tile just before its first use and q, k, p after the V loop, and
-# adds the dq and dk terms of h0, dO, u, dh after the C x C part, loading those tiles again (_grads_v_block_pre,
-# _grads_v_terms), so that fewer tiles are live at once. 0: the previous order (every tile of a V block loaded at its
-# start, dq, dk, dp accumulated in the V loop). H200, session 24, bf16, both directions' fwd+bwd: _bwd_grads alone
-# (TF32 products) 0.263 -> 0.281 ms at (8, 4096, 3, 32, 64): slower by itself, but the only form tried whose bf16
-# products Triton 3.6 builds right (BF16_GRADS_ONE).
-ORDERED_GRADS = os.environ.get("COMBA_ORDERED_GRADS", "1") == "1"
+# COMBA_ORDERED_GRADS ("auto" by default since session 24): the one-kernel gradient kernel with the precomputed
+# products (head size 32, the models') loads each [BT, BV] tile just before its first use and q, k, p after the V
+# loop, and adds the dq and dk terms of h0, dO, u, dh after the C x C part, loading those tiles again
+# (_grads_v_block_pre, _grads_v_terms), so that fewer tiles are live at once. "auto": where it takes bf16 products
+# (BF16_GRADS_ONE; the only form tried whose bf16 products Triton 3.6 builds right), "1": also on TF32 products,
+# "0": never (every tile of a V block loaded at its start, dq, dk, dp accumulated in the V loop). On TF32 products the
+# order alone is slower: H200, session 24, bf16 inputs, both directions' fwd+bwd, _bwd_grads 0.263 -> 0.281 ms at
+# (8, 4096, 3, 32, 64).
+ORDERED_GRADS = os.environ.get("COMBA_ORDERED_GRADS", "auto")
+if ORDERED_GRADS not in ("auto", "0", "1"):
+    raise ValueError(f"COMBA_ORDERED_GRADS must be auto, 0 or 1, got {ORDERED_GRADS!r}")
 # COMBA_BIDIR_ONE_LAUNCH (default 1): comba_bidirectional runs both scan directions in the same launches (the
 # direction folded into the batch axis of every grid, REVERSE = BOTH) instead of two calls of the operator.
 # On the H200 (session 5) correct (tests/ops -m gpu) and 1.25x-1.8x faster forward+backward at image shapes.
@@ -184,7 +187,7 @@ HALF_BWD_BUFFERS = os.environ.get("COMBA_HALF_BWD_BUFFERS", "1") == "1"
 # H200, session 17, bf16, both directions' fwd+bwd kernel ms: 0.797 -> 0.707 at (128, 197, 3, 64), 0.995 at
 # (32, 1025, 3, 64), 1.166 at (8, 4097, 3, 64) (1.255 before); largest relative error 5.2e-3; GPU tests passed.
 BF16_GRADS = os.environ.get("COMBA_BF16_GRADS", "1") == "1"
-# COMBA_BF16_GRADS_ONE (default "1" since session 24; "0": TF32): with ORDERED_GRADS, the one-kernel gradient
+# COMBA_BF16_GRADS_ONE (default "1" since session 24; "0": TF32): in ORDERED_GRADS' order, the one-kernel gradient
 # kernel (below head size 64) takes bf16 products where BF16_DOTS applies, but TF32 for the two products of a
 # transposed C x C tile with a K-wide one (dL^T P, dAqk^T Q, into dk). H200, session 24, both directions' fwd+bwd,
 # _bwd_grads (all kernels) ms: 0.263 (0.674) -> 0.224 (0.636) at (8, 4096, 3, 32, 64), 0.217 (0.496) -> 0.188
@@ -1444,9 +1447,9 @@ def _bwd_grads(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
-    ORDERED: tl.constexpr = False,  # _grads_v_block_pre's order (ORDERED_GRADS); only with PRE
-    PREC_T: tl.constexpr = "tf32",  # ORDERED: the precision of dL^T P and dAqk^T Q
+    ORDERED: tl.constexpr, PREC_T: tl.constexpr,  # _grads_v_block_pre's order (only with PRE); dL^T P's, dAqk^T Q's
 ):
+    tl.static_assert(PRE or not ORDERED, "the ordered form needs the precomputed products (PRE)")
     i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
      b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, not ORDERED, CS)
@@ -1898,12 +1901,13 @@ def _launch_chunks(kernel, NT: int, tail: int, BH: int, args, meta, tail_kernel=
 
 
 def _grads_one_meta(meta: dict, low: dict, pre: bool) -> dict:
-    """The one-kernel _bwd_grads' launch options: ORDERED_GRADS with the precomputed products, and then with
-    BF16_GRADS_ONE bf16 products (where _dot_meta gives them) but TF32 for dL^T P and dAqk^T Q (PREC_T)."""
-    ordered = ORDERED_GRADS and pre
-    if ordered and BF16_GRADS_ONE and low["PREC"] == "bf16":
-        return dict(low, PRE=pre, ORDERED=True, PREC_T=meta["PREC"])
-    return dict(meta, PRE=pre, ORDERED=ordered, PREC_T=meta["PREC"])
+    """The one-kernel _bwd_grads' launch options. With the precomputed products, and unless ORDERED_GRADS is "0":
+    BF16_GRADS_ONE's bf16 products (where _dot_meta gives them) in the ordered form, TF32 kept for dL^T P and
+    dAqk^T Q (PREC_T); otherwise TF32 (three-pass for float32) in the previous order, or in the ordered form where
+    ORDERED_GRADS is "1"."""
+    if pre and ORDERED_GRADS != "0" and BF16_GRADS_ONE and low["PREC"] == "bf16":
+        return dict(low, PRE=True, ORDERED=True, PREC_T=meta["PREC"])
+    return dict(meta, PRE=pre, ORDERED=pre and ORDERED_GRADS == "1", PREC_T=meta["PREC"])
 
 
 def _dot_meta(meta: dict, dtype: torch.dtype) -> dict:

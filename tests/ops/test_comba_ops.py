@@ -254,24 +254,51 @@ def test_gpu_bf16_no_worse_than_fla(shape):
 
 
 @pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
-@pytest.mark.parametrize("variant, reverse, K, V, split, halves, ordered", [
-    ("splr", False, 32, 48, True, True, True), ("iplr", True, 32, 48, True, False, True),
-    ("iplr", False, 48, 100, False, True, True), ("iplr", False, 48, 100, False, True, False),
-    ("splr", True, 16, 48, False, False, True), ("splr", True, 32, 100, False, False, False)])
-def test_precomputed_products_at_small_head_size(monkeypatch, variant, reverse, K, V, split, halves, ordered):
+@pytest.mark.parametrize("variant, reverse, K, V, split, halves", [
+    ("splr", False, 32, 48, True, True), ("iplr", True, 32, 48, True, False), ("iplr", False, 48, 100, False, True),
+    ("splr", True, 16, 48, False, False)])
+def test_precomputed_products_at_small_head_size(monkeypatch, variant, reverse, K, V, split, halves):
     """The backward with its K-wide per-token products made in _bwd_dv_local / _bwd_state (default from head
     size 128) forced on at small head sizes: with the two-kernel gradient path, and with the one-kernel
-    path (several V blocks, so the per-V-block partial sums of _bwd_state are summed) in both its orders
-    (ORDERED_GRADS: dq, dk's V-block terms after the C x C part, or in the V loop); and the state
+    path (several V blocks, so the per-V-block partial sums of _bwd_state are summed); and the state
     kernel in K halves (default from head size 128; K = 48 leaves the second half partly masked)."""
     import comba_vision.ops.triton_chunk as tc
-    monkeypatch.setattr(tc, "ORDERED_GRADS", ordered)
     monkeypatch.setattr(tc, "PRE_MIN_BK", 16)
     monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 16 if split else 1 << 30)
     monkeypatch.setattr(tc, "STATE_HALVES_MIN_BK", 16 if halves else 1 << 30)
     xs, h0 = make_inputs(2, 97, 2, K, V, init=True, seed=4)
     errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= 1e-4, errs
+
+
+@pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
+@pytest.mark.parametrize("T, K, V, variant, reverse", [
+    (196, 32, 100, "iplr", True), (97, 48, 64, "splr", False), (70, 16, 40, "splr", True)])
+def test_ordered_gradient_kernel(monkeypatch, T, K, V, variant, reverse):
+    """The one-kernel gradient kernel in both orders (COMBA_ORDERED_GRADS "1" and "0"; "auto" takes the ordered one
+    only with bf16 products, which the interpreter cannot run) with the precomputed products: against the float64
+    reference, and the two orders' gradients within float32 rounding of each other. Several V blocks with a masked
+    last one (V = 100, 40), the short last chunk's 16-row tile (T = 196: 4 positions; T = 70: 6), IPLR, the reverse
+    scan, an initial and a final state; the launches checked to have taken each order."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "PRE_MIN_BK", 16)
+    monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 1 << 30)
+    xs, h0 = make_inputs(2, T, 2, K, V, init=True, seed=T + K)
+    grads = {}
+    for order in ("1", "0"):
+        monkeypatch.setattr(tc, "ORDERED_GRADS", order)
+        launched = _spy_launches(monkeypatch, tc, "ORDERED")
+        errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
+        assert max(errs.values()) <= 1e-4, (order, errs)
+        assert {o for n, o in launched if n == "_bwd_grads"} == {order == "1"}, launched
+        x = [t.detach().clone().requires_grad_() for t in xs]
+        h = h0.detach().clone().requires_grad_()
+        o, ht = comba(*x, initial_state=h, output_final_state=True, variant=variant, reverse=reverse,
+                      backend="triton")
+        (o.square().sum() + ht.square().sum()).backward()
+        grads[order] = [t.grad for t in (*x, h)]
+    for a, b in zip(grads["1"], grads["0"]):
+        assert ((a - b).norm() / b.norm()).item() <= 1e-5
 
 
 @pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
@@ -739,24 +766,33 @@ def test_bf16_dot_choice(monkeypatch):
 
 
 def test_one_kernel_gradient_options(monkeypatch):
-    """_bwd_grads' launch options: the ordered form only with the precomputed products, bf16 products only in it
-    and only where _dot_meta gives them (Triton 3.6 builds the previous order wrong on bf16), and TF32 kept for the
-    products of a transposed C x C tile (PREC_T) whatever the inputs."""
+    """_bwd_grads' launch options (_grads_one_meta): with the precomputed products and bf16 products available
+    (_dot_meta's "bf16"), the ordered form on them with TF32 kept for the two products of a transposed C x C tile
+    (PREC_T); otherwise the inputs' TF32 (three-pass for float32) in the previous order (ORDERED_GRADS "auto": Triton
+    3.6 builds the previous order wrong on bf16, and the ordered one is slower on TF32), or ordered where
+    ORDERED_GRADS is "1"; nothing ordered without the precomputed products."""
     import comba_vision.ops.triton_chunk as tc
     meta, low = dict(PREC="tf32", BK=32), dict(PREC="bf16", BK=32)
-    got = tc._grads_one_meta(meta, low, True)
-    assert (got["ORDERED"], got["PREC"], got["PREC_T"], got["PRE"]) == (True, "bf16", "tf32", True)
-    got = tc._grads_one_meta(meta, low, False)
-    assert (got["ORDERED"], got["PREC"], got["PREC_T"]) == (False, "tf32", "tf32")
-    got = tc._grads_one_meta(dict(meta, PREC="tf32x3"), dict(low, PREC="tf32x3"), True)
-    assert (got["ORDERED"], got["PREC"], got["PREC_T"]) == (True, "tf32x3", "tf32x3")
+    f32 = dict(PREC="tf32x3", BK=32)
+
+    def opts(m, lo, pre):
+        got = tc._grads_one_meta(m, lo, pre)
+        return got["ORDERED"], got["PREC"], got["PREC_T"], got["PRE"]
+    assert tc.ORDERED_GRADS == "auto" and tc.BF16_GRADS_ONE  # the defaults
+    assert opts(meta, low, True) == (True, "bf16", "tf32", True)
+    assert opts(meta, low, False) == (False, "tf32", "tf32", False)
+    assert opts(f32, f32, True) == (False, "tf32x3", "tf32x3", True)
+    assert opts(meta, meta, True) == (False, "tf32", "tf32", True)  # bf16 inputs where _dot_meta gives TF32
     monkeypatch.setattr(tc, "BF16_GRADS_ONE", False)
-    got = tc._grads_one_meta(meta, low, True)
-    assert (got["ORDERED"], got["PREC"], got["PREC_T"]) == (True, "tf32", "tf32")
+    assert opts(meta, low, True) == (False, "tf32", "tf32", True)
+    monkeypatch.setattr(tc, "ORDERED_GRADS", "1")
+    assert opts(meta, low, True) == (True, "tf32", "tf32", True)
+    assert opts(f32, f32, True) == (True, "tf32x3", "tf32x3", True)
+    assert opts(meta, low, False) == (False, "tf32", "tf32", False)
     monkeypatch.setattr(tc, "BF16_GRADS_ONE", True)
-    monkeypatch.setattr(tc, "ORDERED_GRADS", False)
-    got = tc._grads_one_meta(meta, low, True)
-    assert (got["ORDERED"], got["PREC"], got["PREC_T"]) == (False, "tf32", "tf32")
+    assert opts(meta, low, True) == (True, "bf16", "tf32", True)
+    monkeypatch.setattr(tc, "ORDERED_GRADS", "0")
+    assert opts(meta, low, True) == (False, "tf32", "tf32", True)
 
 
 @pytest.mark.gpu
@@ -765,7 +801,7 @@ def test_one_kernel_gradient_options(monkeypatch):
                                                  (300, 128, 128, False, 0), (600, 32, 64, True, 3)])
 def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse, G):
     """bf16 inputs: the prepare, state and local-dU kernels, with BF16_GRADS (the default) head 64's split
-    gradient kernels and with BF16_GRADS_ONE (the default) the one-kernel gradient of smaller heads take bf16
+    gradient kernels and with BF16_GRADS_ONE (the default) head 32's one-kernel gradient take bf16
     products up to head size 64 (larger heads TF32), within the bf16 bound of the float64 reference and at most
     twice TF32's error; G: the state kernels' grouped walk (its group summaries on bf16 products, the carry in
     three-pass TF32)."""
