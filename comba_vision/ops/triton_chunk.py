@@ -1383,10 +1383,10 @@ def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t
     is accumulated here; the dq and dk terms of h0, dO, u, dh are added after the C x C part (_grads_v_terms, which
     loads those tiles again)."""
     o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < V
     p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
+    kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
     b_drhs = _dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), PREC)
     tl.store(dv + orows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
@@ -1396,8 +1396,7 @@ def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t
     b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
     b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     b_dA -= _dot(b_drhs, tl.trans(b_u), PREC)
-    b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
-                   mask=(o_k < K)[:, None] & m_v[None, :], other=0.).to(tl.float32)
+    b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
     b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
     # o = Diag(e^c) Q h0 + Aqk u
     b_dAqk += _dot(_load_rows(do, orows, m_t, V, BV, i_v * BV), tl.trans(b_u), PREC)
@@ -1412,7 +1411,6 @@ def _grads_v_terms(X, Y, rows, m_t, i_bh, i_t, NT, base_c, b_s, b_acc,
     FROM_ROWS, else a chunk slot of a [BH, NT * CS, V] buffer), Y the chunk's [K, V] slice of a per-chunk state
     buffer: dk's e^(c_last - c) u dh^T and dq's e^c dO h0^T, formed after _bwd_grads' C x C part (ORDERED)."""
     o_c = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
     b_t = tl.zeros([BT, BK], dtype=tl.float32)
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
@@ -1421,8 +1419,8 @@ def _grads_v_terms(X, Y, rows, m_t, i_bh, i_t, NT, base_c, b_s, b_acc,
             b_x = _load_rows(X, rows, m_t, V, BV, i_v * BV)
         else:
             b_x = tl.load(X + (base_c + o_c)[:, None] * V + o_v[None, :], mask=m_v[None, :], other=0.).to(tl.float32)
-        b_y = tl.load(Y + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :],
-                      mask=(o_k < K)[:, None] & m_v[None, :], other=0.).to(tl.float32)
+        kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
+        b_y = tl.load(Y + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
         b_t += _dot(b_x, tl.trans(b_y), PREC)
     return b_acc + b_s[:, None] * b_t
 
