@@ -1656,6 +1656,17 @@ KERNEL_CONFIGS.update({("_bwd_dv_local_affine", 32): _kc(4, 1), ("_bwd_dv_local_
 # plain prepare's 2 warps it spills 28 bytes a thread (4 warps none, but they made the plain prepare much slower,
 # session 7); at (8, 4097, 3, 64, 64) 1020 bytes on 2 warps, 16 on 4, 4 on 8
 KERNEL_CONFIGS.update({("_fwd_prepare_blocked_affine", 32): _kc(2, 1), ("_fwd_prepare_blocked_affine", 64): _kc(4, 1)})
+# the transition walk at head size 64 on whole V blocks (one program reads each chunk's [64, 64] map where two read
+# it on the 32-wide blocks _state_block_v gives) and 2 pipeline stages. H200, session 25, both directions'
+# forward+backward, _affine_scan ms at (8, 4097, 3, 64) / (2, 16385, 3, 64): 0.240 / 0.318 by default (4 warps,
+# Triton's stages, V blocks of 32), 0.229 / 0.243 so, 0.241 / 0.275 with 3 stages, 0.238 / 0.252 on 8 warps, 0.260 /
+# 0.258 on 32-wide blocks with 1 stage, 0.541 / 0.553 on 16-wide blocks (docs/bench/2026-12-01-h200-s25/call2_log.txt)
+KERNEL_CONFIGS.update({("_affine_scan", 64): dict(num_warps=4, num_stages=2, BV=64)})
+# _fwd_output at head size 64 runs only in the transition walk (COMPLETE_U) or with COMBA_FUSED_OUTPUT=0: 4 warps
+# there, 0.065 -> 0.054 ms at (8, 4097, 3, 64) and (2, 16385, 3, 64) against the H100 sweep's 2 (session 25, call 3;
+# _chunk_affine on 2 or 8 warps or 2 stages, _state_carry on 8 warps or V blocks of 64, _bwd_complete on 2 or 8
+# warps were all slower than their defaults there)
+KERNEL_CONFIGS.update({("_fwd_output", 64): _kc(4, 1)})
 # H200, bf16, session 18 sweep under that session's defaults, both directions at (128, 196, 3, 32, 64) and (8, 4096, 3,
 # 32, 64) (docs/bench/2026-11-30-h200-s18/call2_*): these entries stayed the best but for _bwd_dv_local, 0.0507 ->
 # 0.0445 and 0.0611 -> 0.0564 ms on 4 warps; Triton 3.6 builds that one wrong at V = 16 (the gradients of
@@ -1768,23 +1779,27 @@ def _state_group(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int
 
 
 TRANSITION = -1  # _walk_mode's value for the transition walk
-# COMBA_TRANSITION_FOLD (default "1" since session 20: 0.702 -> 0.676 ms at (8, 4096, 3, 32, 64), both directions'
-# forward+backward, H200): the transition walk's maps (A, R) written by kernels that hold nearly all their operands,
+# COMBA_TRANSITION_FOLD: the transition walk's maps (A, R) written by kernels that hold nearly all their operands,
 # instead of _chunk_affine launches that read them again: "bwd" _bwd_dv_local (q, k, dO and dU's local part), "fwd"
 # the blocked prepare (W and U0 in 16-row blocks; a short last chunk's maps still from _chunk_affine; not on
-# 32-position chunks), "1" both, "0" neither.
-TRANSITION_FOLD = os.environ.get("COMBA_TRANSITION_FOLD", "1")
+# 32-position chunks), "1" both, "0" neither, "auto" (the default) both below padded head size 64, neither from 64.
+# H200, both directions' forward+backward kernel ms: at (8, 4096, 3, 32, 64) 0.702 -> 0.676 folded (session 20); at
+# (8, 4097, 3, 64) 1.068 -> 0.997 and at (2, 16385, 3, 64) 1.152 -> 1.074 *not* folded (session 25: there the folded
+# prepare needs 4 warps against the plain one's 2, 0.254 against 0.124 ms, and the folded _bwd_dv_local 0.121
+# against 0.062, more than the two _chunk_affine launches' 0.115).
+TRANSITION_FOLD = os.environ.get("COMBA_TRANSITION_FOLD", "auto")
 
 
-def _fold(direction: str, V: int = 64, device=None) -> bool:
-    """Whether TRANSITION_FOLD folds the maps of this direction's ("fwd" or "bwd") walk. Not the backward's on CUDA
-    at V <= 16 (V blocks of 16): Triton 3.6 built the folded _bwd_dv_local wrong there on the H200 (bf16 dK / dV
-    off by 20-120%, session 20), as it had the plain kernel on 4 warps in session 18; _chunk_affine writes them."""
-    if TRANSITION_FOLD not in ("0", "1", "fwd", "bwd"):
-        raise ValueError(f"COMBA_TRANSITION_FOLD must be 0, 1, fwd or bwd, got {TRANSITION_FOLD!r}")
-    if direction == "bwd" and V <= 16 and device is not None and torch.device(device).type == "cuda":
+def _fold(direction: str, V: int, device, BK: int) -> bool:
+    """Whether TRANSITION_FOLD folds the maps of this direction's ("fwd" or "bwd") walk at padded head size BK ("auto":
+    below 64). Not the backward's on CUDA at V <= 16 (V blocks of 16): Triton 3.6 built the folded _bwd_dv_local
+    wrong there on the H200 (bf16 dK / dV off by 20-120%, session 20), as it had the plain kernel on 4 warps in
+    session 18; _chunk_affine writes them."""
+    if TRANSITION_FOLD not in ("auto", "0", "1", "fwd", "bwd"):
+        raise ValueError(f"COMBA_TRANSITION_FOLD must be auto, 0, 1, fwd or bwd, got {TRANSITION_FOLD!r}")
+    if direction == "bwd" and V <= 16 and torch.device(device).type == "cuda":
         return False
-    return TRANSITION_FOLD in ("1", direction)
+    return TRANSITION_FOLD in ("1", direction) or (TRANSITION_FOLD == "auto" and BK < 64)
 
 
 def _transition_maps(BH: int, NT: int, K: int, V: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1981,9 +1996,9 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     prep_args = (k, p, v, g, beta, M, W, U)
     low = _dot_meta(meta, q.dtype)
     transition = _walk_mode(NT, BH, V, meta["BK"], dev) == TRANSITION
-    # the transition walk's maps of whole chunks written by the blocked prepare (TRANSITION_FOLD "fwd" or "1")
-    maps = (_transition_maps(BH, NT, K, V, dev) if transition and _fold("fwd") and BLOCKED_INVERSE and BT == 64
-            else None)
+    # the transition walk's maps of whole chunks written by the blocked prepare (_fold: TRANSITION_FOLD)
+    folded = transition and BLOCKED_INVERSE and BT == 64 and _fold("fwd", V, dev, meta["BK"])
+    maps = _transition_maps(BH, NT, K, V, dev) if folded else None
     if BLOCKED_INVERSE and BT == 64:  # a short last chunk's inverse by row substitution on its small tile
         _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, (*prep_args, *(maps or (None, None))),
                        dict(low, DOUBLING=DOUBLING_INVERSE, AFFINE=maps is not None,
@@ -2067,8 +2082,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
         PH = DCQ = KDH = DCL = U  # not read
     low = _dot_meta(meta, q.dtype)
     transition = _walk_mode(NT, BH, V, BK, q.device) == TRANSITION
-    # the transition walk's maps written by _bwd_dv_local (TRANSITION_FOLD "bwd" or "1"), else by _chunk_affine
-    maps = _transition_maps(BH, NT, K, V, q.device) if transition and _fold("bwd", V, q.device) else None
+    # the transition walk's maps written by _bwd_dv_local (_fold: TRANSITION_FOLD), else by _chunk_affine
+    maps = _transition_maps(BH, NT, K, V, q.device) if transition and _fold("bwd", V, q.device, BK) else None
     _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, W, *(maps or (None, None)), scale),
                    dict(low, PRE=pre, AFFINE=maps is not None,
                         **({"CONFIG_AS": "_bwd_dv_local_affine"} if maps is not None else {})))

@@ -921,7 +921,7 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fo
     assert [n for n, _ in launched].count("_state_carry") == (2 if G else 0)
     n_tail = 2 if tc._tail_rows(T, max(16, 1 << (K - 1).bit_length())) < tc.BT else 1  # launches a chunk kernel takes
     # folded: the forward's short last chunk from _chunk_affine; the backward's too on CUDA at V = 16 (_fold)
-    bwd_folded = fold and tc._fold("bwd", V, xs[0].device)
+    bwd_folded = fold and tc._fold("bwd", V, xs[0].device, max(16, 1 << (K - 1).bit_length()))
     assert [n for n, _ in launched].count("_chunk_affine") == (n_tail - 1 if fold else n_tail) + (
         0 if bwd_folded else n_tail)
     names = {n for n, _ in launched}
@@ -982,13 +982,17 @@ def test_walk_mode_choice(monkeypatch):
     assert (tc._transition_group(256, 12, 64, cpu), tc._transition_group(4, 12, 64, cpu)) == (4, 0)
     monkeypatch.setattr(tc, "TRANSITION_FOLD", "both")
     with pytest.raises(ValueError, match="COMBA_TRANSITION_FOLD"):
-        tc._fold("fwd")
+        tc._fold("fwd", 64, cpu, 32)
     monkeypatch.setattr(tc, "TRANSITION_FOLD", "bwd")
-    assert (tc._fold("fwd"), tc._fold("bwd")) == (False, True)
-    monkeypatch.setattr(tc, "TRANSITION_FOLD", "1")  # the default; never the backward's on CUDA at V <= 16
-    assert [tc._fold("bwd", V, dev) for V, dev in ((16, "cpu"), (16, "cuda"), (32, "cuda"), (64, cpu))] == [
+    assert (tc._fold("fwd", 64, cpu, 32), tc._fold("bwd", 64, cpu, 32)) == (False, True)
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", "1")  # never the backward's on CUDA at V <= 16
+    assert [tc._fold("bwd", V, dev, 64) for V, dev in ((16, "cpu"), (16, "cuda"), (32, "cuda"), (64, cpu))] == [
         True, False, True, True]
-    assert tc._fold("fwd", 16, "cuda")
+    assert tc._fold("fwd", 16, "cuda", 64)
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", "auto")  # the default: both directions below padded head size 64
+    assert [tc._fold(d, 64, cpu, bk) for d in ("fwd", "bwd") for bk in (16, 32, 64, 128)] == [True, True, False,
+                                                                                              False] * 2
+    assert not tc._fold("bwd", 16, "cuda", 32)
     monkeypatch.setattr(tc, "TRANSITION_WALK", "yes")
     with pytest.raises(ValueError, match="COMBA_TRANSITION_WALK"):
         tc._walk_mode(256, 12, 64, 32, cpu)
