@@ -113,6 +113,11 @@ DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "1") == "1"
 # + 4 tokens at 224px) runs on a 16- or 32-row tile: the chunk-parallel kernels take it in a launch of its own,
 # the state kernels in a last (first, backwards) step of their own; below head size 64 (_tail_rows).
 TAIL_TILE = os.environ.get("COMBA_TAIL_TILE", "1") == "1"
+# COMBA_SPLIT_TAIL (default 0; session 25, not yet run on a GPU): the short last chunk on its own tile from padded head
+# size 64 too, where the split gradient kernels run (they take whole chunks only: there the last chunk goes through
+# the one-kernel _bwd_grads on its small tile, TF32 products in the previous order). At (128, 197, 3, 64) a quarter
+# of every chunk-parallel kernel's programs are the 5-token last chunks on whole 64-row tiles.
+SPLIT_TAIL = os.environ.get("COMBA_SPLIT_TAIL", "0") == "1"
 # COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
 # the sequential state kernels walk groups of chunks in parallel. A chunk's step is affine in the state
 # (h' = A h + b, A = e^(c_last) I - K~^T W [K, K]; backwards dh = A^T dh' + d), so each group is first walked
@@ -1759,9 +1764,9 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool 
 
 def _tail_rows(T: int, BK: int) -> int:
     """Rows of the tile the last chunk runs on: BT, or (TAIL_TILE) 16 or 32 when that chunk holds at most
-    that many positions. Not where the split gradient kernels (from head size 64) or the K-halves state kernel
-    (from 128) run: they take whole chunks."""
-    if not TAIL_TILE or BK >= min(SPLIT_BWD_MIN_BK, STATE_HALVES_MIN_BK):
+    that many positions. Not where the K-halves state kernel (from head size 128) runs, nor, unless SPLIT_TAIL, where
+    the split gradient kernels (from 64) run: they take whole chunks."""
+    if not TAIL_TILE or BK >= STATE_HALVES_MIN_BK or (BK >= SPLIT_BWD_MIN_BK and not SPLIT_TAIL):
         return BT
     return max(16, triton.next_power_of_2(T - (triton.cdiv(T, BT) - 1) * BT))
 
@@ -2109,13 +2114,19 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     else:
         dAf, dAo = torch.empty(M.shape, **half), torch.empty(M.shape, **half)
         gmeta = low if BF16_GRADS else meta
+        n_full = NT - 1 if tail < BT else NT  # whole chunks (a short last one: SPLIT_TAIL, below)
         # no K-wide tile in its V loop: wider V blocks than the other kernels at this head size
-        _launch(_bwd_grads_cc, (NT, BH),
-                (q, k, v, p, g, beta, M, U, dU, do, PH, DCQ, KDH, DCL, n_vs, dv, dg, dbeta, dAf, dAo, scale),
-                dict(gmeta, BV=max(16, min(64, triton.next_power_of_2(V)))))
-        bk = min(BK, 64)
-        _launch(_bwd_grads_k, (NT, BH, triton.cdiv(K, bk)),
-                (q, k, p, g, beta, U, dU, h, dh, do, dAf, dAo, dq, dk, dp, scale), dict(gmeta, BK=bk))
+        if n_full:
+            _launch(_bwd_grads_cc, (n_full, BH),
+                    (q, k, v, p, g, beta, M, U, dU, do, PH, DCQ, KDH, DCL, n_vs, dv, dg, dbeta, dAf, dAo, scale),
+                    dict(gmeta, BV=max(16, min(64, triton.next_power_of_2(V)))))
+            bk = min(BK, 64)
+            _launch(_bwd_grads_k, (n_full, BH, triton.cdiv(K, bk)),
+                    (q, k, p, g, beta, U, dU, h, dh, do, dAf, dAo, dq, dk, dp, scale), dict(gmeta, BK=bk))
+        if tail < BT:  # the short last chunk on its own tile through the one-kernel gradient, TF32, previous order
+            _launch(_bwd_grads, (1, BH),
+                    (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs, dq, dk, dv, dp, dg, dbeta,
+                     scale), dict(meta, PRE=True, ORDERED=False, PREC_T=meta["PREC"], BT=tail, I0=NT - 1))
     if nd == 2 and not sum_directions:
         return dq, dk, dv, dp, dg, dbeta, dh0
     # both directions: one reduction per gradient (each direction's part was rounded to the input dtype)

@@ -615,6 +615,36 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
     assert max(whole.values()) <= (1e-4 if INTERPRETING else 1e-3), whole
 
 
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("T, V, variant, reverse", [
+    (133, 64, "splr", False), (150, 48, "iplr", True), (17, 32, "splr", True)])
+def test_split_tail_tile(monkeypatch, T, V, variant, reverse):
+    """COMBA_SPLIT_TAIL: at head size 64, where the split gradient kernels take whole chunks only, a short last
+    chunk on its own 16- or 32-row tile anyway, its gradient through the one-kernel _bwd_grads on that tile. Output,
+    final state and every gradient (initial state included) against the float64 step recurrence: after whole chunks
+    (5 tokens: T = 133; 22 tokens on a 32-row tile, V = 48 below its block: T = 150) and alone (T = 17: no split
+    kernel launched); the launches' tiles checked. Then both directions in one launch against the float64 chunk path."""
+    import comba_vision.ops.triton_chunk as tc
+    from comba_vision.bench import op_errors
+    monkeypatch.setattr(tc, "SPLIT_TAIL", True)
+    tail = tc._tail_rows(T, 64)
+    assert tail == (16 if T - (T - 1) // tc.BT * tc.BT <= 16 else 32) and tc._tail_rows(T, 128) == tc.BT
+    launched = _spy_launches(monkeypatch, tc, "BT")
+    xs, h0 = make_inputs(1, T, 2, 64, V, init=True, seed=T)
+    if HAS_CUDA:
+        xs, h0 = [x.cuda() for x in xs], h0.cuda()
+    errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
+    assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
+    whole = T > tc.BT
+    assert ("_bwd_grads", tail) in launched and ("_bwd_grads", tc.BT) not in launched
+    assert (("_bwd_grads_cc", tc.BT) in launched) == whole and (("_bwd_grads_k", tc.BT) in launched) == whole
+    assert ("_fwd_prepare", tail) in launched
+    monkeypatch.setenv("COMBA_BACKEND", "triton")
+    dtype = torch.bfloat16 if HAS_CUDA else torch.float16
+    both = op_errors((1, T, 2, 64, V), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=T + 1)
+    assert max(both.values()) <= BOUND[dtype], both
+
+
 def _spy_launches(monkeypatch, tc, key: str) -> list:
     """Records (kernel name, meta[key]) of every launch through triton_chunk._launch."""
     launched = []
