@@ -1,7 +1,9 @@
 """Session 25: the long-sequence walk at head size 64 under one setting (COMBA_* in the environment), one process
 per setting. `python3 kt25.py err`: relative errors of both directions' output and gradients against the PyTorch path
 in float64 (on the GPU) at two long shapes where the transition walk runs; `python3 kt25.py time`: each kernel's ms
-(torch.profiler) of both directions' forward+backward at the operator table's two long shapes. One JSON line."""
+(torch.profiler) of both directions' forward+backward at the operator table's two long shapes. A second argument:
+`h32` the models' (head size 32) long mixer shapes instead; `h64all` all four of the table's image shapes (errors at
+three shorter ones). One JSON line."""
 import json
 import sys
 
@@ -11,6 +13,9 @@ from comba_vision import bench
 
 TIMED = [(8, 4097, 3, 64, 64), (2, 16385, 3, 64, 64)]
 CHECKED = [(2, 4097, 3, 64, 64), (1, 16385, 2, 64, 64)]
+if sys.argv[2:] == ["h64all"]:  # the operator table's four image shapes
+    TIMED = [(128, 197, 3, 64, 64), (32, 1025, 3, 64, 64), (8, 4097, 3, 64, 64), (2, 16385, 3, 64, 64)]
+    CHECKED = [(4, 197, 3, 64, 64), (2, 1025, 3, 64, 64), (2, 4097, 3, 64, 64)]
 if sys.argv[2:] == ["h32"]:
     TIMED = [(8, 4096, 3, 32, 64), (2, 16384, 3, 32, 64)]
     CHECKED = [(2, 4096, 3, 32, 64), (1, 16384, 2, 32, 64)]
