@@ -26,7 +26,8 @@ backward
   (NT, B*H). Both that walk and, with ``COMBA_TRANSITION_WALK=0``, the state kernels walk groups of G chunks in
   parallel, in three launches (each group's summary from zero, grid (V/BV + K/BV, B*H, NT/G); ``_state_carry``
   over the groups, grid (V/BV, B*H); each group again from its true start, grid (V/BV, B*H, NT/G)).
-  Below head size 64 a last chunk of at most 32 positions runs on a 16- or 32-row tile (``_tail_rows``):
+  Below head size 64 (from 64 too with ``COMBA_SPLIT_TAIL=1``, the gradient of that chunk then from one
+  ``_bwd_grads`` launch) a last chunk of at most 32 positions runs on a 16- or 32-row tile (``_tail_rows``):
   1, 3, 4 and 6 launch once more for it, grid (1, B*H) (1 as ``_fwd_prepare`` by row substitution), and 2 and
   5 take it in a step of their own.
 
@@ -111,13 +112,21 @@ STATE_HALVES_MIN_BK = 128 if os.environ.get("COMBA_STATE_HALVES", "1") == "1" el
 DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "1") == "1"
 # COMBA_TAIL_TILE (default 1): a short last chunk (at most 32 of its 64 positions used, or 16 of 32; e.g. 196 = 3 * 64
 # + 4 tokens at 224px) runs on a 16- or 32-row tile: the chunk-parallel kernels take it in a launch of its own,
-# the state kernels in a last (first, backwards) step of their own; below head size 64 (_tail_rows).
+# the state kernels in a last (first, backwards) step of their own; below head size 64, or with SPLIT_TAIL below 128
+# (_tail_rows).
 TAIL_TILE = os.environ.get("COMBA_TAIL_TILE", "1") == "1"
-# COMBA_SPLIT_TAIL (default 0; session 25, not yet run on a GPU): the short last chunk on its own tile from padded head
-# size 64 too, where the split gradient kernels run (they take whole chunks only: there the last chunk goes through
-# the one-kernel _bwd_grads on its small tile, TF32 products in the previous order). At (128, 197, 3, 64) a quarter
-# of every chunk-parallel kernel's programs are the 5-token last chunks on whole 64-row tiles.
+# COMBA_SPLIT_TAIL (default 0; session 25, not yet run on a GPU): the short last chunk on its own tile where the split
+# gradient kernels run too (from padded head size 64, or SPLIT_BWD_MIN_BK; not where the K-halves state kernel runs,
+# from 128): they take whole chunks only, so the last chunk goes through the one-kernel _bwd_grads on its small tile,
+# TF32 products in the previous order (the form Triton 3.6 built right everywhere; bf16 forms of it faulted). At
+# (128, 197, 3, 64) a quarter of every chunk-parallel kernel's programs are the 5-token last chunks on whole tiles.
 SPLIT_TAIL = os.environ.get("COMBA_SPLIT_TAIL", "0") == "1"
+# COMBA_HALF_MAPS (default 0; session 25, not yet run on a GPU): the transition walk's maps in bf16 for half inputs,
+# half the bytes its walk reads a chunk (at head size 64 the walk reads [64, 64] A and R, 32 KB a chunk, twice or
+# three times over). A then holds the correction K~^T W alone and the walk applies the decay e^c_last to the state
+# exactly, from the chunk's gates in float32 (the float32 A = e^c_last I - K~^T W is rounded to TF32 whole in the
+# walk's product, its decay included).
+HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "0") == "1"
 # COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
 # the sequential state kernels walk groups of chunks in parallel. A chunk's step is affine in the state
 # (h' = A h + b, A = e^(c_last) I - K~^T W [K, K]; backwards dh = A^T dh' + d), so each group is first walked
@@ -444,15 +453,21 @@ def _store_lower_product(ptr, D, mask, X00, X10, X11, X20, X21, X22, X30, X31, X
 @triton.jit
 def _store_transition(A, b_kw, b_clast, i_bh, i_t, NT, o_k, m_k, K):
     """Stores chunk i_t's transition matrix of the transition walk, A = e^c_last I - b_kw (b_kw = K~^T W), in
-    A [.., NT, K, K] (float32)."""
-    tl.store(A + (i_bh * NT + i_t) * K * K + o_k[:, None] * K + o_k[None, :],
-             tl.where(o_k[:, None] == o_k[None, :], tl.exp(b_clast), 0.) - b_kw, mask=m_k[:, None] & m_k[None, :])
+    A [.., NT, K, K] (float32); in a half A (HALF_MAPS) b_kw alone, the walk applying e^c_last itself."""
+    p = A + (i_bh * NT + i_t) * K * K + o_k[:, None] * K + o_k[None, :]
+    if A.dtype.element_ty == tl.float32:
+        b_a = tl.where(o_k[:, None] == o_k[None, :], tl.exp(b_clast), 0.) - b_kw
+        tl.store(p, b_a, mask=m_k[:, None] & m_k[None, :])
+    else:
+        tl.store(p, b_kw.to(A.dtype.element_ty), mask=m_k[:, None] & m_k[None, :])
 
 
 @triton.jit
 def _store_offset(R, b_r, i_bh, i_t, NT, o_k, m_k, o_v, m_v, K, V):
-    """Stores V block o_v of chunk i_t's constant term of the transition walk in R [.., NT, K, V] (float32)."""
-    tl.store(R + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :], b_r, mask=m_k[:, None] & m_v[None, :])
+    """Stores V block o_v of chunk i_t's constant term of the transition walk in R [.., NT, K, V] (float32, or half
+    with HALF_MAPS)."""
+    tl.store(R + (i_bh * NT + i_t) * K * V + o_k[:, None] * V + o_v[None, :], b_r.to(R.dtype.element_ty),
+             mask=m_k[:, None] & m_v[None, :])
 
 
 @triton.jit
@@ -963,9 +978,9 @@ def _chunk_affine(
 
 @triton.jit
 def _affine_scan(
-    A, R, h, h0, ht, S, HS,
-    T, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
-    PREC: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, BACKWARD: tl.constexpr,
+    A, R, g, h, h0, ht, S, HS,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
+    REVERSE: tl.constexpr, PREC: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, BACKWARD: tl.constexpr,
     G: tl.constexpr, PHASE: tl.constexpr,
 ):
     """The transition walk: one program per V block walks the chunks' affine maps (_chunk_affine) holding the
@@ -974,7 +989,9 @@ def _affine_scan(
     backward's dht and dh0). No loaded operand depends on the state, so the loads run ahead of the walk. The
     state is an operand of each step's product at PREC (TF32 for half inputs: rounded to 10 mantissa bits a chunk,
     where the other walks keep e^c_last h exact and round h only inside their W h products; the errors against
-    float64 measured on the H200 stayed at the other walks' level, 4.8e-3 at 16384 tokens).
+    float64 measured on the H200 stayed at the other walks' level, 4.8e-3 at 16384 tokens). Half maps (HALF_MAPS: A
+    holds K~^T W alone, A and R in bf16): h_next = e^c_last h - A_t h + R_t, e^c_last from the chunk's gates (g) in
+    float32, so the decay is exact and only the correction and R are rounded.
     G > 0: in groups of G chunks as _fwd_state's grouped walk (PHASE 1 summaries in S, _state_carry, PHASE 2)."""
     # (the walk has no short-tail step: TAIL = CS; kv's mask is off for the identity's columns of PHASE 1, no R there)
     (i_v, i_bh, i_b, i_h, NT, o_k, o_v, m_v, kv, m_kv, c0, c1, has_tail,
@@ -990,11 +1007,16 @@ def _affine_scan(
         else:
             i_t = c0 + j
         base = i_bh * NT + i_t
-        b_A = tl.load(A + base * K * K + kk, mask=m_kk, other=0.)
-        b_r = tl.load(R + base * K * V + kv, mask=m_kv, other=0.)
+        b_A = tl.load(A + base * K * K + kk, mask=m_kk, other=0.).to(tl.float32)
+        b_r = tl.load(R + base * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
         if PHASE != 1:
             tl.store(h + base * K * V + kv, b_h.to(h.dtype.element_ty), mask=m_kv)
-        b_h = _dot(b_A, b_h, PREC) + b_r
+        if A.dtype.element_ty == tl.float32:
+            b_h = _dot(b_A, b_h, PREC) + b_r
+        else:  # K~^T W alone: the decay from the chunk's gates, exactly
+            rows, m_t = _rows(i_t, i_bh // H, T, H, i_bh % H, CS, REVERSE, CS)
+            b_cl = tl.sum(tl.load(g + rows, mask=m_t, other=0.).to(tl.float32), 0)
+            b_h = tl.exp(b_cl) * b_h - _dot(b_A, b_h, PREC) + b_r
     _walk_end(S, ht, b_h, i_bh, o_k, o_v, kv, m_kv, K, V, BV, PHASE, STORE_HT)
 
 
@@ -1719,6 +1741,8 @@ def configured(name: str, meta: dict, fixed_bv: bool = False) -> dict:
     chosen = _env_kernel_configs().get((name, meta["BK"])) or KERNEL_CONFIGS.get((name, meta["BK"]))
     if chosen:
         meta = dict(meta, **{k: v for k, v in chosen.items() if not (fixed_bv and k == "BV")})
+        if "BV" in chosen and not fixed_bv:  # a configured V block no wider than V's padded size
+            meta["BV"] = min(meta["BV"], max(16, triton.next_power_of_2(meta["V"])))
     return meta
 
 
@@ -1807,10 +1831,12 @@ def _fold(direction: str, V: int, device, BK: int) -> bool:
     return TRANSITION_FOLD in ("1", direction) or (TRANSITION_FOLD == "auto" and BK < 64)
 
 
-def _transition_maps(BH: int, NT: int, K: int, V: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Empty float32 buffers for the chunks' affine maps of the transition walk: A [BH, NT, K, K], R [BH, NT, K, V]."""
-    f32 = dict(device=device, dtype=torch.float32)
-    return torch.empty(BH, NT, K, K, **f32), torch.empty(BH, NT, K, V, **f32)
+def _transition_maps(BH: int, NT: int, K: int, V: int, device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty buffers for the chunks' affine maps of the transition walk, A [BH, NT, K, K] and R [BH, NT, K, V], for
+    inputs of dtype: float32, or bf16 with HALF_MAPS for half inputs (A then holds K~^T W alone: _store_transition)."""
+    half = HALF_MAPS and dtype in (torch.bfloat16, torch.float16)
+    f = dict(device=device, dtype=torch.bfloat16 if half else torch.float32)
+    return torch.empty(BH, NT, K, K, **f), torch.empty(BH, NT, K, V, **f)
 # COMBA_TRANSITION_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks): the
 # transition walk in groups of chunks, as the grouped walk (STATE_GROUP) but over the chunks' affine maps.
 _TRANSITION_GROUP_ENV = os.environ.get("COMBA_TRANSITION_GROUP", "auto")
@@ -1864,7 +1890,7 @@ def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta
     short last chunk alone."""
     K, V = meta["K"], meta["V"]
     dev = affine_args[0].device
-    A, R = maps or _transition_maps(BH, NT, K, V, dev)
+    A, R = maps or _transition_maps(BH, NT, K, V, dev, affine_args[0].dtype)
     args = (*affine_args[:-1], A, R, affine_args[-1])
     affine_meta = dict(_dot_meta(meta, affine_args[0].dtype), BACKWARD=backward)
     if maps is None:
@@ -1872,9 +1898,10 @@ def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta
     elif not maps_tail and tail < BT:
         _launch(_chunk_affine, (1, BH), args, dict(affine_meta, BT=tail, I0=NT - 1))
     h, h0, ht = scan_args
-    _launch_state(_affine_scan, BH, NT, (A, R, h, h0, ht),
-                  dict(T=meta["T"], K=K, V=V, BK=meta["BK"], BV=meta["BV"], CS=meta["CS"], PREC=meta["PREC"],
-                       USE_H0=h0 is not None, STORE_HT=ht is not None, BACKWARD=backward, num_warps=meta["num_warps"]),
+    _launch_state(_affine_scan, BH, NT, (A, R, affine_args[2], h, h0, ht),
+                  dict(T=meta["T"], H=meta["H"], K=K, V=V, BK=meta["BK"], BV=meta["BV"], CS=meta["CS"],
+                       REVERSE=meta["REVERSE"], PREC=meta["PREC"], USE_H0=h0 is not None, STORE_HT=ht is not None,
+                       BACKWARD=backward, num_warps=meta["num_warps"]),
                   h0, ht, backward, G=_transition_group(NT, BH, V, dev))
 
 
@@ -2003,7 +2030,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     transition = _walk_mode(NT, BH, V, meta["BK"], dev) == TRANSITION
     # the transition walk's maps of whole chunks written by the blocked prepare (_fold: TRANSITION_FOLD)
     folded = transition and BLOCKED_INVERSE and BT == 64 and _fold("fwd", V, dev, meta["BK"])
-    maps = _transition_maps(BH, NT, K, V, dev) if folded else None
+    maps = _transition_maps(BH, NT, K, V, dev, q.dtype) if folded else None
     if BLOCKED_INVERSE and BT == 64:  # a short last chunk's inverse by row substitution on its small tile
         _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, (*prep_args, *(maps or (None, None))),
                        dict(low, DOUBLING=DOUBLING_INVERSE, AFFINE=maps is not None,
@@ -2088,7 +2115,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     low = _dot_meta(meta, q.dtype)
     transition = _walk_mode(NT, BH, V, BK, q.device) == TRANSITION
     # the transition walk's maps written by _bwd_dv_local (_fold: TRANSITION_FOLD), else by _chunk_affine
-    maps = _transition_maps(BH, NT, K, V, q.device) if transition and _fold("bwd", V, q.device, BK) else None
+    maps = (_transition_maps(BH, NT, K, V, q.device, q.dtype) if transition and _fold("bwd", V, q.device, BK)
+            else None)
     _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, W, *(maps or (None, None)), scale),
                    dict(low, PRE=pre, AFFINE=maps is not None,
                         **({"CONFIG_AS": "_bwd_dv_local_affine"} if maps is not None else {})))

@@ -601,6 +601,7 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
     row-substitution prepare kernels)."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "BLOCKED_INVERSE", not row_sub)
+    monkeypatch.setattr(tc, "SPLIT_TAIL", False)
     tail = T - (T - 1) // tc.BT * tc.BT  # positions of the last chunk (COMBA_CHUNK_SIZE: 64 or 32)
     assert tc._tail_rows(T, max(16, 1 << (K - 1).bit_length())) == (16 if tail <= 16 else 32)
     assert tc._tail_rows(T, 64) == tc.BT  # the split gradient kernels (from head size 64) take whole chunks
@@ -616,18 +617,27 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, V, variant, reverse", [
-    (133, 64, "splr", False), (150, 48, "iplr", True), (17, 32, "splr", True)])
-def test_split_tail_tile(monkeypatch, T, V, variant, reverse):
+@pytest.mark.parametrize("T, V, variant, reverse, walk", [
+    (133, 64, "splr", False, "plain"), (150, 48, "iplr", True, "plain"), (17, 32, "splr", True, "plain"),
+    (197, 64, "iplr", False, "transition"), (197, 64, "splr", True, "recompute")])
+def test_split_tail_tile(monkeypatch, T, V, variant, reverse, walk):
     """COMBA_SPLIT_TAIL: at head size 64, where the split gradient kernels take whole chunks only, a short last
     chunk on its own 16- or 32-row tile anyway, its gradient through the one-kernel _bwd_grads on that tile. Output,
     final state and every gradient (initial state included) against the float64 step recurrence: after whole chunks
     (5 tokens: T = 133; 22 tokens on a 32-row tile, V = 48 below its block: T = 150) and alone (T = 17: no split
-    kernel launched); the launches' tiles checked. Then both directions in one launch against the float64 chunk path."""
+    kernel launched); with the transition walk (its maps from the blocked prepare and _bwd_dv_local) and with the
+    work buffers rebuilt in the backward (COMBA_RECOMPUTE_BUFFERS); the launches' tiles checked. Then both
+    directions in one launch against the float64 chunk path."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import op_errors
     monkeypatch.setattr(tc, "SPLIT_TAIL", True)
+    if walk == "transition":
+        monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+        monkeypatch.setattr(tc, "TRANSITION_FOLD", "1")
+    monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", walk == "recompute")
     tail = tc._tail_rows(T, 64)
+    if tail == tc.BT:
+        pytest.skip("the last chunk fills its tile at this chunk size (COMBA_CHUNK_SIZE)")
     assert tail == (16 if T - (T - 1) // tc.BT * tc.BT <= 16 else 32) and tc._tail_rows(T, 128) == tc.BT
     launched = _spy_launches(monkeypatch, tc, "BT")
     xs, h0 = make_inputs(1, T, 2, 64, V, init=True, seed=T)
@@ -639,6 +649,7 @@ def test_split_tail_tile(monkeypatch, T, V, variant, reverse):
     assert ("_bwd_grads", tail) in launched and ("_bwd_grads", tc.BT) not in launched
     assert (("_bwd_grads_cc", tc.BT) in launched) == whole and (("_bwd_grads_k", tc.BT) in launched) == whole
     assert ("_fwd_prepare", tail) in launched
+    assert (("_affine_scan", None) in launched) == (walk == "transition")
     monkeypatch.setenv("COMBA_BACKEND", "triton")
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
     both = op_errors((1, T, 2, 64, V), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=T + 1)
@@ -757,7 +768,8 @@ def test_kernel_config_override_parsing(monkeypatch):
 
 
 def test_kernel_config_block_v_applies_where_allowed(monkeypatch):
-    """A configured V block replaces the launch's, except for a kernel that must see all of V (fixed_bv)."""
+    """A configured V block replaces the launch's (capped at V's padded size), except for a kernel that must see all
+    of V (fixed_bv)."""
     import types
 
     import comba_vision.ops.triton_chunk as tc
@@ -775,6 +787,8 @@ def test_kernel_config_block_v_applies_where_allowed(monkeypatch):
     assert tc._launch(Probe(), (4, 2), (), meta) == 16
     assert tc._launch(Probe(), (4, 2), (), meta, fixed_bv=True) == 64
     assert seen == [((4, 2), 16, 2), ((4, 2), 64, 2)]
+    monkeypatch.setenv("COMBA_KERNEL_CONFIG", "_probe:32:2:1:64")  # never wider than V's padded size
+    assert tc._launch(Probe(), (4, 2), (), dict(meta, V=24, BV=16)) == 32
 
 
 def test_bf16_dot_choice(monkeypatch):
@@ -840,6 +854,7 @@ def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse, G):
     errs = {}
     for on in (False, True):
         monkeypatch.setattr(tc, "BF16_DOTS", on)
+        monkeypatch.setattr(tc, "SPLIT_TAIL", False)  # COMBA_SPLIT_TAIL's last chunk takes TF32 (test_split_tail_tile)
         monkeypatch.setattr(tc, "STATE_GROUP", G or "auto")
         monkeypatch.setattr(tc, "BF16_GRADS", True)
         launched = _spy_launches(monkeypatch, tc, "PREC")
@@ -864,6 +879,7 @@ def test_gpu_bf16_grads(monkeypatch, T, reverse):
     xs, h0 = make_inputs(2, T, 2, 64, 64, dtype=torch.bfloat16, init=True, seed=T, device="cuda")
     errs = {}
     for on in (False, True):
+        monkeypatch.setattr(tc, "SPLIT_TAIL", False)  # the split kernels for every chunk, whatever the environment
         monkeypatch.setattr(tc, "BF16_GRADS", on)
         launched = _spy_launches(monkeypatch, tc, "PREC")
         errs[on] = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
@@ -985,6 +1001,43 @@ def test_transition_walk_both_directions(monkeypatch, recompute, fold):
     scans = 3 if recompute else 2
     assert names.count("_affine_scan") == scans
     assert names.count("_chunk_affine") == (scans - 1 if fold else 2 * scans)
+
+
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("T, K, V, reverse, G, fold, decay", [
+    (330, 32, 48, False, 2, True, 0.3), (300, 64, 64, True, 0, False, 0.3), (700, 32, 32, True, 4, False, 0.003)])
+def test_half_maps(monkeypatch, T, K, V, reverse, G, fold, decay):
+    """COMBA_HALF_MAPS: the transition walk's maps in bf16 for half inputs, A holding K~^T W alone and the walk
+    applying e^c_last from the gates. Output, final state and every gradient (initial state included) of one
+    direction against the float64 step recurrence, then both directions in one launch against the float64 chunk
+    path: the maps from the blocked prepare and _bwd_dv_local (fold) or _chunk_affine, in groups (G) or one walk,
+    head sizes 32 and 64, and gates that decay a hundred times slower than the others' (decay), over 11 chunks."""
+    import comba_vision.ops.triton_chunk as tc
+    from comba_vision.bench import op_errors
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", "1" if fold else "0")
+    monkeypatch.setattr(tc, "TRANSITION_GROUP", G)
+    monkeypatch.setattr(tc, "HALF_MAPS", True)
+    maps = []
+    launch = tc._launch
+
+    def spy(kernel, grid, args, meta, **kw):
+        if getattr(kernel, "fn", kernel).__name__ == "_affine_scan":
+            maps.append((args[0].dtype, args[1].dtype))
+        return launch(kernel, grid, args, meta, **kw)
+    monkeypatch.setattr(tc, "_launch", spy)
+    dtype = torch.bfloat16 if HAS_CUDA else torch.float16
+    xs, h0 = make_inputs(1, T, 2, K, V, dtype=dtype, init=True, seed=T + K, decay=decay)
+    if HAS_CUDA:
+        xs, h0 = [x.cuda() for x in xs], h0.cuda()
+    errs = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
+    assert max(errs.values()) <= BOUND[dtype], errs
+    assert maps and set(maps) == {(torch.bfloat16, torch.bfloat16)}
+    monkeypatch.setenv("COMBA_BACKEND", "triton")
+    both = op_errors((1, T, 2, K, V), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=T)
+    assert max(both.values()) <= BOUND[dtype], both
+    monkeypatch.setattr(tc, "HALF_MAPS", False)  # float32 inputs keep float32 maps whatever the switch
+    assert tc._transition_maps(1, 2, K, V, "cpu", torch.float32)[0].dtype == torch.float32
 
 
 def test_walk_mode_choice(monkeypatch):
