@@ -4,7 +4,8 @@
 # - COMBA_SPLIT_TAIL=1: the short last chunk on its own tile at head size 64, its gradient through one _bwd_grads;
 # - the one-kernel gradient at head size 64 (COMBA_SPLIT_BWD=0 with the precomputed products, COMBA_PRE_BKS=32,64:
 #   session 24's ordered bf16 form; sm_90 compile from the CPU host: 412 bytes of spills on 4 warps, 24 on 8);
-# - COMBA_HALF_MAPS=1: the transition walk's maps in bf16 (K~^T W alone, the decay applied exactly by the walk).
+# - COMBA_HALF_MAPS=1: the transition walk's maps in bf16 (K~^T W alone, the decay applied exactly by the walk);
+# and, launch options only, the head-64 state walks of the short shapes on V blocks of 32 (twice the programs).
 # Errors against float64 on the GPU (in parallel, compiling; for the maps also with gates a hundred times weaker,
 # KT_WEAK_DECAY), then each kernel's time at the operator table's four image shapes (head size 64) and, for the
 # maps, at the models' long mixer shapes (head size 32), one setting after another. Run with carry [".devdata", ".whl"].
@@ -18,6 +19,7 @@ C=(
  "one8|COMBA_SPLIT_BWD=0 COMBA_PRE_BKS=32,64 COMBA_KERNEL_CONFIG=_bwd_grads:64:8:1|h64all"
  "one41|COMBA_SPLIT_BWD=0 COMBA_PRE_BKS=32,64 COMBA_KERNEL_CONFIG=_bwd_grads:64:4:1|h64all"
  "hm|COMBA_HALF_MAPS=1|h64all"
+ "st32|COMBA_KERNEL_CONFIG=_fwd_state:64:4:2:32,_bwd_state:64:4:2:32|h64all"
  "hmweak|COMBA_HALF_MAPS=1 KT_WEAK_DECAY=1|"
  "defweak|KT_WEAK_DECAY=1|"
  "hm32|COMBA_HALF_MAPS=1|h32"
