@@ -1004,14 +1004,16 @@ def test_transition_walk_both_directions(monkeypatch, recompute, fold):
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, K, V, reverse, G, fold, decay", [
-    (330, 32, 48, False, 2, True, 0.3), (300, 64, 64, True, 0, False, 0.3), (700, 32, 32, True, 4, False, 0.003)])
-def test_half_maps(monkeypatch, T, K, V, reverse, G, fold, decay):
+@pytest.mark.parametrize("T, K, V, variant, reverse, G, fold, decay", [
+    (330, 32, 48, "splr", False, 2, True, 0.3), (300, 64, 64, "iplr", True, 0, False, 0.3),
+    (700, 32, 32, "splr", True, 4, False, 0.003)])
+def test_half_maps(monkeypatch, T, K, V, variant, reverse, G, fold, decay):
     """COMBA_HALF_MAPS: the transition walk's maps in bf16 for half inputs, A holding K~^T W alone and the walk
     applying e^c_last from the gates. Output, final state and every gradient (initial state included) of one
     direction against the float64 step recurrence, then both directions in one launch against the float64 chunk
     path: the maps from the blocked prepare and _bwd_dv_local (fold) or _chunk_affine, in groups (G) or one walk,
-    head sizes 32 and 64, and gates that decay a hundred times slower than the others' (decay), over 11 chunks."""
+    head sizes 32 and 64, both variants, and gates that decay a hundred times slower than the others' (decay), over
+    11 chunks."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import op_errors
     monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
@@ -1030,7 +1032,7 @@ def test_half_maps(monkeypatch, T, K, V, reverse, G, fold, decay):
     xs, h0 = make_inputs(1, T, 2, K, V, dtype=dtype, init=True, seed=T + K, decay=decay)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
-    errs = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
+    errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= BOUND[dtype], errs
     assert maps and set(maps) == {(torch.bfloat16, torch.bfloat16)}
     monkeypatch.setenv("COMBA_BACKEND", "triton")
