@@ -880,6 +880,7 @@ def test_gpu_bf16_grads(monkeypatch, T, reverse):
     errs = {}
     for on in (False, True):
         monkeypatch.setattr(tc, "SPLIT_TAIL", False)  # the split kernels for every chunk, whatever the environment
+        monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 64)
         monkeypatch.setattr(tc, "BF16_GRADS", on)
         launched = _spy_launches(monkeypatch, tc, "PREC")
         errs[on] = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
