@@ -7,6 +7,7 @@ state, so the decay alone sets its memory). Prints the largest and last relative
 Session 25's output: const 257 tf32 4.0e-4 half 1.9e-3; weak 257 3.8e-4 / 1.9e-3; const 257 lowbeta 2.4e-3 /
 1.7e-3; const 1024 lowbeta 3.2e-3 / 1.7e-3."""
 import sys
+
 import torch
 import torch.nn.functional as F
 
@@ -40,7 +41,7 @@ errs = {"tf32": [], "half": []}
 h = torch.zeros(K, V, dtype=torch.float64)
 h32 = torch.zeros(K, V)
 hh = torch.zeros(K, V)
-for t in range(N):
+for _t in range(N):
     k = F.normalize(torch.randn(C, K, dtype=torch.float64), dim=-1)
     p = 0.5 * k
     v = torch.randn(C, V, dtype=torch.float64)
