@@ -497,7 +497,8 @@ def _fwd_prepare_blocked(
 ):
     """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only.
     AFFINE (the transition walk with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's forward writes
-    it, A = e^c_last I - K~^T W and R = K~^T U0, from the W and U0 blocks it holds, so that kernel is not launched."""
+    it, A = e^c_last I - K~^T W (K~^T W alone in half maps) and R = K~^T U0, from the W and U0 blocks it holds, so
+    that kernel is not launched."""
     tl.static_assert(BT == 64, "_fwd_prepare_blocked is written for 64-position chunks (32: _fwd_prepare_blocked2)")
     BC: tl.constexpr = 16
     i_t, i_bh, i_b, i_h, NT, o, o_k, m_k = _blocked_start(T, H, K, BT, BK, CS, I0, BC)
@@ -955,7 +956,7 @@ def _chunk_affine(
     """One chunk's step of the state walk as an affine map (the transition walk, TRANSITION_WALK): h_end = A h0 + R
     with A = e^c_last I - K~^T W [K, K], K~ = Diag(e^(c_last - c)) K, and R = K~^T U0 (X = U0); backwards
     (BACKWARD) dh0 = A^T dh_end + R with R = (Diag(e^c) Q scale)^T dO - W^T dU_local (X = dU's local part, Y = dO).
-    A [.., NT, K, K] and R [.., NT, K, V] in float32."""
+    A [.., NT, K, K] and R [.., NT, K, V] in float32 (bf16 with HALF_MAPS, A then K~^T W alone: _store_transition)."""
     (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
      base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
     b_W = _w_cols(W, base_c, K, BT, BK, 0)
@@ -1013,7 +1014,7 @@ def _affine_scan(
             tl.store(h + base * K * V + kv, b_h.to(h.dtype.element_ty), mask=m_kv)
         if A.dtype.element_ty == tl.float32:
             b_h = _dot(b_A, b_h, PREC) + b_r
-        else:  # K~^T W alone: the decay from the chunk's gates, exactly
+        else:  # K~^T W alone: the decay from the chunk's gates (float32; summed in another order than the writers')
             rows, m_t = _rows(i_t, i_bh // H, T, H, i_bh % H, CS, REVERSE, CS)
             b_cl = tl.sum(tl.load(g + rows, mask=m_t, other=0.).to(tl.float32), 0)
             b_h = tl.exp(b_cl) * b_h - _dot(b_A, b_h, PREC) + b_r
@@ -1064,7 +1065,8 @@ def _bwd_dv_local(
 ):
     """dU's local part lower(Q K^T * decay)^T dO (and with PRE P h0 and the Q h0 term of dc). AFFINE (the transition
     walk's backward with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's backward writes it, A
-    = e^c_last I - K~^T W and R = (Diag(e^c) Q scale)^T dO - W^T dU_local, so that kernel is not launched."""
+    = e^c_last I - K~^T W (K~^T W alone in half maps) and R = (Diag(e^c) Q scale)^T dO - W^T dU_local, so that
+    kernel is not launched."""
     (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
      base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
     orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
@@ -1881,7 +1883,8 @@ def _walk_mode(NT: int, BH: int, V: int, BK: int, device: torch.device) -> int:
 def _launch_transition(BH: int, NT: int, tail: int, affine_args, scan_args, meta, backward: bool,
                        maps: tuple | None = None, maps_tail: bool = True) -> None:
     """The transition walk's launches before the completing kernel: each chunk's affine map (_chunk_affine: A into a
-    new [BH, NT, K, K] buffer, R into a new [BH, NT, K, V] one, both float32; affine_args up to them exclusive, then
+    new [BH, NT, K, K] buffer, R into a new [BH, NT, K, V] one, both float32 or with HALF_MAPS bf16 (_transition_maps);
+    affine_args up to them exclusive, then
     scale), then the walk over them (_affine_scan, scan_args: the states' buffer, h0, ht), in groups of
     _transition_group chunks where that is not 0 (the groups' summaries, _state_carry, the storing walk), products
     as meta's PREC (TF32 or three-pass, not bf16: the walk's state is not rounded to bf16 as an operand). maps: A
