@@ -656,13 +656,15 @@ def test_split_tail_tile(monkeypatch, T, V, variant, reverse, walk):
     assert max(both.values()) <= BOUND[dtype], both
 
 
-def _spy_launches(monkeypatch, tc, key: str) -> list:
-    """Records (kernel name, meta[key]) of every launch through triton_chunk._launch."""
+def _spy_launches(monkeypatch, tc, key: str | None = None, record=None) -> list:
+    """Records (kernel name, meta[key]) of every launch through triton_chunk._launch, or record(kernel name, args,
+    meta)."""
     launched = []
     launch = tc._launch
 
     def spy(kernel, grid, args, meta, **kw):
-        launched.append((getattr(kernel, "fn", kernel).__name__, meta.get(key)))
+        name = getattr(kernel, "fn", kernel).__name__
+        launched.append(record(name, args, meta) if record else (name, meta.get(key)))
         return launch(kernel, grid, args, meta, **kw)
     monkeypatch.setattr(tc, "_launch", spy)
     return launched
@@ -1026,14 +1028,7 @@ def test_half_maps(monkeypatch, T, K, V, variant, reverse, G, fold, decay, bv, r
     monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
     if bv is not None:
         monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
-    maps = []
-    launch = tc._launch
-
-    def spy(kernel, grid, args, meta, **kw):
-        if getattr(kernel, "fn", kernel).__name__ == "_affine_scan":
-            maps.append((args[0].dtype, args[1].dtype))
-        return launch(kernel, grid, args, meta, **kw)
-    monkeypatch.setattr(tc, "_launch", spy)
+    launched = _spy_launches(monkeypatch, tc, record=lambda name, args, meta: (name, args[0].dtype, args[1].dtype))
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
     xs, h0 = make_inputs(1, T, 2, K, V, dtype=dtype, init=True, seed=T + K, decay=decay)
     if decay != 0.3:  # the both-directions check below on the same slow gates
@@ -1042,7 +1037,8 @@ def test_half_maps(monkeypatch, T, K, V, variant, reverse, G, fold, decay, bv, r
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
     errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= BOUND[dtype], errs
-    assert maps and set(maps) == {(torch.bfloat16, torch.bfloat16)}
+    maps = {x[1:] for x in launched if x[0] == "_affine_scan"}
+    assert maps == {(torch.bfloat16, torch.bfloat16)}
     monkeypatch.setenv("COMBA_BACKEND", "triton")
     both = op_errors((1, T, 2, K, V), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=T)
     assert max(both.values()) <= BOUND[dtype], both
