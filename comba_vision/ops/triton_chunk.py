@@ -16,20 +16,20 @@ backward
   5. ``_bwd_state``    grid (V/BV, B*H): walks the chunks backwards holding dh [K, BV]; completes
      dU += Diag(e^(c_last - c)) K dh and stores dh at each chunk end (and dh0).
   6. ``_bwd_grads``    grid (NT, B*H):   every input gradient of one chunk from M, u, dU, h, dh.
-  From head size 64 (``SPLIT_BWD_MIN_BK``): 4 and 5 also write the K-wide per-token products of the gradients
-  (P h0, the Q h0, K dh and <h0, dh> terms of dg), and 6 is split into ``_bwd_grads_cc`` (C x C and per-token
-  gradients) and ``_bwd_grads_k`` (dq, dk, dp per K block); from 128, 5 runs in two K halves
-  (``_bwd_state_halves``).
+  At padded head sizes 32 and 64 (``PRE_BKS``) and from 128: 4 and 5 also write the K-wide per-token products of the
+  gradients (P h0, the Q h0, K dh and <h0, dh> terms of dg). From 128 (``SPLIT_BWD_MIN_BK``; from 64 in sessions
+  14-25) 6 is split into ``_bwd_grads_cc`` (C x C and per-token gradients) and ``_bwd_grads_k`` (dq, dk, dp per K
+  block), and 5 runs in two K halves (``_bwd_state_halves``).
   Long sequences with few programs (``_walk_mode``): by default the transition walk (``TRANSITION_WALK``) replaces
   2 and 5: ``_chunk_affine`` grid (NT, B*H) writes each chunk's affine map of the state (A, R), ``_affine_scan``
   walks the maps, then ``_fwd_output`` (``COMPLETE_U``: u and o) or ``_bwd_complete`` (dU and the dc terms) grid
   (NT, B*H). Both that walk and, with ``COMBA_TRANSITION_WALK=0``, the state kernels walk groups of G chunks in
   parallel, in three launches (each group's summary from zero, grid (V/BV + K/BV, B*H, NT/G); ``_state_carry``
   over the groups, grid (V/BV, B*H); each group again from its true start, grid (V/BV, B*H, NT/G)).
-  Below head size 64 (from 64 too with ``COMBA_SPLIT_TAIL=1``, the gradient of that chunk then from one
-  ``_bwd_grads`` launch) a last chunk of at most 32 positions runs on a 16- or 32-row tile (``_tail_rows``):
-  1, 3, 4 and 6 launch once more for it, grid (1, B*H) (1 as ``_fwd_prepare`` by row substitution), and 2 and
-  5 take it in a step of their own.
+  Below head size 128 (where the split gradient kernels run, with ``COMBA_SPLIT_BWD_MIN_BK=64``, only with
+  ``COMBA_SPLIT_TAIL=1``, the gradient of that chunk then from one ``_bwd_grads`` launch) a last chunk of at most
+  32 positions runs on a 16- or 32-row tile (``_tail_rows``): 1, 3, 4 and 6 launch once more for it, grid
+  (1, B*H) (1 as ``_fwd_prepare`` by row substitution), and 2 and 5 take it in a step of their own.
 
 ``REVERSE`` maps the scan position s to the token T - 1 - s inside the loads and stores, so the
 reverse scan reads the caller's tensors in place.  All arithmetic is float32 (inputs are converted
@@ -55,12 +55,15 @@ BT = int(os.environ.get("COMBA_CHUNK_SIZE", "64"))
 if BT not in (32, 64):
     raise ValueError(f"COMBA_CHUNK_SIZE must be 32 or 64, got {BT}")
 # Two choices kept switchable for comparison (both on by default; checked on the H100 in bf16 and fp32):
-# COMBA_SPLIT_BWD (default 1): from padded head size 64, split the gradient kernel in two (C x C part,
-# then K-blocked dq/dk/dp) so that its K-wide tiles and accumulators do not spill registers;
-# COMBA_SPLIT_BWD_MIN_BK moves that threshold. At 64 since session 14: on the H200 (bf16, both directions,
-# forward+backward) 0.981 -> 0.899 ms at (128, 197, 3, 64), 1.37 -> 1.19 at (32, 1025), 1.50 -> 1.26 at
-# (8, 4097), 1.63 -> 1.38 at (2, 16385); at head size 32 it was slower (1.112 -> 1.493 ms, session 13).
-SPLIT_BWD_MIN_BK = (int(os.environ.get("COMBA_SPLIT_BWD_MIN_BK", "64"))
+# COMBA_SPLIT_BWD (default 1): from padded head size COMBA_SPLIT_BWD_MIN_BK (default 128), split the gradient
+# kernel in two (C x C part, then K-blocked dq/dk/dp) so that its K-wide tiles and accumulators do not spill
+# registers. From 64 in sessions 14-25 (then, against the one kernel without precomputed products, on the H200, bf16,
+# both directions, forward+backward: 0.981 -> 0.899 ms at (128, 197, 3, 64), 1.37 -> 1.19 at (32, 1025)). Since
+# session 26 head size 64 takes the one kernel with the precomputed products (PRE_BKS) and the short last chunk on
+# its own tile (TAIL_TILE): both directions' forward+backward kernels on the H200 0.613 -> 0.544 ms at
+# (128, 197, 3, 64), 0.813 -> 0.773 at (32, 1025), 0.977 -> 0.983 at (8, 4097), 0.995 -> 0.997 at (2, 16385)
+# (_bwd_grads 0.264 against _bwd_grads_cc + _bwd_grads_k 0.283 at 16385; docs/BENCHMARKS.md "H200, session 26").
+SPLIT_BWD_MIN_BK = (int(os.environ.get("COMBA_SPLIT_BWD_MIN_BK", "128"))
                     if os.environ.get("COMBA_SPLIT_BWD", "1") == "1" else 1 << 30)
 # COMBA_BLOCKED_INVERSE (default 1): invert the in-chunk triangular matrix blockwise (four 16x16 diagonal
 # blocks by row substitution, the rest by products; two blocks for 32-position chunks) instead of 63 (31)
@@ -80,9 +83,10 @@ PRE_MIN_BK = int(os.environ.get("COMBA_PRE_MIN_BK", "128"))
 # so one program fits a multiprocessor (ncu: 6% occupancy). With them, both directions' forward+backward
 # kernels on the H200 (2026-11-29, bf16, V = 64): 0.66 against 0.89 ms at (128, 197, 3, 32), 0.79 against
 # 1.02 at (32, 1025, 3, 32), 0.93 against 1.12 at (8, 4097, 3, 32), 1.87 against 1.88 at (2, 16385, 3, 32).
-# At 64 it gained 2% (1.16 against 1.19 ms at (128, 197, 3, 64)); since session 14 head size 64 takes the split
-# gradient kernels, which need the precomputed products anyway (comba_bwd_triton: pre = split or ...).
-PRE_BKS = {int(b) for b in os.environ.get("COMBA_PRE_BKS", "32").split(",") if b.strip().isdigit()}  # "none": {}
+# At 64 it gained 2% (1.16 against 1.19 ms at (128, 197, 3, 64)); in sessions 14-25 head size 64 took the split
+# gradient kernels, which need the precomputed products anyway (comba_bwd_triton: pre = split or ...); since session
+# 26 it takes the one kernel with them (SPLIT_BWD_MIN_BK), so the default is "32,64".
+PRE_BKS = {int(b) for b in os.environ.get("COMBA_PRE_BKS", "32,64").split(",") if b.strip().isdigit()}  # "none": {}
 # COMBA_ORDERED_GRADS ("auto" by default since session 24): the one-kernel gradient kernel with the precomputed
 # products (head size 32, the models') loads each [BT, BV] tile just before its first use and q, k, p after the V
 # loop, and adds the dq and dk terms of h0, dO, u, dh after the C x C part, loading those tiles again
@@ -112,21 +116,27 @@ STATE_HALVES_MIN_BK = 128 if os.environ.get("COMBA_STATE_HALVES", "1") == "1" el
 DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "1") == "1"
 # COMBA_TAIL_TILE (default 1): a short last chunk (at most 32 of its 64 positions used, or 16 of 32; e.g. 196 = 3 * 64
 # + 4 tokens at 224px) runs on a 16- or 32-row tile: the chunk-parallel kernels take it in a launch of its own,
-# the state kernels in a last (first, backwards) step of their own; below head size 64, or with SPLIT_TAIL below 128
-# (_tail_rows).
+# the state kernels in a last (first, backwards) step of their own; below padded head size 128 where the one-kernel
+# gradient runs (the default), or with SPLIT_TAIL (_tail_rows).
 TAIL_TILE = os.environ.get("COMBA_TAIL_TILE", "1") == "1"
-# COMBA_SPLIT_TAIL (default 0; session 25, not yet run on a GPU): the short last chunk on its own tile where the split
-# gradient kernels run too (from padded head size 64, or SPLIT_BWD_MIN_BK; not where the K-halves state kernel runs,
-# from 128): they take whole chunks only, so the last chunk goes through the one-kernel _bwd_grads on its small tile,
+# COMBA_SPLIT_TAIL (default 0; session 25): the short last chunk on its own tile where the split gradient kernels run
+# too (from SPLIT_BWD_MIN_BK, which is 64 only with COMBA_SPLIT_BWD_MIN_BK=64; not where the K-halves state kernel
+# runs, from 128). H200, session 26, with the split kernels at head size 64: both directions' forward+backward kernels
+# 0.613 -> 0.564 ms at (128, 197, 3, 64), 0.977 -> 1.011 at (8, 4097); the one kernel (the default since) took 0.544.
+# The split kernels take whole chunks only, so the last chunk goes through the one-kernel _bwd_grads on its small tile,
 # TF32 products in the previous order (the form Triton 3.6 built right everywhere; bf16 forms of it faulted). At
 # (128, 197, 3, 64) a quarter of every chunk-parallel kernel's programs are the 5-token last chunks on whole tiles.
 SPLIT_TAIL = os.environ.get("COMBA_SPLIT_TAIL", "0") == "1"
-# COMBA_HALF_MAPS (default 0; session 25, not yet run on a GPU): the transition walk's maps in bf16 for half inputs,
+# COMBA_HALF_MAPS (default 1 since session 26; 0: float32 maps): the transition walk's maps in bf16 for half inputs,
 # half the bytes its walk reads a chunk (at head size 64 the walk reads [64, 64] A and R, 32 KB a chunk, twice or
 # three times over). A then holds the correction K~^T W alone and the walk applies the decay e^c_last to the state
 # exactly, from the chunk's gates in float32 (the float32 A = e^c_last I - K~^T W is rounded to TF32 whole in the
 # walk's product, its decay included).
-HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "0") == "1"
+# H200, session 26 (bf16, both directions' forward+backward kernels): 0.977 -> 0.857 ms at (8, 4097, 3, 64),
+# 0.995 -> 0.884 at (2, 16385, 3, 64) (_affine_scan 0.228 -> 0.133 and 0.244 -> 0.160, _chunk_affine 0.115 -> 0.091),
+# 0.644 -> 0.624 at (8, 4096, 3, 32); errors against float64 unchanged (5.2e-3 largest; with one tiny constant gate
+# 5.8e-3 both ways, gates 100x weaker 6.4e-3 both ways). The head-64 walk compiles to 168 registers (104-116 before).
+HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
 # COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
 # the sequential state kernels walk groups of chunks in parallel. A chunk's step is affine in the state
 # (h' = A h + b, A = e^(c_last) I - K~^T W [K, K]; backwards dh = A^T dh' + d), so each group is first walked
@@ -2160,6 +2170,9 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                      scale), dict(meta, PRE=True, ORDERED=False, PREC_T=meta["PREC"], BT=tail, I0=NT - 1))
     if nd == 2 and not sum_directions:
         return dq, dk, dv, dp, dg, dbeta, dh0
-    # both directions: one reduction per gradient (each direction's part was rounded to the input dtype)
-    dq, dk, dv, dp, dg, dbeta = (x.sum(0) if nd == 2 else x[0] for x in (dq, dk, dv, dp, dg, dbeta))
+    # both directions: one elementwise sum per gradient (each direction's part was rounded to the input dtype). Not
+    # x.sum(0): PyTorch's reduction over a leading axis of 2 took 0.082 ms for dq, dk, dv, dp at (128, 197, 3, 64) on
+    # the H200 (session 26, prof_all.py), about three times what reading and writing them costs. Same bits: both
+    # round the float32 sum of the two parts once.
+    dq, dk, dv, dp, dg, dbeta = (torch.add(x[0], x[1]) if nd == 2 else x[0] for x in (dq, dk, dv, dp, dg, dbeta))
     return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0

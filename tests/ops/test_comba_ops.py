@@ -604,7 +604,7 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
     monkeypatch.setattr(tc, "SPLIT_TAIL", False)
     tail = T - (T - 1) // tc.BT * tc.BT  # positions of the last chunk (COMBA_CHUNK_SIZE: 64 or 32)
     assert tc._tail_rows(T, max(16, 1 << (K - 1).bit_length())) == (16 if tail <= 16 else 32)
-    assert tc._tail_rows(T, 64) == tc.BT  # the split gradient kernels (from head size 64) take whole chunks
+    assert tc._tail_rows(T, 128) == tc.BT  # the split gradient and K-halves state kernels (from 128) take whole chunks
     xs, h0 = make_inputs(2, T, 2, K, V, init=True, seed=9)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
@@ -631,6 +631,7 @@ def test_split_tail_tile(monkeypatch, T, V, variant, reverse, walk):
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import op_errors
     monkeypatch.setattr(tc, "SPLIT_TAIL", True)
+    monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 64)  # the split gradient kernels at head size 64 (before session 26)
     if walk == "transition":
         monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
         monkeypatch.setattr(tc, "TRANSITION_FOLD", "1")
@@ -979,14 +980,17 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fo
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("recompute, fold", [(False, False), (True, False), (False, True)])
-def test_transition_walk_both_directions(monkeypatch, recompute, fold):
+@pytest.mark.parametrize("recompute, fold, half_maps", [
+    (False, False, True), (True, False, True), (False, True, False)])
+def test_transition_walk_both_directions(monkeypatch, recompute, fold, half_maps):
     """The transition walk with both scan directions in the same launches (what the models run), with the work
     buffers kept or rebuilt in the backward (COMBA_RECOMPUTE_BUFFERS: _fwd_output completes u without an output),
-    and with the maps from the blocked prepare and _bwd_dv_local (COMBA_TRANSITION_FOLD=1): output and the six
-    gradients of both directions against the float64 chunk path (bench.op_errors)."""
+    and with the maps from the blocked prepare and _bwd_dv_local (COMBA_TRANSITION_FOLD=1), the maps bf16 (the
+    default, COMBA_HALF_MAPS) or float32: output and the six gradients of both directions against the float64 chunk
+    path (bench.op_errors)."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import op_errors
+    monkeypatch.setattr(tc, "HALF_MAPS", half_maps)
     monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
     monkeypatch.setattr(tc, "TRANSITION_FOLD", "1" if fold else "0")
     monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
