@@ -137,6 +137,14 @@ SPLIT_TAIL = os.environ.get("COMBA_SPLIT_TAIL", "0") == "1"
 # 0.644 -> 0.624 at (8, 4096, 3, 32); errors against float64 unchanged (5.2e-3 largest; with one tiny constant gate
 # 5.8e-3 both ways, gates 100x weaker 6.4e-3 both ways). The head-64 walk compiles to 168 registers (104-116 before).
 HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
+# COMBA_ATOMIC_SUM (default 0; session 26, not yet run on a GPU): both scan directions in one launch, where the one
+# _bwd_grads kernel writes every gradient (below padded head size 128, SPLIT_BWD_MIN_BK), add their gradients
+# atomically into one zeroed [B, T, H, *] buffer per input (dq, dk, dv, dp in the inputs' dtype, dg and dbeta float32)
+# instead of storing [2, B, T, H, *] and summing the pair afterwards (four elementwise adds over the bf16 gradients,
+# 0.039 ms at (128, 197, 3, 64) and 0.050 at (2, 16385, 3, 64) on the H200, session 26). Each element gets exactly two
+# contributions on top of zero, so the sum does not depend on their order (deterministic); it rounds as the adds do,
+# the two parts each rounded to the gradient's dtype first.
+ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "0") == "1"
 # COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
 # the sequential state kernels walk groups of chunks in parallel. A chunk's step is affine in the state
 # (h' = A h + b, A = e^(c_last) I - K~^T W [K, K]; backwards dh = A^T dh' + d), so each group is first walked
@@ -1356,6 +1364,16 @@ def _load_qkp(q, k, p, scale, rows, m_t, K, BK: tl.constexpr, IPLR: tl.constexpr
 
 
 @triton.jit
+def _put_grad(ptr, val, mask, ADD: tl.constexpr):
+    """Stores a gradient tile, or with ADD (ATOMIC_SUM: both scan directions into one zeroed buffer, exactly two
+    contributions an element, so the result does not depend on their order) adds it atomically."""
+    if ADD:
+        tl.atomic_add(ptr, val, mask=mask, sem="relaxed")
+    else:
+        tl.store(ptr, val, mask=mask)
+
+
+@triton.jit
 def _grads_acc_init(BT: tl.constexpr):
     """Zeroed accumulators of _grads_v_block: dbeta, dcf, dA, dAqk, dc (vectors/matrices) and dc_last."""
     z = tl.zeros([BT], dtype=tl.float32)
@@ -1367,7 +1385,7 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
                    b_M, b_q, b_k, b_p, b_beta, b_clast, b_ec, b_ecf, b_edl,
                    b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast,
                    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                   PREC: tl.constexpr, SPLIT: tl.constexpr, PRE: tl.constexpr):
+                   PREC: tl.constexpr, SPLIT: tl.constexpr, PRE: tl.constexpr, ADD: tl.constexpr):
     """One V block of a chunk's backward: dv, and the per-token and C x C accumulations. Returns the
     block's h0, dh (zeros when SPLIT: not loaded), u, dO and drhs = M^T dU (also written over dU when
     SPLIT, for the K-wide gradients of _bwd_grads_k). With PRE, P h0 comes from PH and the Q h0, K dh and
@@ -1392,8 +1410,8 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
     b_drhs = _dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), PREC)
     if SPLIT:
         tl.store(dU + p_cv, b_drhs, mask=m_v[None, :])
-    tl.store(dv + orows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
-             mask=m_t[:, None] & m_v[None, :])
+    _put_grad(dv + (rows if ADD else orows)[:, None] * V + o_v[None, :],
+              (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), m_t[:, None] & m_v[None, :], ADD)
     if PRE:
         b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     else:
@@ -1416,7 +1434,7 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
 def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c,
                        b_M, b_beta, b_ecf, b_dbeta, b_dcf, b_dA, b_dAqk, b_dp,
                        K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                       PREC: tl.constexpr):
+                       PREC: tl.constexpr, ADD: tl.constexpr):
     """_grads_v_block's PRE form for the one-kernel _bwd_grads (ORDERED_GRADS): each tile is loaded just before its
     first use and is dead after its last (dU, P h0 and v, u, h0, dO in turn), and of the K-wide gradients only dp
     is accumulated here; the dq and dk terms of h0, dO, u, dh are added after the C x C part (_grads_v_terms, which
@@ -1428,8 +1446,8 @@ def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t
     kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
     b_drhs = _dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), PREC)
-    tl.store(dv + orows[:, None] * V + o_v[None, :], (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty),
-             mask=m_t[:, None] & m_v[None, :])
+    _put_grad(dv + (rows if ADD else orows)[:, None] * V + o_v[None, :],
+              (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), m_t[:, None] & m_v[None, :], ADD)
     b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     b_dbeta += tl.sum(b_drhs * (_load_rows(v, rows, m_t, V, BV, i_v * BV) - b_ecf[:, None] * b_hp), 1)
     b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
@@ -1485,6 +1503,7 @@ def _bwd_grads(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
     ORDERED: tl.constexpr, PREC_T: tl.constexpr,  # _grads_v_block_pre's order (only with PRE); dL^T P's, dAqk^T Q's
+    SUM_DIRS: tl.constexpr,  # ATOMIC_SUM: both directions' gradients added into one [B, T, H, *] buffer each
 ):
     tl.static_assert(PRE or not ORDERED, "the ordered form needs the precomputed products (PRE)")
     i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
@@ -1492,7 +1511,7 @@ def _bwd_grads(
      b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, not ORDERED, CS)
     o_k = tl.arange(0, BK)
     m_tk = m_t[:, None] & (o_k < K)[None, :]
-    p_qk = orows[:, None] * K + o_k[None, :]
+    p_qk = (rows if SUM_DIRS else orows)[:, None] * K + o_k[None, :]
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)
     b_dk = tl.zeros([BT, BK], dtype=tl.float32)
     b_dp = tl.zeros([BT, BK], dtype=tl.float32)
@@ -1501,12 +1520,12 @@ def _bwd_grads(
         if ORDERED:
             b_dbeta, b_dcf, b_dA, b_dAqk, b_dp = _grads_v_block_pre(
                 U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_beta, b_ecf,
-                b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, K, V, BT, BK, BV, PREC)
+                b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, K, V, BT, BK, BV, PREC, SUM_DIRS)
         else:
             (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
                 h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
                 b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK,
-                BV, PREC, False, PRE)
+                BV, PREC, False, PRE, SUM_DIRS)
             b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
             b_dq += b_ec[:, None] * _dot(b_do, tl.trans(b_h0), PREC)
             b_dk += b_edl[:, None] * _dot(b_u, tl.trans(b_dh), PREC)
@@ -1538,11 +1557,11 @@ def _bwd_grads(
     b_dg = _dg_from_dc(b_dc, b_dcf, b_dclast, BT, IPLR)
     if IPLR:
         b_dp = b_dp * 2.
-    tl.store(dq + p_qk, (b_dq * scale).to(dq.dtype.element_ty), mask=m_tk)
-    tl.store(dk + p_qk, b_dk.to(dk.dtype.element_ty), mask=m_tk)
-    tl.store(dp + p_qk, b_dp.to(dp.dtype.element_ty), mask=m_tk)
-    tl.store(dg + orows, b_dg, mask=m_t)
-    tl.store(dbeta + orows, b_dbeta, mask=m_t)
+    _put_grad(dq + p_qk, (b_dq * scale).to(dq.dtype.element_ty), m_tk, SUM_DIRS)
+    _put_grad(dk + p_qk, b_dk.to(dk.dtype.element_ty), m_tk, SUM_DIRS)
+    _put_grad(dp + p_qk, b_dp.to(dp.dtype.element_ty), m_tk, SUM_DIRS)
+    _put_grad(dg + (rows if SUM_DIRS else orows), b_dg, m_t, SUM_DIRS)
+    _put_grad(dbeta + (rows if SUM_DIRS else orows), b_dbeta, m_t, SUM_DIRS)
 
 
 @triton.jit
@@ -1568,7 +1587,7 @@ def _bwd_grads_cc(
         (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
             U, U, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
             b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
-            PREC, True, True)
+            PREC, True, True, False)
     b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT, CS)
     b_q, b_k, b_p = _load_qkp(q, k, p, scale, rows, m_t, K, BK, IPLR)
     b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(
@@ -2144,14 +2163,23 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                                  dict(low, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
                                  dht, dh0, backward=True)
         n_vs = triton.cdiv(V, bv_state)
-    dq, dk, dp, dv = (x.new_empty(nd, *x.shape) for x in (q, k, p, v))
-    dg = torch.empty(nd, *g.shape, **f32)
-    dbeta = torch.empty(nd, *beta.shape, **f32)
+    # ATOMIC_SUM: both directions' gradients added by _bwd_grads into one zeroed buffer per input
+    add = nd == 2 and sum_directions and not split and ATOMIC_SUM
+    lead, alloc = ((), torch.zeros) if add else ((nd,), torch.empty)
+    dq, dk, dp, dv = (alloc(*lead, *x.shape, device=x.device, dtype=x.dtype) for x in (q, k, p, v))
+    dg = alloc(*lead, *g.shape, **f32)
+    dbeta = alloc(*lead, *beta.shape, **f32)
+    if add:
+        _launch_chunks(_bwd_grads, NT, tail, BH,
+                       (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
+                        dq, dk, dv, dp, dg, dbeta, scale),
+                       dict(_grads_one_meta(meta, low, pre), SUM_DIRS=True))
+        return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0
     if not split:
         _launch_chunks(_bwd_grads, NT, tail, BH,
                        (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
                         dq, dk, dv, dp, dg, dbeta, scale),
-                       _grads_one_meta(meta, low, pre))
+                       dict(_grads_one_meta(meta, low, pre), SUM_DIRS=False))
     else:
         dAf, dAo = torch.empty(M.shape, **half), torch.empty(M.shape, **half)
         gmeta = low if BF16_GRADS else meta
@@ -2167,7 +2195,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
         if tail < BT:  # the short last chunk on its own tile through the one-kernel gradient, TF32, previous order
             _launch(_bwd_grads, (1, BH),
                     (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs, dq, dk, dv, dp, dg, dbeta,
-                     scale), dict(meta, PRE=True, ORDERED=False, PREC_T=meta["PREC"], BT=tail, I0=NT - 1))
+                     scale), dict(meta, PRE=True, ORDERED=False, PREC_T=meta["PREC"], BT=tail, I0=NT - 1,
+                                  SUM_DIRS=False))
     if nd == 2 and not sum_directions:
         return dq, dk, dv, dp, dg, dbeta, dh0
     # both directions: one elementwise sum per gradient (each direction's part was rounded to the input dtype). Not

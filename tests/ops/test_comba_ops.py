@@ -1050,6 +1050,40 @@ def test_half_maps(monkeypatch, T, K, V, variant, reverse, G, fold, decay, bv, r
     assert tc._transition_maps(1, 2, K, V, "cpu", torch.float32)[0].dtype == torch.float32
 
 
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("shape, variant", [((1, 150, 2, 64, 48), "splr"), ((2, 70, 2, 32, 64), "iplr"),
+                                            ((1, 4100, 1, 32, 16), "splr")])
+def test_atomic_direction_sum(monkeypatch, shape, variant):
+    """COMBA_ATOMIC_SUM: both scan directions' gradients added atomically by the one-kernel _bwd_grads into one
+    buffer per input instead of a stored pair summed afterwards. The same gradients as the pair's sum (both round
+    the two parts to the gradient's dtype, then their sum once), within the bound of the float64 chunk path; every
+    gradient launch carries SUM_DIRS; a short last chunk's own launch (T = 150, 70) and at 4100 tokens the
+    transition walk on a GPU."""
+    import comba_vision.ops.triton_chunk as tc
+    from comba_vision.bench import make_op_inputs, op_errors
+    dtype = torch.bfloat16 if HAS_CUDA else torch.float16
+    device = "cuda" if HAS_CUDA else "cpu"
+    if shape[1] > 1000 and not HAS_CUDA:
+        pytest.skip("a long sequence: on the GPU only")
+    xs = make_op_inputs(shape, dtype, device, seed=5)
+    do = torch.randn(shape[:3] + shape[4:], generator=torch.Generator().manual_seed(6)).to(device, dtype)
+    grads = {}
+    for on in (False, True):
+        monkeypatch.setattr(tc, "ATOMIC_SUM", on)
+        launched = _spy_launches(monkeypatch, tc, "SUM_DIRS")
+        x = [t.detach().requires_grad_() for t in xs]
+        comba_bidirectional(*x, variant=variant, backend="triton").backward(do)
+        grads[on] = [t.grad for t in x]
+        assert {s for n, s in launched if n == "_bwd_grads"} == {on}, launched
+        monkeypatch.undo()
+    for a, b in zip(grads[True], grads[False]):
+        assert a.dtype == b.dtype and rel_err(a, b) <= 1e-6, rel_err(a, b)
+    monkeypatch.setattr(tc, "ATOMIC_SUM", True)
+    monkeypatch.setenv("COMBA_BACKEND", "triton")
+    errs = op_errors(shape, dtype, device, both=True, seed=7)
+    assert max(errs.values()) <= BOUND[dtype], errs
+
+
 def test_walk_mode_choice(monkeypatch):
     """COMBA_TRANSITION_WALK: "auto" takes the transition walk exactly where the automatic grouped walk would run
     (never on the CPU), "1" wherever the state walks run below head size 128, "0" never; a forced group size keeps
