@@ -137,13 +137,16 @@ SPLIT_TAIL = os.environ.get("COMBA_SPLIT_TAIL", "0") == "1"
 # 0.644 -> 0.624 at (8, 4096, 3, 32); errors against float64 unchanged (5.2e-3 largest; with one tiny constant gate
 # 5.8e-3 both ways, gates 100x weaker 6.4e-3 both ways). The head-64 walk compiles to 168 registers (104-116 before).
 HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
-# COMBA_ATOMIC_SUM (default 0; session 26, not yet run on a GPU): both scan directions in one launch, where the one
-# _bwd_grads kernel writes every gradient (below padded head size 128, SPLIT_BWD_MIN_BK), add their gradients
+# COMBA_ATOMIC_SUM (default 0; session 26, correct on the H200 but no faster): both scan directions in one launch, where
+# the one _bwd_grads kernel writes every gradient (below padded head size 128, SPLIT_BWD_MIN_BK), add their gradients
 # atomically into one zeroed [B, T, H, *] buffer per input (dq, dk, dv, dp in the inputs' dtype, dg and dbeta float32)
 # instead of storing [2, B, T, H, *] and summing the pair afterwards (four elementwise adds over the bf16 gradients,
 # 0.039 ms at (128, 197, 3, 64) and 0.050 at (2, 16385, 3, 64) on the H200, session 26). Each element gets exactly two
-# contributions on top of zero, so the sum does not depend on their order (deterministic); it rounds as the adds do,
-# the two parts each rounded to the gradient's dtype first.
+# contributions on top of zero, so the sum does not depend on their order (deterministic); it rounds as the adds do, the
+# two parts each rounded to the gradient's dtype first. On the H200 (session 26, every CUDA kernel of one eager call,
+# prof_all.py): the adds went, but zeroing the buffers (PyTorch's fill kernel, 0.017-0.021 ms) and the atomic adds in
+# _bwd_grads (+0.010 ms at (128, 197, 3, 64), +0.019 at (2, 16385, 3, 64); v8.bf16 atomics) took nearly all of it back:
+# 0.597 -> 0.590 ms and 0.957 -> 0.953; graphed at (2, 16385, 3, 64) 0.960 -> 0.963 ms. Off.
 ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "0") == "1"
 # COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
 # the sequential state kernels walk groups of chunks in parallel. A chunk's step is affine in the state
