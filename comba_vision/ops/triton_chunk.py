@@ -34,7 +34,8 @@ backward
 ``REVERSE`` maps the scan position s to the token T - 1 - s inside the loads and stores, so the
 reverse scan reads the caller's tensors in place.  All arithmetic is float32 (inputs are converted
 on load); products use three-pass TF32 for float32 inputs and TF32 for half-precision inputs, except that
-for bf16 inputs up to head size 64 the prepare, state and local-dU kernels take bf16 operands (BF16_DOTS).
+for bf16 inputs up to head size 64 the prepare, state and local-dU kernels take bf16 operands (BF16_DOTS), and so
+does the one-kernel gradient at head sizes 32 and 64 but for two products (BF16_GRADS_ONE).
 The diagonal blocks' doubling inverse and the grouped walk's carry use three-pass TF32 whatever the inputs.
 """
 from __future__ import annotations
@@ -78,7 +79,8 @@ FUSED_FWD = os.environ.get("COMBA_FUSED_FWD", "0") == "1"
 # them in the gradient kernel: P h0 and the Q h0 term of dc in _bwd_dv_local (which has q and dO), the K dh
 # and <h0, dh> terms in _bwd_state (which holds dh). The split gradient kernel then holds no K-wide tile.
 PRE_MIN_BK = int(os.environ.get("COMBA_PRE_MIN_BK", "128"))
-# COMBA_PRE_BKS (default "32"): padded head sizes below PRE_MIN_BK that also take the precomputed products.
+# COMBA_PRE_BKS (default "32,64" since session 26, "32" before): padded head sizes below PRE_MIN_BK that also take
+# the precomputed products.
 # At 32 (Comba-T/S) the gradient kernel otherwise needs 120 KB of shared memory and spills 212 registers,
 # so one program fits a multiprocessor (ncu: 6% occupancy). With them, both directions' forward+backward
 # kernels on the H200 (2026-11-29, bf16, V = 64): 0.66 against 0.89 ms at (128, 197, 3, 32), 0.79 against
@@ -87,14 +89,14 @@ PRE_MIN_BK = int(os.environ.get("COMBA_PRE_MIN_BK", "128"))
 # gradient kernels, which need the precomputed products anyway (comba_bwd_triton: pre = split or ...); since session
 # 26 it takes the one kernel with them (SPLIT_BWD_MIN_BK), so the default is "32,64".
 PRE_BKS = {int(b) for b in os.environ.get("COMBA_PRE_BKS", "32,64").split(",") if b.strip().isdigit()}  # "none": {}
-# COMBA_ORDERED_GRADS ("auto" by default since session 24): the one-kernel gradient kernel with the precomputed
-# products (head size 32, the models') loads each [BT, BV] tile just before its first use and q, k, p after the V
-# loop, and adds the dq and dk terms of h0, dO, u, dh after the C x C part, loading those tiles again
-# (_grads_v_block_pre, _grads_v_terms), so that fewer tiles are live at once. "auto": where it takes bf16 products
-# (BF16_GRADS_ONE; the only form tried whose bf16 products Triton 3.6 builds right), "1": also on TF32 products,
-# "0": never (every tile of a V block loaded at its start, dq, dk, dp accumulated in the V loop). On TF32 products the
-# order alone is slower: H200, session 24, bf16 inputs, both directions' fwd+bwd, _bwd_grads 0.263 -> 0.281 ms at
-# (8, 4096, 3, 32, 64).
+# COMBA_ORDERED_GRADS ("auto" by default since session 24): the one-kernel gradient kernel with the precomputed products
+# (head size 32, the models', and since session 26 head size 64) loads each [BT, BV] tile just before its first use and
+# q, k, p after the V loop, and adds the dq and dk terms of h0, dO, u, dh after the C x C part, loading those tiles
+# again (_grads_v_block_pre, _grads_v_terms), so that fewer tiles are live at once. "auto": where it takes bf16 products
+# (BF16_GRADS_ONE; the only form tried whose bf16 products Triton 3.6 builds right), "1": also on TF32 products, "0":
+# never (every tile of a V block loaded at its start, dq, dk, dp accumulated in the V loop). On TF32 products the order
+# alone is slower: H200, session 24, bf16 inputs, both directions' fwd+bwd, _bwd_grads 0.263 -> 0.281 ms at (8, 4096, 3,
+# 32, 64).
 ORDERED_GRADS = os.environ.get("COMBA_ORDERED_GRADS", "auto")
 if ORDERED_GRADS not in ("auto", "0", "1"):
     raise ValueError(f"COMBA_ORDERED_GRADS must be auto, 0 or 1, got {ORDERED_GRADS!r}")
@@ -146,7 +148,8 @@ HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
 # two parts each rounded to the gradient's dtype first. On the H200 (session 26, every CUDA kernel of one eager call,
 # prof_all.py): the adds went, but zeroing the buffers (PyTorch's fill kernel, 0.017-0.021 ms) and the atomic adds in
 # _bwd_grads (+0.010 ms at (128, 197, 3, 64), +0.019 at (2, 16385, 3, 64); v8.bf16 atomics) took nearly all of it back:
-# 0.597 -> 0.590 ms and 0.957 -> 0.953; graphed at (2, 16385, 3, 64) 0.960 -> 0.963 ms. Off.
+# 0.597 -> 0.590 ms and 0.957 -> 0.953; graphed at (2, 16385, 3, 64) 0.960 -> 0.963 ms. Off. The models' mixer
+# paths ask for both directions' gradients unsummed (sum_directions=False) and never take it.
 ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "0") == "1"
 # COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
 # the sequential state kernels walk groups of chunks in parallel. A chunk's step is affine in the state
@@ -215,22 +218,25 @@ HALF_BUFFERS = os.environ.get("COMBA_HALF_BUFFERS", "1")
 # BF16_GRADS; bound 2e-2); its GPU tests passed.
 HALF_BWD_BUFFERS = os.environ.get("COMBA_HALF_BWD_BUFFERS", "1") == "1"
 # COMBA_BF16_GRADS (default "1" since session 17; "0": TF32 products): "1" gives the split gradient kernels
-# (_bwd_grads_cc, _bwd_grads_k: head size 64) bf16 products where BF16_DOTS applies. Compiled here for sm_90 at
+# (_bwd_grads_cc, _bwd_grads_k) bf16 products where BF16_DOTS applies (up to head size 64). Since session 26 the split
+# kernels run from head size 128, where BF16_DOTS does not apply, so this matters only with COMBA_SPLIT_BWD_MIN_BK=64
+# (head size 64 on the split kernels, as in sessions 14-25). Compiled here for sm_90 at
 # (128, 197, 3, 64), both directions: _bwd_grads_cc 404 -> 384 spilled registers, 40 -> 24 KiB shared memory;
-# _bwd_grads_k 112 -> 32 KiB shared memory (with HALF_BWD_BUFFERS also no spills). The one-kernel _bwd_grads of
-# smaller heads keeps TF32 (session 13: on bf16 operands Triton 3.6 built it into an illegal memory access).
+# _bwd_grads_k 112 -> 32 KiB shared memory (with HALF_BWD_BUFFERS also no spills). The one-kernel _bwd_grads kept
+# TF32 then (session 13: on bf16 operands Triton 3.6 built it into an illegal memory access); since session 24 it
+# takes bf16 in the ordered form (BF16_GRADS_ONE).
 # H200, session 17, bf16, both directions' fwd+bwd kernel ms: 0.797 -> 0.707 at (128, 197, 3, 64), 0.995 at
 # (32, 1025, 3, 64), 1.166 at (8, 4097, 3, 64) (1.255 before); largest relative error 5.2e-3; GPU tests passed.
 BF16_GRADS = os.environ.get("COMBA_BF16_GRADS", "1") == "1"
 # COMBA_BF16_GRADS_ONE (default "1" since session 24; "0": TF32): in ORDERED_GRADS' order, the one-kernel gradient
-# kernel (below head size 64) takes bf16 products where BF16_DOTS applies, but TF32 for the two products of a
-# transposed C x C tile with a K-wide one (dL^T P, dAqk^T Q, into dk). H200, session 24, both directions' fwd+bwd,
-# _bwd_grads (all kernels) ms: 0.263 (0.674) -> 0.224 (0.636) at (8, 4096, 3, 32, 64), 0.217 (0.496) -> 0.188
-# (0.469) at (128, 196, 3, 32, 64); largest relative error against float64 4.8e-3 -> 5.5e-3 (M^T dU on TF32 too:
-# 0.225 ms). Tried and not kept, as Triton 3.6 builds them wrong on the H200: bf16 for every product (dk 7.5 off in
-# the ordered form; an illegal memory access in the previous order, as in sessions 13 and 18), or with dq, dk
-# accumulated in the V loop (an illegal memory access); 8 warps are right but slower (0.35-0.42 ms).
-# docs/KERNELS.md, "Session 24".
+# kernel (below head size 128: head sizes 32 and, since session 26, 64) takes bf16 products where BF16_DOTS applies, but
+# TF32 for the two products of a transposed C x C tile with a K-wide one (dL^T P, dAqk^T Q, into dk). H200, session 24,
+# both directions' fwd+bwd, _bwd_grads (all kernels) ms: 0.263 (0.674) -> 0.224 (0.636) at (8, 4096, 3, 32, 64), 0.217
+# (0.496) -> 0.188 (0.469) at (128, 196, 3, 32, 64); largest relative error against float64 4.8e-3 -> 5.5e-3 (M^T dU on
+# TF32 too: 0.225 ms). Tried and not kept, as Triton 3.6 builds them wrong on the H200: bf16 for every product (dk 7.5
+# off in the ordered form; an illegal memory access in the previous order, as in sessions 13 and 18), or with dq, dk
+# accumulated in the V loop (an illegal memory access); 8 warps are right but slower (0.35-0.42 ms). docs/KERNELS.md,
+# "Session 24".
 BF16_GRADS_ONE = os.environ.get("COMBA_BF16_GRADS_ONE", "1") == "1"
 
 
@@ -1686,6 +1692,9 @@ def _kc(warps: int, stages: int) -> dict:
 KERNEL_CONFIGS: dict[tuple[str, int], dict] = {
     # H100, bf16, 2026-11-23 sweep at (128, 197, 3, 64) and (8, 2048, 16, 128) (docs/bench/*sweep.json)
     ("_fwd_prepare_blocked", 64): _kc(2, 1), ("_fwd_state", 64): _kc(4, 1), ("_fwd_output", 64): _kc(2, 1),
+    # ("_bwd_grads", 64): swept for the old one-kernel form; in its ordered form with the precomputed products (the
+    # head-64 default since session 26) the H200 gave the same time on 4 warps with 1 stage, 0.44 against 0.22 ms
+    # on 8 warps (session 26, call 1)
     ("_bwd_dv_local", 64): _kc(2, 1), ("_bwd_state", 64): _kc(4, 1), ("_bwd_grads", 64): _kc(4, 3),
     ("_fwd_prepare_blocked", 128): _kc(2, 1), ("_fwd_state", 128): _kc(4, 2), ("_fwd_output", 128): _kc(2, 1),
     ("_bwd_dv_local", 128): _kc(4, 3), ("_bwd_state", 128): _kc(4, 1), ("_bwd_grads_cc", 128): _kc(8, 2),
@@ -1823,7 +1832,8 @@ def _launch(kernel, grid, args, meta, per_v_block: bool = False, fixed_bv: bool 
 def _tail_rows(T: int, BK: int) -> int:
     """Rows of the tile the last chunk runs on: BT, or (TAIL_TILE) 16 or 32 when that chunk holds at most
     that many positions. Not where the K-halves state kernel (from head size 128) runs, nor, unless SPLIT_TAIL, where
-    the split gradient kernels (from 64) run: they take whole chunks."""
+    the split gradient kernels (from SPLIT_BWD_MIN_BK: 128 by default, 64 in sessions 14-25) run: they take whole
+    chunks."""
     if not TAIL_TILE or BK >= STATE_HALVES_MIN_BK or (BK >= SPLIT_BWD_MIN_BK and not SPLIT_TAIL):
         return BT
     return max(16, triton.next_power_of_2(T - (triton.cdiv(T, BT) - 1) * BT))

@@ -425,7 +425,7 @@ def test_half_work_buffers(monkeypatch, T, K, V, variant, reverse, group):
     h are kept in fp16, exactly halving their bytes among what autograd keeps, and output and every gradient
     stay within the fp16 bound of the float64 reference and within three times the float32 buffers' error.
     Cases: the grouped state walk (group 2) with a short last chunk alone in its group, reverse; head size 64
-    (the split gradient kernels), forward."""
+    (the one-kernel gradient with the precomputed products), forward."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "STATE_GROUP", group)
     xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.float16, init=True, seed=T + K)
@@ -458,9 +458,10 @@ def _check_half_bwd_buffers(monkeypatch, xs, h0, reverse, dtype):
 @pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
 @pytest.mark.parametrize("T, K, V, reverse", [(70, 64, 32, False), (130, 32, 16, True)])
 def test_half_bwd_buffers(monkeypatch, T, K, V, reverse):
-    """COMBA_HALF_BWD_BUFFERS=1 with fp16 inputs: the backward's dh, PH and (head size 64, the split gradient
-    kernels) dAf, dAo in fp16 keep output and gradients within the fp16 bound of the float64 reference and within
-    three times the error with them in float32 (the work buffers half in both runs)."""
+    """COMBA_HALF_BWD_BUFFERS=1 with fp16 inputs: the backward's dh and PH (and dAf, dAo where the split gradient
+    kernels run: head size 128, the GPU test's last case) in fp16 keep output and gradients within the fp16 bound of
+    the float64 reference and within three times the error with them in float32 (the work buffers half in both
+    runs)."""
     xs, h0 = make_inputs(2, T, 2, K, V, dtype=torch.float16, init=True, seed=T + K + 1)
     _check_half_bwd_buffers(monkeypatch, xs, h0, reverse, torch.float16)
 
@@ -593,7 +594,7 @@ def test_gpu_grouped_fake_dtypes(monkeypatch):
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("T, K, V, variant, reverse, row_sub", [
     (17, 16, 16, "splr", False, False), (196, 32, 64, "splr", True, False), (90, 32, 48, "iplr", False, True),
-    (160, 24, 32, "iplr", True, False)])
+    (160, 24, 32, "iplr", True, False), (150, 64, 48, "splr", False, False)])
 def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
     """A last chunk of at most 32 positions on its own 16- or 32-row tile (COMBA_TAIL_TILE, the default):
     the tile size is the one intended, and output, state and every gradient match the float64 reference,
@@ -602,6 +603,7 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "BLOCKED_INVERSE", not row_sub)
     monkeypatch.setattr(tc, "SPLIT_TAIL", False)
+    monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 128)  # head size 64 on the one-kernel gradient (the default)
     tail = T - (T - 1) // tc.BT * tc.BT  # positions of the last chunk (COMBA_CHUNK_SIZE: 64 or 32)
     assert tc._tail_rows(T, max(16, 1 << (K - 1).bit_length())) == (16 if tail <= 16 else 32)
     assert tc._tail_rows(T, 128) == tc.BT  # the split gradient and K-halves state kernels (from 128) take whole chunks
@@ -621,7 +623,8 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
     (133, 64, "splr", False, "plain"), (150, 48, "iplr", True, "plain"), (17, 32, "splr", True, "plain"),
     (197, 64, "iplr", False, "transition"), (197, 64, "splr", True, "recompute")])
 def test_split_tail_tile(monkeypatch, T, V, variant, reverse, walk):
-    """COMBA_SPLIT_TAIL: at head size 64, where the split gradient kernels take whole chunks only, a short last
+    """COMBA_SPLIT_TAIL: at head size 64 on the split gradient kernels (COMBA_SPLIT_BWD_MIN_BK=64, pinned here; the
+    default since session 26 is the one kernel there), which take whole chunks only, a short last
     chunk on its own 16- or 32-row tile anyway, its gradient through the one-kernel _bwd_grads on that tile. Output,
     final state and every gradient (initial state included) against the float64 step recurrence: after whole chunks
     (5 tokens: T = 133; 22 tokens on a 32-row tile, V = 48 below its block: T = 150) and alone (T = 17: no split
@@ -847,8 +850,8 @@ def test_one_kernel_gradient_options(monkeypatch):
 @pytest.mark.parametrize("T, K, V, reverse, G", [(197, 32, 64, False, 0), (150, 64, 64, True, 0),
                                                  (300, 128, 128, False, 0), (600, 32, 64, True, 3)])
 def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse, G):
-    """bf16 inputs: the prepare, state and local-dU kernels, with BF16_GRADS (the default) head 64's split
-    gradient kernels and with BF16_GRADS_ONE (the default) head 32's one-kernel gradient take bf16
+    """bf16 inputs: the prepare, state and local-dU kernels and, with BF16_GRADS_ONE (the default), the one-kernel
+    gradient of head sizes 32 and 64 (the split kernels of head 64 with COMBA_SPLIT_BWD_MIN_BK=64) take bf16
     products up to head size 64 (larger heads TF32), within the bf16 bound of the float64 reference and at most
     twice TF32's error; G: the state kernels' grouped walk (its group summaries on bf16 products, the carry in
     three-pass TF32)."""
@@ -900,10 +903,10 @@ def test_gpu_bf16_grads(monkeypatch, T, reverse):
     (130, 32, 16, "splr", True, 2, False, False), (70, 128, 32, "iplr", False, 0, True, True)])
 def test_chunk_size_32_matches_reference(monkeypatch, T, K, V, variant, reverse, G, blocked, doubling):
     """COMBA_CHUNK_SIZE=32 (the trial chunk size, set here on the module): whole chunks of 32 positions, inverted in
-    two 16-row blocks (_fwd_prepare_blocked2, either inverse of the diagonal blocks) or by row substitution, the last
-    one on a 16-row tile at head size 32 (197 = 6 * 32 + 5) or whole from head size 64 (the split gradient kernels;
-    150 = 4 * 32 + 22), the grouped walk over 5 chunks, the head-128 kernels; output, final state and every gradient
-    against the float64 step recurrence, and the buffers at 32 positions."""
+    two 16-row blocks (_fwd_prepare_blocked2, either inverse of the diagonal blocks) or by row substitution, the
+    last one on a 16-row tile at head size 32 (197 = 6 * 32 + 5) or on a whole one where it fills more than half of
+    it (150 = 4 * 32 + 22, head size 64), the grouped walk over 5 chunks, the head-128 kernels; output, final state
+    and every gradient against the float64 step recurrence, and the buffers at 32 positions."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "BT", 32)
     monkeypatch.setattr(tc, "STATE_GROUP", G)
@@ -947,7 +950,7 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fo
     (_affine_scan), then u, the output, dU and the dc terms chunk-parallel (_fwd_output with COMPLETE_U,
     _bwd_complete). Output, final state and every gradient (initial state included) against the float64 step
     recurrence: a short last chunk on its own tile (T = 197, 130 below head size 64) or on a whole one (T = 300;
-    T = 150 with the split gradient kernels of head size 64), whole chunks only (T = 64), a head size below its tile
+    T = 150 at head size 64 on a 32-row tile), whole chunks only (T = 64), a head size below its tile
     (K = 48), several V blocks in the walk, the last one partial (V = 40, bv = 16), and in the chunk-parallel kernels
     (V = 96: blocks of 64 and 32, summed into one dc slice by _bwd_complete). G > 0: the walk in groups of G
     chunks (COMBA_TRANSITION_GROUP: summaries, carry, storing walk), the last group shorter (T = 330, G = 4: groups
@@ -1070,6 +1073,7 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
     grads = {}
     for on in (False, True):
         monkeypatch.setattr(tc, "ATOMIC_SUM", on)
+        monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 128)  # the one-kernel gradient, whatever the environment
         launched = _spy_launches(monkeypatch, tc, "SUM_DIRS")
         x = [t.detach().requires_grad_() for t in xs]
         comba_bidirectional(*x, variant=variant, backend="triton").backward(do)
@@ -1079,6 +1083,7 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
     for a, b in zip(grads[True], grads[False]):
         assert a.dtype == b.dtype and rel_err(a, b) <= 1e-6, rel_err(a, b)
     monkeypatch.setattr(tc, "ATOMIC_SUM", True)
+    monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 128)
     monkeypatch.setenv("COMBA_BACKEND", "triton")
     errs = op_errors(shape, dtype, device, both=True, seed=7)
     assert max(errs.values()) <= BOUND[dtype], errs
