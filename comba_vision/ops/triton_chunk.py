@@ -151,6 +151,14 @@ HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
 # 0.597 -> 0.590 ms and 0.957 -> 0.953; graphed at (2, 16385, 3, 64) 0.960 -> 0.963 ms. Off. The models' mixer
 # paths ask for both directions' gradients unsummed (sum_directions=False) and never take it.
 ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "0") == "1"
+# COMBA_CARRY_PREC ("tf32x3" by default; "tf32": session 26, not yet run on a GPU): the products of _state_carry, the
+# walk over the groups' summaries (one [K, K] x [K, BV] product a group, in sequence; at (2, 16385, 3, 64) 17 steps,
+# 0.052 ms for the forward's and the backward's carry on the H200, session 26). Three-pass TF32 keeps half inputs'
+# TF32 from rounding the state once a group; "tf32" trades that for a third of the tensor-core work on the carry's
+# critical path, for half inputs only (float32 inputs keep three-pass).
+CARRY_PREC = os.environ.get("COMBA_CARRY_PREC", "tf32x3")
+if CARRY_PREC not in ("tf32x3", "tf32"):
+    raise ValueError(f"COMBA_CARRY_PREC must be tf32x3 or tf32, got {CARRY_PREC!r}")
 # COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
 # the sequential state kernels walk groups of chunks in parallel. A chunk's step is affine in the state
 # (h' = A h + b, A = e^(c_last) I - K~^T W [K, K]; backwards dh = A^T dh' + d), so each group is first walked
@@ -1970,10 +1978,11 @@ def _launch_state(kernel, BH: int, NT: int, args, meta, h0, ht, backward: bool, 
     _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=1), per_v_block=True,
             identity_blocks=True)
     # the carry applies the groups' transitions to the whole state (its e^(c_last) part included, which the walks
-    # scale exactly): three-pass TF32 whatever the inputs, so that half-precision inputs' TF32 does not round
-    # the state once per group (a tiny kernel)
+    # scale exactly): by default three-pass TF32 whatever the inputs, so that half-precision inputs' TF32 does not
+    # round the state once per group (a tiny kernel, but on the critical path: CARRY_PREC)
+    carry_prec = "tf32x3" if meta["PREC"] == "tf32x3" else CARRY_PREC
     _launch(_state_carry, (None, BH), (S, HS, h0, ht, NG),
-            dict(K=K, V=V, BK=BK, BV=bv, PREC="tf32x3", USE_H0=h0 is not None, STORE_HT=ht is not None,
+            dict(K=K, V=V, BK=BK, BV=bv, PREC=carry_prec, USE_H0=h0 is not None, STORE_HT=ht is not None,
                  BACKWARD=backward), per_v_block=True)
     return _launch(kernel, (None, BH, NG), (*args, S, HS), dict(meta, BV=bv, G=G, PHASE=2), per_v_block=True)
 

@@ -1089,6 +1089,30 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
     assert max(errs.values()) <= BOUND[dtype], errs
 
 
+@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("walk", ["state", "transition"])
+def test_carry_precision(monkeypatch, walk):
+    """COMBA_CARRY_PREC=tf32: the carry over the groups' summaries (_state_carry) on one-pass TF32 for half inputs,
+    three-pass kept for float32 inputs; output and every gradient of both directions within each dtype's bound of
+    the float64 chunk path, in the grouped state walk and the grouped transition walk."""
+    import comba_vision.ops.triton_chunk as tc
+    from comba_vision.bench import op_errors
+    monkeypatch.setattr(tc, "CARRY_PREC", "tf32")
+    if walk == "state":
+        monkeypatch.setattr(tc, "STATE_GROUP", 2)
+        monkeypatch.setattr(tc, "TRANSITION_WALK", "0")
+    else:
+        monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+        monkeypatch.setattr(tc, "TRANSITION_GROUP", 2)
+    monkeypatch.setenv("COMBA_BACKEND", "triton")
+    half = torch.bfloat16 if HAS_CUDA else torch.float16
+    for dtype, want in ((half, {"tf32"}), (torch.float32, {"tf32x3"})):
+        launched = _spy_launches(monkeypatch, tc, "PREC")
+        errs = op_errors((1, 330, 2, 32, 48), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=11)
+        assert max(errs.values()) <= BOUND[dtype], (dtype, errs)
+        assert {prec for n, prec in launched if n == "_state_carry"} == want, launched
+
+
 def test_walk_mode_choice(monkeypatch):
     """COMBA_TRANSITION_WALK: "auto" takes the transition walk exactly where the automatic grouped walk would run
     (never on the CPU), "1" wherever the state walks run below head size 128, "0" never; a forced group size keeps

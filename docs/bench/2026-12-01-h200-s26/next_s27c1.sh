@@ -1,0 +1,40 @@
+#!/bin/bash
+# prepared in session 26 for the next device session, call 1 (about 400 s). (1) What limits the head-64 operator's
+# kernels, by ncu rather than by estimate: the six largest kernels of one both-direction forward+backward at
+# (128, 197, 3, 64) and (2, 16385, 3, 64) (speed of light, occupancy, launch stats, warp stall reasons, memory).
+# (2) Kernel ms (kt25.py) at the four head-64 image shapes under launch options not timed since half maps and the
+# one-kernel gradient became the defaults, and COMBA_CARRY_PREC=tf32 (the groups' carry on one-pass TF32, written
+# after session 26's device time), with its errors against float64. Run with carry [".devdata", ".whl"].
+export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 PYTHONPATH=.
+L=$OUT/log.txt; T0=$(date +%s); t() { echo "== t=$(( $(date +%s)-T0 )) $*" | tee -a $L; }
+D=docs/bench/2026-12-01-h200-s26; K=docs/bench/2026-12-01-h200-s25/kt25.py
+t "errors: carry on one-pass TF32 (long shapes, heads 64 and 32; also one tiny constant gate)"
+COMBA_CARRY_PREC=tf32 timeout 120 python3 $K err > $OUT/e_c64.json 2>/dev/null &
+COMBA_CARRY_PREC=tf32 timeout 120 python3 $K err h32 > $OUT/e_c32.json 2>/dev/null &
+COMBA_CARRY_PREC=tf32 KT_WEAK_DECAY=const timeout 120 python3 $K err > $OUT/e_cconst.json 2>/dev/null &
+wait; for f in c64 c32 cconst; do echo "$f $(cut -c1-700 $OUT/e_$f.json)" | tee -a $L; done
+t "ncu"
+for s in 128,197,3,64 2,16385,3,64; do
+  timeout 120 ncu --nvtx --nvtx-include "prof/" --clock-control none \
+    -k regex:"_bwd_grads|_fwd_prepare_blocked|_affine_scan|_chunk_affine|_fwd_state|_bwd_state|_state_carry" \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section MemoryWorkloadAnalysis python3 $D/ncu_call.py $s > $OUT/ncu_$s.txt 2>&1
+  grep -E "^  _|Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Waves Per SM|Stall|L2 Hit|DRAM Throughput" \
+    $OUT/ncu_$s.txt | head -160 | tee -a $L
+done
+t "kernel ms under launch options"
+C=(
+ "def|"
+ "carry_tf32|COMBA_CARRY_PREC=tf32"
+ "carry_bv32|COMBA_KERNEL_CONFIG=_state_carry:64:4:1:32"
+ "carry_bv16|COMBA_KERNEL_CONFIG=_state_carry:64:4:1:16"
+ "prep4|COMBA_KERNEL_CONFIG=_fwd_prepare_blocked:64:4:1"
+ "grads42|COMBA_KERNEL_CONFIG=_bwd_grads:64:4:2"
+ "scan8|COMBA_KERNEL_CONFIG=_affine_scan:64:8:2:64"
+ "scan32|COMBA_KERNEL_CONFIG=_affine_scan:64:4:2:32"
+ "aff2|COMBA_KERNEL_CONFIG=_chunk_affine:64:2:1"
+)
+for c in "${C[@]}"; do n=${c%%|*}; e=${c#*|}
+  env $e timeout 90 python3 $K time h64all > $OUT/t_$n.json 2>/dev/null; echo "$n $(cat $OUT/t_$n.json)" | tee -a $L; done
+rm -f $OUT/e_*.json $OUT/t_*.json
+t done
