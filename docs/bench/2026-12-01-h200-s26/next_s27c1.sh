@@ -3,7 +3,8 @@
 # kernels, by ncu rather than by estimate: the six largest kernels of one both-direction forward+backward at
 # (128, 197, 3, 64) and (2, 16385, 3, 64) (speed of light, occupancy, launch stats, warp stall reasons, memory).
 # (2) Kernel ms (kt25.py) at the four head-64 image shapes under launch options not timed since half maps and the
-# one-kernel gradient became the defaults, and COMBA_CARRY_PREC=tf32 (the groups' carry on one-pass TF32, written
+# one-kernel gradient became the defaults (among them the head-64 gradient kernel on 32-wide V blocks: sm_90 compile
+# from the CPU host, 412 -> 52 bytes of spills, 81920 -> 73728 bytes of shared memory), and COMBA_CARRY_PREC=tf32 (the groups' carry on one-pass TF32, written
 # after session 26's device time), with its errors against float64. Run with carry [".devdata", ".whl"].
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 PYTHONPATH=.
 L=$OUT/log.txt; T0=$(date +%s); t() { echo "== t=$(( $(date +%s)-T0 )) $*" | tee -a $L; }
@@ -30,11 +31,16 @@ C=(
  "carry_bv16|COMBA_KERNEL_CONFIG=_state_carry:64:4:1:16"
  "prep4|COMBA_KERNEL_CONFIG=_fwd_prepare_blocked:64:4:1"
  "grads42|COMBA_KERNEL_CONFIG=_bwd_grads:64:4:2"
+ "gradsbv32|COMBA_KERNEL_CONFIG=_bwd_grads:64:4:3:32"
  "scan8|COMBA_KERNEL_CONFIG=_affine_scan:64:8:2:64"
  "scan32|COMBA_KERNEL_CONFIG=_affine_scan:64:4:2:32"
  "aff2|COMBA_KERNEL_CONFIG=_chunk_affine:64:2:1"
 )
 for c in "${C[@]}"; do n=${c%%|*}; e=${c#*|}
   env $e timeout 90 python3 $K time h64all > $OUT/t_$n.json 2>/dev/null; echo "$n $(cat $OUT/t_$n.json)" | tee -a $L; done
+# the models' head size 32 (long mixer shapes): the ordered bf16 gradient kernel on 32-wide V blocks (sm_90 compile
+# from the CPU host: 296 -> 92 bytes of spills; session 18 timed 32-wide blocks slower in the old TF32 form)
+for c in "def32|" "gradsbv32_32|COMBA_KERNEL_CONFIG=_bwd_grads:32:4:1:32"; do n=${c%%|*}; e=${c#*|}
+  env $e timeout 90 python3 $K time h32 > $OUT/t_$n.json 2>/dev/null; echo "$n $(cat $OUT/t_$n.json)" | tee -a $L; done
 rm -f $OUT/e_*.json $OUT/t_*.json
 t done
