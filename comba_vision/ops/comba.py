@@ -174,6 +174,12 @@ def _one_launch_applies(be: str | None) -> bool:
     return triton_chunk.BIDIR_ONE_LAUNCH
 
 
+def _shared_do() -> bool:
+    """The summed merges take the operator's own sum and one dO for both directions (COMBA_SHARED_DO)."""
+    from . import triton_chunk
+    return triton_chunk.SHARED_DO
+
+
 def comba_bidirectional(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -204,6 +210,10 @@ def comba_bidirectional(
     if merge in ("sum", "mean") and _fused_forward_applies(be, q.shape[-1], v.shape[-1], (q, k, v, p, g, beta)):
         from .function import bidir_fused_fwd
         return bidir_fused_fwd(q, k, v, p, g, beta, _query_scale(q, scale), variant == "iplr", merge == "mean")
+    if _one_launch_applies(be) and merge in ("sum", "mean") and _shared_do():
+        from .function import comba_triton_both_sum
+        o = comba_triton_both_sum(q, k, v, p, g, beta, _query_scale(q, scale), variant == "iplr")
+        return o * 0.5 if merge == "mean" else o
     if _one_launch_applies(be):
         from .function import comba_triton_both
         o2 = comba_triton_both(q, k, v, p, g, beta, _query_scale(q, scale), variant == "iplr")

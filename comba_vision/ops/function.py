@@ -136,6 +136,44 @@ def comba_triton_both(q, k, v, p, g, beta, scale, iplr):
     return chunk_fwd(q, k, v, p, g, beta, scale, None, False, iplr, BOTH)[0]
 
 
+@torch.library.custom_op("comba_vision::chunk_fwd_sum", mutates_args=())
+def chunk_fwd_sum(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, scale: float, iplr: bool
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Both scan directions in the same launches, their outputs summed here: (o [B, T, H, V], M, W, U, h). Its
+    gradient is one dO for both directions, which the backward kernels read in place (SHARED_DO)."""
+    q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
+    o2, _, bufs = comba_fwd_triton(q, k, v, p, g, beta, scale, None, False, iplr, BOTH)
+    return (torch.add(o2[0], o2[1]), *bufs)
+
+
+@chunk_fwd_sum.register_fake
+def _(q, k, v, p, g, beta, scale, iplr):
+    return (v.new_empty(v.shape), *empty_work_buffers(*q.shape, v.shape[-1], 2, q.dtype, q.device))
+
+
+def _setup_context_sum(ctx, inputs, output):
+    q, k, v, p, g, beta, scale, iplr = inputs
+    o, M, W, U, h = output
+    _setup_context(ctx, (q, k, v, p, g, beta, scale, None, False, iplr, BOTH), (o, None, M, W, U, h))
+
+
+def _backward_sum(ctx, do, dM, dW, dU, dh):
+    # do is [B, T, H, V] (or None): comba_bwd_triton reads it for both directions
+    if do is None:
+        do = ctx.saved_tensors[2].new_zeros(ctx.saved_tensors[2].shape)
+    dq, dk, dv, dp, dg, dbeta, *_ = _backward(ctx, do, None, dM, dW, dU, dh)
+    return dq, dk, dv, dp, dg, dbeta, None, None
+
+
+chunk_fwd_sum.register_autograd(_backward_sum, setup_context=_setup_context_sum)
+
+
+def comba_triton_both_sum(q, k, v, p, g, beta, scale, iplr):
+    """Both scan directions in the same kernel launches, their outputs summed ([B, T, H, V]); the backward reads one
+    dO for both (COMBA_SHARED_DO). Inputs must be contiguous."""
+    return chunk_fwd_sum(q, k, v, p, g, beta, scale, iplr)[0]
+
+
 @torch.library.custom_op("comba_vision::bidir_fused_fwd", mutates_args=())
 def bidir_fused_fwd(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: Tensor, scale: float,
                     iplr: bool, mean: bool) -> Tensor:

@@ -151,6 +151,12 @@ HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
 # 0.597 -> 0.590 ms and 0.957 -> 0.953; graphed at (2, 16385, 3, 64) 0.960 -> 0.963 ms. Off. The models' mixer
 # paths ask for both directions' gradients unsummed (sum_directions=False) and never take it.
 ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "0") == "1"
+# COMBA_SHARED_DO (default 0; session 26, not yet run on a GPU): comba_bidirectional with merge "sum" or "mean" on
+# the one-launch path returns the two scans' outputs summed by the operator itself (custom op chunk_fwd_sum), so its
+# gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows), instead of autograd stacking
+# the same dO twice into [2, B, T, H, V] (0.009 ms at (128, 197, 3, 64) and 0.011 at (2, 16385, 3, 64) on the H200,
+# session 26, prof_all.py).
+SHARED_DO = os.environ.get("COMBA_SHARED_DO", "0") == "1"
 # COMBA_CARRY_PREC ("tf32x3" by default; "tf32": session 26, not yet run on a GPU): the products of _state_carry, the
 # walk over the groups' summaries (one [K, K] x [K, BV] product a group, in sequence; at (2, 16385, 3, 64) 17 steps,
 # 0.052 ms for the forward's and the backward's carry on the H200, session 26). Three-pass TF32 keeps half inputs'
@@ -313,6 +319,14 @@ def _rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr, CS: tl.c
 def _out_rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr, CS: tl.constexpr):
     """Row index into the output / dO / gradient tensors (the same as _rows unless REVERSE == 2)."""
     return _scan_rows(i_t, 0, i_b, T, H, i_h, CS, BT, REVERSE, True)[0]
+
+
+@triton.jit
+def _do_rows(i_t, i_b, T, H, i_h, BT: tl.constexpr, REVERSE: tl.constexpr, CS: tl.constexpr, DO_ONE: tl.constexpr):
+    """Row index into dO: the output rows (one dO per direction, [2, B, T, H, V] when both run in one launch) or,
+    with DO_ONE (SHARED_DO: the two outputs summed, so both directions' dO is the same), the input rows into one
+    [B, T, H, V] dO."""
+    return _scan_rows(i_t, 0, i_b, T, H, i_h, CS, BT, REVERSE, not DO_ONE)[0]
 
 
 @triton.jit
@@ -987,6 +1001,7 @@ def _chunk_affine(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, BACKWARD: tl.constexpr,
+    DO_ONE: tl.constexpr = False,
 ):
     """One chunk's step of the state walk as an affine map (the transition walk, TRANSITION_WALK): h_end = A h0 + R
     with A = e^c_last I - K~^T W [K, K], K~ = Diag(e^(c_last - c)) K, and R = K~^T U0 (X = U0); backwards
@@ -998,14 +1013,14 @@ def _chunk_affine(
     b_kd = _load_rows(k, rows, m_t, K, BK, 0) * tl.exp(b_clast - b_c)[:, None]
     _store_transition(A, _dot(tl.trans(b_kd), b_W, PREC), b_clast, i_bh, i_t, NT, o_k, m_k, K)
     if BACKWARD:
-        orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+        dorows = _do_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS, DO_ONE)
         b_qd = _load_rows(q, rows, m_t, K, BK, 0) * (scale * tl.exp(b_c))[:, None]
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         b_x = tl.load(X + (base_c + o_c)[:, None] * V + o_v[None, :], mask=m_v[None, :], other=0.).to(tl.float32)
         if BACKWARD:
-            b_r = (_dot(tl.trans(b_qd), _load_rows(Y, orows, m_t, V, BV, i_v * BV), PREC)
+            b_r = (_dot(tl.trans(b_qd), _load_rows(Y, dorows, m_t, V, BV, i_v * BV), PREC)
                    - _dot(tl.trans(b_W), b_x, PREC))
         else:
             b_r = _dot(tl.trans(b_kd), b_x, PREC)
@@ -1062,6 +1077,7 @@ def _bwd_complete(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
+    DO_ONE: tl.constexpr = False,  # not read here (no dO): the backward's launch options are shared
 ):
     """After the backward transition walk: what _bwd_state adds as it walks, chunk-parallel: dU += Diag(e^(c_last -
     c)) K dh (dh at the chunk's end) and, with PRE, the K dh and <h0, dh> terms of dc in KDH and DCL (one slice for
@@ -1096,7 +1112,7 @@ def _bwd_dv_local(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
-    AFFINE: tl.constexpr = False,
+    AFFINE: tl.constexpr = False, DO_ONE: tl.constexpr = False,
 ):
     """dU's local part lower(Q K^T * decay)^T dO (and with PRE P h0 and the Q h0 term of dc). AFFINE (the transition
     walk's backward with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's backward writes it, A
@@ -1104,7 +1120,7 @@ def _bwd_dv_local(
     kernel is not launched."""
     (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
      base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
-    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    dorows = _do_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS, DO_ONE)
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     # transposed: At[j, i] = A[i, j] = (q_i . k_j) e^(c_i - c_j) for j <= i
@@ -1127,7 +1143,7 @@ def _bwd_dv_local(
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
-        b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
+        b_do = _load_rows(do, dorows, m_t, V, BV, i_v * BV)
         b_dU = _dot(b_At, b_do, PREC)
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
         if AFFINE:
@@ -1165,21 +1181,21 @@ def _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, b_inner, b_clast, i_v, i_bh,
 def _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, i_t, i_v, i_b, i_h, i_bh, NT, kv, m_kv,
                      o_v, m_v, T, H, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
                      REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
-                     STORE: tl.constexpr = True):
+                     STORE: tl.constexpr = True, DO_ONE: tl.constexpr = False):
     """One chunk of _bwd_state on a BT-row tile: stores dh at the chunk end, completes dU, returns dh at the
     chunk start. STORE=False (a group's summary walk): stores nothing, dU (its local part) is only read."""
     o_c = tl.arange(0, BT)
     if STORE:
         tl.store(dh + (i_bh * NT + i_t) * K * V + kv, b_dh.to(dh.dtype.element_ty), mask=m_kv)
     rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
-    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    dorows = _do_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS, DO_ONE)
     b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
     base_c = (i_bh * NT + i_t) * CS
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     b_q = _load_rows(q, rows, m_t, K, BK, 0)
     b_q = b_q * (scale * tl.exp(b_c))[:, None]
     b_W = _w_cols(W, base_c, K, BT, BK, 0)
-    b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
+    b_do = _load_rows(do, dorows, m_t, V, BV, i_v * BV)
     p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
     b_kd = b_k * tl.exp(b_clast - b_c)[:, None]
     b_kdh = _dot(b_kd, b_dh, PREC)
@@ -1201,7 +1217,7 @@ def _bwd_state(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr, TAIL: tl.constexpr,
-    G: tl.constexpr, PHASE: tl.constexpr,
+    G: tl.constexpr, PHASE: tl.constexpr, DO_ONE: tl.constexpr = False,
 ):
     """TAIL < CS: the last chunk (the first one walked here) runs on a TAIL-row tile, as in _fwd_state.
     G and PHASE as in _fwd_state, each group walked backwards from its last chunk (the transition of dh
@@ -1212,11 +1228,11 @@ def _bwd_state(
         if has_tail:
             b_dh = _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, NT - 1, i_v, i_b, i_h,
                                     i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V, TAIL, BK, BV, CS, REVERSE, IPLR, PREC,
-                                    PRE, PHASE != 1)
+                                    PRE, PHASE != 1, DO_ONE)
     for j in range(0, c_full - c0):
         b_dh = _bwd_state_chunk(q, k, g, W, do, dU, dh, scale, U, h, KDH, DCL, b_dh, c_full - 1 - j, i_v, i_b,
                                 i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V, CS, BK, BV, CS, REVERSE, IPLR,
-                                PREC, PRE, PHASE != 1)
+                                PREC, PRE, PHASE != 1, DO_ONE)
     _walk_end(S, dh0, b_dh, i_bh, o_k, o_v, kv, m_kv, K, V, BV, PHASE, STORE_DH0)
 
 
@@ -1236,7 +1252,7 @@ def _bwd_state_halves(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PRE: tl.constexpr, TAIL: tl.constexpr,
-    G: tl.constexpr, PHASE: tl.constexpr,
+    G: tl.constexpr, PHASE: tl.constexpr, DO_ONE: tl.constexpr = False,
 ):
     """_bwd_state for large head sizes: dh and every K-wide tile in two K halves (rows 0..BK/2 and
     BK/2..BK), so that no [BT, BK] float32 tile is live at once (at BK = 128 those spill registers and
@@ -1265,7 +1281,7 @@ def _bwd_state_halves(
         tl.store(dh + s_base + kv_a, b_dha.to(dh.dtype.element_ty), mask=m_a)
         tl.store(dh + s_base + kv_b, b_dhb.to(dh.dtype.element_ty), mask=m_b)
         rows, m_t = _rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
-        orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+        dorows = _do_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS, DO_ONE)
         b_g, b_c, b_cf, b_clast = _decays(g, rows, m_t, BT, IPLR)
         base_c = (i_bh * NT + i_t) * CS
         p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
@@ -1278,7 +1294,7 @@ def _bwd_state_halves(
             _store_pre_state(KDH, DCL, U, p_cv, m_v, b_kdh, b_in, b_clast, i_v, i_bh, i_t, NT, base_c, BT, CS)
         b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.) + b_kdh
         tl.store(dU + p_cv, b_dU, mask=m_v[None, :])
-        b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
+        b_do = _load_rows(do, dorows, m_t, V, BV, i_v * BV)
         b_qs = (scale * tl.exp(b_c))[:, None]
         b_dha = (b_dha * tl.exp(b_clast)
                  + _dot(tl.trans(_load_rows(q, rows, m_t, K, KH, 0) * b_qs), b_do, PREC)
@@ -1402,7 +1418,8 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
                    b_M, b_q, b_k, b_p, b_beta, b_clast, b_ec, b_ecf, b_edl,
                    b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast,
                    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                   PREC: tl.constexpr, SPLIT: tl.constexpr, PRE: tl.constexpr, ADD: tl.constexpr):
+                   PREC: tl.constexpr, SPLIT: tl.constexpr, PRE: tl.constexpr, ADD: tl.constexpr,
+                   DO_ONE: tl.constexpr):
     """One V block of a chunk's backward: dv, and the per-token and C x C accumulations. Returns the
     block's h0, dh (zeros when SPLIT: not loaded), u, dO and drhs = M^T dU (also written over dU when
     SPLIT, for the K-wide gradients of _bwd_grads_k). With PRE, P h0 comes from PH and the Q h0, K dh and
@@ -1422,7 +1439,7 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
         b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.).to(tl.float32)
     b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
-    b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
+    b_do = _load_rows(do, rows if DO_ONE else orows, m_t, V, BV, i_v * BV)
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
     b_drhs = _dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), PREC)
     if SPLIT:
@@ -1451,7 +1468,7 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
 def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c,
                        b_M, b_beta, b_ecf, b_dbeta, b_dcf, b_dA, b_dAqk, b_dp,
                        K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                       PREC: tl.constexpr, ADD: tl.constexpr):
+                       PREC: tl.constexpr, ADD: tl.constexpr, DO_ONE: tl.constexpr):
     """_grads_v_block's PRE form for the one-kernel _bwd_grads (ORDERED_GRADS): each tile is loaded just before its
     first use and is dead after its last (dU, P h0 and v, u, h0, dO in turn), and of the K-wide gradients only dp
     is accumulated here; the dq and dk terms of h0, dO, u, dh are added after the C x C part (_grads_v_terms, which
@@ -1473,7 +1490,7 @@ def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t
     b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
     b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
     # o = Diag(e^c) Q h0 + Aqk u
-    b_dAqk += _dot(_load_rows(do, orows, m_t, V, BV, i_v * BV), tl.trans(b_u), PREC)
+    b_dAqk += _dot(_load_rows(do, rows if DO_ONE else orows, m_t, V, BV, i_v * BV), tl.trans(b_u), PREC)
     return b_dbeta, b_dcf, b_dA, b_dAqk, b_dp
 
 
@@ -1521,6 +1538,7 @@ def _bwd_grads(
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
     ORDERED: tl.constexpr, PREC_T: tl.constexpr,  # _grads_v_block_pre's order (only with PRE); dL^T P's, dAqk^T Q's
     SUM_DIRS: tl.constexpr,  # ATOMIC_SUM: both directions' gradients added into one [B, T, H, *] buffer each
+    DO_ONE: tl.constexpr = False,  # SHARED_DO: one dO for both directions, [B, T, H, V] (_do_rows)
 ):
     tl.static_assert(PRE or not ORDERED, "the ordered form needs the precomputed products (PRE)")
     i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
@@ -1537,12 +1555,12 @@ def _bwd_grads(
         if ORDERED:
             b_dbeta, b_dcf, b_dA, b_dAqk, b_dp = _grads_v_block_pre(
                 U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_beta, b_ecf,
-                b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, K, V, BT, BK, BV, PREC, SUM_DIRS)
+                b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, K, V, BT, BK, BV, PREC, SUM_DIRS, DO_ONE)
         else:
             (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
                 h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
                 b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK,
-                BV, PREC, False, PRE, SUM_DIRS)
+                BV, PREC, False, PRE, SUM_DIRS, DO_ONE)
             b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
             b_dq += b_ec[:, None] * _dot(b_do, tl.trans(b_h0), PREC)
             b_dk += b_edl[:, None] * _dot(b_u, tl.trans(b_dh), PREC)
@@ -1560,8 +1578,8 @@ def _bwd_grads(
                               K, V, BT, BK, BV, PREC, False)
         b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
         b_dAqk, b_dc = _cc_grads_o(_dot(b_q, tl.trans(b_k), PREC), b_c, b_dAqk, b_dc, BT)
-        b_dq = _grads_v_terms(do, h, orows, m_t, i_bh, i_t, NT, base_c, b_ec, _dot(b_dAqk, b_k, PREC),
-                              K, V, BT, BK, BV, PREC, True)
+        b_dq = _grads_v_terms(do, h, rows if DO_ONE else orows, m_t, i_bh, i_t, NT, base_c, b_ec,
+                              _dot(b_dAqk, b_k, PREC), K, V, BT, BK, BV, PREC, True)
         b_dk += _dot(tl.trans(b_dAqk), b_q, PREC_T)
     else:
         b_dAraw, b_dAqk, b_dbeta, b_dc, b_dcf = _cc_grads(
@@ -1587,7 +1605,7 @@ def _bwd_grads_cc(
     dv, dg, dbeta, dAf, dAo, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DO_ONE: tl.constexpr = False,
 ):
     """Large head sizes, part 1 of 2: the C x C and per-token gradients of one chunk (dv, dg, dbeta) and
     the two masked C x C gradients dAf = dL * Df, dAo = dAqk * Do for part 2; overwrites dU with
@@ -1604,7 +1622,7 @@ def _bwd_grads_cc(
         (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
             U, U, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
             b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK, BV,
-            PREC, True, True, False)
+            PREC, True, True, False, DO_ONE)
     b_dc, b_dclast = _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT, CS)
     b_q, b_k, b_p = _load_qkp(q, k, p, scale, rows, m_t, K, BK, IPLR)
     b_dAf, b_dAo, b_dbeta, b_dc, b_dcf = _cc_grads(
@@ -1623,7 +1641,7 @@ def _bwd_grads_k(
     dq, dk, dp, scale,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DO_ONE: tl.constexpr = False,
 ):
     """Large head sizes, part 2 of 2: dq, dk, dp for one K block (grid axis 2) of one chunk."""
     tl.static_assert(BT == CS, "no short-tail tiles for the split gradient kernels (_tail_rows)")
@@ -1651,7 +1669,7 @@ def _bwd_grads_k(
         b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.).to(tl.float32)
         b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
         b_drhs = tl.load(drhs + p_cv, mask=m_v[None, :], other=0.)
-        b_do = _load_rows(do, orows, m_t, V, BV, i_v * BV)
+        b_do = _load_rows(do, rows if DO_ONE else orows, m_t, V, BV, i_v * BV)
         b_dp += _dot(b_drhs, tl.trans(b_h0), PREC)
         b_dq += _dot(b_do, tl.trans(b_h0), PREC)
         b_dk += _dot(b_u, tl.trans(b_dh), PREC)
@@ -2137,7 +2155,8 @@ def comba_bidir_fwd_fused(q, k, v, p, g, beta, scale, iplr, mean):
 
 def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr, reverse, sum_directions=True):
     """Gradients of the inputs (and of the initial state when need_dh0). With reverse == BOTH, do is
-    [2, B, T, H, V] (one per direction) and each gradient is the sum of both directions', or with
+    [2, B, T, H, V] (one per direction) or [B, T, H, V] (one dO for both: the gradient of their summed outputs,
+    SHARED_DO; the kernels read it through _do_rows), and each gradient is the sum of both directions', or with
     sum_directions=False both directions' gradients, [2, *input.shape] (dg, dbeta float32)."""
     M, W, U, h = saved
     B, T, H, K = q.shape
@@ -2148,6 +2167,11 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     BH = nd * B * H
     NT = triton.cdiv(T, BT)
     meta, tail = _pipeline_meta(T, H, K, V, q.dtype, reverse, iplr)
+    do_one = nd == 2 and do.shape == v.shape  # one dO shared by both directions
+    if not do_one and do.shape != (*((nd,) if nd == 2 else ()), *v.shape):
+        raise ValueError(f"do must be shaped like the output, {tuple(v.shape)}"
+                         f"{' or (2, *that) for both directions' if nd == 2 else ''}; got {tuple(do.shape)}")
+    meta = dict(meta, DO_ONE=do_one)
     BK = meta["BK"]
     split = BK >= SPLIT_BWD_MIN_BK
     pre = split or BK >= PRE_MIN_BK or BK in PRE_BKS  # the split gradient kernel needs the precomputed products

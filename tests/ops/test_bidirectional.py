@@ -189,9 +189,74 @@ def test_one_launch_custom_ops_schema_and_fake_shapes():
     assert set(torch.library.opcheck(chunk_bwd, (*bwd_args, False), test_utils=checks).values()) == {"SUCCESS"}
     for a, b, x in zip(split[:6], chunk_bwd(*bwd_args)[:6], xs):
         assert a.shape == (2, *x.shape) and rel_err(a.sum(0), b) <= 1e-6
+    # COMBA_SHARED_DO: the summed forward, and the backward with one dO for both directions
+    from comba_vision.ops.function import chunk_fwd_sum
+    sum_args = (*xs, 0.25, False)
+    assert set(torch.library.opcheck(chunk_fwd_sum, sum_args, test_utils=checks).values()) == {"SUCCESS"}
+    o1 = chunk_fwd_sum(*sum_args)[0]
+    assert o1.shape == xs[2].shape and rel_err(o1, o[0] + o[1]) <= 1e-6
+    one_args = (*xs, M, W, U, h, torch.randn_like(o1), None, 0.25, False, False, BOTH)
+    assert set(torch.library.opcheck(chunk_bwd, one_args, test_utils=checks).values()) == {"SUCCESS"}
+    with pytest.raises(ValueError, match="do must be shaped like the output"):
+        chunk_bwd(*xs, M, W, U, h, torch.randn(3, *o1.shape, device=o1.device), None, 0.25, False, False, BOTH)
     # half-precision gates: summed gradients come back in their dtype, unsummed ones in float32 (fake as real)
     half = [*xs[:4], xs[4].half(), xs[5].half()]
     for rev, summed in ((0, True), (BOTH, True), (BOTH, False)):
         do = torch.randn((2, *xs[2].shape) if rev == BOTH else xs[2].shape, device=xs[2].device)
         args = (*half, M, W, U, h, do, None, 0.25, False, False, rev, summed)
         assert set(torch.library.opcheck(chunk_bwd, args, test_utils=checks).values()) == {"SUCCESS"}
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("B, T, H, K, V, variant, merge, walk", [
+    (1, 150, 2, 64, 48, "splr", "sum", "plain"), (2, 70, 2, 32, 64, "iplr", "mean", "recompute"),
+    (1, 200, 1, 32, 32, "splr", "sum", "transition"), (1, 200, 1, 16, 32, "iplr", "sum", "grouped"),
+    (1, 70, 1, 128, 32, "splr", "mean", "plain")])
+def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
+    """COMBA_SHARED_DO: merge "sum" / "mean" through chunk_fwd_sum, whose backward reads one [B, T, H, V] dO for both
+    directions (every backward kernel that reads dO launched with DO_ONE). Output and every gradient the same as
+    with dO stacked per direction (the same kernels on the same values), and against the float64 recurrence: a
+    short last chunk on its tile at head size 64, the buffers rebuilt in the backward (recompute), the transition
+    walk (its backward maps read dO) folded, the grouped state walk, and head size 128 (the split gradient kernels
+    and the K-halves state walk)."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "BIDIR_ONE_LAUNCH", True)
+    monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", walk == "recompute")
+    if walk == "transition":
+        monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
+        monkeypatch.setattr(tc, "TRANSITION_FOLD", "1")
+    if walk == "grouped":
+        monkeypatch.setattr(tc, "STATE_GROUP", 2)
+    launched = []
+    launch = tc._launch
+
+    def spy(kernel, grid, args, meta, **kw):
+        launched.append((kernel.fn.__name__, meta.get("DO_ONE")))
+        return launch(kernel, grid, args, meta, **kw)
+    monkeypatch.setattr(tc, "_launch", spy)
+    xs, _ = make_inputs(B, T, H, K, V, seed=T + K)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    xs = [x.to(dev) for x in xs]
+    do = torch.randn(B, T, H, V, generator=torch.Generator().manual_seed(8)).to(dev)
+    res = {}
+    for on in (False, True):
+        monkeypatch.setattr(tc, "SHARED_DO", on)
+        launched.clear()
+        x = [t.detach().requires_grad_() for t in xs]
+        o = comba_bidirectional(*x, variant=variant, merge=merge, backend="triton")
+        o.backward(do)
+        res[on] = [o.detach()] + [t.grad for t in x]
+        readers = {"_bwd_dv_local", "_bwd_state", "_bwd_state_halves", "_chunk_affine", "_bwd_grads",
+                   "_bwd_grads_cc", "_bwd_grads_k"}
+        # the backward's launches carry DO_ONE (the forward's, _chunk_affine's among them, do not)
+        assert {flag for name, flag in launched if name in readers and flag is not None} == {on}, launched
+    for a, b in zip(res[True], res[False]):
+        assert rel_err(a, b) <= 1e-6
+    x64 = [x.detach().cpu().double().requires_grad_() for x in xs]
+    ref = (comba_recurrent_reference(*x64, variant=variant)[0]
+           + comba_recurrent_reference(*x64, variant=variant, reverse=True)[0]) * (0.5 if merge == "mean" else 1.0)
+    ref.backward(do.cpu().double())
+    bound = 1e-3 if dev == "cuda" else 1e-4
+    assert rel_err(res[True][0], ref) <= bound
+    for name, a, b in zip(("dq", "dk", "dv", "dp", "dg", "dbeta"), res[True][1:], x64):
+        assert rel_err(a, b.grad) <= bound, name
