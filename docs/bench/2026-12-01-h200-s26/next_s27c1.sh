@@ -1,11 +1,12 @@
 #!/bin/bash
-# prepared in session 26 for the next device session, call 1 (about 400 s). (1) What limits the head-64 operator's
-# kernels, by ncu rather than by estimate: the six largest kernels of one both-direction forward+backward at
-# (128, 197, 3, 64) and (2, 16385, 3, 64) (speed of light, occupancy, launch stats, warp stall reasons, memory).
+# prepared in session 26 for the next device session, call 1 (about 550 s; next_s27c2.sh has the ncu profile).
+# (1) COMBA_SHARED_DO (one dO for both directions; written after session 26's device time): its tests on CUDA and
+# every CUDA kernel of one call with and without it (prof_all.py: the stacked dO was 0.009-0.011 ms).
 # (2) Kernel ms (kt25.py) at the four head-64 image shapes under launch options not timed since half maps and the
 # one-kernel gradient became the defaults (among them the head-64 gradient kernel on 32-wide V blocks: sm_90 compile
-# from the CPU host, 412 -> 52 bytes of spills, 81920 -> 73728 bytes of shared memory), and COMBA_CARRY_PREC=tf32 (the groups' carry on one-pass TF32, written
-# after session 26's device time), with its errors against float64. Run with carry [".devdata", ".whl"].
+# from the CPU host, 412 -> 52 bytes of spills, 81920 -> 73728 bytes of shared memory), and COMBA_CARRY_PREC=tf32
+# (the groups' carry on one-pass TF32, written after session 26's device time), with its errors against float64.
+# Run with carry [".devdata", ".whl"].
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 PYTHONPATH=.
 L=$OUT/log.txt; T0=$(date +%s); t() { echo "== t=$(( $(date +%s)-T0 )) $*" | tee -a $L; }
 D=docs/bench/2026-12-01-h200-s26; K=docs/bench/2026-12-01-h200-s25/kt25.py
@@ -14,15 +15,10 @@ COMBA_CARRY_PREC=tf32 timeout 120 python3 $K err > $OUT/e_c64.json 2>/dev/null &
 COMBA_CARRY_PREC=tf32 timeout 120 python3 $K err h32 > $OUT/e_c32.json 2>/dev/null &
 COMBA_CARRY_PREC=tf32 KT_WEAK_DECAY=const timeout 120 python3 $K err > $OUT/e_cconst.json 2>/dev/null &
 wait; for f in c64 c32 cconst; do echo "$f $(cut -c1-700 $OUT/e_$f.json)" | tee -a $L; done
-t "ncu"
-for s in 128,197,3,64 2,16385,3,64; do
-  timeout 120 ncu --nvtx --nvtx-include "prof/" --clock-control none \
-    -k regex:"_bwd_grads|_fwd_prepare_blocked|_affine_scan|_chunk_affine|_fwd_state|_bwd_state|_state_carry" \
-    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-    --section MemoryWorkloadAnalysis python3 $D/ncu_call.py $s > $OUT/ncu_$s.txt 2>&1
-  grep -E "^  _|Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Waves Per SM|Stall|L2 Hit|DRAM Throughput" \
-    $OUT/ncu_$s.txt | head -160 | tee -a $L
-done
+t "COMBA_SHARED_DO: its tests on CUDA, then every CUDA kernel of one call with and without it"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/ops/test_bidirectional.py -k "shared_do or custom_ops" -rf \
+  2>&1 | grep -E "passed|failed|FAILED|Error" | tail -5 | tee -a $L
+for a in 1 0; do COMBA_SHARED_DO=$a timeout 50 python3 docs/bench/2026-12-01-h200-s25/prof_all.py 2>/dev/null | tee -a $L; done
 t "kernel ms under launch options"
 C=(
  "def|"
