@@ -200,7 +200,9 @@ def comba_bidirectional(
     ``o_fwd + o_rev``, ``"mean"`` their average, ``"none"`` the pair ``(o_fwd, o_rev)`` and ``"stack"`` one
     [2, B, T, H, V] tensor, the forward scan's output first (what the one-launch path makes). Arguments as
     :func:`comba`. On the Triton backend both directions run in the same kernel launches (or, with
-    ``COMBA_BIDIR_ONE_LAUNCH=0``, as two calls of the single-direction kernels; docs/KERNELS.md).
+    ``COMBA_BIDIR_ONE_LAUNCH=0``, as two calls of the single-direction kernels; docs/KERNELS.md); with
+    ``COMBA_SHARED_DO=1`` the "sum" and "mean" merges are summed by the operator, whose backward reads one dO for
+    both directions.
     """
     if merge not in _MERGES:
         raise ValueError(f"merge must be one of {_MERGES}, got {merge!r}")

@@ -209,29 +209,32 @@ def test_one_launch_custom_ops_schema_and_fake_shapes():
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("B, T, H, K, V, variant, merge, walk", [
-    (1, 150, 2, 64, 48, "splr", "sum", "plain"), (2, 70, 2, 32, 64, "iplr", "mean", "recompute"),
+    (1, 150, 2, 64, 48, "splr", "sum", "ordered"), (2, 70, 2, 32, 64, "iplr", "mean", "recompute"),
     (1, 200, 1, 32, 32, "splr", "sum", "transition"), (1, 200, 1, 16, 32, "iplr", "sum", "grouped"),
     (1, 70, 1, 128, 32, "splr", "mean", "plain")])
 def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
     """COMBA_SHARED_DO: merge "sum" / "mean" through chunk_fwd_sum, whose backward reads one [B, T, H, V] dO for both
     directions (every backward kernel that reads dO launched with DO_ONE). Output and every gradient the same as
     with dO stacked per direction (the same kernels on the same values), and against the float64 recurrence: a
-    short last chunk on its tile at head size 64, the buffers rebuilt in the backward (recompute), the transition
-    walk (its backward maps read dO) folded, the grouped state walk, and head size 128 (the split gradient kernels
-    and the K-halves state walk)."""
+    short last chunk on its tile at head size 64 with the gradient kernel in its ordered form (ORDERED_GRADS, the
+    bf16 default on a GPU), the buffers rebuilt in the backward (recompute), the transition walk with its maps
+    from _chunk_affine (whose backward reads dO), the grouped state walk, and head size 128 (the split gradient
+    kernels and the K-halves state walk)."""
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "BIDIR_ONE_LAUNCH", True)
     monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", walk == "recompute")
+    if walk == "ordered":
+        monkeypatch.setattr(tc, "ORDERED_GRADS", "1")
     if walk == "transition":
         monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
-        monkeypatch.setattr(tc, "TRANSITION_FOLD", "1")
+        monkeypatch.setattr(tc, "TRANSITION_FOLD", "0")
     if walk == "grouped":
         monkeypatch.setattr(tc, "STATE_GROUP", 2)
     launched = []
     launch = tc._launch
 
     def spy(kernel, grid, args, meta, **kw):
-        launched.append((kernel.fn.__name__, meta.get("DO_ONE")))
+        launched.append((kernel.fn.__name__, meta.get("DO_ONE"), meta.get("BACKWARD", True)))
         return launch(kernel, grid, args, meta, **kw)
     monkeypatch.setattr(tc, "_launch", spy)
     xs, _ = make_inputs(B, T, H, K, V, seed=T + K)
@@ -248,8 +251,11 @@ def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
         res[on] = [o.detach()] + [t.grad for t in x]
         readers = {"_bwd_dv_local", "_bwd_state", "_bwd_state_halves", "_chunk_affine", "_bwd_grads",
                    "_bwd_grads_cc", "_bwd_grads_k"}
-        # the backward's launches carry DO_ONE (the forward's, _chunk_affine's among them, do not)
-        assert {flag for name, flag in launched if name in readers and flag is not None} == {on}, launched
+        # every backward launch of a kernel that reads dO carries DO_ONE (_chunk_affine's forward ones do not read it)
+        backward = [(name, flag) for name, flag, bwd in launched if name in readers and bwd]
+        assert {flag for _, flag in backward} == {on}, launched
+        if walk == "transition":
+            assert ("_chunk_affine", on) in backward
     for a, b in zip(res[True], res[False]):
         assert rel_err(a, b) <= 1e-6
     x64 = [x.detach().cpu().double().requires_grad_() for x in xs]

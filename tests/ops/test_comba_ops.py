@@ -1092,9 +1092,10 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("walk", ["state", "transition"])
 def test_carry_precision(monkeypatch, walk):
-    """COMBA_CARRY_PREC=tf32: the carry over the groups' summaries (_state_carry) on one-pass TF32 for half inputs,
-    three-pass kept for float32 inputs; output and every gradient of both directions within each dtype's bound of
-    the float64 chunk path, in the grouped state walk and the grouped transition walk."""
+    """COMBA_CARRY_PREC=tf32: the carry over the groups' summaries (_state_carry) launched on one-pass TF32 for half
+    inputs, three-pass kept for float32 inputs, in the grouped state walk and the grouped transition walk; output
+    and every gradient of both directions within each dtype's bound of the float64 chunk path. (The routing and the
+    bounds: what one-pass TF32 costs in accuracy shows only on a GPU, next_s27c1.sh.)"""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import op_errors
     monkeypatch.setattr(tc, "CARRY_PREC", "tf32")
