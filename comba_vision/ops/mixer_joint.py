@@ -161,7 +161,8 @@ def _joint_bwd_op(dout: Tensor, y: Tensor, conv_w: Tensor, conv_b: Tensor, A_log
         with torch.autocast(y.device.type, enabled=False):
             dzp, dout = dout, dout @ proj_wc
         gated = torch.empty(dout.shape, dtype=y.dtype, device=y.device) if proj_grad else None
-    do2, _, dnw = _out_bwd_launch(o, y_g, norm_w, dout, eps, dyg=dyg, do_two=True, y=gated)
+    # the scans' sum has one gradient: written once and read by both directions' kernels (COMBA_SHARED_DO), or twice
+    do2, _, dnw = _out_bwd_launch(o, y_g, norm_w, dout, eps, dyg=dyg, do_two=not triton_chunk.SHARED_DO, y=gated)
     if gated is not None:
         del dout
         dproj = _mm_as(dzp.reshape(-1, dzp.shape[-1]).t(), gated.view(-1, gated.shape[-1]), torch.float32)

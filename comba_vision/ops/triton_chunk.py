@@ -155,7 +155,7 @@ ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "0") == "1"
 # the one-launch path returns the two scans' outputs summed by the operator itself (custom op chunk_fwd_sum), so its
 # gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows), instead of autograd stacking
 # the same dO twice into [2, B, T, H, V] (0.009 ms at (128, 197, 3, 64) and 0.011 at (2, 16385, 3, 64) on the H200,
-# session 26, prof_all.py).
+# session 26, prof_all.py). The models' joint mixer node (mixer_joint) then also writes its sum's gradient once.
 SHARED_DO = os.environ.get("COMBA_SHARED_DO", "0") == "1"
 # COMBA_CARRY_PREC ("tf32x3" by default; "tf32": session 26, not yet run on a GPU): the products of _state_carry, the
 # walk over the groups' summaries (one [K, K] x [K, BV] product a group, in sequence; at (2, 16385, 3, 64) 17 steps,

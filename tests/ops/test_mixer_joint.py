@@ -99,6 +99,35 @@ def test_mixer_joint_matches_float64(B, grid, H, K, V, pad, variant, conv_in_pre
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+def test_mixer_joint_shared_do(monkeypatch):
+    """COMBA_SHARED_DO: the joint node writes the scans' sum's gradient once, [B, N, H, V], and the operator's
+    backward kernels read it for both directions (DO_ONE): output and every gradient the same as with it written
+    twice, and within the float64 bound."""
+    import comba_vision.ops.triton_chunk as tc
+    xs = [x.to(DEV) for x in _inputs(2, [(5, 6)], 2, 16, 24, 3)]
+    dims = (2, 16, 24, [(5, 6)], "splr")
+    runs = {}
+    for on in (False, True):
+        monkeypatch.setattr(tc, "SHARED_DO", on)
+        flags = set()
+        launch = tc._launch
+
+        def spy(kernel, grid, args, meta, launch=launch, flags=flags, **kw):
+            if kernel.fn.__name__ == "_bwd_grads":
+                flags.add(meta.get("DO_ONE"))
+            return launch(kernel, grid, args, meta, **kw)
+        monkeypatch.setattr(tc, "_launch", spy)
+        runs[on] = _run(lambda *a: mixer_joint(*a[:8], *dims, eps=1e-5), xs)
+        monkeypatch.setattr(tc, "_launch", launch)
+        assert flags == {on}
+    ref, ref_grads = _run(lambda *a: _reference(*a, *dims), [x.double() for x in xs])
+    (out, grads), (out0, grads0) = runs[True], runs[False]
+    assert rel_err(out, out0) <= 1e-6 and rel_err(out, ref) <= 1e-4
+    for name, g, g0, r in zip(NAMES, grads, grads0, ref_grads):
+        assert rel_err(g, g0) <= 1e-6 and rel_err(g, r) <= 1e-4, name
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("proj", [False, True])
 def test_mixer_joint_op_schema_and_fake_shapes(proj):
     """torch.library.opcheck's schema and fake-tensor checks of the op (what torch.compile needs), with the output
