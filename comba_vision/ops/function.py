@@ -158,11 +158,9 @@ def _setup_context_sum(ctx, inputs, output):
 
 
 def _backward_sum(ctx, do, dM, dW, dU, dh):
-    # do is [B, T, H, V] (or None): comba_bwd_triton reads it for both directions. _backward looks at
-    # ctx.needs_input_grad[7] (chunk_fwd's initial state; iplr here) only when ctx.h0_dtype is set, which it is not
-    # (no initial state)
-    if do is None:
-        do = ctx.saved_tensors[2].new_zeros(ctx.saved_tensors[2].shape)
+    # do is [B, T, H, V] (None: _backward takes zeros): comba_bwd_triton reads it for both directions. _backward
+    # looks at ctx.needs_input_grad[7] (chunk_fwd's initial state; iplr here) only when ctx.h0_dtype is set, which it
+    # is not (no initial state)
     dq, dk, dv, dp, dg, dbeta, *_ = _backward(ctx, do, None, dM, dW, dU, dh)
     return dq, dk, dv, dp, dg, dbeta, None, None
 

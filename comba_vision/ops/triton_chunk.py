@@ -2215,17 +2215,11 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     dq, dk, dp, dv = (alloc(*lead, *x.shape, device=x.device, dtype=x.dtype) for x in (q, k, p, v))
     dg = alloc(*lead, *g.shape, **f32)
     dbeta = alloc(*lead, *beta.shape, **f32)
-    if add:
-        _launch_chunks(_bwd_grads, NT, tail, BH,
-                       (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
-                        dq, dk, dv, dp, dg, dbeta, scale),
-                       dict(_grads_one_meta(meta, low, pre), SUM_DIRS=True))
-        return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0
     if not split:
         _launch_chunks(_bwd_grads, NT, tail, BH,
                        (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
                         dq, dk, dv, dp, dg, dbeta, scale),
-                       dict(_grads_one_meta(meta, low, pre), SUM_DIRS=False))
+                       dict(_grads_one_meta(meta, low, pre), SUM_DIRS=add))
     else:
         dAf, dAo = torch.empty(M.shape, **half), torch.empty(M.shape, **half)
         gmeta = low if BF16_GRADS else meta
@@ -2245,6 +2239,8 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                                   SUM_DIRS=False))
     if nd == 2 and not sum_directions:
         return dq, dk, dv, dp, dg, dbeta, dh0
+    if add:  # summed by _bwd_grads already
+        return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0
     # both directions: one elementwise sum per gradient (each direction's part was rounded to the input dtype). Not
     # x.sum(0): PyTorch's reduction over a leading axis of 2 took 0.082 ms for dq, dk, dv, dp at (128, 197, 3, 64) on
     # the H200 (session 26, prof_all.py), about three times what reading and writing them costs. Same bits: both

@@ -78,3 +78,17 @@ def record_cast_misses(monkeypatch) -> list:
         return out
     monkeypatch.setattr(L, "_stack", made)
     return misses
+
+
+def spy_launches(monkeypatch, tc, key: str | None = None, record=None) -> list:
+    """Records (kernel name, meta[key]) of every launch through triton_chunk._launch (tc), or record(kernel name,
+    args, meta)."""
+    launched = []
+    launch = tc._launch
+
+    def spy(kernel, grid, args, meta, **kw):
+        name = getattr(kernel, "fn", kernel).__name__
+        launched.append(record(name, args, meta) if record else (name, meta.get(key)))
+        return launch(kernel, grid, args, meta, **kw)
+    monkeypatch.setattr(tc, "_launch", spy)
+    return launched

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from comba_vision.ops import comba_bidirectional, comba_recurrent_reference
-from tests.ops.helpers import make_inputs, rel_err
+from tests.ops.helpers import make_inputs, rel_err, spy_launches
 
 BACKENDS = ["torch", "triton"] if torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1" else ["torch"]
 
@@ -230,13 +230,8 @@ def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
         monkeypatch.setattr(tc, "TRANSITION_FOLD", "0")
     if walk == "grouped":
         monkeypatch.setattr(tc, "STATE_GROUP", 2)
-    launched = []
-    launch = tc._launch
-
-    def spy(kernel, grid, args, meta, **kw):
-        launched.append((kernel.fn.__name__, meta.get("DO_ONE"), meta.get("BACKWARD", True)))
-        return launch(kernel, grid, args, meta, **kw)
-    monkeypatch.setattr(tc, "_launch", spy)
+    launched = spy_launches(monkeypatch, tc, record=lambda name, args, meta: (name, meta.get("DO_ONE"),
+                                                                               meta.get("BACKWARD", True)))
     xs, _ = make_inputs(B, T, H, K, V, seed=T + K)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     xs = [x.to(dev) for x in xs]

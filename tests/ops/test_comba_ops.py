@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from comba_vision.ops import comba, comba_bidirectional, comba_chunk_torch, comba_recurrent_reference
-from tests.ops.helpers import compare_to_reference, make_inputs, rel_err
+from tests.ops.helpers import compare_to_reference, make_inputs, rel_err, spy_launches
 
 HAS_CUDA = torch.cuda.is_available()
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -287,7 +287,7 @@ def test_ordered_gradient_kernel(monkeypatch, T, K, V, variant, reverse):
     grads = {}
     for order in ("1", "0"):
         monkeypatch.setattr(tc, "ORDERED_GRADS", order)
-        launched = _spy_launches(monkeypatch, tc, "ORDERED")
+        launched = spy_launches(monkeypatch, tc, "ORDERED")
         errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
         assert max(errs.values()) <= 1e-4, (order, errs)
         assert {o for n, o in launched if n == "_bwd_grads"} == {order == "1"}, launched
@@ -643,7 +643,7 @@ def test_split_tail_tile(monkeypatch, T, V, variant, reverse, walk):
     if tail == tc.BT:
         pytest.skip("the last chunk fills its tile at this chunk size (COMBA_CHUNK_SIZE)")
     assert tail == (16 if T - (T - 1) // tc.BT * tc.BT <= 16 else 32) and tc._tail_rows(T, 128) == tc.BT
-    launched = _spy_launches(monkeypatch, tc, "BT")
+    launched = spy_launches(monkeypatch, tc, "BT")
     xs, h0 = make_inputs(1, T, 2, 64, V, init=True, seed=T)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
@@ -658,20 +658,6 @@ def test_split_tail_tile(monkeypatch, T, V, variant, reverse, walk):
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
     both = op_errors((1, T, 2, 64, V), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=T + 1)
     assert max(both.values()) <= BOUND[dtype], both
-
-
-def _spy_launches(monkeypatch, tc, key: str | None = None, record=None) -> list:
-    """Records (kernel name, meta[key]) of every launch through triton_chunk._launch, or record(kernel name, args,
-    meta)."""
-    launched = []
-    launch = tc._launch
-
-    def spy(kernel, grid, args, meta, **kw):
-        name = getattr(kernel, "fn", kernel).__name__
-        launched.append(record(name, args, meta) if record else (name, meta.get(key)))
-        return launch(kernel, grid, args, meta, **kw)
-    monkeypatch.setattr(tc, "_launch", spy)
-    return launched
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
@@ -690,7 +676,7 @@ def test_grouped_state_walk(monkeypatch, T, K, V, variant, reverse, G, bv):
     monkeypatch.setattr(tc, "STATE_GROUP", G)
     if bv is not None:
         monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
-    launched = _spy_launches(monkeypatch, tc, "PHASE")
+    launched = spy_launches(monkeypatch, tc, "PHASE")
     xs, h0 = make_inputs(1, T, 2, K, V, init=True, seed=11)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
@@ -734,7 +720,7 @@ def test_output_made_by_the_state_walk(monkeypatch, fused):
     import comba_vision.ops.triton_chunk as tc
     monkeypatch.setattr(tc, "FUSED_OUTPUT", fused)
     monkeypatch.setattr(tc, "STATE_GROUP", 1)
-    launched = _spy_launches(monkeypatch, tc, "OUTPUT")
+    launched = spy_launches(monkeypatch, tc, "OUTPUT")
     xs, h0 = make_inputs(1, 70, 2, 16, 32, init=True, seed=12)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
@@ -863,7 +849,7 @@ def test_gpu_bf16_dots(monkeypatch, T, K, V, reverse, G):
         monkeypatch.setattr(tc, "SPLIT_TAIL", False)  # COMBA_SPLIT_TAIL's last chunk takes TF32 (test_split_tail_tile)
         monkeypatch.setattr(tc, "STATE_GROUP", G or "auto")
         monkeypatch.setattr(tc, "BF16_GRADS", True)
-        launched = _spy_launches(monkeypatch, tc, "PREC")
+        launched = spy_launches(monkeypatch, tc, "PREC")
         errs[on] = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
         monkeypatch.undo()
         assert ("_state_carry" in {n for n, _ in launched}) == bool(G)
@@ -888,7 +874,7 @@ def test_gpu_bf16_grads(monkeypatch, T, reverse):
         monkeypatch.setattr(tc, "SPLIT_TAIL", False)  # the split kernels for every chunk, whatever the environment
         monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 64)
         monkeypatch.setattr(tc, "BF16_GRADS", on)
-        launched = _spy_launches(monkeypatch, tc, "PREC")
+        launched = spy_launches(monkeypatch, tc, "PREC")
         errs[on] = compare_to_reference(xs, h0, variant="splr", reverse=reverse, backend="triton")
         monkeypatch.undo()
         grads = {prec for n, prec in launched if n.startswith("_bwd_grads")}
@@ -912,7 +898,7 @@ def test_chunk_size_32_matches_reference(monkeypatch, T, K, V, variant, reverse,
     monkeypatch.setattr(tc, "STATE_GROUP", G)
     monkeypatch.setattr(tc, "BLOCKED_INVERSE", blocked)
     monkeypatch.setattr(tc, "DOUBLING_INVERSE", doubling)
-    launched = _spy_launches(monkeypatch, tc, "BT")
+    launched = spy_launches(monkeypatch, tc, "BT")
     xs, h0 = make_inputs(1, T, 2, K, V, init=True, seed=T)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
@@ -932,7 +918,7 @@ def test_chunk_size_32_both_directions(monkeypatch):
     from comba_vision.bench import op_errors
     monkeypatch.setattr(tc, "BT", 32)
     monkeypatch.setenv("COMBA_BACKEND", "triton")
-    launched = _spy_launches(monkeypatch, tc, "BT")
+    launched = spy_launches(monkeypatch, tc, "BT")
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
     errs = op_errors((2, 101, 2, 32, 48), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=3)
     assert max(errs.values()) <= BOUND[dtype], errs
@@ -963,7 +949,7 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fo
     monkeypatch.setattr(tc, "TRANSITION_GROUP", G)
     if bv is not None:
         monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
-    launched = _spy_launches(monkeypatch, tc, "PHASE")
+    launched = spy_launches(monkeypatch, tc, "PHASE")
     xs, h0 = make_inputs(1, T, 2, K, V, init=True, seed=T + K)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
@@ -998,7 +984,7 @@ def test_transition_walk_both_directions(monkeypatch, recompute, fold, half_maps
     monkeypatch.setattr(tc, "TRANSITION_FOLD", "1" if fold else "0")
     monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
     monkeypatch.setenv("COMBA_BACKEND", "triton")
-    launched = _spy_launches(monkeypatch, tc, "OUTPUT")
+    launched = spy_launches(monkeypatch, tc, "OUTPUT")
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
     errs = op_errors((2, 150, 2, 32, 48), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=4)
     assert max(errs.values()) <= BOUND[dtype], errs
@@ -1035,7 +1021,7 @@ def test_half_maps(monkeypatch, T, K, V, variant, reverse, G, fold, decay, bv, r
     monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", recompute)
     if bv is not None:
         monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
-    launched = _spy_launches(monkeypatch, tc, record=lambda name, args, meta: (name, args[0].dtype, args[1].dtype))
+    launched = spy_launches(monkeypatch, tc, record=lambda name, args, meta: (name, args[0].dtype, args[1].dtype))
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
     xs, h0 = make_inputs(1, T, 2, K, V, dtype=dtype, init=True, seed=T + K, decay=decay)
     if decay != 0.3:  # the both-directions check below on the same slow gates
@@ -1074,7 +1060,7 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
     for on in (False, True):
         monkeypatch.setattr(tc, "ATOMIC_SUM", on)
         monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 128)  # the one-kernel gradient, whatever the environment
-        launched = _spy_launches(monkeypatch, tc, "SUM_DIRS")
+        launched = spy_launches(monkeypatch, tc, "SUM_DIRS")
         x = [t.detach().requires_grad_() for t in xs]
         comba_bidirectional(*x, variant=variant, backend="triton").backward(do)
         grads[on] = [t.grad for t in x]
@@ -1108,7 +1094,7 @@ def test_carry_precision(monkeypatch, walk):
     monkeypatch.setenv("COMBA_BACKEND", "triton")
     half = torch.bfloat16 if HAS_CUDA else torch.float16
     for dtype, want in ((half, {"tf32"}), (torch.float32, {"tf32x3"})):
-        launched = _spy_launches(monkeypatch, tc, "PREC")
+        launched = spy_launches(monkeypatch, tc, "PREC")
         errs = op_errors((1, 330, 2, 32, 48), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=11)
         assert max(errs.values()) <= BOUND[dtype], (dtype, errs)
         assert {prec for n, prec in launched if n == "_state_carry"} == want, launched
@@ -1178,7 +1164,7 @@ def test_gpu_bf16_transition_walk(monkeypatch, shape):
     B, T, H, K, V = shape
     assert tc._walk_mode(-(-T // tc.BT), 2 * B * H, V, max(16, K), torch.device("cuda")) == tc.TRANSITION
     assert {b.dtype for b in tc.empty_work_buffers(B, T, H, K, V, 2, torch.bfloat16, "cuda")} == {torch.bfloat16}
-    launched = _spy_launches(monkeypatch, tc, "BACKWARD")
+    launched = spy_launches(monkeypatch, tc, "BACKWARD")
     errs = op_errors(shape, torch.bfloat16, "cuda", both=True, seed=6)
     assert max(errs.values()) <= BOUND[torch.bfloat16], errs
     assert ("_affine_scan", True) in launched
@@ -1197,7 +1183,7 @@ def test_gpu_bf16_transition_fold(monkeypatch, shape):
     from comba_vision.bench import op_errors
     monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
     monkeypatch.setattr(tc, "TRANSITION_FOLD", "1")
-    launched = _spy_launches(monkeypatch, tc, "AFFINE")
+    launched = spy_launches(monkeypatch, tc, "AFFINE")
     errs = op_errors(shape, torch.bfloat16, "cuda", both=True, seed=8)
     assert max(errs.values()) <= BOUND[torch.bfloat16], errs
     assert ("_fwd_prepare_blocked", True) in launched

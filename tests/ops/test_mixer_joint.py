@@ -12,7 +12,7 @@ from comba_vision.ops import comba_bidirectional
 from comba_vision.ops.dwconv import dwconv_tokens
 from comba_vision.ops.mixer_fused import mixer_out, mixer_out_torch, mixer_prep_torch, mixer_scan
 from comba_vision.ops.mixer_joint import _joint_op, mixer_joint
-from tests.ops.helpers import rel_err
+from tests.ops.helpers import rel_err, spy_launches
 
 TRITON_OK = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -109,17 +109,9 @@ def test_mixer_joint_shared_do(monkeypatch):
     runs = {}
     for on in (False, True):
         monkeypatch.setattr(tc, "SHARED_DO", on)
-        flags = set()
-        launch = tc._launch
-
-        def spy(kernel, grid, args, meta, launch=launch, flags=flags, **kw):
-            if kernel.fn.__name__ == "_bwd_grads":
-                flags.add(meta.get("DO_ONE"))
-            return launch(kernel, grid, args, meta, **kw)
-        monkeypatch.setattr(tc, "_launch", spy)
+        launched = spy_launches(monkeypatch, tc, "DO_ONE")
         runs[on] = _run(lambda *a: mixer_joint(*a[:8], *dims, eps=1e-5), xs)
-        monkeypatch.setattr(tc, "_launch", launch)
-        assert flags == {on}
+        assert {flag for name, flag in launched if name == "_bwd_grads"} == {on}
     ref, ref_grads = _run(lambda *a: _reference(*a, *dims), [x.double() for x in xs])
     (out, grads), (out0, grads0) = runs[True], runs[False]
     assert rel_err(out, out0) <= 1e-6 and rel_err(out, ref) <= 1e-4
