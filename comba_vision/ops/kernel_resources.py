@@ -118,7 +118,9 @@ def kernel_resources(shape, dtype: torch.dtype = torch.bfloat16, directions: int
     iplr = variant == "iplr"
     with _recorded_launches() as launches:
         o, _, saved = tc.comba_fwd_triton(q, k, v, p, g, beta, K ** -0.5, None, False, iplr, reverse)
-        tc.comba_bwd_triton(q, k, v, p, g, beta, K ** -0.5, saved, torch.ones_like(o), None, False, iplr, reverse)
+        # both directions with SHARED_DO: one dO for both, as comba_bidirectional's merge "sum" passes it
+        do = torch.ones_like(v if directions == 2 and tc.SHARED_DO else o)
+        tc.comba_bwd_triton(q, k, v, p, g, beta, K ** -0.5, saved, do, None, False, iplr, reverse)
     rows, seen = [], set()
     previous = driver._active  # None until a driver was first asked for (none exists on a machine without a GPU)
     driver.set_active(_TargetOnlyDriver(arch))

@@ -121,6 +121,12 @@ DOUBLING_INVERSE = os.environ.get("COMBA_DOUBLING_INVERSE", "1") == "1"
 # the state kernels in a last (first, backwards) step of their own; below padded head size 128 where the one-kernel
 # gradient runs (the default), or with SPLIT_TAIL (_tail_rows).
 TAIL_TILE = os.environ.get("COMBA_TAIL_TILE", "1") == "1"
+# COMBA_TAIL_TILE_MAX_CHUNKS (default 32; session 27): the short last chunk takes its own tile only up to this many
+# chunks. Its launches cost a fixed few microseconds each whatever the length (a grid of one chunk row, run one after
+# the other: on the H200 at (2, 16385, 3, 64), by ncu, 4-10 us for each of seven kernels, about 0.04 ms a
+# forward+backward for one token), while on a whole tile inside the other chunks' launches it costs one more program
+# in NT - 1, about 1 / (NT - 1) of the kernels' time. Image lengths (197: 4 chunks, 1025: 17) keep the tile.
+TAIL_TILE_MAX_CHUNKS = int(os.environ.get("COMBA_TAIL_TILE_MAX_CHUNKS", "32"))
 # COMBA_SPLIT_TAIL (default 0; session 25): the short last chunk on its own tile where the split gradient kernels run
 # too (from SPLIT_BWD_MIN_BK, which is 64 only with COMBA_SPLIT_BWD_MIN_BK=64; not where the K-halves state kernel
 # runs, from 128). H200, session 26, with the split kernels at head size 64: both directions' forward+backward kernels
@@ -151,18 +157,23 @@ HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
 # 0.597 -> 0.590 ms and 0.957 -> 0.953; graphed at (2, 16385, 3, 64) 0.960 -> 0.963 ms. Off. The models' mixer
 # paths ask for both directions' gradients unsummed (sum_directions=False) and never take it.
 ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "0") == "1"
-# COMBA_SHARED_DO (default 0; session 26, not yet run on a GPU): comba_bidirectional with merge "sum" or "mean" on
-# the one-launch path returns the two scans' outputs summed by the operator itself (custom op chunk_fwd_sum), so its
-# gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows), instead of autograd stacking
-# the same dO twice into [2, B, T, H, V] (0.009 ms at (128, 197, 3, 64) and 0.011 at (2, 16385, 3, 64) on the H200,
-# session 26, prof_all.py). The models' joint mixer node (mixer_joint) then also writes its sum's gradient once.
-SHARED_DO = os.environ.get("COMBA_SHARED_DO", "0") == "1"
-# COMBA_CARRY_PREC ("tf32x3" by default; "tf32": session 26, not yet run on a GPU): the products of _state_carry, the
+# COMBA_SHARED_DO (default 1 since session 27; 0: dO stacked per direction): comba_bidirectional with merge "sum" or
+# "mean" on the one-launch path returns the two scans' outputs summed by the operator itself (custom op
+# chunk_fwd_sum), so its gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows),
+# instead of autograd stacking the same dO twice into [2, B, T, H, V] (0.009 ms at (128, 197, 3, 64) and 0.011 at
+# (2, 16385, 3, 64) on the H200, session 26, prof_all.py). The models' joint mixer node (mixer_joint) then also
+# writes its sum's gradient once. H200, session 27: its tests pass on CUDA; every CUDA kernel of one call,
+# 0.5919 -> 0.5845 ms at (128, 197, 3, 64) and 0.9499 -> 0.9423 at (2, 16385, 3, 64) (the copy gone).
+SHARED_DO = os.environ.get("COMBA_SHARED_DO", "1") == "1"
+# COMBA_CARRY_PREC ("tf32" by default since session 27; "tf32x3" before): the products of _state_carry, the
 # walk over the groups' summaries (one [K, K] x [K, BV] product a group, in sequence; at (2, 16385, 3, 64) 17 steps,
 # 0.052 ms for the forward's and the backward's carry on the H200, session 26). Three-pass TF32 keeps half inputs'
 # TF32 from rounding the state once a group; "tf32" trades that for a third of the tensor-core work on the carry's
-# critical path, for half inputs only (float32 inputs keep three-pass).
-CARRY_PREC = os.environ.get("COMBA_CARRY_PREC", "tf32x3")
+# critical path, for half inputs only (float32 inputs keep three-pass). H200, session 27 (bf16, both directions'
+# forward+backward kernels): _state_carry 0.0499 -> 0.0343 ms at (8, 4097, 3, 64) and 0.0529 -> 0.0384 at
+# (2, 16385, 3, 64); largest error against float64 5.24e-3 (unchanged), with one tiny constant gate 5.81e-3 (5.80e-3),
+# at head size 32 5.54e-3.
+CARRY_PREC = os.environ.get("COMBA_CARRY_PREC", "tf32")
 if CARRY_PREC not in ("tf32x3", "tf32"):
     raise ValueError(f"COMBA_CARRY_PREC must be tf32x3 or tf32, got {CARRY_PREC!r}")
 # COMBA_STATE_GROUP ("auto" by default; 0 off; N: N chunks a group wherever the walk has more than N chunks):
@@ -1859,8 +1870,9 @@ def _tail_rows(T: int, BK: int) -> int:
     """Rows of the tile the last chunk runs on: BT, or (TAIL_TILE) 16 or 32 when that chunk holds at most
     that many positions. Not where the K-halves state kernel (from head size 128) runs, nor, unless SPLIT_TAIL, where
     the split gradient kernels (from SPLIT_BWD_MIN_BK: 128 by default, 64 in sessions 14-25) run: they take whole
-    chunks."""
-    if not TAIL_TILE or BK >= STATE_HALVES_MIN_BK or (BK >= SPLIT_BWD_MIN_BK and not SPLIT_TAIL):
+    chunks; nor beyond TAIL_TILE_MAX_CHUNKS chunks."""
+    if (not TAIL_TILE or BK >= STATE_HALVES_MIN_BK or (BK >= SPLIT_BWD_MIN_BK and not SPLIT_TAIL)
+            or triton.cdiv(T, BT) > TAIL_TILE_MAX_CHUNKS):
         return BT
     return max(16, triton.next_power_of_2(T - (triton.cdiv(T, BT) - 1) * BT))
 

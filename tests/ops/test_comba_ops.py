@@ -618,6 +618,18 @@ def test_short_last_chunk_tile(monkeypatch, T, K, V, variant, reverse, row_sub):
     assert max(whole.values()) <= (1e-4 if INTERPRETING else 1e-3), whole
 
 
+def test_tail_tile_only_for_few_chunks(monkeypatch):
+    """COMBA_TAIL_TILE_MAX_CHUNKS: the short last chunk takes its own tile up to that many chunks (the image lengths
+    197 and 1025 at the default 32), a whole tile in the other chunks' launches beyond (4097, 16385)."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "BT", 64)
+    monkeypatch.setattr(tc, "SPLIT_TAIL", False)
+    monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 128)
+    assert [tc._tail_rows(T, 64) for T in (197, 1025, 2000, 2049, 4097, 16385)] == [16, 16, 16, 64, 64, 64]
+    monkeypatch.setattr(tc, "TAIL_TILE_MAX_CHUNKS", 3)
+    assert [tc._tail_rows(T, 32) for T in (129, 150, 197)] == [16, 32, 64]
+
+
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
 @pytest.mark.parametrize("T, V, variant, reverse, walk", [
     (133, 64, "splr", False, "plain"), (150, 48, "iplr", True, "plain"), (17, 32, "splr", True, "plain"),
