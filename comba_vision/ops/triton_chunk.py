@@ -145,18 +145,21 @@ SPLIT_TAIL = os.environ.get("COMBA_SPLIT_TAIL", "0") == "1"
 # 0.644 -> 0.624 at (8, 4096, 3, 32); errors against float64 unchanged (5.2e-3 largest; with one tiny constant gate
 # 5.8e-3 both ways, gates 100x weaker 6.4e-3 both ways). The head-64 walk compiles to 168 registers (104-116 before).
 HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
-# COMBA_ATOMIC_SUM (default 0; session 26, correct on the H200 but no faster): both scan directions in one launch, where
-# the one _bwd_grads kernel writes every gradient (below padded head size 128, SPLIT_BWD_MIN_BK), add their gradients
-# atomically into one zeroed [B, T, H, *] buffer per input (dq, dk, dv, dp in the inputs' dtype, dg and dbeta float32)
-# instead of storing [2, B, T, H, *] and summing the pair afterwards (four elementwise adds over the bf16 gradients,
-# 0.039 ms at (128, 197, 3, 64) and 0.050 at (2, 16385, 3, 64) on the H200, session 26). Each element gets exactly two
-# contributions on top of zero, so the sum does not depend on their order (deterministic); it rounds as the adds do, the
-# two parts each rounded to the gradient's dtype first. On the H200 (session 26, every CUDA kernel of one eager call,
-# prof_all.py): the adds went, but zeroing the buffers (PyTorch's fill kernel, 0.017-0.021 ms) and the atomic adds in
-# _bwd_grads (+0.010 ms at (128, 197, 3, 64), +0.019 at (2, 16385, 3, 64); v8.bf16 atomics) took nearly all of it back:
-# 0.597 -> 0.590 ms and 0.957 -> 0.953; graphed at (2, 16385, 3, 64) 0.960 -> 0.963 ms. Off. The models' mixer
-# paths ask for both directions' gradients unsummed (sum_directions=False) and never take it.
-ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "0") == "1"
+# COMBA_ATOMIC_SUM (default 1 since session 28; 0: a [2, ...] pair per result, summed afterwards): both scan
+# directions in one launch, where the one _bwd_grads kernel writes every gradient (below padded head size 128,
+# SPLIT_BWD_MIN_BK), add their gradients atomically into one zeroed [B, T, H, *] buffer per input (dq, dk, dv, dp in the
+# inputs' dtype, dg and dbeta float32), and with the operator's own output sum (chunk_fwd_sum, SHARED_DO) the output
+# launch (_fwd_state's storing walk or _fwd_output, OUT_ADD) adds both directions' outputs into one zeroed
+# [B, T, H, V] o, instead of storing [2, B, T, H, *] and summing the pairs (five elementwise adds over bf16 tensors,
+# 0.039 ms at (128, 197, 3, 64) and 0.050 at (2, 16385, 3, 64) on the H200). Each element gets exactly two
+# contributions on top of zero, so the sum does not depend on their order (deterministic); it rounds as the adds do,
+# the two parts each rounded to the dtype first. H200, session 26 (gradients only, six fill kernels): the zero fills
+# (0.017-0.021 ms) and the atomics (+0.010-0.019 ms in _bwd_grads) took nearly all of the gain back. Session 28: the
+# gradient buffers zeroed by two multi-tensor launches (_zero_all) and the output summed too: every CUDA kernel of a
+# call 0.585 -> 0.561 ms at (128, 197, 3, 64), 0.896 -> 0.872 at (2, 16385, 3, 64); graphed forward+backward
+# 0.592 -> 0.578 and 0.899-0.902 -> 0.889-0.892 ms. The models' mixer paths ask for both directions' gradients
+# unsummed (sum_directions=False) and never take it.
+ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "1") == "1"
 # COMBA_SHARED_DO (default 1 since session 27; 0: dO stacked per direction): comba_bidirectional with merge "sum" or
 # "mean" on the one-launch path returns the two scans' outputs summed by the operator itself (custom op
 # chunk_fwd_sum), so its gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows),
@@ -279,6 +282,12 @@ def buffer_dtypes(dtype: torch.dtype, grouped: bool = False) -> tuple[torch.dtyp
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _atomic_sum(dtype: torch.dtype) -> bool:
+    """ATOMIC_SUM for these inputs: Triton's interpreter has no bfloat16 atomics (numpy has no bfloat16), so there
+    bf16 results keep the pair and its sum."""
+    return ATOMIC_SUM and not (dtype == torch.bfloat16 and _interpreting())
 
 
 @triton.jit
@@ -817,10 +826,11 @@ def _attn_lower(b_q, b_k, b_c, BT: tl.constexpr, PREC: tl.constexpr):
 def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
                      BT: tl.constexpr, BK: tl.constexpr, CS: tl.constexpr, REVERSE: tl.constexpr,
                      IPLR: tl.constexpr, PREC: tl.constexpr, STORE: tl.constexpr,
-                     q, o, scale, OUTPUT: tl.constexpr):
+                     q, o, scale, OUTPUT: tl.constexpr, OUT_ADD: tl.constexpr):
     """One chunk of _fwd_state on a BT-row tile: stores the state at the chunk start, completes u, returns
     the state at the chunk end. STORE=False (a group's summary walk): stores nothing, U0 is only read.
-    OUTPUT (with STORE): also this V block's output o = Diag(e^c) Q h0 + lower(Q K^T * decay) u."""
+    OUTPUT (with STORE): also this V block's output o = Diag(e^c) Q h0 + lower(Q K^T * decay) u (OUT_ADD:
+    added atomically into one zeroed [B, T, H, V] o for both directions, ATOMIC_SUM)."""
     o_c = tl.arange(0, BT)
     if STORE:
         tl.store(h + (i_bh * NT + i_t) * K * V + kv, b_h.to(h.dtype.element_ty), mask=m_kv)
@@ -837,8 +847,9 @@ def _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v,
         b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
         b_o = (_dot(b_q * tl.exp(b_c)[:, None], b_h, PREC)
                + _dot(_attn_lower(b_q, b_k, b_c, BT, PREC), b_u, PREC))
-        orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
-        tl.store(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
+        orows = _do_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS, OUT_ADD)
+        _put_grad(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), m_t[:, None] & m_v[None, :],
+                  OUT_ADD)
     b_k = b_k * tl.exp(b_clast - b_c)[:, None]
     return b_h * tl.exp(b_clast) + _dot(tl.trans(b_k), b_u, PREC)
 
@@ -951,7 +962,7 @@ def _fwd_state(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, TAIL: tl.constexpr, G: tl.constexpr, PHASE: tl.constexpr,
-    OUTPUT: tl.constexpr,
+    OUTPUT: tl.constexpr, OUT_ADD: tl.constexpr = False,
 ):
     """TAIL < CS: the last chunk is short and its buffers were written on a TAIL-row tile (see _tail_rows).
     G = 0 (PHASE 0): one program per V block walks every chunk. G > 0, grid (V blocks, B*H, groups of G
@@ -963,11 +974,11 @@ def _fwd_state(
      b_h) = _walk_start(h0, HS, T, H, K, V, BK, BV, CS, TAIL, G, PHASE, USE_H0)
     for i_t in range(c0, c_full):
         b_h = _fwd_state_chunk(k, g, W, U, h, b_h, i_t, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K, V,
-                               CS, BK, CS, REVERSE, IPLR, PREC, PHASE != 1, q, o, scale, OUTPUT)
+                               CS, BK, CS, REVERSE, IPLR, PREC, PHASE != 1, q, o, scale, OUTPUT, OUT_ADD)
     if TAIL < CS:
         if has_tail:
             b_h = _fwd_state_chunk(k, g, W, U, h, b_h, NT - 1, i_b, i_h, i_bh, NT, kv, m_kv, o_v, m_v, T, H, K,
-                                   V, TAIL, BK, CS, REVERSE, IPLR, PREC, PHASE != 1, q, o, scale, OUTPUT)
+                                   V, TAIL, BK, CS, REVERSE, IPLR, PREC, PHASE != 1, q, o, scale, OUTPUT, OUT_ADD)
     _walk_end(S, ht, b_h, i_bh, o_k, o_v, kv, m_kv, K, V, BV, PHASE, STORE_HT)
 
 
@@ -977,13 +988,14 @@ def _fwd_output(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
-    COMPLETE_U: tl.constexpr = False, OUTPUT: tl.constexpr = True,
+    COMPLETE_U: tl.constexpr = False, OUTPUT: tl.constexpr = True, OUT_ADD: tl.constexpr = False,
 ):
     """o = Diag(e^c) Q h0 + lower(Q K^T * decay) u for one chunk. COMPLETE_U (after the transition walk, which
-    stores only the states): first u = U0 - W h0, written over U0; OUTPUT=False: only that."""
+    stores only the states): first u = U0 - W h0, written over U0; OUTPUT=False: only that. OUT_ADD (ATOMIC_SUM):
+    both directions' outputs added atomically into one zeroed [B, T, H, V] o."""
     (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
      base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
-    orows = _out_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS)
+    orows = _do_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS, OUT_ADD)
     if OUTPUT:
         b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
         b_A = _attn_lower(b_q, _load_rows(k, rows, m_t, K, BK, 0), b_c, BT, PREC)
@@ -1002,8 +1014,8 @@ def _fwd_output(
             tl.store(p_U, b_u.to(U.dtype.element_ty), mask=m_v[None, :])
         if OUTPUT:
             b_o = _dot(b_qd, b_h, PREC) + _dot(b_A, b_u, PREC)
-            tl.store(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
-                     mask=m_t[:, None] & m_v[None, :])
+            _put_grad(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
+                      m_t[:, None] & m_v[None, :], OUT_ADD)
 
 
 @triton.jit
@@ -2091,10 +2103,11 @@ def empty_work_buffers(B: int, T: int, H: int, K: int, V: int, directions: int, 
 
 
 def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_state, iplr, reverse,
-                     need_output: bool = True):
+                     need_output: bool = True, sum_out: bool = False):
     """Returns (o, final_state, saved) where saved holds what the backward needs. ``reverse``: 0 forward
     scan, 1 reverse scan, BOTH: both scans in the same launches (2 * B * H programs, no initial or final
-    state); o is then [2, B, T, H, V] (forward scan's output first). need_output=False: only the buffers
+    state); o is then [2, B, T, H, V] (forward scan's output first), or with sum_out and ATOMIC_SUM both
+    directions' outputs added atomically into one [B, T, H, V] o. need_output=False: only the buffers
     (o is None; what the backward runs when RECOMPUTE_BUFFERS)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -2108,7 +2121,9 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     f32 = torch.float32
     M, W, U, h = empty_work_buffers(B, T, H, K, V, nd, q.dtype, dev)
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
-    o = None if not need_output else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v)
+    out_add = need_output and nd == 2 and sum_out and _atomic_sum(v.dtype)
+    o = (None if not need_output else torch.zeros_like(v) if out_add else v.new_empty(2, *v.shape) if nd == 2
+         else torch.empty_like(v))
     prep_args = (k, p, v, g, beta, M, W, U)
     low = _dot_meta(meta, q.dtype)
     transition = _walk_mode(NT, BH, V, meta["BK"], dev) == TRANSITION
@@ -2129,15 +2144,16 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
         _launch_transition(BH, NT, tail, (k, q, g, W, U, U, scale), (h, initial_state, ht), meta, backward=False,
                            maps=maps, maps_tail=False)  # the blocked prepare wrote whole chunks' maps only
         _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale),
-                       dict(low, COMPLETE_U=True, OUTPUT=need_output))
+                       dict(low, COMPLETE_U=True, OUTPUT=need_output, OUT_ADD=out_add))
         return o, ht, (M, W, U, h)
     # the output made by the state walk below head size 128 (FUSED_OUTPUT), else by _fwd_output
     fused = need_output and FUSED_OUTPUT and meta["BK"] < STATE_HALVES_MIN_BK
     _launch_state(_fwd_state, BH, NT, (k, g, W, U, h, initial_state, ht, q, o, scale),
-                  dict(low, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail, OUTPUT=fused),
+                  dict(low, USE_H0=initial_state is not None, STORE_HT=ht is not None, TAIL=tail, OUTPUT=fused,
+                       OUT_ADD=out_add),
                   initial_state, ht, backward=False)
     if need_output and not fused:
-        _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale), meta)
+        _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale), dict(meta, OUT_ADD=out_add))
     return o, ht, (M, W, U, h)
 
 
@@ -2163,6 +2179,13 @@ def comba_bidir_fwd_fused(q, k, v, p, g, beta, scale, iplr, mean):
                 num_warps=warps)
     _launch(_fused_bidir_fwd, (B * H,), (q, k, v, p, g, beta, o, scale), meta, fixed_bv=True)
     return o
+
+
+def _zero_all(*tensors):
+    """Zeroes the tensors with PyTorch's multi-tensor kernels: one list (a launch or two) per dtype instead of a
+    fill launch each."""
+    for dtype in dict.fromkeys(t.dtype for t in tensors):
+        torch._foreach_zero_([t for t in tensors if t.dtype == dtype])
 
 
 def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr, reverse, sum_directions=True):
@@ -2222,11 +2245,15 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                                  dht, dh0, backward=True)
         n_vs = triton.cdiv(V, bv_state)
     # ATOMIC_SUM: both directions' gradients added by _bwd_grads into one zeroed buffer per input
-    add = nd == 2 and sum_directions and not split and ATOMIC_SUM
-    lead, alloc = ((), torch.zeros) if add else ((nd,), torch.empty)
-    dq, dk, dp, dv = (alloc(*lead, *x.shape, device=x.device, dtype=x.dtype) for x in (q, k, p, v))
-    dg = alloc(*lead, *g.shape, **f32)
-    dbeta = alloc(*lead, *beta.shape, **f32)
+    add = nd == 2 and sum_directions and not split and _atomic_sum(q.dtype)
+    if add:  # zeroed by multi-tensor launches (one list a dtype) instead of six fills
+        dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
+        dg, dbeta = torch.empty(g.shape, **f32), torch.empty(beta.shape, **f32)
+        _zero_all(dq, dk, dp, dv, dg, dbeta)
+    else:
+        dq, dk, dp, dv = (torch.empty(nd, *x.shape, device=x.device, dtype=x.dtype) for x in (q, k, p, v))
+        dg = torch.empty(nd, *g.shape, **f32)
+        dbeta = torch.empty(nd, *beta.shape, **f32)
     if not split:
         _launch_chunks(_bwd_grads, NT, tail, BH,
                        (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,

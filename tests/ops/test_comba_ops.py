@@ -1056,9 +1056,10 @@ def test_half_maps(monkeypatch, T, K, V, variant, reverse, G, fold, decay, bv, r
                                             ((1, 4100, 1, 32, 16), "splr")])
 def test_atomic_direction_sum(monkeypatch, shape, variant):
     """COMBA_ATOMIC_SUM: both scan directions' gradients added atomically by the one-kernel _bwd_grads into one
-    buffer per input instead of a stored pair summed afterwards. The same gradients as the pair's sum (both round
-    the two parts to the gradient's dtype, then their sum once), within the bound of the float64 chunk path; every
-    gradient launch carries SUM_DIRS; a short last chunk's own launch (T = 150, 70) and at 4100 tokens the
+    buffer per input instead of a stored pair summed afterwards, and their outputs by the output's launch. The same
+    output and gradients as the pair's sum (both round the two parts to the dtype, then their sum once), within the
+    bound of the float64 chunk path; every gradient launch carries SUM_DIRS, every output launch OUT_ADD; a short
+    last chunk's own launch (T = 150, 70) and at 4100 tokens the
     transition walk on a GPU."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import make_op_inputs, op_errors
@@ -1072,11 +1073,15 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
     for on in (False, True):
         monkeypatch.setattr(tc, "ATOMIC_SUM", on)
         monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 128)  # the one-kernel gradient, whatever the environment
-        launched = spy_launches(monkeypatch, tc, "SUM_DIRS")
+        monkeypatch.setattr(tc, "SHARED_DO", True)  # the operator sums the outputs (atomically when on)
+        launched = spy_launches(monkeypatch, tc, record=lambda n, a, m: (n, m.get("SUM_DIRS"), m.get("OUT_ADD")))
         x = [t.detach().requires_grad_() for t in xs]
-        comba_bidirectional(*x, variant=variant, backend="triton").backward(do)
-        grads[on] = [t.grad for t in x]
-        assert {s for n, s in launched if n == "_bwd_grads"} == {on}, launched
+        o = comba_bidirectional(*x, variant=variant, backend="triton")
+        o.backward(do)
+        grads[on] = [o.detach()] + [t.grad for t in x]
+        assert {s for n, s, _ in launched if n == "_bwd_grads"} == {on}, launched
+        # the output's launch (the state walk's storing phase or _fwd_output) adds both directions when on
+        assert {a for n, _, a in launched if n in ("_fwd_state", "_fwd_output")} == {on}, launched
         monkeypatch.undo()
     for a, b in zip(grads[True], grads[False]):
         assert a.dtype == b.dtype and rel_err(a, b) <= 1e-6, rel_err(a, b)
