@@ -117,7 +117,9 @@ def kernel_resources(shape, dtype: torch.dtype = torch.bfloat16, directions: int
     reverse = tc.BOTH if directions == 2 else 0
     iplr = variant == "iplr"
     with _recorded_launches() as launches:
-        o, _, saved = tc.comba_fwd_triton(q, k, v, p, g, beta, K ** -0.5, None, False, iplr, reverse)
+        # both directions with SHARED_DO: the operator's own output sum (chunk_fwd_sum), atomic with ATOMIC_SUM
+        o, _, saved = tc.comba_fwd_triton(q, k, v, p, g, beta, K ** -0.5, None, False, iplr, reverse,
+                                          sum_out=directions == 2 and tc.SHARED_DO)
         # both directions with SHARED_DO: one dO for both, as comba_bidirectional's merge "sum" passes it
         do = torch.ones_like(v if directions == 2 and tc.SHARED_DO else o)
         tc.comba_bwd_triton(q, k, v, p, g, beta, K ** -0.5, saved, do, None, False, iplr, reverse)

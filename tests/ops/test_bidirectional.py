@@ -214,8 +214,9 @@ def test_one_launch_custom_ops_schema_and_fake_shapes():
     (1, 70, 1, 128, 32, "splr", "mean", "plain")])
 def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
     """COMBA_SHARED_DO: merge "sum" / "mean" through chunk_fwd_sum, whose backward reads one [B, T, H, V] dO for both
-    directions (every backward kernel that reads dO launched with DO_ONE). Output and every gradient the same as
-    with dO stacked per direction (the same kernels on the same values), and against the float64 recurrence: a
+    directions (every backward kernel that reads dO launched with DO_ONE), with both directions' outputs and gradients
+    summed atomically (ATOMIC_SUM, the default). Output and every gradient the same as with dO stacked per direction
+    and the pairs summed by adds (the same kernels on the same values), and against the float64 recurrence: a
     short last chunk on its tile at head size 64 with the gradient kernel in its ordered form (ORDERED_GRADS, the
     bf16 default on a GPU), the buffers rebuilt in the backward (recompute), the transition walk with its maps
     from _chunk_affine (whose backward reads dO), the grouped state walk, and head size 128 (the split gradient
@@ -230,8 +231,8 @@ def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
         monkeypatch.setattr(tc, "TRANSITION_FOLD", "0")
     if walk == "grouped":
         monkeypatch.setattr(tc, "STATE_GROUP", 2)
-    launched = spy_launches(monkeypatch, tc, record=lambda name, args, meta: (name, meta.get("DO_ONE"),
-                                                                               meta.get("BACKWARD", True)))
+    launched = spy_launches(monkeypatch, tc, record=lambda name, args, meta: (
+        name, meta.get("DO_ONE"), meta.get("BACKWARD", True), meta.get("OUT_ADD"), meta.get("OUTPUT", True)))
     xs, _ = make_inputs(B, T, H, K, V, seed=T + K)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     xs = [x.to(dev) for x in xs]
@@ -239,6 +240,7 @@ def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
     res = {}
     for on in (False, True):
         monkeypatch.setattr(tc, "SHARED_DO", on)
+        monkeypatch.setattr(tc, "ATOMIC_SUM", on)  # the reference: the pairs of outputs and gradients, summed by adds
         launched.clear()
         x = [t.detach().requires_grad_() for t in xs]
         o = comba_bidirectional(*x, variant=variant, merge=merge, backend="triton")
@@ -247,8 +249,11 @@ def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
         readers = {"_bwd_dv_local", "_bwd_state", "_bwd_state_halves", "_chunk_affine", "_bwd_grads",
                    "_bwd_grads_cc", "_bwd_grads_k"}
         # every backward launch of a kernel that reads dO carries DO_ONE (_chunk_affine's forward ones do not read it)
-        backward = [(name, flag) for name, flag, bwd in launched if name in readers and bwd]
+        backward = [(name, flag) for name, flag, bwd, *_ in launched if name in readers and bwd]
         assert {flag for _, flag in backward} == {on}, launched
+        # the launches that write the output add both directions into one o (OUT_ADD) exactly when ATOMIC_SUM is on
+        out = {add for name, _, _, add, output in launched if name in ("_fwd_state", "_fwd_output") and output}
+        assert out == {on}, launched
         if walk == "transition":
             assert ("_chunk_affine", on) in backward
     for a, b in zip(res[True], res[False]):
