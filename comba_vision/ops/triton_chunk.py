@@ -145,6 +145,13 @@ SPLIT_TAIL = os.environ.get("COMBA_SPLIT_TAIL", "0") == "1"
 # 0.644 -> 0.624 at (8, 4096, 3, 32); errors against float64 unchanged (5.2e-3 largest; with one tiny constant gate
 # 5.8e-3 both ways, gates 100x weaker 6.4e-3 both ways). The head-64 walk compiles to 168 registers (104-116 before).
 HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
+# COMBA_ALIGN_BOTH (default 0; session 28, written and interpreter-tested, not yet timed): both directions in one
+# launch on the same token blocks where every chunk is on a whole tile (no short last chunk's tile, beyond
+# TAIL_TILE_MAX_CHUNKS or with TAIL_TILE off): the forward scan starts with NT * 64 - T masked positions (identity
+# steps), so its chunk j covers the reverse scan's chunk NT - 1 - j (_scan_rows' REVERSE 3). The first kernel to use
+# it: after the transition walk, _fwd_output_both writes the summed output of both directions from one program per
+# token block (Q K^T and the loads shared, no zero fill, no atomics). The plan for the rest: docs/KERNELS.md.
+ALIGN_BOTH = os.environ.get("COMBA_ALIGN_BOTH", "0") == "1"
 # COMBA_ATOMIC_SUM (default 1 since session 28; 0: a [2, ...] pair per result, summed afterwards): both scan
 # directions in one launch, where the one _bwd_grads kernel writes every gradient (below padded head size 128,
 # SPLIT_BWD_MIN_BK), add their gradients atomically into one zeroed [B, T, H, *] buffer per input (dq, dk, dv, dp in the
@@ -306,12 +313,19 @@ def _scan_rows(i_t, j, i_b, T, H, i_h, BT: tl.constexpr, BC: tl.constexpr, REVER
     """Rows and mask of the BC-token sub-block j of chunk i_t (scan order). REVERSE 0: forward scan, 1: reverse
     scan, 2: both directions in one launch, the direction folded into the batch index (i_b = direction * B +
     batch, axis 1 of the grid covering 2 * B * H programs): input rows then use the batch alone, and output
-    rows (OUT: o, dO and the gradients, [2, B, T, H, ...] buffers) the folded index."""
+    rows (OUT: o, dO and the gradients, [2, B, T, H, ...] buffers) the folded index. 3 (ALIGN_BOTH): as 2, with
+    the forward scan's positions shifted by the reverse scan's padding, pad = NT * BT - T (its first pad positions
+    masked: identity steps), so that its chunk j covers the tokens of the reverse scan's chunk NT - 1 - j."""
     s = i_t * BT + j * BC + tl.arange(0, BC)
     m = s < T
-    if REVERSE == 2:
+    if REVERSE >= 2:
         nb = tl.num_programs(1) // (2 * H)
-        t = tl.where(i_b >= nb, T - 1 - s, s)
+        if REVERSE == 3:
+            pad = tl.cdiv(T, BT) * BT - T
+            m = tl.where(i_b >= nb, m, (s >= pad) & (s < T + pad))
+            t = tl.where(i_b >= nb, T - 1 - s, s - pad)
+        else:
+            t = tl.where(i_b >= nb, T - 1 - s, s)
         if not OUT:
             i_b = i_b % nb
     elif REVERSE == 1:
@@ -1028,6 +1042,64 @@ def _fwd_output(
             b_o = _dot(b_qd, b_h, PREC) + _dot(b_A, b_u, PREC)
             _put_grad(o + orows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
                       m_t[:, None] & m_v[None, :], OUT_ADD)
+
+
+@triton.jit
+def _fwd_output_both(
+    q, k, g, W, U, h, o, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+):
+    """ALIGN_BOTH, after the transition walk: both directions of one token block in one program, grid (NT, B*H).
+    The forward scan's chunk j (padded at the start, _scan_rows' REVERSE 3) and the reverse scan's chunk NT - 1 - j
+    cover the same BT tokens, in opposite orders: the reverse chunk's slot row r is the block's token BT - 1 - r. In
+    token order the program loads q, k and the gates once and forms Q K^T once; the forward scan takes its lower
+    triangle with e^(c_i - c_j) (c the prefix sums of g), the reverse scan its upper one with the suffix sums
+    e = c_last - c + g. Each completes its u = U0 - W h0 (written over U0, in its own slot order) and the two
+    outputs are summed in registers and stored once into o [B, T, H, V]: no zero fill, no atomics."""
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = tl.cdiv(T, BT)
+    BHH = tl.num_programs(1)  # B * H: the reverse direction's rows of the work buffers follow the forward's
+    o_c = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    t = i_t * BT - (NT * BT - T) + o_c  # the block's tokens (negative: the forward scan's padding)
+    m_t = t >= 0
+    rows = (i_b * T + tl.where(m_t, t, 0)) * H + i_h
+    b_g = tl.load(g + rows, mask=m_t, other=0.).to(tl.float32)
+    b_c = tl.cumsum(b_g, 0)
+    b_e = tl.sum(b_g, 0) - b_c + b_g  # the reverse scan's prefix sums, in token order
+    b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
+    b_S = _dot(b_q, tl.trans(_load_rows(k, rows, m_t, K, BK, 0)), PREC)
+    lower = o_c[:, None] >= o_c[None, :]
+    upper = o_c[:, None] <= o_c[None, :]
+    b_Af = tl.where(lower, b_S * tl.exp(tl.where(lower, b_c[:, None] - b_c[None, :], 0.)), 0.)
+    b_Ar = tl.where(upper, b_S * tl.exp(tl.where(upper, b_e[:, None] - b_e[None, :], 0.)), 0.)
+    b_qf = b_q * tl.exp(b_c)[:, None]
+    b_qr = b_q * tl.exp(b_e)[:, None]
+    base_f = (i_bh * NT + i_t) * BT
+    i_tr = NT - 1 - i_t
+    base_r = ((BHH + i_bh) * NT + i_tr) * BT
+    flip = BT - 1 - o_c  # the reverse chunk's slot rows, in token order
+    b_Wf = tl.load(W + (base_f + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
+    b_Wr = tl.load(W + (base_r + flip)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        m_kv = m_k[:, None] & m_v[None, :]
+        kv = o_k[:, None] * V + o_v[None, :]
+        b_hf = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
+        b_hr = tl.load(h + ((BHH + i_bh) * NT + i_tr) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
+        p_Uf = U + (base_f + o_c)[:, None] * V + o_v[None, :]
+        p_Ur = U + (base_r + flip)[:, None] * V + o_v[None, :]
+        b_uf = tl.load(p_Uf, mask=m_v[None, :], other=0.).to(tl.float32) - _dot(b_Wf, b_hf, PREC)
+        b_ur = tl.load(p_Ur, mask=m_v[None, :], other=0.).to(tl.float32) - _dot(b_Wr, b_hr, PREC)
+        tl.store(p_Uf, b_uf.to(U.dtype.element_ty), mask=m_v[None, :])
+        tl.store(p_Ur, b_ur.to(U.dtype.element_ty), mask=m_v[None, :])
+        b_o = (_dot(b_qf, b_hf, PREC) + _dot(b_Af, b_uf, PREC)
+               + _dot(b_qr, b_hr, PREC) + _dot(b_Ar, b_ur, PREC))
+        tl.store(o + rows[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
 @triton.jit
@@ -1798,6 +1870,10 @@ KERNEL_CONFIGS.update({("_affine_scan", 64): dict(num_warps=4, num_stages=2, BV=
 # _chunk_affine on 2 or 8 warps or 2 stages, _state_carry on 8 warps or V blocks of 64, _bwd_complete on 2 or 8
 # warps were all slower than their defaults there)
 KERNEL_CONFIGS.update({("_fwd_output", 64): _kc(4, 1)})
+# ALIGN_BOTH's _fwd_output_both (session 28, untimed; only after the transition walk, below head size 128): 4 warps
+# (sm_90: 251 registers at head 64 and no spills, 2 programs a multiprocessor against _fwd_output's 164 and 3; on 2
+# warps at head 32 it spills 332 bytes a thread)
+KERNEL_CONFIGS.update({("_fwd_output_both", bk): _kc(4, 1) for bk in (32, 64)})
 # H200, bf16, session 18 sweep under that session's defaults, both directions at (128, 196, 3, 32, 64) and (8, 4096, 3,
 # 32, 64) (docs/bench/2026-11-30-h200-s18/call2_*): these entries stayed the best but for _bwd_dv_local, 0.0507 ->
 # 0.0445 and 0.0611 -> 0.0564 ms on 4 warps; Triton 3.6 builds that one wrong at V = 16 (the gradients of
@@ -2074,9 +2150,12 @@ def _dot_meta(meta: dict, dtype: torch.dtype) -> dict:
 def _pipeline_meta(T: int, H: int, K: int, V: int, dtype: torch.dtype, reverse: int, iplr: bool) -> tuple[dict, int]:
     """The launch options the forward and backward pipelines share, and the last chunk's tile rows."""
     BK, BV, prec, warps = _config(K, V, dtype)
-    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, CS=BT, REVERSE=int(reverse), IPLR=iplr, PREC=prec,
-                num_warps=warps)
-    return meta, _tail_rows(T, BK)
+    tail = _tail_rows(T, BK)
+    # ALIGN_BOTH: both directions on the same token blocks (REVERSE 3, _scan_rows), where every chunk is on a whole
+    # tile (no short last chunk's tile, which the two scans would meet at opposite ends)
+    rev = 3 if reverse == BOTH and ALIGN_BOTH and tail == BT else int(reverse)
+    meta = dict(T=T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, CS=BT, REVERSE=rev, IPLR=iplr, PREC=prec, num_warps=warps)
+    return meta, tail
 
 
 BOTH = 2  # the ``reverse`` value that runs both scan directions in the same launches
@@ -2133,12 +2212,14 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     f32 = torch.float32
     M, W, U, h = empty_work_buffers(B, T, H, K, V, nd, q.dtype, dev)
     ht = torch.empty(B, H, K, V, device=dev, dtype=f32) if output_final_state else None
-    out_add = need_output and nd == 2 and sum_out and _atomic_sum(v.dtype)
-    o = (None if not need_output else torch.zeros_like(v) if out_add else v.new_empty(2, *v.shape) if nd == 2
-         else torch.empty_like(v))
+    transition = _walk_mode(NT, BH, V, meta["BK"], dev) == TRANSITION
+    # ALIGN_BOTH after the transition walk: both directions' outputs summed by _fwd_output_both (sum_out)
+    both_out = need_output and sum_out and transition and meta["REVERSE"] == 3
+    out_add = need_output and nd == 2 and sum_out and _atomic_sum(v.dtype) and not both_out
+    o = (None if not need_output else torch.zeros_like(v) if out_add else torch.empty_like(v) if both_out
+         else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v))
     prep_args = (k, p, v, g, beta, M, W, U)
     low = _dot_meta(meta, q.dtype)
-    transition = _walk_mode(NT, BH, V, meta["BK"], dev) == TRANSITION
     # the transition walk's maps of whole chunks written by the blocked prepare (_fold: TRANSITION_FOLD)
     folded = transition and BLOCKED_INVERSE and BT == 64 and _fold("fwd", V, dev, meta["BK"])
     maps = _transition_maps(BH, NT, K, V, dev, q.dtype) if folded else None
@@ -2155,8 +2236,12 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     if transition:  # the states, then u and the output chunk-parallel
         _launch_transition(BH, NT, tail, (k, q, g, W, U, U, scale), (h, initial_state, ht), meta, backward=False,
                            maps=maps, maps_tail=False)  # the blocked prepare wrote whole chunks' maps only
-        _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale),
-                       dict(low, COMPLETE_U=True, OUTPUT=need_output, OUT_ADD=out_add))
+        if both_out:
+            _launch(_fwd_output_both, (NT, B * H), (q, k, g, W, U, h, o, scale),
+                    {n: low[n] for n in ("T", "H", "K", "V", "BT", "BK", "BV", "IPLR", "PREC", "num_warps")})
+        else:
+            _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale),
+                           dict(low, COMPLETE_U=True, OUTPUT=need_output, OUT_ADD=out_add))
         return o, ht, (M, W, U, h)
     # the output made by the state walk below head size 128 (FUSED_OUTPUT), else by _fwd_output
     fused = need_output and FUSED_OUTPUT and meta["BK"] < STATE_HALVES_MIN_BK

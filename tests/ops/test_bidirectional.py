@@ -266,3 +266,53 @@ def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
     assert rel_err(res[True][0], ref) <= bound
     for name, a, b in zip(("dq", "dk", "dv", "dp", "dg", "dbeta"), res[True][1:], x64):
         assert rel_err(a, b.grad) <= bound, name
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="needs CUDA or TRITON_INTERPRET=1")
+@pytest.mark.parametrize("B, T, H, K, V, variant, walk", [
+    (1, 150, 2, 32, 48, "splr", "transition"), (2, 97, 1, 64, 32, "iplr", "transition"),
+    (1, 128, 1, 32, 32, "splr", "transition"), (1, 200, 1, 16, 32, "iplr", "grouped"),
+    (1, 129, 2, 32, 16, "splr", "plain"), (1, 130, 1, 32, 32, "iplr", "recompute")])
+def test_aligned_directions(monkeypatch, B, T, H, K, V, variant, walk):
+    """COMBA_ALIGN_BOTH: both directions on the same token blocks, the forward scan starting with 64 NT - T identity
+    steps (every chunk on a whole tile: the short last chunk's tile off). Every launch of the operator runs with
+    REVERSE 3; after the transition walk one _fwd_output_both launch over (NT, B * H) writes the summed output (no
+    _fwd_output; with the buffers rebuilt in the backward, that rebuild's _fwd_output completes u only). Output and
+    every gradient as the unaligned launches give them (other chunk boundaries: float32
+    rounding apart) and within the float64 recurrence's bound; T = 128 has no padding at all."""
+    import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "TAIL_TILE", False)
+    monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", walk == "recompute")
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "1" if walk in ("transition", "recompute") else "0")
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", "0")
+    if walk == "grouped":
+        monkeypatch.setattr(tc, "STATE_GROUP", 2)
+    xs, _ = make_inputs(B, T, H, K, V, seed=T + K)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    xs = [x.to(dev) for x in xs]
+    do = torch.randn(B, T, H, V, generator=torch.Generator().manual_seed(8)).to(dev)
+    res, launch = {}, tc._launch
+    for on in (False, True):
+        monkeypatch.setattr(tc, "ALIGN_BOTH", on)
+        launched = spy_launches(monkeypatch, tc, record=lambda name, args, meta: (name, meta.get("REVERSE")))
+        x = [t.detach().requires_grad_() for t in xs]
+        o = comba_bidirectional(*x, variant=variant, backend="triton")
+        o.backward(do)
+        res[on] = [o.detach()] + [t.grad for t in x]
+        monkeypatch.setattr(tc, "_launch", launch)
+        names = [n for n, _ in launched]
+        assert {r for n, r in launched if r is not None} == {3 if on else 2}, launched
+        both = on and walk in ("transition", "recompute")
+        assert names.count("_fwd_output_both") == (1 if both else 0), names
+        if both:
+            assert names.count("_fwd_output") == (1 if walk == "recompute" else 0), names
+    for a, b in zip(res[True], res[False]):
+        assert rel_err(a, b) <= 1e-5
+    x64 = [x.detach().cpu().double().requires_grad_() for x in xs]
+    ref = (comba_recurrent_reference(*x64, variant=variant)[0]
+           + comba_recurrent_reference(*x64, variant=variant, reverse=True)[0])
+    ref.backward(do.cpu().double())
+    bound = 1e-3 if dev == "cuda" else 1e-4
+    assert rel_err(res[True][0], ref) <= bound
+    for name, a, b in zip(("dq", "dk", "dv", "dp", "dg", "dbeta"), res[True][1:], x64):
+        assert rel_err(a, b.grad) <= bound, name
