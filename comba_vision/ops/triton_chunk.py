@@ -150,7 +150,13 @@ HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
 # TAIL_TILE_MAX_CHUNKS or with TAIL_TILE off): the forward scan starts with NT * 64 - T masked positions (identity
 # steps), so its chunk j covers the reverse scan's chunk NT - 1 - j (_scan_rows' REVERSE 3). The first kernel to use
 # it: after the transition walk, _fwd_output_both writes the summed output of both directions from one program per
-# token block (Q K^T and the loads shared, no zero fill, no atomics). The plan for the rest: docs/KERNELS.md.
+# token block (Q K^T and the loads shared, no zero fill, no atomics), and _bwd_grads_both (below head size 128) both
+# directions' gradients, the second added in order to what the first stored (no zero fill, no atomics). On sm_90
+# (compiled here, kernel_resources) _bwd_grads_both spills 804 bytes a thread at head 64 and 652 at head 32 against
+# _bwd_grads' 404 and 280 (two inlined copies instead of its loop over the directions: 1036 at head 64), and
+# _fwd_output_both takes 251 registers at head 64 with no spills. Its read-modify-write of the gradients has been
+# run only under the interpreter: docs/bench/2026-12-02-h200-s28/next_s29c1.sh runs its tests on CUDA and times it.
+# The plan for the rest: docs/KERNELS.md.
 ALIGN_BOTH = os.environ.get("COMBA_ALIGN_BOTH", "0") == "1"
 # COMBA_ATOMIC_SUM (default 1 since session 28; 0: a [2, ...] pair per result, summed afterwards): both scan
 # directions in one launch, where the one _bwd_grads kernel writes every gradient (below padded head size 128,
@@ -1504,10 +1510,21 @@ def _load_qkp(q, k, p, scale, rows, m_t, K, BK: tl.constexpr, IPLR: tl.constexpr
 
 
 @triton.jit
-def _put_grad(ptr, val, mask, ADD: tl.constexpr):
-    """Stores a gradient tile, or with ADD (ATOMIC_SUM: both scan directions into one zeroed buffer, exactly two
-    contributions an element, so the result does not depend on their order) adds it atomically."""
-    if ADD:
+def _put_grad(ptr, val, mask, ADD: tl.constexpr, acc=0, VEC: tl.constexpr = False):
+    """Stores a gradient tile, or with ADD True / 1 (ATOMIC_SUM: both scan directions into one zeroed buffer, exactly
+    two contributions an element, so the result does not depend on their order) adds it atomically. ADD 2
+    (_bwd_grads_both, whose program walks the two directions of one token block in turn, acc the step): stores it,
+    or where acc is not 0 (the second direction) adds it to what the first stored. A [BT] vector (VEC) is held by
+    several threads at once in Triton's layouts, and a replica's store before another's load would be added twice:
+    there every thread loads before any stores (a barrier between). A 2-D tile's element is loaded and stored by
+    the one thread that holds it (the program's barrier between the two directions makes the first's stores
+    visible to the second)."""
+    if ADD == 2:
+        old = tl.load(ptr, mask=mask & (acc != 0), other=0.)
+        if VEC:
+            tl.debug_barrier()
+        tl.store(ptr, (old.to(tl.float32) + val.to(tl.float32)).to(old.dtype), mask=mask)
+    elif ADD == 1:
         tl.atomic_add(ptr, val, mask=mask, sem="relaxed")
     else:
         tl.store(ptr, val, mask=mask)
@@ -1526,7 +1543,7 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
                    b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast,
                    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                    PREC: tl.constexpr, SPLIT: tl.constexpr, PRE: tl.constexpr, ADD: tl.constexpr,
-                   DO_ONE: tl.constexpr):
+                   DO_ONE: tl.constexpr, acc=0):
     """One V block of a chunk's backward: dv, and the per-token and C x C accumulations. Returns the
     block's h0, dh (zeros when SPLIT: not loaded), u, dO and drhs = M^T dU (also written over dU when
     SPLIT, for the K-wide gradients of _bwd_grads_k). With PRE, P h0 comes from PH and the Q h0, K dh and
@@ -1552,7 +1569,7 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
     if SPLIT:
         tl.store(dU + p_cv, b_drhs, mask=m_v[None, :])
     _put_grad(dv + (rows if ADD else orows)[:, None] * V + o_v[None, :],
-              (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), m_t[:, None] & m_v[None, :], ADD)
+              (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), m_t[:, None] & m_v[None, :], ADD, acc)
     if PRE:
         b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     else:
@@ -1575,7 +1592,7 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
 def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c,
                        b_M, b_beta, b_ecf, b_dbeta, b_dcf, b_dA, b_dAqk, b_dp,
                        K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                       PREC: tl.constexpr, ADD: tl.constexpr, DO_ONE: tl.constexpr):
+                       PREC: tl.constexpr, ADD: tl.constexpr, DO_ONE: tl.constexpr, acc=0):
     """_grads_v_block's PRE form for the one-kernel _bwd_grads (ORDERED_GRADS): each tile is loaded just before its
     first use and is dead after its last (dU, P h0 and v, u, h0, dO in turn), and of the K-wide gradients only dp
     is accumulated here; the dq and dk terms of h0, dO, u, dh are added after the C x C part (_grads_v_terms, which
@@ -1588,7 +1605,7 @@ def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
     b_drhs = _dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), PREC)
     _put_grad(dv + (rows if ADD else orows)[:, None] * V + o_v[None, :],
-              (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), m_t[:, None] & m_v[None, :], ADD)
+              (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), m_t[:, None] & m_v[None, :], ADD, acc)
     b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     b_dbeta += tl.sum(b_drhs * (_load_rows(v, rows, m_t, V, BV, i_v * BV) - b_ecf[:, None] * b_hp), 1)
     b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
@@ -1637,18 +1654,17 @@ def _pre_dc(DCQ, KDH, DCL, n_vs, i_bh, i_t, NT, base_c, b_dc, b_dclast, BT: tl.c
 
 
 @triton.jit
-def _bwd_grads(
+def _bwd_grads_dir(
     q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
-    dq, dk, dv, dp, dg, dbeta, scale,
+    dq, dk, dv, dp, dg, dbeta, scale, i_t, i_bh,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
-    ORDERED: tl.constexpr, PREC_T: tl.constexpr,  # _grads_v_block_pre's order (only with PRE); dL^T P's, dAqk^T Q's
-    SUM_DIRS: tl.constexpr,  # ATOMIC_SUM: both directions' gradients added into one [B, T, H, *] buffer each
-    DO_ONE: tl.constexpr = False,  # SHARED_DO: one dO for both directions, [B, T, H, V] (_do_rows)
+    ORDERED: tl.constexpr, PREC_T: tl.constexpr, SUM_DIRS: tl.constexpr, DO_ONE: tl.constexpr, acc,
 ):
+    """_bwd_grads' work for chunk i_t of row i_bh (SUM_DIRS as _put_grad's ADD: 0 the [2, ...] pair's output rows,
+    otherwise one [B, T, H, *] buffer: 1 atomic adds, 2 stores or with acc adds in order)."""
     tl.static_assert(PRE or not ORDERED, "the ordered form needs the precomputed products (PRE)")
-    i_t, i_bh = tl.program_id(0) + I0, tl.program_id(1)
     (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
      b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, not ORDERED, CS)
     o_k = tl.arange(0, BK)
@@ -1662,12 +1678,12 @@ def _bwd_grads(
         if ORDERED:
             b_dbeta, b_dcf, b_dA, b_dAqk, b_dp = _grads_v_block_pre(
                 U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_beta, b_ecf,
-                b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, K, V, BT, BK, BV, PREC, SUM_DIRS, DO_ONE)
+                b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, K, V, BT, BK, BV, PREC, SUM_DIRS, DO_ONE, acc)
         else:
             (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
                 h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
                 b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK,
-                BV, PREC, False, PRE, SUM_DIRS, DO_ONE)
+                BV, PREC, False, PRE, SUM_DIRS, DO_ONE, acc)
             b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
             b_dq += b_ec[:, None] * _dot(b_do, tl.trans(b_h0), PREC)
             b_dk += b_edl[:, None] * _dot(b_u, tl.trans(b_dh), PREC)
@@ -1699,11 +1715,57 @@ def _bwd_grads(
     b_dg = _dg_from_dc(b_dc, b_dcf, b_dclast, BT, IPLR)
     if IPLR:
         b_dp = b_dp * 2.
-    _put_grad(dq + p_qk, (b_dq * scale).to(dq.dtype.element_ty), m_tk, SUM_DIRS)
-    _put_grad(dk + p_qk, b_dk.to(dk.dtype.element_ty), m_tk, SUM_DIRS)
-    _put_grad(dp + p_qk, b_dp.to(dp.dtype.element_ty), m_tk, SUM_DIRS)
-    _put_grad(dg + (rows if SUM_DIRS else orows), b_dg, m_t, SUM_DIRS)
-    _put_grad(dbeta + (rows if SUM_DIRS else orows), b_dbeta, m_t, SUM_DIRS)
+    _put_grad(dq + p_qk, (b_dq * scale).to(dq.dtype.element_ty), m_tk, SUM_DIRS, acc)
+    _put_grad(dk + p_qk, b_dk.to(dk.dtype.element_ty), m_tk, SUM_DIRS, acc)
+    _put_grad(dp + p_qk, b_dp.to(dp.dtype.element_ty), m_tk, SUM_DIRS, acc)
+    _put_grad(dg + (rows if SUM_DIRS else orows), b_dg, m_t, SUM_DIRS, acc, True)
+    _put_grad(dbeta + (rows if SUM_DIRS else orows), b_dbeta, m_t, SUM_DIRS, acc, True)
+
+
+@triton.jit
+def _bwd_grads(
+    q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
+    dq, dk, dv, dp, dg, dbeta, scale,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
+    ORDERED: tl.constexpr, PREC_T: tl.constexpr,  # _grads_v_block_pre's order (only with PRE); dL^T P's, dAqk^T Q's
+    SUM_DIRS: tl.constexpr,  # ATOMIC_SUM: both directions' gradients added into one [B, T, H, *] buffer each
+    DO_ONE: tl.constexpr = False,  # SHARED_DO: one dO for both directions, [B, T, H, V] (_do_rows)
+):
+    _bwd_grads_dir(q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs, dq, dk, dv, dp, dg, dbeta,
+                   scale, tl.program_id(0) + I0, tl.program_id(1), T, H, K, V, BT, BK, BV, CS, REVERSE, IPLR, PREC,
+                   PRE, ORDERED, PREC_T, SUM_DIRS, DO_ONE, 0)
+
+
+@triton.jit
+def _bwd_grads_both(
+    q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
+    dq, dk, dv, dp, dg, dbeta, scale, n_dirs,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
+    ORDERED: tl.constexpr, PREC_T: tl.constexpr, SUM_DIRS: tl.constexpr, DO_ONE: tl.constexpr = False,
+):
+    """ALIGN_BOTH (REVERSE 3, whole chunks): both directions' gradients of one token block from one program, into one
+    [B, T, H, *] buffer per input without atomics or a zero fill: the forward scan's chunk i_t stored, a barrier,
+    then the reverse scan's chunk NT - 1 - i_t (the same tokens) added to it (_put_grad's ADD 2, acc 1). The grid keeps
+    (NT, 2 * B * H), so that the rows follow the folded direction index as in every other kernel (_scan_rows); its
+    second half has nothing to do. SUM_DIRS is not read."""
+    tl.static_assert(REVERSE == 3, "_bwd_grads_both needs the two scans' chunks aligned (ALIGN_BOTH)")
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    BHH = tl.num_programs(1) // 2
+    NT = tl.cdiv(T, CS)
+    if i_bh < BHH:
+        # a loop, not two inlined copies: nothing of the first direction stays live into the second (two copies
+        # compiled to 1036 bytes of spills a thread on sm_90 against one copy's 404); n_dirs is 2, an argument so
+        # that the loop is not unrolled
+        for d in range(0, n_dirs):
+            if d > 0:
+                tl.debug_barrier()  # the forward direction's stores seen by every thread of the program
+            _bwd_grads_dir(q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs, dq, dk, dv, dp, dg,
+                           dbeta, scale, i_t + d * (NT - 1 - 2 * i_t), i_bh + d * BHH, T, H, K, V, BT, BK, BV, CS,
+                           REVERSE, IPLR, PREC, PRE, ORDERED, PREC_T, 2, DO_ONE, d)
 
 
 @triton.jit
@@ -1874,6 +1936,8 @@ KERNEL_CONFIGS.update({("_fwd_output", 64): _kc(4, 1)})
 # (sm_90: 251 registers at head 64 and no spills, 2 programs a multiprocessor against _fwd_output's 164 and 3; on 2
 # warps at head 32 it spills 332 bytes a thread)
 KERNEL_CONFIGS.update({("_fwd_output_both", bk): _kc(4, 1) for bk in (32, 64)})
+# and its _bwd_grads_both: _bwd_grads' options (the same work twice in a program)
+KERNEL_CONFIGS.update({("_bwd_grads_both", bk): KERNEL_CONFIGS[("_bwd_grads", bk)] for bk in (32, 64)})
 # H200, bf16, session 18 sweep under that session's defaults, both directions at (128, 196, 3, 32, 64) and (8, 4096, 3,
 # 32, 64) (docs/bench/2026-11-30-h200-s18/call2_*): these entries stayed the best but for _bwd_dv_local, 0.0507 ->
 # 0.0445 and 0.0611 -> 0.0564 ms on 4 warps; Triton 3.6 builds that one wrong at V = 16 (the gradients of
@@ -2343,19 +2407,22 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
         n_vs = triton.cdiv(V, bv_state)
     # ATOMIC_SUM: both directions' gradients added by _bwd_grads into one zeroed buffer per input
     add = nd == 2 and sum_directions and not split and _atomic_sum(q.dtype)
-    if add:  # zeroed by multi-tensor launches (one list a dtype) instead of six fills
+    # ALIGN_BOTH: _bwd_grads_both sums both directions in one program per token block (no atomics, no zero fill)
+    both = nd == 2 and sum_directions and not split and meta["REVERSE"] == 3
+    if add or both:
         dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
         dg, dbeta = torch.empty(g.shape, **f32), torch.empty(beta.shape, **f32)
-        _zero_all(dq, dk, dp, dv, dg, dbeta)
+        if not both:  # zeroed by multi-tensor launches (one list a dtype) instead of six fills
+            _zero_all(dq, dk, dp, dv, dg, dbeta)
     else:
         dq, dk, dp, dv = (torch.empty(nd, *x.shape, device=x.device, dtype=x.dtype) for x in (q, k, p, v))
         dg = torch.empty(nd, *g.shape, **f32)
         dbeta = torch.empty(nd, *beta.shape, **f32)
-    if not split:
-        _launch_chunks(_bwd_grads, NT, tail, BH,
-                       (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs,
-                        dq, dk, dv, dp, dg, dbeta, scale),
-                       dict(_grads_one_meta(meta, low, pre), SUM_DIRS=add))
+    grads_args = (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs, dq, dk, dv, dp, dg, dbeta, scale)
+    if both:  # ALIGN_BOTH keeps every chunk on a whole tile (no tail launch)
+        _launch(_bwd_grads_both, (NT, BH), (*grads_args, 2), dict(_grads_one_meta(meta, low, pre), SUM_DIRS=2, I0=0))
+    elif not split:
+        _launch_chunks(_bwd_grads, NT, tail, BH, grads_args, dict(_grads_one_meta(meta, low, pre), SUM_DIRS=add))
     else:
         dAf, dAo = torch.empty(M.shape, **half), torch.empty(M.shape, **half)
         gmeta = low if BF16_GRADS else meta
@@ -2375,7 +2442,7 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                                   SUM_DIRS=False))
     if nd == 2 and not sum_directions:
         return dq, dk, dv, dp, dg, dbeta, dh0
-    if add:  # summed by _bwd_grads already
+    if add or both:  # summed by _bwd_grads (_bwd_grads_both) already
         return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0
     # both directions: one elementwise sum per gradient (each direction's part was rounded to the input dtype). Not
     # x.sum(0): PyTorch's reduction over a leading axis of 2 took 0.082 ms for dq, dk, dv, dp at (128, 197, 3, 64) on

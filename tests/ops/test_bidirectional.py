@@ -277,7 +277,8 @@ def test_aligned_directions(monkeypatch, B, T, H, K, V, variant, walk):
     """COMBA_ALIGN_BOTH: both directions on the same token blocks, the forward scan starting with 64 NT - T identity
     steps (every chunk on a whole tile: the short last chunk's tile off). Every launch of the operator runs with
     REVERSE 3; after the transition walk one _fwd_output_both launch over (NT, B * H) writes the summed output (no
-    _fwd_output; with the buffers rebuilt in the backward, that rebuild's _fwd_output completes u only). Output and
+    _fwd_output; with the buffers rebuilt in the backward, that rebuild's _fwd_output completes u only), and in every
+    walk one _bwd_grads_both launch sums both directions' gradients in order, one program per token block. Output and
     every gradient as the unaligned launches give them (other chunk boundaries: float32
     rounding apart) and within the float64 recurrence's bound; T = 128 has no padding at all."""
     import comba_vision.ops.triton_chunk as tc
@@ -304,6 +305,8 @@ def test_aligned_directions(monkeypatch, B, T, H, K, V, variant, walk):
         assert {r for n, r in launched if r is not None} == {3 if on else 2}, launched
         both = on and walk in ("transition", "recompute")
         assert names.count("_fwd_output_both") == (1 if both else 0), names
+        # the gradients of both directions from one program per token block (every walk)
+        assert (names.count("_bwd_grads_both"), names.count("_bwd_grads")) == ((1, 0) if on else (0, 1)), names
         if both:
             assert names.count("_fwd_output") == (1 if walk == "recompute" else 0), names
     for a, b in zip(res[True], res[False]):
