@@ -272,7 +272,8 @@ def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
 @pytest.mark.parametrize("B, T, H, K, V, variant, walk", [
     (1, 150, 2, 32, 48, "splr", "transition"), (2, 97, 1, 64, 32, "iplr", "transition"),
     (1, 128, 1, 32, 32, "splr", "transition"), (1, 200, 1, 16, 32, "iplr", "grouped"),
-    (1, 129, 2, 32, 16, "splr", "plain"), (1, 130, 1, 32, 32, "iplr", "recompute")])
+    (1, 129, 2, 32, 16, "splr", "plain"), (1, 130, 1, 32, 32, "iplr", "recompute"),
+    (1, 150, 2, 64, 48, "splr", "ordered")])
 def test_aligned_directions(monkeypatch, B, T, H, K, V, variant, walk):
     """COMBA_ALIGN_BOTH: both directions on the same token blocks, the forward scan starting with 64 NT - T identity
     steps (every chunk on a whole tile: the short last chunk's tile off). Every launch of the operator runs with
@@ -288,6 +289,8 @@ def test_aligned_directions(monkeypatch, B, T, H, K, V, variant, walk):
     monkeypatch.setattr(tc, "TRANSITION_FOLD", "0")
     if walk == "grouped":
         monkeypatch.setattr(tc, "STATE_GROUP", 2)
+    if walk == "ordered":  # the gradient kernel's ordered form (the bf16 default on a GPU)
+        monkeypatch.setattr(tc, "ORDERED_GRADS", "1")
     xs, _ = make_inputs(B, T, H, K, V, seed=T + K)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     xs = [x.to(dev) for x in xs]
