@@ -1514,11 +1514,12 @@ def _put_grad(ptr, val, mask, ADD: tl.constexpr, acc=0, VEC: tl.constexpr = Fals
     """Stores a gradient tile, or with ADD True / 1 (ATOMIC_SUM: both scan directions into one zeroed buffer, exactly
     two contributions an element, so the result does not depend on their order) adds it atomically. ADD 2
     (_bwd_grads_both, whose program walks the two directions of one token block in turn, acc the step): stores it,
-    or where acc is not 0 (the second direction) adds it to what the first stored. A [BT] vector (VEC) is held by
-    several threads at once in Triton's layouts, and a replica's store before another's load would be added twice:
-    there every thread loads before any stores (a barrier between). A 2-D tile's element is loaded and stored by
-    the one thread that holds it (the program's barrier between the two directions makes the first's stores
-    visible to the second)."""
+    or where acc is not 0 (the second direction) adds it to what the first stored. The program's barrier between
+    the two directions makes the first's stores visible to the second's loads (a token's row is another thread's
+    in the flipped direction). A [BT] vector (VEC) is held by several threads at once; Triton predicates a store to
+    one of them, whose value comes from its own load, so a barrier between every thread's load and the store should
+    not be needed, but session 27's COMBA_ORDERED_SUM computed dg wrong on the GPU in a load-add of such a vector
+    (cause not proven): kept as a precaution until the GPU shows otherwise."""
     if ADD == 2:
         old = tl.load(ptr, mask=mask & (acc != 0), other=0.)
         if VEC:

@@ -273,7 +273,8 @@ def test_shared_do(monkeypatch, B, T, H, K, V, variant, merge, walk):
     (1, 150, 2, 32, 48, "splr", "transition"), (2, 97, 1, 64, 32, "iplr", "transition"),
     (1, 128, 1, 32, 32, "splr", "transition"), (1, 200, 1, 16, 32, "iplr", "grouped"),
     (1, 129, 2, 32, 16, "splr", "plain"), (1, 130, 1, 32, 32, "iplr", "recompute"),
-    (1, 150, 2, 64, 48, "splr", "ordered")])
+    (1, 150, 2, 64, 48, "splr", "ordered"), (1, 150, 2, 32, 64, "iplr", "folded"),
+    (2, 300, 2, 64, 64, "splr", "bf16"), (2, 300, 2, 32, 64, "iplr", "bf16")])
 def test_aligned_directions(monkeypatch, B, T, H, K, V, variant, walk):
     """COMBA_ALIGN_BOTH: both directions on the same token blocks, the forward scan starting with 64 NT - T identity
     steps (every chunk on a whole tile: the short last chunk's tile off). Every launch of the operator runs with
@@ -281,20 +282,26 @@ def test_aligned_directions(monkeypatch, B, T, H, K, V, variant, walk):
     _fwd_output; with the buffers rebuilt in the backward, that rebuild's _fwd_output completes u only), and in every
     walk one _bwd_grads_both launch sums both directions' gradients in order, one program per token block. Output and
     every gradient as the unaligned launches give them (other chunk boundaries: float32
-    rounding apart) and within the float64 recurrence's bound; T = 128 has no padding at all."""
+    rounding apart) and within the float64 recurrence's bound; T = 128 has no padding at all; the maps written by the
+    prepare and _bwd_dv_local (folded); on a GPU bf16 inputs with the defaults' bf16 products and ordered gradient
+    kernel (the interpreter miscomputes bf16 dots)."""
     import comba_vision.ops.triton_chunk as tc
+    bf16 = walk == "bf16"
+    if bf16 and not torch.cuda.is_available():
+        pytest.skip("bf16 dots only on the GPU (the interpreter miscomputes them)")
     monkeypatch.setattr(tc, "TAIL_TILE", False)
     monkeypatch.setattr(tc, "RECOMPUTE_BUFFERS", walk == "recompute")
-    monkeypatch.setattr(tc, "TRANSITION_WALK", "1" if walk in ("transition", "recompute") else "0")
-    monkeypatch.setattr(tc, "TRANSITION_FOLD", "0")
+    monkeypatch.setattr(tc, "TRANSITION_WALK", "1" if walk in ("transition", "recompute", "folded", "bf16") else "0")
+    monkeypatch.setattr(tc, "TRANSITION_FOLD", "1" if walk == "folded" else "auto" if bf16 else "0")
     if walk == "grouped":
         monkeypatch.setattr(tc, "STATE_GROUP", 2)
     if walk == "ordered":  # the gradient kernel's ordered form (the bf16 default on a GPU)
         monkeypatch.setattr(tc, "ORDERED_GRADS", "1")
     xs, _ = make_inputs(B, T, H, K, V, seed=T + K)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    xs = [x.to(dev) for x in xs]
-    do = torch.randn(B, T, H, V, generator=torch.Generator().manual_seed(8)).to(dev)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    xs = [x.to(dev, dtype) for x in xs]
+    do = torch.randn(B, T, H, V, generator=torch.Generator().manual_seed(8)).to(dev, dtype)
     res, launch = {}, tc._launch
     for on in (False, True):
         monkeypatch.setattr(tc, "ALIGN_BOTH", on)
@@ -306,19 +313,21 @@ def test_aligned_directions(monkeypatch, B, T, H, K, V, variant, walk):
         monkeypatch.setattr(tc, "_launch", launch)
         names = [n for n, _ in launched]
         assert {r for n, r in launched if r is not None} == {3 if on else 2}, launched
-        both = on and walk in ("transition", "recompute")
+        both = on and walk in ("transition", "recompute", "folded", "bf16")
         assert names.count("_fwd_output_both") == (1 if both else 0), names
         # the gradients of both directions from one program per token block (every walk)
         assert (names.count("_bwd_grads_both"), names.count("_bwd_grads")) == ((1, 0) if on else (0, 1)), names
         if both:
             assert names.count("_fwd_output") == (1 if walk == "recompute" else 0), names
+    # the same up to rounding at other chunk boundaries (bf16: the products' and the stored buffers' rounding)
+    same = 2e-2 if bf16 else 1e-4 if dev == "cuda" else 1e-5
     for a, b in zip(res[True], res[False]):
-        assert rel_err(a, b) <= 1e-5
+        assert rel_err(a, b) <= same
     x64 = [x.detach().cpu().double().requires_grad_() for x in xs]
     ref = (comba_recurrent_reference(*x64, variant=variant)[0]
            + comba_recurrent_reference(*x64, variant=variant, reverse=True)[0])
     ref.backward(do.cpu().double())
-    bound = 1e-3 if dev == "cuda" else 1e-4
+    bound = 2e-2 if bf16 else 1e-3 if dev == "cuda" else 1e-4
     assert rel_err(res[True][0], ref) <= bound
     for name, a, b in zip(("dq", "dk", "dv", "dp", "dg", "dbeta"), res[True][1:], x64):
         assert rel_err(a, b.grad) <= bound, name
