@@ -142,9 +142,8 @@ def chunk_fwd_sum(q: Tensor, k: Tensor, v: Tensor, p: Tensor, g: Tensor, beta: T
     """Both scan directions in the same launches, their outputs summed here: (o [B, T, H, V], M, W, U, h). Its
     gradient is one dO for both directions, which the backward kernels read in place (SHARED_DO)."""
     q, k, v, p, g, beta = (x.contiguous() for x in (q, k, v, p, g, beta))
-    o2, _, bufs = comba_fwd_triton(q, k, v, p, g, beta, scale, None, False, iplr, BOTH, sum_out=True)
-    # ATOMIC_SUM: the kernels summed the two outputs already
-    return (o2 if o2.dim() == v.dim() else torch.add(o2[0], o2[1]), *bufs)
+    o, _, bufs = comba_fwd_triton(q, k, v, p, g, beta, scale, None, False, iplr, BOTH, sum_out=True)
+    return (o, *bufs)
 
 
 @chunk_fwd_sum.register_fake

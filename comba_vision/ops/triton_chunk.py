@@ -837,9 +837,13 @@ def _fwd_prepare(
 def _attn_lower(b_q, b_k, b_c, BT: tl.constexpr, PREC: tl.constexpr):
     """lower(Q K^T * exp(c_i - c_j)), inclusive, [BT, BT] (Q scaled by the caller)."""
     o_c = tl.arange(0, BT)
-    incl = o_c[:, None] >= o_c[None, :]
-    b_A = _dot(b_q, tl.trans(b_k), PREC)
-    return tl.where(incl, b_A * tl.exp(tl.where(incl, b_c[:, None] - b_c[None, :], 0.)), 0.)
+    return _decayed(_dot(b_q, tl.trans(b_k), PREC), b_c, o_c[:, None] >= o_c[None, :])
+
+
+@triton.jit
+def _decayed(b_S, b_c, tri):
+    """S * exp(c_i - c_j) where tri holds, 0 elsewhere (the exponent kept to 0 there, so it cannot overflow)."""
+    return tl.where(tri, b_S * tl.exp(tl.where(tri, b_c[:, None] - b_c[None, :], 0.)), 0.)
 
 
 @triton.jit
@@ -1078,18 +1082,16 @@ def _fwd_output_both(
     b_e = tl.sum(b_g, 0) - b_c + b_g  # the reverse scan's prefix sums, in token order
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
     b_S = _dot(b_q, tl.trans(_load_rows(k, rows, m_t, K, BK, 0)), PREC)
-    lower = o_c[:, None] >= o_c[None, :]
-    upper = o_c[:, None] <= o_c[None, :]
-    b_Af = tl.where(lower, b_S * tl.exp(tl.where(lower, b_c[:, None] - b_c[None, :], 0.)), 0.)
-    b_Ar = tl.where(upper, b_S * tl.exp(tl.where(upper, b_e[:, None] - b_e[None, :], 0.)), 0.)
+    b_Af = _decayed(b_S, b_c, o_c[:, None] >= o_c[None, :])
+    b_Ar = _decayed(b_S, b_e, o_c[:, None] <= o_c[None, :])
     b_qf = b_q * tl.exp(b_c)[:, None]
     b_qr = b_q * tl.exp(b_e)[:, None]
     base_f = (i_bh * NT + i_t) * BT
     i_tr = NT - 1 - i_t
     base_r = ((BHH + i_bh) * NT + i_tr) * BT
     flip = BT - 1 - o_c  # the reverse chunk's slot rows, in token order
-    b_Wf = tl.load(W + (base_f + o_c)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
-    b_Wr = tl.load(W + (base_r + flip)[:, None] * K + o_k[None, :], mask=m_k[None, :], other=0.).to(tl.float32)
+    b_Wf = _w_rows(W, base_f + o_c, K, BK, 0)
+    b_Wr = _w_rows(W, base_r + flip, K, BK, 0)
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
@@ -1353,9 +1355,14 @@ def _bwd_state(
 def _w_cols(W, base_c, K, BT: tl.constexpr, BD: tl.constexpr, off):
     """[BT, BD] columns off..off+BD of one chunk's W ([.., NT * BT, K], float32 or as HALF_BUFFERS says), in
     float32."""
-    o_c = tl.arange(0, BT)
+    return _w_rows(W, base_c + tl.arange(0, BT), K, BD, off)
+
+
+@triton.jit
+def _w_rows(W, slots, K, BD: tl.constexpr, off):
+    """Columns off..off+BD of W's rows slots (a chunk's slot rows, in any order), in float32."""
     o = off + tl.arange(0, BD)
-    return tl.load(W + (base_c + o_c)[:, None] * K + o[None, :], mask=(o < K)[None, :], other=0.).to(tl.float32)
+    return tl.load(W + slots[:, None] * K + o[None, :], mask=(o < K)[None, :], other=0.).to(tl.float32)
 
 
 @triton.jit
@@ -2262,8 +2269,8 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
                      need_output: bool = True, sum_out: bool = False):
     """Returns (o, final_state, saved) where saved holds what the backward needs. ``reverse``: 0 forward
     scan, 1 reverse scan, BOTH: both scans in the same launches (2 * B * H programs, no initial or final
-    state); o is then [2, B, T, H, V] (forward scan's output first), or with sum_out and ATOMIC_SUM both
-    directions' outputs added atomically into one [B, T, H, V] o. need_output=False: only the buffers
+    state); o is then [2, B, T, H, V] (forward scan's output first), or with sum_out their sum [B, T, H, V] (added
+    by the output kernels where they can: ATOMIC_SUM, ALIGN_BOTH). need_output=False: only the buffers
     (o is None; what the backward runs when RECOMPUTE_BUFFERS)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -2281,8 +2288,13 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     # ALIGN_BOTH after the transition walk: both directions' outputs summed by _fwd_output_both (sum_out)
     both_out = need_output and sum_out and transition and meta["REVERSE"] == 3
     out_add = need_output and nd == 2 and sum_out and _atomic_sum(v.dtype) and not both_out
-    o = (None if not need_output else torch.zeros_like(v) if out_add else torch.empty_like(v) if both_out
-         else v.new_empty(2, *v.shape) if nd == 2 else torch.empty_like(v))
+    add_pair = need_output and nd == 2 and sum_out and not (out_add or both_out)  # summed here, after the kernels
+    if not need_output:
+        o = None
+    elif out_add:
+        o = torch.zeros_like(v)
+    else:  # both directions: a pair unless _fwd_output_both sums it
+        o = v.new_empty(2, *v.shape) if nd == 2 and not both_out else torch.empty_like(v)
     prep_args = (k, p, v, g, beta, M, W, U)
     low = _dot_meta(meta, q.dtype)
     # the transition walk's maps of whole chunks written by the blocked prepare (_fold: TRANSITION_FOLD)
@@ -2307,7 +2319,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
         else:
             _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale),
                            dict(low, COMPLETE_U=True, OUTPUT=need_output, OUT_ADD=out_add))
-        return o, ht, (M, W, U, h)
+        return (torch.add(o[0], o[1]) if add_pair else o), ht, (M, W, U, h)
     # the output made by the state walk below head size 128 (FUSED_OUTPUT), else by _fwd_output
     fused = need_output and FUSED_OUTPUT and meta["BK"] < STATE_HALVES_MIN_BK
     _launch_state(_fwd_state, BH, NT, (k, g, W, U, h, initial_state, ht, q, o, scale),
@@ -2316,7 +2328,8 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
                   initial_state, ht, backward=False)
     if need_output and not fused:
         _launch_chunks(_fwd_output, NT, tail, BH, (q, k, g, W, U, h, o, scale), dict(meta, OUT_ADD=out_add))
-    return o, ht, (M, W, U, h)
+    return (torch.add(o[0], o[1]) if add_pair else o), ht, (M, W, U, h)
+
 
 
 # the fused forward keeps the whole [K, V] state of one (batch, head) in registers: up to this many elements
@@ -2406,14 +2419,16 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                                  dict(low, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
                                  dht, dh0, backward=True)
         n_vs = triton.cdiv(V, bv_state)
-    # ATOMIC_SUM: both directions' gradients added by _bwd_grads into one zeroed buffer per input
-    add = nd == 2 and sum_directions and not split and _atomic_sum(q.dtype)
-    # ALIGN_BOTH: _bwd_grads_both sums both directions in one program per token block (no atomics, no zero fill)
-    both = nd == 2 and sum_directions and not split and meta["REVERSE"] == 3
-    if add or both:
+    summed = nd == 2 and sum_directions and not split
+    # ALIGN_BOTH: _bwd_grads_both sums both directions in one program per token block (no atomics, no zero fill);
+    # else ATOMIC_SUM: _bwd_grads adds them atomically into one zeroed buffer per input
+    both = summed and meta["REVERSE"] == 3
+    add = summed and not both and _atomic_sum(q.dtype)
+    one_buffer = both or add
+    if one_buffer:
         dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
         dg, dbeta = torch.empty(g.shape, **f32), torch.empty(beta.shape, **f32)
-        if not both:  # zeroed by multi-tensor launches (one list a dtype) instead of six fills
+        if add:  # zeroed by multi-tensor launches (one list a dtype) instead of six fills
             _zero_all(dq, dk, dp, dv, dg, dbeta)
     else:
         dq, dk, dp, dv = (torch.empty(nd, *x.shape, device=x.device, dtype=x.dtype) for x in (q, k, p, v))
@@ -2443,7 +2458,7 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                                   SUM_DIRS=False))
     if nd == 2 and not sum_directions:
         return dq, dk, dv, dp, dg, dbeta, dh0
-    if add or both:  # summed by _bwd_grads (_bwd_grads_both) already
+    if one_buffer:  # summed by _bwd_grads (_bwd_grads_both) already
         return dq, dk, dv, dp, dg.to(g.dtype), dbeta.to(beta.dtype), dh0
     # both directions: one elementwise sum per gradient (each direction's part was rounded to the input dtype). Not
     # x.sum(0): PyTorch's reduction over a leading axis of 2 took 0.082 ms for dq, dk, dv, dp at (128, 197, 3, 64) on
