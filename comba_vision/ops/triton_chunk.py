@@ -173,6 +173,12 @@ ALIGN_BOTH = os.environ.get("COMBA_ALIGN_BOTH", "0") == "1"
 # 0.592 -> 0.578 and 0.899-0.902 -> 0.889-0.892 ms. The models' mixer paths ask for both directions' gradients
 # unsummed (sum_directions=False) and never take it.
 ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "1") == "1"
+# COMBA_ZERO_IN_KERNELS (default 1 since session 29; 0: fill launches): ATOMIC_SUM's zeroed buffers zeroed by a kernel
+# of the pipeline that runs before the adding one instead of launches of their own: the summed output by the prepare
+# kernel, the six gradient buffers by _bwd_dv_local (_zero_chunk: the forward direction's programs store zeros over
+# their chunk's tokens). H200 before it, every CUDA kernel of one call at (2, 16385, 3, 64): the output's fill 0.0048
+# ms, the gradients' two multi-tensor launches 0.0053 ms.
+ZERO_IN_KERNELS = os.environ.get("COMBA_ZERO_IN_KERNELS", "1") == "1"
 # COMBA_SHARED_DO (default 1 since session 27; 0: dO stacked per direction): comba_bidirectional with merge "sum" or
 # "mean" on the one-launch path returns the two scans' outputs summed by the operator itself (custom op
 # chunk_fwd_sum), so its gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows),
@@ -567,6 +573,25 @@ def _blocks_t_product(x0, x1, x2, x3, y0, y1, y2, y3, PREC: tl.constexpr):
 
 
 @triton.jit
+def _zero_chunk(ptr, i_t, i_bh, T, H, N: tl.constexpr, BT: tl.constexpr, BN: tl.constexpr, CS: tl.constexpr,
+                VEC: tl.constexpr = False):
+    """ATOMIC_SUM's zero fill, done by a kernel that runs before the adding one: zeroes the tokens of chunk i_t (BT
+    rows from position i_t * CS, in token order) of a [B, T, H, N] buffer (VEC: [B, T, H]) shaped like the inputs.
+    Only the first half of a both-directions grid (B * H of its 2 * B * H programs) stores, so each token is
+    zeroed once, whichever direction's scan order the kernel walks."""
+    s = i_t * CS + tl.arange(0, BT)
+    m = (s < T) & (i_bh < tl.num_programs(1) // 2)
+    rows = ((i_bh // H) * T + tl.where(m, s, 0)) * H + i_bh % H
+    if VEC:
+        tl.store(ptr + rows, tl.zeros([BT], dtype=ptr.dtype.element_ty), mask=m)
+    else:
+        for i_n in tl.static_range(0, (N + BN - 1) // BN):
+            o_n = i_n * BN + tl.arange(0, BN)
+            tl.store(ptr + rows[:, None] * N + o_n[None, :], tl.zeros([BT, BN], dtype=ptr.dtype.element_ty),
+                     mask=m[:, None] & (o_n < N)[None, :])
+
+
+@triton.jit
 def _blocked_start(T, H, K, BT: tl.constexpr, BK: tl.constexpr, CS: tl.constexpr, I0, BC: tl.constexpr):
     """A blocked prepare's program (whole chunks only: a short last one goes to _fwd_prepare): its chunk, (batch *
     head) row, batch, head, the chunk count, the 16-row sub-block offsets and the K offsets and mask."""
@@ -582,7 +607,7 @@ def _fwd_prepare_blocked(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
-    AFFINE: tl.constexpr = False,
+    AFFINE: tl.constexpr = False, ZO=None, ZERO_O: tl.constexpr = False,
 ):
     """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only.
     AFFINE (the transition walk with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's forward writes
@@ -591,6 +616,8 @@ def _fwd_prepare_blocked(
     tl.static_assert(BT == 64, "_fwd_prepare_blocked is written for 64-position chunks (32: _fwd_prepare_blocked2)")
     BC: tl.constexpr = 16
     i_t, i_bh, i_b, i_h, NT, o, o_k, m_k = _blocked_start(T, H, K, BT, BK, CS, I0, BC)
+    if ZERO_O:  # the summed output's zero fill (ATOMIC_SUM), before the output kernel adds into it
+        _zero_chunk(ZO, i_t, i_bh, T, H, V, BT, BV, CS)
     (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
      r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
         g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC, DOUBLING)
@@ -648,12 +675,15 @@ def _fwd_prepare_blocked2(
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
+    ZO=None, ZERO_O: tl.constexpr = False,
 ):
     """_fwd_prepare_blocked for 32-position chunks (COMBA_CHUNK_SIZE=32): two 16-token sub-blocks, the inverse's
     diagonal blocks X00, X11 as there and X10 = -X11 N10 X00. Whole chunks only."""
     tl.static_assert(BT == 32, "_fwd_prepare_blocked2 is written for 32-position chunks")
     BC: tl.constexpr = 16
     i_t, i_bh, i_b, i_h, NT, o, o_k, m_k = _blocked_start(T, H, K, BT, BK, CS, I0, BC)
+    if ZERO_O:
+        _zero_chunk(ZO, i_t, i_bh, T, H, V, BT, BV, CS)
     r0, m0, be0, k0, p0, c0, cf0 = _sub_block(g, beta, k, p, i_t, 0, i_b, T, H, i_h, K, 0., BT, BC, BK, REVERSE, IPLR)
     r1, m1, be1, k1, p1, c1, cf1 = _sub_block(g, beta, k, p, i_t, 1, i_b, T, H, i_h, K,
                                               tl.sum(tl.where(o == BC - 1, c0, 0.), 0), BT, BC, BK, REVERSE, IPLR)
@@ -802,10 +832,12 @@ def _fwd_prepare(
     k, p, v, g, beta, M, W, U,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, ZO=None, ZERO_O: tl.constexpr = False,
 ):
     (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
      base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
+    if ZERO_O:
+        _zero_chunk(ZO, i_t, i_bh, T, H, V, BT, BV, CS)
     b_beta = tl.load(beta + rows, mask=m_t, other=0.).to(tl.float32)
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
     b_p = _load_rows(p, rows, m_t, K, BK, 0)
@@ -1228,11 +1260,13 @@ def _bwd_dv_local(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
     AFFINE: tl.constexpr = False, DO_ONE: tl.constexpr = False,
+    ZQ=None, ZK=None, ZP=None, ZV=None, ZG=None, ZB=None, ZERO_G: tl.constexpr = False,
 ):
     """dU's local part lower(Q K^T * decay)^T dO (and with PRE P h0 and the Q h0 term of dc). AFFINE (the transition
     walk's backward with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's backward writes it, A
     = e^c_last I - K~^T W (K~^T W alone in half maps) and R = (Diag(e^c) Q scale)^T dO - W^T dU_local, so that
-    kernel is not launched."""
+    kernel is not launched. ZERO_G (ATOMIC_SUM): also zeroes the gradient buffers dq, dk, dp, dv, dg, dbeta (ZQ ...
+    ZB) that _bwd_grads adds both directions into, instead of fill launches of their own."""
     (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
      base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
     dorows = _do_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS, DO_ONE)
@@ -1271,6 +1305,13 @@ def _bwd_dv_local(
             b_dcq += tl.sum(b_do * _dot(b_q, b_h0, PREC), 1)
     if PRE:  # o = Diag(e^c) Q h0 + ...: its part of dc
         tl.store(DCQ + base_c + o_c, tl.exp(b_c) * b_dcq)
+    if ZERO_G:
+        _zero_chunk(ZQ, i_t, i_bh, T, H, K, BT, BK, CS)
+        _zero_chunk(ZK, i_t, i_bh, T, H, K, BT, BK, CS)
+        _zero_chunk(ZP, i_t, i_bh, T, H, K, BT, BK, CS)
+        _zero_chunk(ZV, i_t, i_bh, T, H, V, BT, BV, CS)
+        _zero_chunk(ZG, i_t, i_bh, T, H, 1, BT, 16, CS, True)
+        _zero_chunk(ZB, i_t, i_bh, T, H, 1, BT, 16, CS, True)
 
 
 @triton.jit
@@ -2289,8 +2330,12 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     both_out = need_output and sum_out and transition and meta["REVERSE"] == 3
     out_add = need_output and nd == 2 and sum_out and _atomic_sum(v.dtype) and not both_out
     add_pair = need_output and nd == 2 and sum_out and not (out_add or both_out)  # summed here, after the kernels
+    zero_o = {}  # the summed output's zero fill inside the prepare kernel (ZERO_IN_KERNELS)
     if not need_output:
         o = None
+    elif out_add and ZERO_IN_KERNELS:
+        o = torch.empty_like(v)
+        zero_o = dict(ZO=o, ZERO_O=True)
     elif out_add:
         o = torch.zeros_like(v)
     else:  # both directions: a pair unless _fwd_output_both sums it
@@ -2302,14 +2347,14 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     maps = _transition_maps(BH, NT, K, V, dev, q.dtype) if folded else None
     if BLOCKED_INVERSE and BT == 64:  # a short last chunk's inverse by row substitution on its small tile
         _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, (*prep_args, *(maps or (None, None))),
-                       dict(low, DOUBLING=DOUBLING_INVERSE, AFFINE=maps is not None,
+                       dict(low, DOUBLING=DOUBLING_INVERSE, AFFINE=maps is not None, **zero_o,
                             **({"CONFIG_AS": "_fwd_prepare_blocked_affine"} if maps is not None else {})),
-                       tail_kernel=_fwd_prepare, tail_meta=low, tail_args=prep_args)
+                       tail_kernel=_fwd_prepare, tail_meta=dict(low, **zero_o), tail_args=prep_args)
     elif BLOCKED_INVERSE:
-        _launch_chunks(_fwd_prepare_blocked2, NT, tail, BH, prep_args, dict(low, DOUBLING=DOUBLING_INVERSE),
-                       tail_kernel=_fwd_prepare, tail_meta=low)
+        _launch_chunks(_fwd_prepare_blocked2, NT, tail, BH, prep_args, dict(low, DOUBLING=DOUBLING_INVERSE, **zero_o),
+                       tail_kernel=_fwd_prepare, tail_meta=dict(low, **zero_o))
     else:
-        _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, low)
+        _launch_chunks(_fwd_prepare, NT, tail, BH, prep_args, dict(low, **zero_o))
     if transition:  # the states, then u and the output chunk-parallel
         _launch_transition(BH, NT, tail, (k, q, g, W, U, U, scale), (h, initial_state, ht), meta, backward=False,
                            maps=maps, maps_tail=False)  # the blocked prepare wrote whole chunks' maps only
@@ -2401,12 +2446,31 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     else:
         PH = DCQ = KDH = DCL = U  # not read
     low = _dot_meta(meta, q.dtype)
+    summed = nd == 2 and sum_directions and not split
+    # ALIGN_BOTH: _bwd_grads_both sums both directions in one program per token block (no atomics, no zero fill);
+    # else ATOMIC_SUM: _bwd_grads adds them atomically into one buffer per input, zeroed by _bwd_dv_local
+    # (ZERO_IN_KERNELS) or by multi-tensor launches (one list a dtype)
+    both = summed and meta["REVERSE"] == 3
+    add = summed and not both and _atomic_sum(q.dtype)
+    one_buffer = both or add
+    zero_g = {}
+    if one_buffer:
+        dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
+        dg, dbeta = torch.empty(g.shape, **f32), torch.empty(beta.shape, **f32)
+        if add and ZERO_IN_KERNELS:
+            zero_g = dict(ZQ=dq, ZK=dk, ZP=dp, ZV=dv, ZG=dg, ZB=dbeta, ZERO_G=True)
+        elif add:
+            _zero_all(dq, dk, dp, dv, dg, dbeta)
+    else:
+        dq, dk, dp, dv = (torch.empty(nd, *x.shape, device=x.device, dtype=x.dtype) for x in (q, k, p, v))
+        dg = torch.empty(nd, *g.shape, **f32)
+        dbeta = torch.empty(nd, *beta.shape, **f32)
     transition = _walk_mode(NT, BH, V, BK, q.device) == TRANSITION
     # the transition walk's maps written by _bwd_dv_local (_fold: TRANSITION_FOLD), else by _chunk_affine
     maps = (_transition_maps(BH, NT, K, V, q.device, q.dtype) if transition and _fold("bwd", V, q.device, BK)
             else None)
     _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, W, *(maps or (None, None)), scale),
-                   dict(low, PRE=pre, AFFINE=maps is not None,
+                   dict(low, PRE=pre, AFFINE=maps is not None, **zero_g,
                         **({"CONFIG_AS": "_bwd_dv_local_affine"} if maps is not None else {})))
     if transition:  # dh's walk, then dU and the dc terms chunk-parallel
         _launch_transition(BH, NT, tail, (k, q, g, W, dU, do, scale), (dh, dht, dh0), meta, backward=True, maps=maps)
@@ -2419,21 +2483,6 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                                  dict(low, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
                                  dht, dh0, backward=True)
         n_vs = triton.cdiv(V, bv_state)
-    summed = nd == 2 and sum_directions and not split
-    # ALIGN_BOTH: _bwd_grads_both sums both directions in one program per token block (no atomics, no zero fill);
-    # else ATOMIC_SUM: _bwd_grads adds them atomically into one zeroed buffer per input
-    both = summed and meta["REVERSE"] == 3
-    add = summed and not both and _atomic_sum(q.dtype)
-    one_buffer = both or add
-    if one_buffer:
-        dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
-        dg, dbeta = torch.empty(g.shape, **f32), torch.empty(beta.shape, **f32)
-        if add:  # zeroed by multi-tensor launches (one list a dtype) instead of six fills
-            _zero_all(dq, dk, dp, dv, dg, dbeta)
-    else:
-        dq, dk, dp, dv = (torch.empty(nd, *x.shape, device=x.device, dtype=x.dtype) for x in (q, k, p, v))
-        dg = torch.empty(nd, *g.shape, **f32)
-        dbeta = torch.empty(nd, *beta.shape, **f32)
     grads_args = (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs, dq, dk, dv, dp, dg, dbeta, scale)
     if both:  # ALIGN_BOTH keeps every chunk on a whole tile (no tail launch)
         _launch(_bwd_grads_both, (NT, BH), (*grads_args, 2), dict(_grads_one_meta(meta, low, pre), SUM_DIRS=2, I0=0))

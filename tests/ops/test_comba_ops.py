@@ -1060,7 +1060,9 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
     output and gradients as the pair's sum (both round the two parts to the dtype, then their sum once), within the
     bound of the float64 chunk path; every gradient launch carries SUM_DIRS, every output launch OUT_ADD; a short
     last chunk's own launch (T = 150, 70) and at 4100 tokens the
-    transition walk on a GPU."""
+    transition walk on a GPU. The zero fill either inside the prepare and _bwd_dv_local launches (ZERO_IN_KERNELS,
+    the default: ZERO_O / ZERO_G on every one of them, the tail's too) or by launches of its own, with every new
+    float tensor filled with NaN, so that an element left unzeroed shows."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import make_op_inputs, op_errors
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
@@ -1069,22 +1071,38 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
         pytest.skip("a long sequence: on the GPU only")
     xs = make_op_inputs(shape, dtype, device, seed=5)
     do = torch.randn(shape[:3] + shape[4:], generator=torch.Generator().manual_seed(6)).to(device, dtype)
+
+    def poisoned(alloc):  # an allocator's result as it may come: garbage, here NaN
+        def new(*a, **kw):
+            t = alloc(*a, **kw)
+            return t.fill_(float("nan")) if t.is_floating_point() else t
+        return new
+
     grads = {}
-    for on in (False, True):
-        monkeypatch.setattr(tc, "ATOMIC_SUM", on)
+    for mode in ("pair", "fills", "kernels"):
+        monkeypatch.setattr(tc, "ATOMIC_SUM", mode != "pair")
+        monkeypatch.setattr(tc, "ZERO_IN_KERNELS", mode == "kernels")
         monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 128)  # the one-kernel gradient, whatever the environment
         monkeypatch.setattr(tc, "SHARED_DO", True)  # the operator sums the outputs (atomically when on)
-        launched = spy_launches(monkeypatch, tc, record=lambda n, a, m: (n, m.get("SUM_DIRS"), m.get("OUT_ADD")))
+        launched = spy_launches(monkeypatch, tc, record=lambda n, a, m: (
+            n, m.get("SUM_DIRS"), m.get("OUT_ADD"), m.get("ZERO_O", False) or m.get("ZERO_G", False)))
+        for name in ("empty", "empty_like"):
+            monkeypatch.setattr(tc.torch, name, poisoned(getattr(torch, name)))
         x = [t.detach().requires_grad_() for t in xs]
         o = comba_bidirectional(*x, variant=variant, backend="triton")
         o.backward(do)
-        grads[on] = [o.detach()] + [t.grad for t in x]
-        assert {s for n, s, _ in launched if n == "_bwd_grads"} == {on}, launched
-        # the output's launch (the state walk's storing phase or _fwd_output) adds both directions when on
-        assert {a for n, _, a in launched if n in ("_fwd_state", "_fwd_output")} == {on}, launched
         monkeypatch.undo()
-    for a, b in zip(grads[True], grads[False]):
-        assert a.dtype == b.dtype and rel_err(a, b) <= 1e-6, rel_err(a, b)
+        grads[mode] = [o.detach()] + [t.grad for t in x]
+        on = mode != "pair"
+        assert {s for n, s, _, _ in launched if n == "_bwd_grads"} == {on}, launched
+        # the output's launch (the state walk's storing phase or _fwd_output) adds both directions when on
+        assert {a for n, _, a, _ in launched if n in ("_fwd_state", "_fwd_output")} == {on}, launched
+        zeroing = [(n, z) for n, _, _, z in launched if n.startswith(("_fwd_prepare", "_bwd_dv_local"))]
+        assert {z for _, z in zeroing} == {mode == "kernels"}, launched
+        assert {n[:8] for n, _ in zeroing} == {"_fwd_pre", "_bwd_dv_"}, launched
+    for mode in ("fills", "kernels"):
+        for a, b in zip(grads[mode], grads["pair"]):
+            assert a.dtype == b.dtype and rel_err(a, b) <= 1e-6, (mode, rel_err(a, b))
     monkeypatch.setattr(tc, "ATOMIC_SUM", True)
     monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 128)
     monkeypatch.setenv("COMBA_BACKEND", "triton")
