@@ -173,12 +173,20 @@ ALIGN_BOTH = os.environ.get("COMBA_ALIGN_BOTH", "0") == "1"
 # 0.592 -> 0.578 and 0.899-0.902 -> 0.889-0.892 ms. The models' mixer paths ask for both directions' gradients
 # unsummed (sum_directions=False) and never take it.
 ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "1") == "1"
-# COMBA_ZERO_IN_KERNELS (default 1 since session 29; 0: fill launches): ATOMIC_SUM's zeroed buffers zeroed by a kernel
-# of the pipeline that runs before the adding one instead of launches of their own: the summed output by the prepare
-# kernel, the six gradient buffers by _bwd_dv_local (_zero_chunk: the forward direction's programs store zeros over
-# their chunk's tokens). H200 before it, every CUDA kernel of one call at (2, 16385, 3, 64): the output's fill 0.0048
-# ms, the gradients' two multi-tensor launches 0.0053 ms.
-ZERO_IN_KERNELS = os.environ.get("COMBA_ZERO_IN_KERNELS", "1") == "1"
+# COMBA_ZERO_IN_KERNELS (session 29; "out" by default, "1" also the gradients, "0" fill launches): ATOMIC_SUM's
+# buffers zeroed by a kernel of the pipeline that runs before the adding one instead of launches of their own: the
+# summed output by the prepare kernel, with "1" the six gradient buffers by _bwd_dv_local (_zero_chunk: the forward
+# direction's programs store zeros over their chunk's tokens). H200, every CUDA kernel of one call at (2, 16385, 3,
+# 64): the output's fill (0.0047 ms) gone, the prepare unchanged (0.1237 -> 0.1240 ms); the gradients' two
+# multi-tensor launches (0.0052 ms) gone, but _bwd_dv_local 0.063 -> 0.080 ms with the zeros stored after its work.
+ZERO_IN_KERNELS = os.environ.get("COMBA_ZERO_IN_KERNELS", "out")
+if ZERO_IN_KERNELS not in ("0", "out", "1"):
+    raise ValueError(f"COMBA_ZERO_IN_KERNELS must be 0, out or 1, got {ZERO_IN_KERNELS!r}")
+# COMBA_HALF_GATE_GRADS (session 29; 0: float32 buffers and a cast each): with ATOMIC_SUM and half (bf16 / fp16) gates
+# g and beta, their gradients added atomically into buffers of their own dtype, so that no cast launch follows
+# (0.0031 ms for the two at every image shape on the H200); each direction's part is rounded to the dtype before the
+# add (the float32 buffers round only the sum).
+HALF_GATE_GRADS = os.environ.get("COMBA_HALF_GATE_GRADS", "1") == "1"
 # COMBA_SHARED_DO (default 1 since session 27; 0: dO stacked per direction): comba_bidirectional with merge "sum" or
 # "mean" on the one-launch path returns the two scans' outputs summed by the operator itself (custom op
 # chunk_fwd_sum), so its gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows),
@@ -1269,6 +1277,13 @@ def _bwd_dv_local(
     ZB) that _bwd_grads adds both directions into, instead of fill launches of their own."""
     (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
      base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
+    if ZERO_G:  # first, so that the stores overlap the loads
+        _zero_chunk(ZQ, i_t, i_bh, T, H, K, BT, BK, CS)
+        _zero_chunk(ZK, i_t, i_bh, T, H, K, BT, BK, CS)
+        _zero_chunk(ZP, i_t, i_bh, T, H, K, BT, BK, CS)
+        _zero_chunk(ZV, i_t, i_bh, T, H, V, BT, BV, CS)
+        _zero_chunk(ZG, i_t, i_bh, T, H, 1, BT, 16, CS, True)
+        _zero_chunk(ZB, i_t, i_bh, T, H, 1, BT, 16, CS, True)
     dorows = _do_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS, DO_ONE)
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
@@ -1305,13 +1320,6 @@ def _bwd_dv_local(
             b_dcq += tl.sum(b_do * _dot(b_q, b_h0, PREC), 1)
     if PRE:  # o = Diag(e^c) Q h0 + ...: its part of dc
         tl.store(DCQ + base_c + o_c, tl.exp(b_c) * b_dcq)
-    if ZERO_G:
-        _zero_chunk(ZQ, i_t, i_bh, T, H, K, BT, BK, CS)
-        _zero_chunk(ZK, i_t, i_bh, T, H, K, BT, BK, CS)
-        _zero_chunk(ZP, i_t, i_bh, T, H, K, BT, BK, CS)
-        _zero_chunk(ZV, i_t, i_bh, T, H, V, BT, BV, CS)
-        _zero_chunk(ZG, i_t, i_bh, T, H, 1, BT, 16, CS, True)
-        _zero_chunk(ZB, i_t, i_bh, T, H, 1, BT, 16, CS, True)
 
 
 @triton.jit
@@ -2333,7 +2341,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     zero_o = {}  # the summed output's zero fill inside the prepare kernel (ZERO_IN_KERNELS)
     if not need_output:
         o = None
-    elif out_add and ZERO_IN_KERNELS:
+    elif out_add and ZERO_IN_KERNELS in ("out", "1"):
         o = torch.empty_like(v)
         zero_o = dict(ZO=o, ZERO_O=True)
     elif out_add:
@@ -2456,8 +2464,11 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     zero_g = {}
     if one_buffer:
         dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
-        dg, dbeta = torch.empty(g.shape, **f32), torch.empty(beta.shape, **f32)
-        if add and ZERO_IN_KERNELS:
+        if add and HALF_GATE_GRADS:  # in g's and beta's dtype (no cast afterwards)
+            dg, dbeta = torch.empty_like(g), torch.empty_like(beta)
+        else:
+            dg, dbeta = torch.empty(g.shape, **f32), torch.empty(beta.shape, **f32)
+        if add and ZERO_IN_KERNELS == "1":
             zero_g = dict(ZQ=dq, ZK=dk, ZP=dp, ZV=dv, ZG=dg, ZB=dbeta, ZERO_G=True)
         elif add:
             _zero_all(dq, dk, dp, dv, dg, dbeta)
