@@ -173,20 +173,19 @@ ALIGN_BOTH = os.environ.get("COMBA_ALIGN_BOTH", "0") == "1"
 # 0.592 -> 0.578 and 0.899-0.902 -> 0.889-0.892 ms. The models' mixer paths ask for both directions' gradients
 # unsummed (sum_directions=False) and never take it.
 ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "1") == "1"
-# COMBA_ZERO_IN_KERNELS (session 29; "out" by default, "1" also the gradients, "0" fill launches): ATOMIC_SUM's
-# buffers zeroed by a kernel of the pipeline that runs before the adding one instead of launches of their own: the
-# summed output by the prepare kernel, with "1" the six gradient buffers by _bwd_dv_local (_zero_chunk: the forward
-# direction's programs store zeros over their chunk's tokens). H200, every CUDA kernel of one call at (2, 16385, 3,
-# 64): the output's fill (0.0047 ms) gone, the prepare unchanged (0.1237 -> 0.1240 ms); the gradients' two
-# multi-tensor launches (0.0052 ms) gone, but _bwd_dv_local 0.063 -> 0.080 ms with the zeros stored after its work.
-ZERO_IN_KERNELS = os.environ.get("COMBA_ZERO_IN_KERNELS", "out")
-if ZERO_IN_KERNELS not in ("0", "out", "1"):
-    raise ValueError(f"COMBA_ZERO_IN_KERNELS must be 0, out or 1, got {ZERO_IN_KERNELS!r}")
-# COMBA_HALF_GATE_GRADS (session 29; 0: float32 buffers and a cast each): with ATOMIC_SUM and half (bf16 / fp16) gates
-# g and beta, their gradients added atomically into buffers of their own dtype, so that no cast launch follows
-# (0.0031 ms for the two at every image shape on the H200); each direction's part is rounded to the dtype before the
-# add (the float32 buffers round only the sum).
-HALF_GATE_GRADS = os.environ.get("COMBA_HALF_GATE_GRADS", "1") == "1"
+# COMBA_ZERO_IN_KERNELS (default 1 since session 29; 0: a fill launch): ATOMIC_SUM's summed output zeroed by the
+# prepare kernel, which runs before the output kernel adds into it (_zero_chunk: the forward direction's programs
+# store zeros over their chunk's tokens), instead of a fill launch of its own. H200, every CUDA kernel of one call at
+# (2, 16385, 3, 64): the fill (0.0047 ms) gone, the prepare unchanged (0.1237 -> 0.1240 ms). Measured and dropped in
+# the same session: the six gradient buffers zeroed by _bwd_dv_local (0.063 -> 0.078-0.080 ms, after or before its
+# work, against 0.005 ms for the two multi-tensor launches), and dg, dbeta added atomically in bf16 to save their
+# casts (0.003 ms; _bwd_grads 0.269 -> 0.289 ms with scalar bf16 atomics).
+ZERO_IN_KERNELS = os.environ.get("COMBA_ZERO_IN_KERNELS", "1") == "1"
+# COMPLETE_IN_GRADS (session 29): after the backward transition walk, the one-kernel gradient (_bwd_grads, below
+# padded head size 128) completes dU itself (dU += Diag(e^(c_last - c)) K dh, one [BT, K] x [K, BV] product a V
+# block) and adds the K dh and <h0, dh> terms of dc, instead of the _bwd_complete launch writing them for it (0.057
+# ms at (2, 16385, 3, 64) on the H200, session 28).
+COMPLETE_IN_GRADS = os.environ.get("COMBA_COMPLETE_IN_GRADS", "1") == "1"
 # COMBA_SHARED_DO (default 1 since session 27; 0: dO stacked per direction): comba_bidirectional with merge "sum" or
 # "mean" on the one-launch path returns the two scans' outputs summed by the operator itself (custom op
 # chunk_fwd_sum), so its gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows),
@@ -581,22 +580,19 @@ def _blocks_t_product(x0, x1, x2, x3, y0, y1, y2, y3, PREC: tl.constexpr):
 
 
 @triton.jit
-def _zero_chunk(ptr, i_t, i_bh, T, H, N: tl.constexpr, BT: tl.constexpr, BN: tl.constexpr, CS: tl.constexpr,
-                VEC: tl.constexpr = False):
-    """ATOMIC_SUM's zero fill, done by a kernel that runs before the adding one: zeroes the tokens of chunk i_t (BT
-    rows from position i_t * CS, in token order) of a [B, T, H, N] buffer (VEC: [B, T, H]) shaped like the inputs.
-    Only the first half of a both-directions grid (B * H of its 2 * B * H programs) stores, so each token is
-    zeroed once, whichever direction's scan order the kernel walks."""
+def _zero_chunk(ptr, i_t, i_bh, T, H, N: tl.constexpr, BT: tl.constexpr, BN: tl.constexpr, CS: tl.constexpr):
+    """ATOMIC_SUM's zero fill of the summed output (ZERO_IN_KERNELS), done by the prepare kernel, which runs before the
+    output kernel adds into it: zeroes the tokens of chunk i_t (BT rows from position i_t * CS, in token order) of a
+    [B, T, H, N] buffer shaped like the inputs, in BN-wide blocks. Only the first half of a both-directions grid
+    (B * H of its 2 * B * H programs) stores, so each token is zeroed once, whichever direction's order the kernel
+    walks."""
     s = i_t * CS + tl.arange(0, BT)
     m = (s < T) & (i_bh < tl.num_programs(1) // 2)
     rows = ((i_bh // H) * T + tl.where(m, s, 0)) * H + i_bh % H
-    if VEC:
-        tl.store(ptr + rows, tl.zeros([BT], dtype=ptr.dtype.element_ty), mask=m)
-    else:
-        for i_n in tl.static_range(0, (N + BN - 1) // BN):
-            o_n = i_n * BN + tl.arange(0, BN)
-            tl.store(ptr + rows[:, None] * N + o_n[None, :], tl.zeros([BT, BN], dtype=ptr.dtype.element_ty),
-                     mask=m[:, None] & (o_n < N)[None, :])
+    for i_n in tl.static_range(0, (N + BN - 1) // BN):
+        o_n = i_n * BN + tl.arange(0, BN)
+        tl.store(ptr + rows[:, None] * N + o_n[None, :], tl.zeros([BT, BN], dtype=ptr.dtype.element_ty),
+                 mask=m[:, None] & (o_n < N)[None, :])
 
 
 @triton.jit
@@ -1268,22 +1264,13 @@ def _bwd_dv_local(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
     AFFINE: tl.constexpr = False, DO_ONE: tl.constexpr = False,
-    ZQ=None, ZK=None, ZP=None, ZV=None, ZG=None, ZB=None, ZERO_G: tl.constexpr = False,
 ):
     """dU's local part lower(Q K^T * decay)^T dO (and with PRE P h0 and the Q h0 term of dc). AFFINE (the transition
     walk's backward with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's backward writes it, A
     = e^c_last I - K~^T W (K~^T W alone in half maps) and R = (Diag(e^c) Q scale)^T dO - W^T dU_local, so that
-    kernel is not launched. ZERO_G (ATOMIC_SUM): also zeroes the gradient buffers dq, dk, dp, dv, dg, dbeta (ZQ ...
-    ZB) that _bwd_grads adds both directions into, instead of fill launches of their own."""
+    kernel is not launched."""
     (i_t, i_bh, i_b, i_h, NT, o_c, o_k, m_k, rows, m_t, b_g, b_c, b_cf, b_clast,
      base_c) = _chunk_start(g, T, H, K, BT, BK, CS, I0, REVERSE, IPLR)
-    if ZERO_G:  # first, so that the stores overlap the loads
-        _zero_chunk(ZQ, i_t, i_bh, T, H, K, BT, BK, CS)
-        _zero_chunk(ZK, i_t, i_bh, T, H, K, BT, BK, CS)
-        _zero_chunk(ZP, i_t, i_bh, T, H, K, BT, BK, CS)
-        _zero_chunk(ZV, i_t, i_bh, T, H, V, BT, BV, CS)
-        _zero_chunk(ZG, i_t, i_bh, T, H, 1, BT, 16, CS, True)
-        _zero_chunk(ZB, i_t, i_bh, T, H, 1, BT, 16, CS, True)
     dorows = _do_rows(i_t, i_b, T, H, i_h, BT, REVERSE, CS, DO_ONE)
     b_q = _load_rows(q, rows, m_t, K, BK, 0) * scale
     b_k = _load_rows(k, rows, m_t, K, BK, 0)
@@ -1600,11 +1587,14 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
                    b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast,
                    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                    PREC: tl.constexpr, SPLIT: tl.constexpr, PRE: tl.constexpr, ADD: tl.constexpr,
-                   DO_ONE: tl.constexpr, acc=0):
+                   DO_ONE: tl.constexpr, acc=0, COMPLETE: tl.constexpr = False):
     """One V block of a chunk's backward: dv, and the per-token and C x C accumulations. Returns the
     block's h0, dh (zeros when SPLIT: not loaded), u, dO and drhs = M^T dU (also written over dU when
     SPLIT, for the K-wide gradients of _bwd_grads_k). With PRE, P h0 comes from PH and the Q h0, K dh and
-    <h0, dh> terms are left to _pre_dc (computed by _bwd_dv_local and _bwd_state)."""
+    <h0, dh> terms are left to _pre_dc (computed by _bwd_dv_local and _bwd_state); with COMPLETE (COMPLETE_IN_GRADS)
+    dU is completed here (+ Diag(e^(c_last - c)) K dh, what _bwd_complete adds after the transition walk) and the
+    K dh, <h0, dh> terms are added here, _pre_dc then adding the Q h0 term alone."""
+    tl.static_assert(PRE or not COMPLETE, "COMPLETE replaces the precomputed products' K dh part (PRE)")
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -1622,7 +1612,11 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
     b_v = _load_rows(v, rows, m_t, V, BV, i_v * BV)
     b_do = _load_rows(do, rows if DO_ONE else orows, m_t, V, BV, i_v * BV)
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
-    b_drhs = _dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), PREC)
+    b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.)
+    if COMPLETE:
+        b_kdh_t = b_edl[:, None] * _dot(b_k, b_dh, PREC)
+        b_dU += b_kdh_t
+    b_drhs = _dot(tl.trans(b_M), b_dU, PREC)
     if SPLIT:
         tl.store(dU + p_cv, b_drhs, mask=m_v[None, :])
     _put_grad(dv + (rows if ADD else orows)[:, None] * V + o_v[None, :],
@@ -1642,25 +1636,48 @@ def _grads_v_block(h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t
         b_kdh = b_edl * tl.sum(b_u * _dot(b_k, b_dh, PREC), 1)
         b_dc -= b_kdh
         b_dclast += tl.sum(b_kdh, 0) + tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
+    elif COMPLETE:
+        b_dc, b_dclast = _complete_dc(b_u, b_kdh_t, b_h0, b_dh, b_clast, b_dc, b_dclast)
     return b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast
+
+
+@triton.jit
+def _complete_dc(b_u, b_kdh, b_h0, b_dh, b_clast, b_dc, b_dclast):
+    """dc and dc_last plus the terms of h_end = e^c_last h0 + K^T Diag(e^(c_last - c)) u that the state walk's
+    completing kernel (_bwd_complete: KDH, DCL) would have written, for one V block (b_kdh = Diag(e^(c_last - c))
+    K dh)."""
+    b_t = tl.sum(b_u * b_kdh, 1)
+    return b_dc - b_t, b_dclast + tl.sum(b_t, 0) + tl.exp(b_clast) * tl.sum(tl.sum(b_h0 * b_dh, 1), 0)
 
 
 @triton.jit
 def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c,
                        b_M, b_beta, b_ecf, b_dbeta, b_dcf, b_dA, b_dAqk, b_dp,
                        K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                       PREC: tl.constexpr, ADD: tl.constexpr, DO_ONE: tl.constexpr, acc=0):
+                       PREC: tl.constexpr, ADD: tl.constexpr, DO_ONE: tl.constexpr, acc=0,
+                       COMPLETE: tl.constexpr = False, k=None, dh=None, b_edl=None, b_clast=None, b_dc=None,
+                       b_dclast=None):
     """_grads_v_block's PRE form for the one-kernel _bwd_grads (ORDERED_GRADS): each tile is loaded just before its
     first use and is dead after its last (dU, P h0 and v, u, h0, dO in turn), and of the K-wide gradients only dp
     is accumulated here; the dq and dk terms of h0, dO, u, dh are added after the C x C part (_grads_v_terms, which
-    loads those tiles again)."""
+    loads those tiles again). COMPLETE: as _grads_v_block's (k, dh, the decays and dc, dc_last for it; these two
+    returned after the others), its own tiles loaded and dead before the rest."""
     o_c = tl.arange(0, BT)
     o_v = i_v * BV + tl.arange(0, BV)
     m_v = o_v < V
     p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
     kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
-    b_drhs = _dot(tl.trans(b_M), tl.load(dU + p_cv, mask=m_v[None, :], other=0.), PREC)
+    b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.)
+    if COMPLETE:
+        b_dh = tl.load(dh + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
+        b_kdh = b_edl[:, None] * _dot(_load_rows(k, rows, m_t, K, BK, 0), b_dh, PREC)
+        b_dU += b_kdh
+        b_dc, b_dclast = _complete_dc(
+            tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32), b_kdh,
+            tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32), b_dh, b_clast, b_dc,
+            b_dclast)
+    b_drhs = _dot(tl.trans(b_M), b_dU, PREC)
     _put_grad(dv + (rows if ADD else orows)[:, None] * V + o_v[None, :],
               (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), m_t[:, None] & m_v[None, :], ADD, acc)
     b_hp = tl.load(PH + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
@@ -1672,7 +1689,7 @@ def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t
     b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
     # o = Diag(e^c) Q h0 + Aqk u
     b_dAqk += _dot(_load_rows(do, rows if DO_ONE else orows, m_t, V, BV, i_v * BV), tl.trans(b_u), PREC)
-    return b_dbeta, b_dcf, b_dA, b_dAqk, b_dp
+    return b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, b_dc, b_dclast
 
 
 @triton.jit
@@ -1718,9 +1735,11 @@ def _bwd_grads_dir(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
     ORDERED: tl.constexpr, PREC_T: tl.constexpr, SUM_DIRS: tl.constexpr, DO_ONE: tl.constexpr, acc,
+    COMPLETE: tl.constexpr = False,
 ):
     """_bwd_grads' work for chunk i_t of row i_bh (SUM_DIRS as _put_grad's ADD: 0 the [2, ...] pair's output rows,
-    otherwise one [B, T, H, *] buffer: 1 atomic adds, 2 stores or with acc adds in order)."""
+    otherwise one [B, T, H, *] buffer: 1 atomic adds, 2 stores or with acc adds in order). COMPLETE
+    (COMPLETE_IN_GRADS): dU as the transition walk's backward leaves it, completed here (_grads_v_block)."""
     tl.static_assert(PRE or not ORDERED, "the ordered form needs the precomputed products (PRE)")
     (rows, orows, m_t, NT, base_c, b_c, b_cf, b_clast, b_beta, b_q, b_k, b_p, b_M, b_ec, b_ecf,
      b_edl) = _grads_setup(q, k, p, g, beta, M, scale, i_t, i_bh, T, H, K, BT, BK, REVERSE, IPLR, not ORDERED, CS)
@@ -1733,14 +1752,15 @@ def _bwd_grads_dir(
     b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast = _grads_acc_init(BT)
     for i_v in range(0, tl.cdiv(V, BV)):
         if ORDERED:
-            b_dbeta, b_dcf, b_dA, b_dAqk, b_dp = _grads_v_block_pre(
+            b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, b_dc, b_dclast = _grads_v_block_pre(
                 U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_beta, b_ecf,
-                b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, K, V, BT, BK, BV, PREC, SUM_DIRS, DO_ONE, acc)
+                b_dbeta, b_dcf, b_dA, b_dAqk, b_dp, K, V, BT, BK, BV, PREC, SUM_DIRS, DO_ONE, acc,
+                COMPLETE, k, dh, b_edl, b_clast, b_dc, b_dclast)
         else:
             (b_h0, b_dh, b_u, b_do, b_drhs, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast) = _grads_v_block(
                 h, dh, U, dU, v, do, dv, PH, rows, orows, m_t, i_v, i_bh, i_t, NT, base_c, b_M, b_q, b_k, b_p,
                 b_beta, b_clast, b_ec, b_ecf, b_edl, b_dbeta, b_dcf, b_dA, b_dAqk, b_dc, b_dclast, K, V, BT, BK,
-                BV, PREC, False, PRE, SUM_DIRS, DO_ONE, acc)
+                BV, PREC, False, PRE, SUM_DIRS, DO_ONE, acc, COMPLETE)
             b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
             b_dq += b_ec[:, None] * _dot(b_do, tl.trans(b_h0), PREC)
             b_dk += b_edl[:, None] * _dot(b_u, tl.trans(b_dh), PREC)
@@ -1789,10 +1809,11 @@ def _bwd_grads(
     ORDERED: tl.constexpr, PREC_T: tl.constexpr,  # _grads_v_block_pre's order (only with PRE); dL^T P's, dAqk^T Q's
     SUM_DIRS: tl.constexpr,  # ATOMIC_SUM: both directions' gradients added into one [B, T, H, *] buffer each
     DO_ONE: tl.constexpr = False,  # SHARED_DO: one dO for both directions, [B, T, H, V] (_do_rows)
+    COMPLETE: tl.constexpr = False,  # COMPLETE_IN_GRADS: _bwd_complete's work done here (n_vs 0)
 ):
     _bwd_grads_dir(q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs, dq, dk, dv, dp, dg, dbeta,
                    scale, tl.program_id(0) + I0, tl.program_id(1), T, H, K, V, BT, BK, BV, CS, REVERSE, IPLR, PREC,
-                   PRE, ORDERED, PREC_T, SUM_DIRS, DO_ONE, 0)
+                   PRE, ORDERED, PREC_T, SUM_DIRS, DO_ONE, 0, COMPLETE)
 
 
 @triton.jit
@@ -1803,6 +1824,7 @@ def _bwd_grads_both(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, PRE: tl.constexpr,
     ORDERED: tl.constexpr, PREC_T: tl.constexpr, SUM_DIRS: tl.constexpr, DO_ONE: tl.constexpr = False,
+    COMPLETE: tl.constexpr = False,
 ):
     """ALIGN_BOTH (REVERSE 3, whole chunks): both directions' gradients of one token block from one program, into one
     [B, T, H, *] buffer per input without atomics or a zero fill: the forward scan's chunk i_t stored, a barrier,
@@ -1822,7 +1844,7 @@ def _bwd_grads_both(
                 tl.debug_barrier()  # the forward direction's stores seen by every thread of the program
             _bwd_grads_dir(q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs, dq, dk, dv, dp, dg,
                            dbeta, scale, i_t + d * (NT - 1 - 2 * i_t), i_bh + d * BHH, T, H, K, V, BT, BK, BV, CS,
-                           REVERSE, IPLR, PREC, PRE, ORDERED, PREC_T, 2, DO_ONE, d)
+                           REVERSE, IPLR, PREC, PRE, ORDERED, PREC_T, 2, DO_ONE, d, COMPLETE)
 
 
 @triton.jit
@@ -2341,7 +2363,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     zero_o = {}  # the summed output's zero fill inside the prepare kernel (ZERO_IN_KERNELS)
     if not need_output:
         o = None
-    elif out_add and ZERO_IN_KERNELS in ("out", "1"):
+    elif out_add and ZERO_IN_KERNELS:
         o = torch.empty_like(v)
         zero_o = dict(ZO=o, ZERO_O=True)
     elif out_add:
@@ -2454,39 +2476,21 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
     else:
         PH = DCQ = KDH = DCL = U  # not read
     low = _dot_meta(meta, q.dtype)
-    summed = nd == 2 and sum_directions and not split
-    # ALIGN_BOTH: _bwd_grads_both sums both directions in one program per token block (no atomics, no zero fill);
-    # else ATOMIC_SUM: _bwd_grads adds them atomically into one buffer per input, zeroed by _bwd_dv_local
-    # (ZERO_IN_KERNELS) or by multi-tensor launches (one list a dtype)
-    both = summed and meta["REVERSE"] == 3
-    add = summed and not both and _atomic_sum(q.dtype)
-    one_buffer = both or add
-    zero_g = {}
-    if one_buffer:
-        dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
-        if add and HALF_GATE_GRADS:  # in g's and beta's dtype (no cast afterwards)
-            dg, dbeta = torch.empty_like(g), torch.empty_like(beta)
-        else:
-            dg, dbeta = torch.empty(g.shape, **f32), torch.empty(beta.shape, **f32)
-        if add and ZERO_IN_KERNELS == "1":
-            zero_g = dict(ZQ=dq, ZK=dk, ZP=dp, ZV=dv, ZG=dg, ZB=dbeta, ZERO_G=True)
-        elif add:
-            _zero_all(dq, dk, dp, dv, dg, dbeta)
-    else:
-        dq, dk, dp, dv = (torch.empty(nd, *x.shape, device=x.device, dtype=x.dtype) for x in (q, k, p, v))
-        dg = torch.empty(nd, *g.shape, **f32)
-        dbeta = torch.empty(nd, *beta.shape, **f32)
     transition = _walk_mode(NT, BH, V, BK, q.device) == TRANSITION
     # the transition walk's maps written by _bwd_dv_local (_fold: TRANSITION_FOLD), else by _chunk_affine
     maps = (_transition_maps(BH, NT, K, V, q.device, q.dtype) if transition and _fold("bwd", V, q.device, BK)
             else None)
     _launch_chunks(_bwd_dv_local, NT, tail, BH, (q, k, p, g, do, dU, h, PH, DCQ, W, *(maps or (None, None)), scale),
-                   dict(low, PRE=pre, AFFINE=maps is not None, **zero_g,
+                   dict(low, PRE=pre, AFFINE=maps is not None,
                         **({"CONFIG_AS": "_bwd_dv_local_affine"} if maps is not None else {})))
+    # the one-kernel gradient completing dU after the transition walk (COMPLETE_IN_GRADS), with the precomputed
+    # products: no _bwd_complete, no K dh slices to add (n_vs 0)
+    complete = transition and COMPLETE_IN_GRADS and pre and not split
     if transition:  # dh's walk, then dU and the dc terms chunk-parallel
         _launch_transition(BH, NT, tail, (k, q, g, W, dU, do, scale), (dh, dht, dh0), meta, backward=True, maps=maps)
-        _launch_chunks(_bwd_complete, NT, tail, BH, (k, g, U, h, dh, dU, KDH, DCL), dict(low, PRE=pre))
-        n_vs = 1
+        if not complete:
+            _launch_chunks(_bwd_complete, NT, tail, BH, (k, g, U, h, dh, dU, KDH, DCL), dict(low, PRE=pre))
+        n_vs = 0 if complete else 1
     else:
         # from head size 128 the state kernel works in K halves (COMBA_STATE_HALVES=0: whole K tiles)
         state_kernel = _bwd_state_halves if BK >= STATE_HALVES_MIN_BK else _bwd_state
@@ -2494,11 +2498,28 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                                  dict(low, USE_DHT=dht is not None, STORE_DH0=need_dh0, PRE=pre, TAIL=tail),
                                  dht, dh0, backward=True)
         n_vs = triton.cdiv(V, bv_state)
+    summed = nd == 2 and sum_directions and not split
+    # ALIGN_BOTH: _bwd_grads_both sums both directions in one program per token block (no atomics, no zero fill);
+    # else ATOMIC_SUM: _bwd_grads adds them atomically into one zeroed buffer per input
+    both = summed and meta["REVERSE"] == 3
+    add = summed and not both and _atomic_sum(q.dtype)
+    one_buffer = both or add
+    if one_buffer:
+        dq, dk, dp, dv = (torch.empty_like(x) for x in (q, k, p, v))
+        dg, dbeta = torch.empty(g.shape, **f32), torch.empty(beta.shape, **f32)
+        if add:  # zeroed by multi-tensor launches (one list a dtype) instead of six fills
+            _zero_all(dq, dk, dp, dv, dg, dbeta)
+    else:
+        dq, dk, dp, dv = (torch.empty(nd, *x.shape, device=x.device, dtype=x.dtype) for x in (q, k, p, v))
+        dg = torch.empty(nd, *g.shape, **f32)
+        dbeta = torch.empty(nd, *beta.shape, **f32)
     grads_args = (q, k, v, p, g, beta, M, U, dU, h, dh, do, PH, DCQ, KDH, DCL, n_vs, dq, dk, dv, dp, dg, dbeta, scale)
     if both:  # ALIGN_BOTH keeps every chunk on a whole tile (no tail launch)
-        _launch(_bwd_grads_both, (NT, BH), (*grads_args, 2), dict(_grads_one_meta(meta, low, pre), SUM_DIRS=2, I0=0))
+        _launch(_bwd_grads_both, (NT, BH), (*grads_args, 2),
+                dict(_grads_one_meta(meta, low, pre), SUM_DIRS=2, I0=0, COMPLETE=complete))
     elif not split:
-        _launch_chunks(_bwd_grads, NT, tail, BH, grads_args, dict(_grads_one_meta(meta, low, pre), SUM_DIRS=add))
+        _launch_chunks(_bwd_grads, NT, tail, BH, grads_args,
+                       dict(_grads_one_meta(meta, low, pre), SUM_DIRS=add, COMPLETE=complete))
     else:
         dAf, dAo = torch.empty(M.shape, **half), torch.empty(M.shape, **half)
         gmeta = low if BF16_GRADS else meta

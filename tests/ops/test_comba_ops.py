@@ -938,12 +938,16 @@ def test_chunk_size_32_both_directions(monkeypatch):
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, K, V, variant, reverse, init, bv, G, fold", [
-    (197, 32, 64, "splr", False, True, None, 0, False), (130, 16, 32, "iplr", True, True, None, 2, True),
-    (300, 48, 40, "splr", True, False, 16, 2, False), (64, 32, 16, "iplr", False, True, None, 0, True),
-    (150, 64, 64, "iplr", False, True, 32, 0, True), (330, 32, 48, "splr", False, True, 16, 4, False),
-    (197, 32, 64, "splr", True, True, None, 2, True), (140, 32, 96, "iplr", True, True, None, 0, True)])
-def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fold):
+@pytest.mark.parametrize("T, K, V, variant, reverse, init, bv, G, fold, complete, order", [
+    (197, 32, 64, "splr", False, True, None, 0, False, True, "1"),
+    (130, 16, 32, "iplr", True, True, None, 2, True, True, "0"),
+    (300, 48, 40, "splr", True, False, 16, 2, False, True, "1"),
+    (64, 32, 16, "iplr", False, True, None, 0, True, False, "auto"),
+    (150, 64, 64, "iplr", False, True, 32, 0, True, True, "1"),
+    (330, 32, 48, "splr", False, True, 16, 4, False, False, "auto"),
+    (197, 32, 64, "splr", True, True, None, 2, True, True, "0"),
+    (140, 32, 96, "iplr", True, True, None, 0, True, True, "1")])
+def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fold, complete, order):
     """COMBA_TRANSITION_WALK=1: each chunk's step as an affine map (_chunk_affine), the walk over the maps
     (_affine_scan), then u, the output, dU and the dc terms chunk-parallel (_fwd_output with COMPLETE_U,
     _bwd_complete). Output, final state and every gradient (initial state included) against the float64 step
@@ -953,31 +957,38 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fo
     (V = 96: blocks of 64 and 32, summed into one dc slice by _bwd_complete). G > 0: the walk in groups of G
     chunks (COMBA_TRANSITION_GROUP: summaries, carry, storing walk), the last group shorter (T = 330, G = 4: groups
     of 4 and 2 chunks), the identity's columns over two blocks (K = 32 with bv = 16). fold (COMBA_TRANSITION_FOLD=1):
-    the maps written by the blocked prepare (a short last chunk's still by _chunk_affine) and by _bwd_dv_local. The
-    state kernels of the other walks are checked not to have run, and _chunk_affine's launches counted."""
+    the maps written by the blocked prepare (a short last chunk's still by _chunk_affine) and by _bwd_dv_local.
+    complete (COMBA_COMPLETE_IN_GRADS, the default): dU and the K dh, <h0, dh> terms of dc completed by the gradient
+    kernel instead of _bwd_complete, in both of its orders (order: COMBA_ORDERED_GRADS; several V blocks at V = 96;
+    a short last chunk's tile at T = 197, 130). The state kernels of the other walks are checked not to have run,
+    and _chunk_affine's launches counted."""
     import comba_vision.ops.triton_chunk as tc
+    monkeypatch.setattr(tc, "COMPLETE_IN_GRADS", complete)
+    monkeypatch.setattr(tc, "ORDERED_GRADS", order)
     monkeypatch.setattr(tc, "TRANSITION_WALK", "1")
     monkeypatch.setattr(tc, "TRANSITION_FOLD", "1" if fold else "0")
     monkeypatch.setattr(tc, "TRANSITION_GROUP", G)
     if bv is not None:
         monkeypatch.setattr(tc, "_state_block_v", lambda BH, V, BV, device: bv)
-    launched = spy_launches(monkeypatch, tc, "PHASE")
+    launched = spy_launches(monkeypatch, tc, record=lambda n, a, m: (n, m.get("PHASE"), m.get("COMPLETE"),
+                                                                     m.get("ORDERED")))
     xs, h0 = make_inputs(1, T, 2, K, V, init=True, seed=T + K)
     if HAS_CUDA:
         xs, h0 = [x.cuda() for x in xs], h0.cuda()
     errs = compare_to_reference(xs, h0 if init else None, variant=variant, reverse=reverse, backend="triton")
     assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
     phases = [1, 2, 1, 2] if G else [0, 0]
-    assert [x for x in launched if x[0] == "_affine_scan"] == [("_affine_scan", ph) for ph in phases]
-    assert [n for n, _ in launched].count("_state_carry") == (2 if G else 0)
+    assert [x[:2] for x in launched if x[0] == "_affine_scan"] == [("_affine_scan", ph) for ph in phases]
+    names = [x[0] for x in launched]
+    assert names.count("_state_carry") == (2 if G else 0)
     n_tail = 2 if tc._tail_rows(T, max(16, 1 << (K - 1).bit_length())) < tc.BT else 1  # launches a chunk kernel takes
     # folded: the forward's short last chunk from _chunk_affine; the backward's too on CUDA at V = 16 (_fold)
     bwd_folded = fold and tc._fold("bwd", V, xs[0].device, max(16, 1 << (K - 1).bit_length()))
-    assert [n for n, _ in launched].count("_chunk_affine") == (n_tail - 1 if fold else n_tail) + (
-        0 if bwd_folded else n_tail)
-    names = {n for n, _ in launched}
-    assert {"_bwd_complete", "_fwd_output"} <= names
-    assert not names & {"_fwd_state", "_bwd_state"}
+    assert names.count("_chunk_affine") == (n_tail - 1 if fold else n_tail) + (0 if bwd_folded else n_tail)
+    pre = tc.PRE_MIN_BK <= max(16, 1 << (K - 1).bit_length()) or max(16, 1 << (K - 1).bit_length()) in tc.PRE_BKS
+    assert ("_bwd_complete" in names) == (not (complete and pre)) and "_fwd_output" in names
+    assert {(x[2], x[3]) for x in launched if x[0] == "_bwd_grads"} == {(complete and pre, pre and order == "1")}
+    assert not set(names) & {"_fwd_state", "_bwd_state"}
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
@@ -1060,9 +1071,9 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
     output and gradients as the pair's sum (both round the two parts to the dtype, then their sum once), within the
     bound of the float64 chunk path; every gradient launch carries SUM_DIRS, every output launch OUT_ADD; a short
     last chunk's own launch (T = 150, 70) and at 4100 tokens the
-    transition walk on a GPU. The zero fill either inside the prepare and _bwd_dv_local launches (ZERO_IN_KERNELS,
-    the default: ZERO_O / ZERO_G on every one of them, the tail's too) or by launches of its own, with every new
-    float tensor filled with NaN, so that an element left unzeroed shows."""
+    transition walk on a GPU. The output's zero fill either inside the prepare launches (ZERO_IN_KERNELS, the
+    default) or by a launch of its own, with every new float tensor filled with NaN, so that an element left
+    unzeroed shows."""
     import comba_vision.ops.triton_chunk as tc
     from comba_vision.bench import make_op_inputs, op_errors
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
@@ -1079,15 +1090,13 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
         return new
 
     grads = {}
-    zero = {"pair": "0", "fills": "0", "out": "out", "kernels": "1"}
-    for mode in zero:
+    for mode in ("pair", "fill", "prepare"):
         monkeypatch.setattr(tc, "ATOMIC_SUM", mode != "pair")
-        monkeypatch.setattr(tc, "ZERO_IN_KERNELS", zero[mode])
-        monkeypatch.setattr(tc, "HALF_GATE_GRADS", mode != "fills")  # dg, dbeta added in their own dtype
+        monkeypatch.setattr(tc, "ZERO_IN_KERNELS", mode == "prepare")
         monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 128)  # the one-kernel gradient, whatever the environment
         monkeypatch.setattr(tc, "SHARED_DO", True)  # the operator sums the outputs (atomically when on)
         launched = spy_launches(monkeypatch, tc, record=lambda n, a, m: (
-            n, m.get("SUM_DIRS"), m.get("OUT_ADD"), m.get("ZERO_O", False) or m.get("ZERO_G", False)))
+            n, m.get("SUM_DIRS"), m.get("OUT_ADD"), m.get("ZERO_O", False)))
         for name in ("empty", "empty_like"):
             monkeypatch.setattr(tc.torch, name, poisoned(getattr(torch, name)))
         x = [t.detach().requires_grad_() for t in xs]
@@ -1099,13 +1108,11 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
         assert {s for n, s, _, _ in launched if n == "_bwd_grads"} == {on}, launched
         # the output's launch (the state walk's storing phase or _fwd_output) adds both directions when on
         assert {a for n, _, a, _ in launched if n in ("_fwd_state", "_fwd_output")} == {on}, launched
-        zeroing = {(n[:8], z) for n, _, _, z in launched if n.startswith(("_fwd_prepare", "_bwd_dv_local"))}
-        assert zeroing == {("_fwd_pre", mode in ("out", "kernels")), ("_bwd_dv_", mode == "kernels")}, launched
-    for mode in ("fills", "out", "kernels"):
-        for i, (a, b) in enumerate(zip(grads[mode], grads["pair"])):
-            # dg, dbeta in their own dtype: each direction's part rounded before the add, one rounding more
-            bound = 2 * torch.finfo(dtype).eps if i >= 5 and mode != "fills" else 1e-6
-            assert a.dtype == b.dtype and rel_err(a, b) <= bound, (mode, i, rel_err(a, b))
+        # every prepare launch (the tail's too) zeroes the output exactly when asked to
+        assert {z for n, _, _, z in launched if n.startswith("_fwd_prepare")} == {mode == "prepare"}, launched
+    for mode in ("fill", "prepare"):
+        for a, b in zip(grads[mode], grads["pair"]):
+            assert a.dtype == b.dtype and rel_err(a, b) <= 1e-6, (mode, rel_err(a, b))
     monkeypatch.setattr(tc, "ATOMIC_SUM", True)
     monkeypatch.setattr(tc, "SPLIT_BWD_MIN_BK", 128)
     monkeypatch.setenv("COMBA_BACKEND", "triton")
