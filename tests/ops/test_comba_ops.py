@@ -958,7 +958,7 @@ def test_transition_walk(monkeypatch, T, K, V, variant, reverse, init, bv, G, fo
     chunks (COMBA_TRANSITION_GROUP: summaries, carry, storing walk), the last group shorter (T = 330, G = 4: groups
     of 4 and 2 chunks), the identity's columns over two blocks (K = 32 with bv = 16). fold (COMBA_TRANSITION_FOLD=1):
     the maps written by the blocked prepare (a short last chunk's still by _chunk_affine) and by _bwd_dv_local.
-    complete (COMBA_COMPLETE_IN_GRADS, the default): dU and the K dh, <h0, dh> terms of dc completed by the gradient
+    complete (COMBA_COMPLETE_IN_GRADS, opt-in): dU and the K dh, <h0, dh> terms of dc completed by the gradient
     kernel instead of _bwd_complete, in both of its orders (order: COMBA_ORDERED_GRADS; several V blocks at V = 96;
     a short last chunk's tile at T = 197, 130). The state kernels of the other walks are checked not to have run,
     and _chunk_affine's launches counted."""
