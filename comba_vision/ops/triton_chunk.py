@@ -154,9 +154,9 @@ HALF_MAPS = os.environ.get("COMBA_HALF_MAPS", "1") == "1"
 # directions' gradients, the second added in order to what the first stored (no zero fill, no atomics). On sm_90
 # (compiled here, kernel_resources) _bwd_grads_both spills 804 bytes a thread at head 64 and 652 at head 32 against
 # _bwd_grads' 404 and 280 (two inlined copies instead of its loop over the directions: 1036 at head 64), and
-# _fwd_output_both takes 251 registers at head 64 with no spills. Its read-modify-write of the gradients has been
-# run only under the interpreter: docs/bench/2026-12-02-h200-s28/next_s29c1.sh runs its tests on CUDA and times it.
-# The plan for the rest: docs/KERNELS.md.
+# _fwd_output_both takes 251 registers at head 64 with no spills. H200, session 29: correct (errors against float64
+# as the default's) but slower, _bwd_grads_both 0.294 against _bwd_grads' 0.271 ms, both directions' kernels 0.850
+# -> 0.877 ms at (2, 16385, 3, 64): off. docs/KERNELS.md has the flag-ordered alternative.
 ALIGN_BOTH = os.environ.get("COMBA_ALIGN_BOTH", "0") == "1"
 # COMBA_ATOMIC_SUM (default 1 since session 28; 0: a [2, ...] pair per result, summed afterwards): both scan
 # directions in one launch, where the one _bwd_grads kernel writes every gradient (below padded head size 128,
