@@ -92,3 +92,16 @@ def spy_launches(monkeypatch, tc, key: str | None = None, record=None) -> list:
         return launch(kernel, grid, args, meta, **kw)
     monkeypatch.setattr(tc, "_launch", spy)
     return launched
+
+
+def poison_allocations(monkeypatch) -> None:
+    """torch.empty / torch.empty_like return NaN-filled float tensors (what an allocator may hand back is garbage),
+    so that an element a kernel should have written, or zeroed, and did not shows as NaN. Undone with monkeypatch."""
+    for name in ("empty", "empty_like"):
+        alloc = getattr(torch, name)
+
+        def new(*a, _alloc=alloc, **kw):
+            t = _alloc(*a, **kw)
+            return t.fill_(float("nan")) if t.is_floating_point() else t
+        monkeypatch.setattr(torch, name, new)
+

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from comba_vision.ops import comba, comba_bidirectional, comba_chunk_torch, comba_recurrent_reference
-from tests.ops.helpers import compare_to_reference, make_inputs, rel_err, spy_launches
+from tests.ops.helpers import compare_to_reference, make_inputs, poison_allocations, rel_err, spy_launches
 
 HAS_CUDA = torch.cuda.is_available()
 INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -925,16 +925,35 @@ def test_chunk_size_32_matches_reference(monkeypatch, T, K, V, variant, reverse,
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
 def test_chunk_size_32_both_directions(monkeypatch):
     """COMBA_CHUNK_SIZE=32 with both scan directions in the same launches (what the models run): output and the six
-    gradients of both directions against the float64 chunk path (bench.op_errors), a short last chunk included."""
+    gradients of both directions against the float64 chunk path (bench.op_errors), a short last chunk included; then
+    merged by the operator's sum (merge "sum") against float64, with new float tensors NaN-filled, so that the
+    summed output's zeroing by the 32-position prepare and the short chunk's (ZERO_IN_KERNELS, with ATOMIC_SUM) must
+    cover every token."""
     import comba_vision.ops.triton_chunk as tc
-    from comba_vision.bench import op_errors
+    from comba_vision.bench import make_op_inputs, op_errors
     monkeypatch.setattr(tc, "BT", 32)
     monkeypatch.setenv("COMBA_BACKEND", "triton")
-    launched = spy_launches(monkeypatch, tc, "BT")
+    launched = spy_launches(monkeypatch, tc, record=lambda n, a, m: (n, m["BT"], m.get("ZERO_O", False)))
     dtype = torch.bfloat16 if HAS_CUDA else torch.float16
-    errs = op_errors((2, 101, 2, 32, 48), dtype, "cuda" if HAS_CUDA else "cpu", both=True, seed=3)
+    device = "cuda" if HAS_CUDA else "cpu"
+    poison_allocations(monkeypatch)
+    errs = op_errors((2, 101, 2, 32, 48), dtype, device, both=True, seed=3)
     assert max(errs.values()) <= BOUND[dtype], errs
-    assert {("_fwd_prepare_blocked2", 32), ("_fwd_prepare", 16), ("_bwd_grads", 16)} <= set(launched)
+    assert {("_fwd_prepare_blocked2", 32, False), ("_fwd_prepare", 16, False), ("_bwd_grads", 16, False)} <= set(
+        launched)
+    # merged by the operator's own sum: the output added into by both directions
+    launched.clear()
+    xs = [x.detach().requires_grad_() for x in make_op_inputs((2, 101, 2, 32, 48), dtype, device, seed=4)]
+    do = torch.randn(2, 101, 2, 48, generator=torch.Generator().manual_seed(5)).to(device, dtype)
+    comba_bidirectional(*xs, merge="sum", backend="triton").backward(do)
+    ref = [x.detach().cpu().double().requires_grad_() for x in xs]
+    o = comba_bidirectional(*ref, merge="sum", backend="torch")
+    o.backward(do.cpu().double())
+    assert rel_err(comba_bidirectional(*xs, merge="sum", backend="triton").detach().cpu(), o.detach()) <= BOUND[dtype]
+    for x, r in zip(xs, ref):
+        assert rel_err(x.grad.cpu(), r.grad) <= BOUND[dtype]
+    zero = tc.ZERO_IN_KERNELS and tc._atomic_sum(dtype)
+    assert {("_fwd_prepare_blocked2", 32, zero), ("_fwd_prepare", 16, zero)} <= set(launched)
 
 
 @pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
@@ -1083,12 +1102,6 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
     xs = make_op_inputs(shape, dtype, device, seed=5)
     do = torch.randn(shape[:3] + shape[4:], generator=torch.Generator().manual_seed(6)).to(device, dtype)
 
-    def poisoned(alloc):  # an allocator's result as it may come: garbage, here NaN
-        def new(*a, **kw):
-            t = alloc(*a, **kw)
-            return t.fill_(float("nan")) if t.is_floating_point() else t
-        return new
-
     grads = {}
     for mode in ("pair", "fill", "prepare"):
         monkeypatch.setattr(tc, "ATOMIC_SUM", mode != "pair")
@@ -1097,8 +1110,7 @@ def test_atomic_direction_sum(monkeypatch, shape, variant):
         monkeypatch.setattr(tc, "SHARED_DO", True)  # the operator sums the outputs (atomically when on)
         launched = spy_launches(monkeypatch, tc, record=lambda n, a, m: (
             n, m.get("SUM_DIRS"), m.get("OUT_ADD"), m.get("ZERO_O", False)))
-        for name in ("empty", "empty_like"):
-            monkeypatch.setattr(tc.torch, name, poisoned(getattr(torch, name)))
+        poison_allocations(monkeypatch)
         x = [t.detach().requires_grad_() for t in xs]
         o = comba_bidirectional(*x, variant=variant, backend="triton")
         o.backward(do)
