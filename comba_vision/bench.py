@@ -218,10 +218,11 @@ def ops_table(records) -> str:
     return "\n".join(lines)
 
 
-def _op_call(both: bool):
-    """One direction's operator (its output), or both directions' as the mixer calls it (merge "stack")."""
+def _op_call(both: bool, merge: str = "stack"):
+    """One direction's operator (its output), or both directions' merged by ``merge`` ("stack": as the mixer calls
+    it)."""
     if both:
-        return lambda *xs, **kw: comba_bidirectional(*xs, merge="stack", **kw)
+        return lambda *xs, **kw: comba_bidirectional(*xs, merge=merge, **kw)
     return lambda *xs, **kw: comba(*xs, **kw)[0]
 
 
@@ -264,12 +265,13 @@ def comba_settings(exclude=()) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("COMBA_") and k not in exclude}
 
 
-def op_errors(shape, dtype=torch.bfloat16, device=None, both: bool = True, seed: int = 0) -> dict[str, float]:
+def op_errors(shape, dtype=torch.bfloat16, device=None, both: bool = True, seed: int = 0,
+              merge: str = "stack") -> dict[str, float]:
     """Relative errors (norm of the difference over the reference's norm) of the operator's output and six input
-    gradients (both directions' by default) against the PyTorch path in float64, for one random output
-    gradient."""
+    gradients (both directions' by default, merged by ``merge``) against the PyTorch path in float64, for one random
+    output gradient."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    op = _op_call(both)
+    op = _op_call(both, merge)
     xs = [x.detach().requires_grad_() for x in make_op_inputs(shape, dtype, device, seed=seed)]
     o = op(*xs)
     do = torch.randn(o.shape, generator=torch.Generator().manual_seed(seed + 1)).to(device, dtype)
