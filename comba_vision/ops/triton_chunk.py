@@ -181,15 +181,17 @@ ATOMIC_SUM = os.environ.get("COMBA_ATOMIC_SUM", "1") == "1"
 # work, against 0.005 ms for the two multi-tensor launches), and dg, dbeta added atomically in bf16 to save their
 # casts (0.003 ms; _bwd_grads 0.269 -> 0.289 ms with scalar bf16 atomics).
 ZERO_IN_KERNELS = os.environ.get("COMBA_ZERO_IN_KERNELS", "1") == "1"
-# COMBA_COMPLETE_IN_GRADS (session 29; default 0 until its GPU tests pass): after the backward transition walk, the
+# COMBA_COMPLETE_IN_GRADS (default 1 since session 30; 0: _bwd_complete): after the backward transition walk, the
 # one-kernel gradient (_bwd_grads, below padded head size 128) completes dU itself (dU += Diag(e^(c_last - c)) K dh,
 # one [BT, K] x [K, BV] product a V block) and adds the K dh and <h0, dh> terms of dc, instead of the _bwd_complete
 # launch writing them for it. H200, both directions' forward+backward kernels: 0.827 -> 0.798 ms at (8, 4097, 3,
 # 64), 0.858 -> 0.829 at (2, 16385, 3, 64) (_bwd_complete's 0.057 gone, _bwd_grads 0.273 -> 0.301; sm_90 spills
-# 404 -> 300 bytes at head 64, 280 -> 132 at 32); errors against float64 there unchanged (largest 5.2e-3). But in
-# the same call one CUDA test of test_transition_walk / test_half_maps / test_atomic_direction_sum failed and the
-# time limit cut the report that would name it: docs/bench/2026-12-02-h200-s29/next_s30c1.sh finds it first.
-COMPLETE_IN_GRADS = os.environ.get("COMBA_COMPLETE_IN_GRADS", "0") == "1"
+# 404 -> 300 bytes at head 64, 280 -> 132 at 32); errors against float64 there unchanged (largest 5.2e-3). Not on
+# CUDA at V <= 16 (_complete_in_grads): there Triton 3.6 built the ordered bf16 form wrong on the H200 (session 30,
+# docs/bench/2026-12-02-h200-s30/probe_log.txt: dv, dp, dbeta off by 110% at (1, 4100, 1, 32, 16), an illegal
+# memory access with two heads; right with ORDERED_GRADS=0, at V = 32, and in the interpreter), as it had the folded
+# _bwd_dv_local at V = 16 (_fold).
+COMPLETE_IN_GRADS = os.environ.get("COMBA_COMPLETE_IN_GRADS", "1") == "1"
 # COMBA_SHARED_DO (default 1 since session 27; 0: dO stacked per direction): comba_bidirectional with merge "sum" or
 # "mean" on the one-launch path returns the two scans' outputs summed by the operator itself (custom op
 # chunk_fwd_sum), so its gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows),
@@ -2160,6 +2162,14 @@ def _fold(direction: str, V: int, device, BK: int) -> bool:
     return TRANSITION_FOLD in ("1", direction) or (TRANSITION_FOLD == "auto" and BK < 64)
 
 
+def _complete_in_grads(transition: bool, pre: bool, split: bool, V: int, device) -> bool:
+    """Whether the one-kernel gradient completes dU and the dc terms after the backward transition walk
+    (COMPLETE_IN_GRADS) instead of _bwd_complete: with the precomputed products, not the split gradient, and not on
+    CUDA at V <= 16 (V blocks of 16, where Triton 3.6 builds that form wrong on the H200)."""
+    return (transition and COMPLETE_IN_GRADS and pre and not split
+            and not (V <= 16 and torch.device(device).type == "cuda"))
+
+
 def _transition_maps(BH: int, NT: int, K: int, V: int, device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Empty buffers for the chunks' affine maps of the transition walk, A [BH, NT, K, K] and R [BH, NT, K, V], for
     inputs of dtype: float32, or bf16 with HALF_MAPS for half inputs (A then holds K~^T W alone: _store_transition)."""
@@ -2489,7 +2499,7 @@ def comba_bwd_triton(q, k, v, p, g, beta, scale, saved, do, dht, need_dh0, iplr,
                         **({"CONFIG_AS": "_bwd_dv_local_affine"} if maps is not None else {})))
     # the one-kernel gradient completing dU after the transition walk (COMPLETE_IN_GRADS), with the precomputed
     # products: no _bwd_complete, no K dh slices to add (n_vs 0)
-    complete = transition and COMPLETE_IN_GRADS and pre and not split
+    complete = _complete_in_grads(transition, pre, split, V, q.device)
     if transition:  # dh's walk, then dU and the dc terms chunk-parallel
         _launch_transition(BH, NT, tail, (k, q, g, W, dU, do, scale), (dh, dht, dh0), meta, backward=True, maps=maps)
         if not complete:
