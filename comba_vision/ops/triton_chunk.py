@@ -1673,16 +1673,16 @@ def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t
     m_v = o_v < V
     p_cv = (base_c + o_c)[:, None] * V + o_v[None, :]
     kv, m_kv = _kv_tile(i_v, K, V, BK, BV)
+    p_kv = (i_bh * NT + i_t) * K * V + kv  # this chunk's [BK, BV] tile of a per-chunk state buffer (h, dh)
     # u = M rhs, rhs = Diag(beta) (V - Diag(e^cf) P h0)
     b_dU = tl.load(dU + p_cv, mask=m_v[None, :], other=0.)
     if COMPLETE:
-        b_dh = tl.load(dh + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
+        b_dh = tl.load(dh + p_kv, mask=m_kv, other=0.).to(tl.float32)
         b_kdh = b_edl[:, None] * _dot(_load_rows(k, rows, m_t, K, BK, 0), b_dh, PREC)
         b_dU += b_kdh
         b_dc, b_dclast = _complete_dc(
             tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32), b_kdh,
-            tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32), b_dh, b_clast, b_dc,
-            b_dclast)
+            tl.load(h + p_kv, mask=m_kv, other=0.).to(tl.float32), b_dh, b_clast, b_dc, b_dclast)
     b_drhs = _dot(tl.trans(b_M), b_dU, PREC)
     _put_grad(dv + (rows if ADD else orows)[:, None] * V + o_v[None, :],
               (b_drhs * b_beta[:, None]).to(dv.dtype.element_ty), m_t[:, None] & m_v[None, :], ADD, acc)
@@ -1691,7 +1691,7 @@ def _grads_v_block_pre(U, dU, v, do, dv, PH, h, rows, orows, m_t, i_v, i_bh, i_t
     b_dcf -= b_beta * b_ecf * tl.sum(b_drhs * b_hp, 1)
     b_u = tl.load(U + p_cv, mask=m_v[None, :], other=0.).to(tl.float32)
     b_dA -= _dot(b_drhs, tl.trans(b_u), PREC)
-    b_h0 = tl.load(h + (i_bh * NT + i_t) * K * V + kv, mask=m_kv, other=0.).to(tl.float32)
+    b_h0 = tl.load(h + p_kv, mask=m_kv, other=0.).to(tl.float32)
     b_dp -= (b_beta * b_ecf)[:, None] * _dot(b_drhs, tl.trans(b_h0), PREC)
     # o = Diag(e^c) Q h0 + Aqk u
     b_dAqk += _dot(_load_rows(do, rows if DO_ONE else orows, m_t, V, BV, i_v * BV), tl.trans(b_u), PREC)
