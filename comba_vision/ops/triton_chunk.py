@@ -188,7 +188,7 @@ ZERO_IN_KERNELS = os.environ.get("COMBA_ZERO_IN_KERNELS", "1") == "1"
 # 64), 0.858 -> 0.829 at (2, 16385, 3, 64) (_bwd_complete's 0.057 gone, _bwd_grads 0.273 -> 0.301; sm_90 spills
 # 404 -> 300 bytes at head 64, 280 -> 132 at 32); errors against float64 there unchanged (largest 5.2e-3). Not on
 # CUDA at V <= 16 (_complete_in_grads): there Triton 3.6 built the ordered bf16 form wrong on the H200 (session 30,
-# docs/bench/2026-12-02-h200-s30/probe_log.txt: dv, dp, dbeta off by 110% at (1, 4100, 1, 32, 16), an illegal
+# docs/bench/2026-12-02-h200-s30/call2_probe_log.txt: dv, dp, dbeta off by 110% at (1, 4100, 1, 32, 16), an illegal
 # memory access with two heads; right with ORDERED_GRADS=0, at V = 32, and in the interpreter), as it had the folded
 # _bwd_dv_local at V = 16 (_fold).
 COMPLETE_IN_GRADS = os.environ.get("COMBA_COMPLETE_IN_GRADS", "1") == "1"
