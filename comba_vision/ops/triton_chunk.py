@@ -192,6 +192,14 @@ ZERO_IN_KERNELS = os.environ.get("COMBA_ZERO_IN_KERNELS", "1") == "1"
 # memory access with two heads; right with ORDERED_GRADS=0, at V = 32, and in the interpreter), as it had the folded
 # _bwd_dv_local at V = 16 (_fold).
 COMPLETE_IN_GRADS = os.environ.get("COMBA_COMPLETE_IN_GRADS", "1") == "1"
+# COMBA_PREPARE_KB (session 30; default 0, off; untimed): the blocked prepare reads keys and feedback keys PREPARE_KB
+# columns at a time where the padded head size is larger (not with the transition maps folded in), accumulating the
+# inverse's ten P_i K_j^T blocks over the K blocks and writing W a K block at a time (_prepare_kb), the feedback
+# keys read twice. At (8, 2048, 16, 128), one direction, compiled here for sm_90: the whole-K prepare spills 1352
+# bytes a thread on its 2 warps (924 on 4, 692 on 8); the language-model forward is 1.44x fla's there (session 30).
+PREPARE_KB = int(os.environ.get("COMBA_PREPARE_KB", "0"))
+if PREPARE_KB and (PREPARE_KB < 16 or PREPARE_KB & (PREPARE_KB - 1)):
+    raise ValueError(f"COMBA_PREPARE_KB must be 0 or a power of two from 16, got {PREPARE_KB}")
 # COMBA_SHARED_DO (default 1 since session 27; 0: dO stacked per direction): comba_bidirectional with merge "sum" or
 # "mean" on the one-launch path returns the two scans' outputs summed by the operator itself (custom op
 # chunk_fwd_sum), so its gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows),
@@ -416,9 +424,9 @@ def _kv_tile(i_v, K, V, BK: tl.constexpr, BV: tl.constexpr):
 
 
 @triton.jit
-def _sub_block(g, beta, k, p, i_t, j, i_b, T, H, i_h, K, c0,
-               BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, REVERSE: tl.constexpr, IPLR: tl.constexpr):
-    """Loads sub-block j: rows, mask, beta, keys, feedback keys, and its decays continuing from c0."""
+def _sub_meta(g, beta, i_t, j, i_b, T, H, i_h, c0, BT: tl.constexpr, BC: tl.constexpr, REVERSE: tl.constexpr,
+              IPLR: tl.constexpr):
+    """Sub-block j's rows, mask, beta and decays continuing from c0 (c, and cf for the feedback keys)."""
     rows, m = _sub_rows(i_t, j, i_b, T, H, i_h, BT, BC, REVERSE)
     b_g = tl.load(g + rows, mask=m, other=0.).to(tl.float32)
     b_c = c0 + tl.cumsum(b_g, 0)
@@ -426,7 +434,14 @@ def _sub_block(g, beta, k, p, i_t, j, i_b, T, H, i_h, K, c0,
         b_cf = b_c
     else:
         b_cf = b_c - b_g
-    b_beta = tl.load(beta + rows, mask=m, other=0.).to(tl.float32)
+    return rows, m, tl.load(beta + rows, mask=m, other=0.).to(tl.float32), b_c, b_cf
+
+
+@triton.jit
+def _sub_block(g, beta, k, p, i_t, j, i_b, T, H, i_h, K, c0,
+               BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, REVERSE: tl.constexpr, IPLR: tl.constexpr):
+    """Loads sub-block j: rows, mask, beta, keys, feedback keys, and its decays continuing from c0."""
+    rows, m, b_beta, b_c, b_cf = _sub_meta(g, beta, i_t, j, i_b, T, H, i_h, c0, BT, BC, REVERSE, IPLR)
     b_k = _load_rows(k, rows, m, K, BK, 0)
     b_p = _load_rows(p, rows, m, K, BK, 0)
     if IPLR:
@@ -437,8 +452,13 @@ def _sub_block(g, beta, k, p, i_t, j, i_b, T, H, i_h, K, c0,
 @triton.jit
 def _n_block(b_pi, b_betai, b_cfi, b_kj, b_cj, DIAG: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
     """Block (i, j) of N = Diag(beta) L, L = P K^T * exp(cf_i - c_j), strictly lower on the diagonal."""
+    return _n_from_raw(_dot(b_pi, tl.trans(b_kj), PREC), b_betai, b_cfi, b_cj, DIAG, BC)
+
+
+@triton.jit
+def _n_from_raw(b_A, b_betai, b_cfi, b_cj, DIAG: tl.constexpr, BC: tl.constexpr):
+    """_n_block from the raw product block P_i K_j^T."""
     o = tl.arange(0, BC)
-    b_A = _dot(b_pi, tl.trans(b_kj), PREC)
     if DIAG:
         m = o[:, None] > o[None, :]
         b_A = tl.where(m, b_A * tl.exp(tl.where(m, b_cfi[:, None] - b_cj[None, :], 0.)), 0.)
@@ -536,6 +556,58 @@ def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: 
 
 
 @triton.jit
+def _chunk_inverse_kb(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, KB: tl.constexpr,
+                      REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr):
+    """_chunk_inverse with the keys and feedback keys read KB columns at a time (PREPARE_KB): the ten raw P_i K_j^T
+    blocks accumulated over the K blocks, so that no [16, K] tile outlives its block (at head size 128 the
+    whole-K form holds eight [16, 128] tiles through the inverse). Returns the sub-blocks' rows, masks, beta and
+    decays and the X_ij, without k and p."""
+    tl.static_assert(BT == 64, "four 16-token sub-blocks: 64-position chunks")
+    BC: tl.constexpr = 16
+    o = tl.arange(0, BC)
+    r0, m0, be0, c0, cf0 = _sub_meta(g, beta, i_t, 0, i_b, T, H, i_h, 0., BT, BC, REVERSE, IPLR)
+    r1, m1, be1, c1, cf1 = _sub_meta(g, beta, i_t, 1, i_b, T, H, i_h, tl.sum(tl.where(o == BC - 1, c0, 0.), 0), BT,
+                                     BC, REVERSE, IPLR)
+    r2, m2, be2, c2, cf2 = _sub_meta(g, beta, i_t, 2, i_b, T, H, i_h, tl.sum(tl.where(o == BC - 1, c1, 0.), 0), BT,
+                                     BC, REVERSE, IPLR)
+    r3, m3, be3, c3, cf3 = _sub_meta(g, beta, i_t, 3, i_b, T, H, i_h, tl.sum(tl.where(o == BC - 1, c2, 0.), 0), BT,
+                                     BC, REVERSE, IPLR)
+    A00 = tl.zeros([BC, BC], dtype=tl.float32)
+    A11, A22, A33, A10, A20, A21, A30, A31, A32 = A00, A00, A00, A00, A00, A00, A00, A00, A00
+    for i_k in range(0, tl.cdiv(K, KB)):
+        k0 = _load_rows(k, r0, m0, K, KB, i_k * KB)
+        k1 = _load_rows(k, r1, m1, K, KB, i_k * KB)
+        k2 = _load_rows(k, r2, m2, K, KB, i_k * KB)
+        k3 = _load_rows(k, r3, m3, K, KB, i_k * KB)
+        p0 = _load_rows(p, r0, m0, K, KB, i_k * KB)
+        p1 = _load_rows(p, r1, m1, K, KB, i_k * KB)
+        p2 = _load_rows(p, r2, m2, K, KB, i_k * KB)
+        p3 = _load_rows(p, r3, m3, K, KB, i_k * KB)
+        A00 += _dot(p0, tl.trans(k0), PREC)
+        A11 += _dot(p1, tl.trans(k1), PREC)
+        A22 += _dot(p2, tl.trans(k2), PREC)
+        A33 += _dot(p3, tl.trans(k3), PREC)
+        A10 += _dot(p1, tl.trans(k0), PREC)
+        A20 += _dot(p2, tl.trans(k0), PREC)
+        A21 += _dot(p2, tl.trans(k1), PREC)
+        A30 += _dot(p3, tl.trans(k0), PREC)
+        A31 += _dot(p3, tl.trans(k1), PREC)
+        A32 += _dot(p3, tl.trans(k2), PREC)
+    f = 2. if IPLR else 1.  # IPLR's feedback keys are 2 P
+    X00 = _inv_diag(_n_from_raw(A00 * f, be0, cf0, c0, True, BC), BC, DOUBLING)
+    X11 = _inv_diag(_n_from_raw(A11 * f, be1, cf1, c1, True, BC), BC, DOUBLING)
+    X22 = _inv_diag(_n_from_raw(A22 * f, be2, cf2, c2, True, BC), BC, DOUBLING)
+    X33 = _inv_diag(_n_from_raw(A33 * f, be3, cf3, c3, True, BC), BC, DOUBLING)
+    X10, X20, X21, X30, X31, X32 = _off_diagonal_inverse(
+        X00, X11, X22, X33, _n_from_raw(A10 * f, be1, cf1, c0, False, BC),
+        _n_from_raw(A20 * f, be2, cf2, c0, False, BC), _n_from_raw(A21 * f, be2, cf2, c1, False, BC),
+        _n_from_raw(A30 * f, be3, cf3, c0, False, BC),
+        _n_from_raw(A31 * f, be3, cf3, c1, False, BC), _n_from_raw(A32 * f, be3, cf3, c2, False, BC), PREC)
+    return (r0, m0, be0, c0, cf0, r1, m1, be1, c1, cf1, r2, m2, be2, c2, cf2, r3, m3, be3, c3, cf3,
+            X00, X10, X11, X20, X21, X22, X30, X31, X32, X33)
+
+
+@triton.jit
 def _lower_product(X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2, y3, PREC: tl.constexpr):
     """The four 16-row blocks of M Y, M block lower triangular in 16-row blocks X_ij, Y in 16-row blocks y_j."""
     return (_dot(X00, y0, PREC),
@@ -612,26 +684,8 @@ def _blocked_start(T, H, K, BT: tl.constexpr, BK: tl.constexpr, CS: tl.constexpr
 
 
 @triton.jit
-def _fwd_prepare_blocked(
-    k, p, v, g, beta, M, W, U, A, R,
-    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
-    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
-    AFFINE: tl.constexpr = False, ZO=None, ZERO_O: tl.constexpr = False,
-):
-    """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only.
-    AFFINE (the transition walk with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's forward writes
-    it, A = e^c_last I - K~^T W (K~^T W alone in half maps) and R = K~^T U0, from the W and U0 blocks it holds, so
-    that kernel is not launched."""
-    tl.static_assert(BT == 64, "_fwd_prepare_blocked is written for 64-position chunks (32: _fwd_prepare_blocked2)")
-    BC: tl.constexpr = 16
-    i_t, i_bh, i_b, i_h, NT, o, o_k, m_k = _blocked_start(T, H, K, BT, BK, CS, I0, BC)
-    if ZERO_O:  # the summed output's zero fill (ATOMIC_SUM), before the output kernel adds into it
-        _zero_chunk(ZO, i_t, i_bh, T, H, V, BT, BV, CS)
-    (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
-     r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
-        g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC, DOUBLING)
-    base_c = (i_bh * NT + i_t) * CS
+def _store_inverse(M, base_c, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BT: tl.constexpr, BC: tl.constexpr):
+    """M's sixteen 16x16 blocks (zeros above the block diagonal) for chunk slot base_c."""
     zero = tl.zeros([BC, BC], dtype=tl.float32)
     _store_m_block(M, base_c, X00, 0, 0, BT, BC)
     _store_m_block(M, base_c, zero, 0, 1, BT, BC)
@@ -649,6 +703,70 @@ def _fwd_prepare_blocked(
     _store_m_block(M, base_c, X31, 3, 1, BT, BC)
     _store_m_block(M, base_c, X32, 3, 2, BT, BC)
     _store_m_block(M, base_c, X33, 3, 3, BT, BC)
+
+
+@triton.jit
+def _prepare_kb(k, p, v, g, beta, M, W, U, i_t, i_bh, i_b, i_h, NT, T, H: tl.constexpr, K: tl.constexpr,
+                V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, KB: tl.constexpr,
+                REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr):
+    """_fwd_prepare_blocked's work with K in blocks of KB (PREPARE_KB): M from _chunk_inverse_kb, then W = M
+    Diag(beta e^cf) P and U0 = M Diag(beta) V a column block at a time."""
+    BC: tl.constexpr = 16
+    o = tl.arange(0, BC)
+    (r0, m0, be0, c0, cf0, r1, m1, be1, c1, cf1, r2, m2, be2, c2, cf2, r3, m3, be3, c3, cf3,
+     X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse_kb(
+        g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, KB, REVERSE, IPLR, PREC, DOUBLING)
+    base_c = (i_bh * NT + i_t) * CS
+    _store_inverse(M, base_c, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BT, BC)
+    f = 2. if IPLR else 1.
+    s0, s1, s2, s3 = be0 * tl.exp(cf0) * f, be1 * tl.exp(cf1) * f, be2 * tl.exp(cf2) * f, be3 * tl.exp(cf3) * f
+    for i_k in range(0, tl.cdiv(K, KB)):
+        o_k = i_k * KB + tl.arange(0, KB)
+        _store_lower_product(W + (base_c + o)[:, None] * K + o_k[None, :], K, (o_k < K)[None, :],
+                             X00, X10, X11, X20, X21, X22, X30, X31, X32, X33,
+                             _load_rows(p, r0, m0, K, KB, i_k * KB) * s0[:, None],
+                             _load_rows(p, r1, m1, K, KB, i_k * KB) * s1[:, None],
+                             _load_rows(p, r2, m2, K, KB, i_k * KB) * s2[:, None],
+                             _load_rows(p, r3, m3, K, KB, i_k * KB) * s3[:, None], BC, PREC)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        _store_lower_product(U + (base_c + o)[:, None] * V + o_v[None, :], V, (o_v < V)[None, :],
+                             X00, X10, X11, X20, X21, X22, X30, X31, X32, X33,
+                             _load_rows(v, r0, m0, V, BV, i_v * BV) * be0[:, None],
+                             _load_rows(v, r1, m1, V, BV, i_v * BV) * be1[:, None],
+                             _load_rows(v, r2, m2, V, BV, i_v * BV) * be2[:, None],
+                             _load_rows(v, r3, m3, V, BV, i_v * BV) * be3[:, None], BC, PREC)
+
+
+@triton.jit
+def _fwd_prepare_blocked(
+    k, p, v, g, beta, M, W, U, A, R,
+    T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
+    REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
+    AFFINE: tl.constexpr = False, ZO=None, ZERO_O: tl.constexpr = False,
+    KB: tl.constexpr = 0,  # PREPARE_KB: keys and feedback keys read KB columns at a time (0: whole K tiles)
+):
+    """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only.
+    AFFINE (the transition walk with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's forward writes
+    it, A = e^c_last I - K~^T W (K~^T W alone in half maps) and R = K~^T U0, from the W and U0 blocks it holds, so
+    that kernel is not launched. KB (PREPARE_KB, not with AFFINE): the inverse from K blocks (_chunk_inverse_kb) and W
+    written a K block at a time, the feedback keys read again."""
+    tl.static_assert(BT == 64, "_fwd_prepare_blocked is written for 64-position chunks (32: _fwd_prepare_blocked2)")
+    tl.static_assert(KB == 0 or not AFFINE, "the K-blocked prepare does not write the transition maps")
+    BC: tl.constexpr = 16
+    i_t, i_bh, i_b, i_h, NT, o, o_k, m_k = _blocked_start(T, H, K, BT, BK, CS, I0, BC)
+    if ZERO_O:  # the summed output's zero fill (ATOMIC_SUM), before the output kernel adds into it
+        _zero_chunk(ZO, i_t, i_bh, T, H, V, BT, BV, CS)
+    if KB > 0:
+        _prepare_kb(k, p, v, g, beta, M, W, U, i_t, i_bh, i_b, i_h, NT, T, H, K, V, BT, BV, CS, KB, REVERSE, IPLR, PREC,
+                    DOUBLING)
+        return
+    (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
+     r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
+        g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC, DOUBLING)
+    base_c = (i_bh * NT + i_t) * CS
+    _store_inverse(M, base_c, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BT, BC)
     # W = M Diag(beta e^cf) P, block row by block row
     q0 = p0 * (be0 * tl.exp(cf0))[:, None]
     q1 = p1 * (be1 * tl.exp(cf1))[:, None]
@@ -2390,8 +2508,10 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     folded = transition and BLOCKED_INVERSE and BT == 64 and _fold("fwd", V, dev, meta["BK"])
     maps = _transition_maps(BH, NT, K, V, dev, q.dtype) if folded else None
     if BLOCKED_INVERSE and BT == 64:  # a short last chunk's inverse by row substitution on its small tile
+        kb = PREPARE_KB if maps is None and 0 < PREPARE_KB < meta["BK"] else 0
         _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, (*prep_args, *(maps or (None, None))),
                        dict(low, DOUBLING=DOUBLING_INVERSE, AFFINE=maps is not None, **zero_o,
+                            **({"KB": kb} if kb else {}),
                             **({"CONFIG_AS": "_fwd_prepare_blocked_affine"} if maps is not None else {})),
                        tail_kernel=_fwd_prepare, tail_meta=dict(low, **zero_o), tail_args=prep_args)
     elif BLOCKED_INVERSE:
