@@ -706,36 +706,40 @@ def _store_inverse(M, base_c, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, 
 
 
 @triton.jit
+def _store_scaled_lower(out, src, D, BD: tl.constexpr, base_c, r0, m0, r1, m1, r2, m2, r3, m3, s0, s1, s2, s3,
+                        X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BC: tl.constexpr, PREC: tl.constexpr):
+    """Chunk slot base_c of out = M Diag(s) src[rows], src a [B, T, H, D] input read at the four sub-blocks' rows,
+    BD columns at a time (_prepare_kb's W and U0)."""
+    o = tl.arange(0, BC)
+    for i_d in range(0, tl.cdiv(D, BD)):
+        o_d = i_d * BD + tl.arange(0, BD)
+        _store_lower_product(out + (base_c + o)[:, None] * D + o_d[None, :], D, (o_d < D)[None, :],
+                             X00, X10, X11, X20, X21, X22, X30, X31, X32, X33,
+                             _load_rows(src, r0, m0, D, BD, i_d * BD) * s0[:, None],
+                             _load_rows(src, r1, m1, D, BD, i_d * BD) * s1[:, None],
+                             _load_rows(src, r2, m2, D, BD, i_d * BD) * s2[:, None],
+                             _load_rows(src, r3, m3, D, BD, i_d * BD) * s3[:, None], BC, PREC)
+
+
+@triton.jit
 def _prepare_kb(k, p, v, g, beta, M, W, U, i_t, i_bh, i_b, i_h, NT, T, H: tl.constexpr, K: tl.constexpr,
                 V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, KB: tl.constexpr,
                 REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr):
     """_fwd_prepare_blocked's work with K in blocks of KB (PREPARE_KB): M from _chunk_inverse_kb, then W = M
     Diag(beta e^cf) P and U0 = M Diag(beta) V a column block at a time."""
     BC: tl.constexpr = 16
-    o = tl.arange(0, BC)
     (r0, m0, be0, c0, cf0, r1, m1, be1, c1, cf1, r2, m2, be2, c2, cf2, r3, m3, be3, c3, cf3,
      X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse_kb(
         g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, KB, REVERSE, IPLR, PREC, DOUBLING)
     base_c = (i_bh * NT + i_t) * CS
     _store_inverse(M, base_c, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BT, BC)
-    f = 2. if IPLR else 1.
-    s0, s1, s2, s3 = be0 * tl.exp(cf0) * f, be1 * tl.exp(cf1) * f, be2 * tl.exp(cf2) * f, be3 * tl.exp(cf3) * f
-    for i_k in range(0, tl.cdiv(K, KB)):
-        o_k = i_k * KB + tl.arange(0, KB)
-        _store_lower_product(W + (base_c + o)[:, None] * K + o_k[None, :], K, (o_k < K)[None, :],
-                             X00, X10, X11, X20, X21, X22, X30, X31, X32, X33,
-                             _load_rows(p, r0, m0, K, KB, i_k * KB) * s0[:, None],
-                             _load_rows(p, r1, m1, K, KB, i_k * KB) * s1[:, None],
-                             _load_rows(p, r2, m2, K, KB, i_k * KB) * s2[:, None],
-                             _load_rows(p, r3, m3, K, KB, i_k * KB) * s3[:, None], BC, PREC)
-    for i_v in range(0, tl.cdiv(V, BV)):
-        o_v = i_v * BV + tl.arange(0, BV)
-        _store_lower_product(U + (base_c + o)[:, None] * V + o_v[None, :], V, (o_v < V)[None, :],
-                             X00, X10, X11, X20, X21, X22, X30, X31, X32, X33,
-                             _load_rows(v, r0, m0, V, BV, i_v * BV) * be0[:, None],
-                             _load_rows(v, r1, m1, V, BV, i_v * BV) * be1[:, None],
-                             _load_rows(v, r2, m2, V, BV, i_v * BV) * be2[:, None],
-                             _load_rows(v, r3, m3, V, BV, i_v * BV) * be3[:, None], BC, PREC)
+    f = 2. if IPLR else 1.  # IPLR's feedback keys are 2 P
+    # W = M Diag(beta e^cf) P a K block at a time, U0 = M Diag(beta) V a V block at a time
+    _store_scaled_lower(W, p, K, KB, base_c, r0, m0, r1, m1, r2, m2, r3, m3, be0 * tl.exp(cf0) * f,
+                        be1 * tl.exp(cf1) * f, be2 * tl.exp(cf2) * f, be3 * tl.exp(cf3) * f,
+                        X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BC, PREC)
+    _store_scaled_lower(U, v, V, BV, base_c, r0, m0, r1, m1, r2, m2, r3, m3, be0, be1, be2, be3,
+                        X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BC, PREC)
 
 
 @triton.jit
