@@ -200,10 +200,6 @@ COMPLETE_IN_GRADS = os.environ.get("COMBA_COMPLETE_IN_GRADS", "1") == "1"
 PREPARE_KB = int(os.environ.get("COMBA_PREPARE_KB", "0"))
 if PREPARE_KB and (PREPARE_KB < 16 or PREPARE_KB & (PREPARE_KB - 1)):
     raise ValueError(f"COMBA_PREPARE_KB must be 0 or a power of two from 16, got {PREPARE_KB}")
-# COMBA_INVERSE_N_FIRST (session 31; default 0): the whole-K inverse (_chunk_inverse) forms all ten N blocks before
-# the diagonal inverses (_inverse_from_n, the order _chunk_inverse_kb uses) instead of inverting each diagonal block
-# as soon as it is formed. Compiled for sm_90 it changes the prepare's registers and spills (session 30, KERNELS.md).
-INVERSE_N_FIRST = os.environ.get("COMBA_INVERSE_N_FIRST", "0") == "1"
 # COMBA_SHARED_DO (default 1 since session 27; 0: dO stacked per direction): comba_bidirectional with merge "sum" or
 # "mean" on the one-launch path returns the two scans' outputs summed by the operator itself (custom op
 # chunk_fwd_sum), so its gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows),
@@ -541,8 +537,7 @@ def _store_m_block(M, base_c, b_X, i: tl.constexpr, j: tl.constexpr, BT: tl.cons
 
 @triton.jit
 def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: tl.constexpr,
-                   REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
-                   N_FIRST: tl.constexpr = False):
+                   REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr):
     """Chunk i_t as four 16-token sub-blocks (rows, mask, beta, k, p, c, cf of each) and the ten nonzero
     16x16 blocks X_ij of M = (I + Diag(beta) L)^-1: diagonal blocks by row substitution (15 steps on 16x16
     tiles instead of 63 on 64x64), the rest by 16x16 products."""
@@ -557,25 +552,16 @@ def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: 
                                               tl.sum(tl.where(o == BC - 1, c1, 0.), 0), BT, BC, BK, REVERSE, IPLR)
     r3, m3, be3, k3, p3, c3, cf3 = _sub_block(g, beta, k, p, i_t, 3, i_b, T, H, i_h, K,
                                               tl.sum(tl.where(o == BC - 1, c2, 0.), 0), BT, BC, BK, REVERSE, IPLR)
-    if N_FIRST:  # INVERSE_N_FIRST
-        X00, X10, X11, X20, X21, X22, X30, X31, X32, X33 = _inverse_from_n(
-            _n_block(p0, be0, cf0, k0, c0, True, BC, PREC), _n_block(p1, be1, cf1, k1, c1, True, BC, PREC),
-            _n_block(p2, be2, cf2, k2, c2, True, BC, PREC), _n_block(p3, be3, cf3, k3, c3, True, BC, PREC),
-            _n_block(p1, be1, cf1, k0, c0, False, BC, PREC), _n_block(p2, be2, cf2, k0, c0, False, BC, PREC),
-            _n_block(p2, be2, cf2, k1, c1, False, BC, PREC), _n_block(p3, be3, cf3, k0, c0, False, BC, PREC),
-            _n_block(p3, be3, cf3, k1, c1, False, BC, PREC), _n_block(p3, be3, cf3, k2, c2, False, BC, PREC),
-            BC, PREC, DOUBLING)
-    else:
-        # each diagonal block inverted as soon as it is formed
-        X00 = _inv_diag(_n_block(p0, be0, cf0, k0, c0, True, BC, PREC), BC, DOUBLING)
-        X11 = _inv_diag(_n_block(p1, be1, cf1, k1, c1, True, BC, PREC), BC, DOUBLING)
-        X22 = _inv_diag(_n_block(p2, be2, cf2, k2, c2, True, BC, PREC), BC, DOUBLING)
-        X33 = _inv_diag(_n_block(p3, be3, cf3, k3, c3, True, BC, PREC), BC, DOUBLING)
-        X10, X20, X21, X30, X31, X32 = _off_diagonal_inverse(
-            X00, X11, X22, X33, _n_block(p1, be1, cf1, k0, c0, False, BC, PREC),
-            _n_block(p2, be2, cf2, k0, c0, False, BC, PREC), _n_block(p2, be2, cf2, k1, c1, False, BC, PREC),
-            _n_block(p3, be3, cf3, k0, c0, False, BC, PREC), _n_block(p3, be3, cf3, k1, c1, False, BC, PREC),
-            _n_block(p3, be3, cf3, k2, c2, False, BC, PREC), PREC)
+    # all ten N blocks formed before the diagonal inverses (session 31: at (8, 2048, 16, 128) the prepare's sm_90
+    # spills 1352 -> 740 bytes a thread and the forward 0.798 -> 0.740 ms against inverting each diagonal block as
+    # soon as it was formed; the image shapes unchanged)
+    X00, X10, X11, X20, X21, X22, X30, X31, X32, X33 = _inverse_from_n(
+        _n_block(p0, be0, cf0, k0, c0, True, BC, PREC), _n_block(p1, be1, cf1, k1, c1, True, BC, PREC),
+        _n_block(p2, be2, cf2, k2, c2, True, BC, PREC), _n_block(p3, be3, cf3, k3, c3, True, BC, PREC),
+        _n_block(p1, be1, cf1, k0, c0, False, BC, PREC), _n_block(p2, be2, cf2, k0, c0, False, BC, PREC),
+        _n_block(p2, be2, cf2, k1, c1, False, BC, PREC), _n_block(p3, be3, cf3, k0, c0, False, BC, PREC),
+        _n_block(p3, be3, cf3, k1, c1, False, BC, PREC), _n_block(p3, be3, cf3, k2, c2, False, BC, PREC),
+        BC, PREC, DOUBLING)
     return (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
             r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33)
 
@@ -773,7 +759,6 @@ def _fwd_prepare_blocked(
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
     AFFINE: tl.constexpr = False, ZO=None, ZERO_O: tl.constexpr = False,
     KB: tl.constexpr = 0,  # PREPARE_KB: keys and feedback keys read KB columns at a time (0: whole K tiles)
-    N_FIRST: tl.constexpr = False,  # INVERSE_N_FIRST
 ):
     """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only.
     AFFINE (the transition walk with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's forward writes
@@ -792,7 +777,7 @@ def _fwd_prepare_blocked(
         return
     (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
      r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
-        g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC, DOUBLING, N_FIRST)
+        g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC, DOUBLING)
     base_c = (i_bh * NT + i_t) * CS
     _store_inverse(M, base_c, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BT, BC)
     # W = M Diag(beta e^cf) P, block row by block row
@@ -2539,7 +2524,7 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
         kb = PREPARE_KB if maps is None and 0 < PREPARE_KB < meta["BK"] else 0
         _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, (*prep_args, *(maps or (None, None))),
                        dict(low, DOUBLING=DOUBLING_INVERSE, AFFINE=maps is not None, **zero_o,
-                            **({"KB": kb} if kb else {}), **({"N_FIRST": True} if INVERSE_N_FIRST and not kb else {}),
+                            **({"KB": kb} if kb else {}),
                             **({"CONFIG_AS": "_fwd_prepare_blocked_affine"} if maps is not None else {})),
                        tail_kernel=_fwd_prepare, tail_meta=dict(low, **zero_o), tail_args=prep_args)
     elif BLOCKED_INVERSE:
