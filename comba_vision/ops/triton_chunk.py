@@ -192,14 +192,6 @@ ZERO_IN_KERNELS = os.environ.get("COMBA_ZERO_IN_KERNELS", "1") == "1"
 # memory access with two heads; right with ORDERED_GRADS=0, at V = 32, and in the interpreter), as it had the folded
 # _bwd_dv_local at V = 16 (_fold).
 COMPLETE_IN_GRADS = os.environ.get("COMBA_COMPLETE_IN_GRADS", "1") == "1"
-# COMBA_PREPARE_KB (session 30; default 0, off; untimed): the blocked prepare reads keys and feedback keys PREPARE_KB
-# columns at a time where the padded head size is larger (not with the transition maps folded in), accumulating the
-# inverse's ten P_i K_j^T blocks over the K blocks and writing W a K block at a time (_prepare_kb), the feedback
-# keys read twice. At (8, 2048, 16, 128), one direction, compiled here for sm_90: the whole-K prepare spills 1352
-# bytes a thread on its 2 warps (924 on 4, 692 on 8); the language-model forward is 1.44x fla's there (session 30).
-PREPARE_KB = int(os.environ.get("COMBA_PREPARE_KB", "0"))
-if PREPARE_KB and (PREPARE_KB < 16 or PREPARE_KB & (PREPARE_KB - 1)):
-    raise ValueError(f"COMBA_PREPARE_KB must be 0 or a power of two from 16, got {PREPARE_KB}")
 # COMBA_SHARED_DO (default 1 since session 27; 0: dO stacked per direction): comba_bidirectional with merge "sum" or
 # "mean" on the one-launch path returns the two scans' outputs summed by the operator itself (custom op
 # chunk_fwd_sum), so its gradient is one [B, T, H, V] dO that both directions' backward kernels read (_do_rows),
@@ -567,56 +559,6 @@ def _chunk_inverse(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, BK: 
 
 
 @triton.jit
-def _chunk_inverse_kb(g, beta, k, p, i_t, i_b, T, H, i_h, K, BT: tl.constexpr, KB: tl.constexpr,
-                      REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr):
-    """_chunk_inverse with the keys and feedback keys read KB columns at a time (PREPARE_KB): the ten raw P_i K_j^T
-    blocks accumulated over the K blocks, so that no [16, K] tile outlives its block (at head size 128 the
-    whole-K form holds eight [16, 128] tiles through the inverse). Returns the sub-blocks' rows, masks, beta and
-    decays and the X_ij, without k and p."""
-    tl.static_assert(BT == 64, "four 16-token sub-blocks: 64-position chunks")
-    BC: tl.constexpr = 16
-    o = tl.arange(0, BC)
-    r0, m0, be0, c0, cf0 = _sub_meta(g, beta, i_t, 0, i_b, T, H, i_h, 0., BT, BC, REVERSE, IPLR)
-    r1, m1, be1, c1, cf1 = _sub_meta(g, beta, i_t, 1, i_b, T, H, i_h, tl.sum(tl.where(o == BC - 1, c0, 0.), 0), BT,
-                                     BC, REVERSE, IPLR)
-    r2, m2, be2, c2, cf2 = _sub_meta(g, beta, i_t, 2, i_b, T, H, i_h, tl.sum(tl.where(o == BC - 1, c1, 0.), 0), BT,
-                                     BC, REVERSE, IPLR)
-    r3, m3, be3, c3, cf3 = _sub_meta(g, beta, i_t, 3, i_b, T, H, i_h, tl.sum(tl.where(o == BC - 1, c2, 0.), 0), BT,
-                                     BC, REVERSE, IPLR)
-    A00 = tl.zeros([BC, BC], dtype=tl.float32)
-    A11, A22, A33, A10, A20, A21, A30, A31, A32 = A00, A00, A00, A00, A00, A00, A00, A00, A00
-    for i_k in range(0, tl.cdiv(K, KB)):
-        k0 = _load_rows(k, r0, m0, K, KB, i_k * KB)
-        k1 = _load_rows(k, r1, m1, K, KB, i_k * KB)
-        k2 = _load_rows(k, r2, m2, K, KB, i_k * KB)
-        k3 = _load_rows(k, r3, m3, K, KB, i_k * KB)
-        p0 = _load_rows(p, r0, m0, K, KB, i_k * KB)
-        p1 = _load_rows(p, r1, m1, K, KB, i_k * KB)
-        p2 = _load_rows(p, r2, m2, K, KB, i_k * KB)
-        p3 = _load_rows(p, r3, m3, K, KB, i_k * KB)
-        A00 += _dot(p0, tl.trans(k0), PREC)
-        A11 += _dot(p1, tl.trans(k1), PREC)
-        A22 += _dot(p2, tl.trans(k2), PREC)
-        A33 += _dot(p3, tl.trans(k3), PREC)
-        A10 += _dot(p1, tl.trans(k0), PREC)
-        A20 += _dot(p2, tl.trans(k0), PREC)
-        A21 += _dot(p2, tl.trans(k1), PREC)
-        A30 += _dot(p3, tl.trans(k0), PREC)
-        A31 += _dot(p3, tl.trans(k1), PREC)
-        A32 += _dot(p3, tl.trans(k2), PREC)
-    f = 2. if IPLR else 1.  # IPLR's feedback keys are 2 P
-    X00, X10, X11, X20, X21, X22, X30, X31, X32, X33 = _inverse_from_n(
-        _n_from_raw(A00 * f, be0, cf0, c0, True, BC), _n_from_raw(A11 * f, be1, cf1, c1, True, BC),
-        _n_from_raw(A22 * f, be2, cf2, c2, True, BC), _n_from_raw(A33 * f, be3, cf3, c3, True, BC),
-        _n_from_raw(A10 * f, be1, cf1, c0, False, BC), _n_from_raw(A20 * f, be2, cf2, c0, False, BC),
-        _n_from_raw(A21 * f, be2, cf2, c1, False, BC), _n_from_raw(A30 * f, be3, cf3, c0, False, BC),
-        _n_from_raw(A31 * f, be3, cf3, c1, False, BC), _n_from_raw(A32 * f, be3, cf3, c2, False, BC),
-        BC, PREC, DOUBLING)
-    return (r0, m0, be0, c0, cf0, r1, m1, be1, c1, cf1, r2, m2, be2, c2, cf2, r3, m3, be3, c3, cf3,
-            X00, X10, X11, X20, X21, X22, X30, X31, X32, X33)
-
-
-@triton.jit
 def _lower_product(X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, y0, y1, y2, y3, PREC: tl.constexpr):
     """The four 16-row blocks of M Y, M block lower triangular in 16-row blocks X_ij, Y in 16-row blocks y_j."""
     return (_dot(X00, y0, PREC),
@@ -715,66 +657,22 @@ def _store_inverse(M, base_c, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, 
 
 
 @triton.jit
-def _store_scaled_lower(out, src, D, BD: tl.constexpr, base_c, r0, m0, r1, m1, r2, m2, r3, m3, s0, s1, s2, s3,
-                        X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BC: tl.constexpr, PREC: tl.constexpr):
-    """Chunk slot base_c of out = M Diag(s) src[rows], src a [B, T, H, D] input read at the four sub-blocks' rows,
-    BD columns at a time (_prepare_kb's W and U0)."""
-    o = tl.arange(0, BC)
-    for i_d in range(0, tl.cdiv(D, BD)):
-        o_d = i_d * BD + tl.arange(0, BD)
-        _store_lower_product(out + (base_c + o)[:, None] * D + o_d[None, :], D, (o_d < D)[None, :],
-                             X00, X10, X11, X20, X21, X22, X30, X31, X32, X33,
-                             _load_rows(src, r0, m0, D, BD, i_d * BD) * s0[:, None],
-                             _load_rows(src, r1, m1, D, BD, i_d * BD) * s1[:, None],
-                             _load_rows(src, r2, m2, D, BD, i_d * BD) * s2[:, None],
-                             _load_rows(src, r3, m3, D, BD, i_d * BD) * s3[:, None], BC, PREC)
-
-
-@triton.jit
-def _prepare_kb(k, p, v, g, beta, M, W, U, i_t, i_bh, i_b, i_h, NT, T, H: tl.constexpr, K: tl.constexpr,
-                V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, KB: tl.constexpr,
-                REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr):
-    """_fwd_prepare_blocked's work with K in blocks of KB (PREPARE_KB): M from _chunk_inverse_kb, then W = M
-    Diag(beta e^cf) P and U0 = M Diag(beta) V a column block at a time."""
-    BC: tl.constexpr = 16
-    (r0, m0, be0, c0, cf0, r1, m1, be1, c1, cf1, r2, m2, be2, c2, cf2, r3, m3, be3, c3, cf3,
-     X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse_kb(
-        g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, KB, REVERSE, IPLR, PREC, DOUBLING)
-    base_c = (i_bh * NT + i_t) * CS
-    _store_inverse(M, base_c, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BT, BC)
-    f = 2. if IPLR else 1.  # IPLR's feedback keys are 2 P
-    # W = M Diag(beta e^cf) P a K block at a time, U0 = M Diag(beta) V a V block at a time
-    _store_scaled_lower(W, p, K, KB, base_c, r0, m0, r1, m1, r2, m2, r3, m3, be0 * tl.exp(cf0) * f,
-                        be1 * tl.exp(cf1) * f, be2 * tl.exp(cf2) * f, be3 * tl.exp(cf3) * f,
-                        X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BC, PREC)
-    _store_scaled_lower(U, v, V, BV, base_c, r0, m0, r1, m1, r2, m2, r3, m3, be0, be1, be2, be3,
-                        X00, X10, X11, X20, X21, X22, X30, X31, X32, X33, BC, PREC)
-
-
-@triton.jit
 def _fwd_prepare_blocked(
     k, p, v, g, beta, M, W, U, A, R,
     T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CS: tl.constexpr, I0,
     REVERSE: tl.constexpr, IPLR: tl.constexpr, PREC: tl.constexpr, DOUBLING: tl.constexpr,
     AFFINE: tl.constexpr = False, ZO=None, ZERO_O: tl.constexpr = False,
-    KB: tl.constexpr = 0,  # PREPARE_KB: keys and feedback keys read KB columns at a time (0: whole K tiles)
 ):
     """Same outputs as _fwd_prepare, with the 64x64 inverse done blockwise (_chunk_inverse). Whole chunks only.
     AFFINE (the transition walk with TRANSITION_FOLD): also the chunk's affine map as _chunk_affine's forward writes
     it, A = e^c_last I - K~^T W (K~^T W alone in half maps) and R = K~^T U0, from the W and U0 blocks it holds, so
-    that kernel is not launched. KB (PREPARE_KB, not with AFFINE): the inverse from K blocks (_chunk_inverse_kb) and W
-    written a K block at a time, the feedback keys read again."""
+    that kernel is not launched."""
     tl.static_assert(BT == 64, "_fwd_prepare_blocked is written for 64-position chunks (32: _fwd_prepare_blocked2)")
-    tl.static_assert(KB == 0 or not AFFINE, "the K-blocked prepare does not write the transition maps")
     BC: tl.constexpr = 16
     i_t, i_bh, i_b, i_h, NT, o, o_k, m_k = _blocked_start(T, H, K, BT, BK, CS, I0, BC)
     if ZERO_O:  # the summed output's zero fill (ATOMIC_SUM), before the output kernel adds into it
         _zero_chunk(ZO, i_t, i_bh, T, H, V, BT, BV, CS)
-    if KB > 0:
-        _prepare_kb(k, p, v, g, beta, M, W, U, i_t, i_bh, i_b, i_h, NT, T, H, K, V, BT, BV, CS, KB, REVERSE, IPLR, PREC,
-                    DOUBLING)
-        return
     (r0, m0, be0, k0, p0, c0, cf0, r1, m1, be1, k1, p1, c1, cf1, r2, m2, be2, k2, p2, c2, cf2,
      r3, m3, be3, k3, p3, c3, cf3, X00, X10, X11, X20, X21, X22, X30, X31, X32, X33) = _chunk_inverse(
         g, beta, k, p, i_t, i_b, T, H, i_h, K, BT, BK, REVERSE, IPLR, PREC, DOUBLING)
@@ -2521,10 +2419,8 @@ def comba_fwd_triton(q, k, v, p, g, beta, scale, initial_state, output_final_sta
     folded = transition and BLOCKED_INVERSE and BT == 64 and _fold("fwd", V, dev, meta["BK"])
     maps = _transition_maps(BH, NT, K, V, dev, q.dtype) if folded else None
     if BLOCKED_INVERSE and BT == 64:  # a short last chunk's inverse by row substitution on its small tile
-        kb = PREPARE_KB if maps is None and 0 < PREPARE_KB < meta["BK"] else 0
         _launch_chunks(_fwd_prepare_blocked, NT, tail, BH, (*prep_args, *(maps or (None, None))),
                        dict(low, DOUBLING=DOUBLING_INVERSE, AFFINE=maps is not None, **zero_o,
-                            **({"KB": kb} if kb else {}),
                             **({"CONFIG_AS": "_fwd_prepare_blocked_affine"} if maps is not None else {})),
                        tail_kernel=_fwd_prepare, tail_meta=dict(low, **zero_o), tail_args=prep_args)
     elif BLOCKED_INVERSE:

@@ -271,31 +271,6 @@ def test_precomputed_products_at_small_head_size(monkeypatch, variant, reverse, 
     assert max(errs.values()) <= 1e-4, errs
 
 
-@pytest.mark.skipif(not (INTERPRETING or HAS_CUDA), reason="needs CUDA or TRITON_INTERPRET=1")
-@pytest.mark.parametrize("T, K, V, variant, reverse, kb", [
-    (130, 128, 64, "iplr", True, 64), (197, 48, 40, "splr", False, 32), (128, 64, 32, "splr", True, 16)])
-def test_prepare_k_blocks(monkeypatch, T, K, V, variant, reverse, kb):
-    """COMBA_PREPARE_KB: the blocked prepare reading keys and feedback keys kb columns at a time (the inverse's
-    blocks accumulated over the K blocks, W written a K block at a time). Output, final state and every gradient
-    against the float64 step recurrence: head size 128 in two blocks with a short last chunk (T = 130, whose tail
-    goes to _fwd_prepare), a head size below its padded tile (K = 48: the second block half masked), four blocks of
-    16 over whole chunks only, IPLR (feedback keys 2 P) and the reverse scan; every blocked prepare launch took kb.
-    Then both directions in one launch against the float64 PyTorch path."""
-    import comba_vision.ops.triton_chunk as tc
-    from comba_vision.bench import op_errors
-    monkeypatch.setattr(tc, "PREPARE_KB", kb)
-    launched = spy_launches(monkeypatch, tc, "KB")
-    xs, h0 = make_inputs(1, T, 2, K, V, init=True, seed=T + K)
-    if HAS_CUDA:
-        xs, h0 = [x.cuda() for x in xs], h0.cuda()
-    errs = compare_to_reference(xs, h0, variant=variant, reverse=reverse, backend="triton")
-    assert max(errs.values()) <= (1e-4 if INTERPRETING else 1e-3), errs
-    assert {b for n, b in launched if n == "_fwd_prepare_blocked"} == {kb}, launched
-    monkeypatch.setenv("COMBA_BACKEND", "triton")
-    both = op_errors((1, 130, 2, K, V), torch.float32, "cuda" if HAS_CUDA else "cpu", both=True, seed=K)
-    assert max(both.values()) <= (1e-4 if INTERPRETING else 1e-3), both
-
-
 @pytest.mark.skipif(not INTERPRETING, reason="interpreter tests run where there is no GPU")
 @pytest.mark.parametrize("T, K, V, variant, reverse", [
     (196, 32, 100, "iplr", True), (97, 48, 64, "splr", False), (70, 16, 40, "splr", True)])
